@@ -1,0 +1,292 @@
+//! Decoding that tolerates what Icarus's Jackson setup tolerated, because existing clients depend on it:
+//! `"true"` for booleans, `"4"` for numbers, `null` for "use the default", and durations both as Icarus's
+//! `{"value": 15, "unit": "MINUTES"}` object and as a string such as `"15m"` or `"1 hour"`.
+//!
+//! Use with `#[serde(default, deserialize_with = "decode::bool")]` and friends.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+struct LenientBool;
+
+impl<'de> Visitor<'de> for LenientBool {
+    type Value = Option<bool>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a boolean (true or false, also as a string)")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+        }
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A boolean that may arrive as `true`, `"true"` or `null` (false).
+pub fn bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(deserializer.deserialize_any(LenientBool)?.unwrap_or(false))
+}
+
+/// An optional boolean that may arrive as `true`, `"true"` or `null` (absent).
+pub fn option_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    deserializer.deserialize_any(LenientBool)
+}
+
+struct LenientInteger;
+
+impl<'de> Visitor<'de> for LenientInteger {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an integer (also as a string)")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            Ok(Some(v as i64))
+        } else {
+            Err(E::invalid_value(de::Unexpected::Float(v), &self))
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        v.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A 32-bit integer that may arrive as `4`, `"4"` or `null` (0). Range rules belong to validation.
+pub fn i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    let value = deserializer.deserialize_any(LenientInteger)?.unwrap_or(0);
+    i32::try_from(value)
+        .map_err(|_| de::Error::invalid_value(de::Unexpected::Signed(value), &"a 32-bit integer"))
+}
+
+/// A length of time as Icarus clients send it; serialized back in Icarus's `{value, unit}` shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+/// Java `TimeUnit` names, as Icarus's `Time` object uses them, largest first.
+const UNITS: [(&str, Duration); 7] = [
+    ("DAYS", Duration::from_secs(86_400)),
+    ("HOURS", Duration::from_secs(3_600)),
+    ("MINUTES", Duration::from_secs(60)),
+    ("SECONDS", Duration::from_secs(1)),
+    ("MILLISECONDS", Duration::from_millis(1)),
+    ("MICROSECONDS", Duration::from_micros(1)),
+    ("NANOSECONDS", Duration::from_nanos(1)),
+];
+
+/// Parses `"30s"`, `"15m"`, `"1h30m"`, `"2d"`, `"1 hour"`, `"90"` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if let Ok(seconds) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    // humantime wants "1hour"; Icarus clients also send "1 hour".
+    let mut compact = String::with_capacity(trimmed.len());
+    let mut chars = trimmed.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() {
+            let after_digit = compact.chars().last().is_some_and(|p| p.is_ascii_digit());
+            let before_letter = chars.peek().is_some_and(|n| n.is_alphabetic());
+            if after_digit && before_letter {
+                continue;
+            }
+        }
+        compact.push(c);
+    }
+    humantime::parse_duration(&compact)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); use e.g. 30s, 15m, 1h or 2d"))
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+
+        impl<'de> Visitor<'de> for DurationVisitor {
+            type Value = HumanDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a duration such as "15m" or {"value": 15, "unit": "MINUTES"}"#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_duration(v).map(HumanDuration).map_err(E::custom)
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(HumanDuration(Duration::from_secs(v)))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut value: Option<u64> = None;
+                let mut unit: Option<String> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "value" => value = Some(map.next_value()?),
+                        "unit" => unit = Some(map.next_value()?),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["value", "unit"]));
+                        }
+                    }
+                }
+                let value = value.ok_or_else(|| de::Error::missing_field("value"))?;
+                let unit = unit.ok_or_else(|| de::Error::missing_field("unit"))?;
+                let (_, size) = UNITS
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(unit.trim()))
+                    .ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "unknown unit '{unit}'; expected one of DAYS, HOURS, MINUTES, SECONDS, MILLISECONDS"
+                        ))
+                    })?;
+                u32::try_from(value)
+                    .ok()
+                    .and_then(|v| size.checked_mul(v))
+                    .map(HumanDuration)
+                    .ok_or_else(|| de::Error::custom(format!("{value} {unit} is too long")))
+            }
+        }
+
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+impl Serialize for HumanDuration {
+    /// The largest unit that expresses the duration exactly, so `"90m"` echoes as 90 MINUTES, not 1.5 HOURS.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let nanos = self.0.as_nanos();
+        let (unit, size) = UNITS
+            .iter()
+            .find(|(_, size)| nanos % size.as_nanos() == 0)
+            .unwrap_or(&UNITS[UNITS.len() - 1]);
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("value", &(nanos / size.as_nanos()))?;
+        map.serialize_entry("unit", unit)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    struct Sample {
+        #[serde(default, deserialize_with = "bool")]
+        flag: bool,
+        #[serde(default, deserialize_with = "option_bool")]
+        maybe: Option<bool>,
+        #[serde(default, deserialize_with = "i32")]
+        jobs: i32,
+    }
+
+    fn sample(value: serde_json::Value) -> Result<Sample, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn booleans_and_integers_accept_strings_and_null() {
+        let s = sample(json!({"flag": "TRUE", "maybe": "false", "jobs": "4"})).unwrap();
+        assert!(s.flag);
+        assert_eq!(s.maybe, Some(false));
+        assert_eq!(s.jobs, 4);
+        let s = sample(json!({"flag": null, "maybe": null, "jobs": null})).unwrap();
+        assert!(!s.flag);
+        assert_eq!(s.maybe, None);
+        assert_eq!(s.jobs, 0);
+        let s = sample(json!({})).unwrap();
+        assert_eq!((s.flag, s.maybe, s.jobs), (false, None, 0));
+    }
+
+    #[test]
+    fn rejects_values_that_are_not_what_they_claim() {
+        assert!(
+            sample(json!({"flag": "yes"}))
+                .unwrap_err()
+                .contains("a boolean")
+        );
+        assert!(
+            sample(json!({"jobs": "many"}))
+                .unwrap_err()
+                .contains("an integer")
+        );
+        assert!(
+            sample(json!({"jobs": 1.5}))
+                .unwrap_err()
+                .contains("an integer")
+        );
+        assert!(
+            sample(json!({"jobs": 1u64 << 40}))
+                .unwrap_err()
+                .contains("32-bit")
+        );
+    }
+
+    #[test]
+    fn durations_accept_strings_and_icarus_objects() {
+        let parse = |v| serde_json::from_value::<HumanDuration>(v).map(|d| d.0);
+        assert_eq!(parse(json!("15m")).unwrap(), Duration::from_secs(900));
+        assert_eq!(parse(json!("1 hour")).unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse(json!("2d")).unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse(json!("1h 30m")).unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse(json!({"value": 15, "unit": "minutes"})).unwrap(),
+            Duration::from_secs(900)
+        );
+        assert!(parse(json!("soon")).is_err());
+        assert!(parse(json!({"value": 1, "unit": "FORTNIGHTS"})).is_err());
+    }
+
+    #[test]
+    fn durations_echo_in_the_largest_exact_unit() {
+        let echo = |secs| serde_json::to_value(HumanDuration(Duration::from_secs(secs))).unwrap();
+        assert_eq!(echo(5400), json!({"value": 90, "unit": "MINUTES"}));
+        assert_eq!(echo(7200), json!({"value": 2, "unit": "HOURS"}));
+        assert_eq!(
+            serde_json::to_value(HumanDuration(Duration::from_millis(1500))).unwrap(),
+            json!({"value": 1500, "unit": "MILLISECONDS"})
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Runs each submitted operation as a tokio task, at most N at a time.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::operation::{OperationContext, OperationFailure, Services};
+use crate::record::{OperationRecord, ReportedError};
+use crate::registry::PreparedOperation;
+use crate::state::OperationState;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the sidecar is shutting down and accepts no new operations")]
+    ShuttingDown,
+}
+
+/// How a graceful shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Operations still running when the grace period ran out.
+    pub abandoned: usize,
+}
+
+#[derive(Debug)]
+pub struct Executor {
+    services: Arc<Services>,
+    permits: Arc<Semaphore>,
+    /// Parent of every operation's cancellation token: cancelling it cancels them all.
+    root: CancellationToken,
+    tasks: TaskTracker,
+    runtime: Handle,
+}
+
+impl Executor {
+    /// `runtime` is where operations run; the HTTP server's workers only submit them.
+    pub fn new(services: Arc<Services>, max_concurrent: usize, runtime: Handle) -> Self {
+        Self {
+            services,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            root: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            runtime,
+        }
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Stores the operation as PENDING and starts its task; it runs as soon as a slot is free.
+    pub fn submit(&self, prepared: PreparedOperation) -> Result<Arc<OperationRecord>, SubmitError> {
+        if self.root.is_cancelled() || self.tasks.is_closed() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let record = Arc::new(OperationRecord::new(
+            prepared.type_id,
+            prepared.request.clone(),
+            self.root.child_token(),
+        ));
+        self.services.store.insert(Arc::clone(&record));
+        tracing::info!(operation = %record.id(), r#type = record.type_id(), "operation submitted");
+
+        let span = tracing::info_span!("operation", id = %record.id(), r#type = record.type_id());
+        let task = run_operation(
+            Arc::clone(&record),
+            prepared,
+            Arc::clone(&self.services),
+            Arc::clone(&self.permits),
+        );
+        self.tasks.spawn_on(task.instrument(span), &self.runtime);
+        Ok(record)
+    }
+
+    /// Cancels an operation: a pending one ends CANCELLED at once, a running one when its task sees the token.
+    /// Returns `None` for an unknown id. Cancelling a finished operation changes nothing.
+    pub fn cancel(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
+        let record = self.services.store.get(id)?;
+        if !record.state().is_terminal() {
+            tracing::info!(operation = %id, "cancellation requested");
+            record.cancellation().cancel();
+        }
+        Some(record)
+    }
+
+    /// Refuses new operations, cancels every running and pending one, and waits up to `grace` for them to end.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.tasks.close();
+        self.root.cancel();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            let abandoned = self.tasks.len();
+            tracing::warn!(
+                abandoned,
+                ?grace,
+                "operations did not end within the shutdown grace period"
+            );
+            return ShutdownReport { abandoned };
+        }
+        ShutdownReport { abandoned: 0 }
+    }
+}
+
+async fn run_operation(
+    record: Arc<OperationRecord>,
+    prepared: PreparedOperation,
+    services: Arc<Services>,
+    permits: Arc<Semaphore>,
+) {
+    let cancellation = record.cancellation().clone();
+    let permit = tokio::select! {
+        biased;
+        _ = cancellation.cancelled() => {
+            finish(&record, OperationState::Cancelled);
+            return;
+        }
+        permit = permits.acquire_owned() => match permit {
+            Ok(permit) => permit,
+            // The semaphore is never closed; treat it like a shutdown if that ever changes.
+            Err(_) => {
+                finish(&record, OperationState::Cancelled);
+                return;
+            }
+        },
+    };
+
+    if !record.start(Utc::now()) {
+        return;
+    }
+    tracing::info!("operation running");
+    let context = OperationContext::new(Arc::clone(&record), Arc::clone(&services));
+    let outcome = AssertUnwindSafe(prepared.run(context)).catch_unwind().await;
+    drop(permit);
+
+    let state = match outcome {
+        Ok(Ok(())) if record.has_errors() => OperationState::Failed,
+        Ok(Ok(())) => OperationState::Completed,
+        Ok(Err(OperationFailure::Cancelled)) => OperationState::Cancelled,
+        Ok(Err(_)) if cancellation.is_cancelled() => OperationState::Cancelled,
+        Ok(Err(failure)) => {
+            record.add_error(ReportedError {
+                source: services.source.clone(),
+                message: failure.to_string(),
+            });
+            OperationState::Failed
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(%message, "operation handler panicked");
+            record.add_error(ReportedError {
+                source: services.source.clone(),
+                message: format!(
+                    "internal error in the {} operation: {message}",
+                    record.type_id()
+                ),
+            });
+            OperationState::Failed
+        }
+    };
+    finish(&record, state);
+}
+
+fn finish(record: &OperationRecord, state: OperationState) {
+    if record.finish(state, Utc::now()) {
+        let errors = record.status().errors;
+        match state {
+            OperationState::Failed => tracing::warn!(state = %state, ?errors, "operation finished"),
+            _ => tracing::info!(state = %state, "operation finished"),
+        }
+    }
+}

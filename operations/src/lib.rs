@@ -1,0 +1,27 @@
+//! The Daedalus operation framework.
+//!
+//! A client POSTs a request with a `type`; the [`Registry`] decodes and validates it into a
+//! [`PreparedOperation`]; the [`Executor`] stores it as an [`OperationRecord`] in an [`OperationStore`] and runs it
+//! as a tokio task, handing it an [`OperationContext`] for progress, cancellation and the sidecar's services.
+//! The operation types live in [`types`], one module each.
+
+pub mod decode;
+pub mod executor;
+pub mod jmx_settings;
+pub mod net;
+pub mod operation;
+pub mod record;
+pub mod registry;
+pub mod state;
+pub mod store;
+pub mod types;
+pub mod validation;
+
+pub use executor::{Executor, ShutdownReport, SubmitError};
+pub use jmx_settings::{JmxService, JmxSettings, Secret};
+pub use operation::{Operation, OperationContext, OperationFailure, ProgressReporter, Services};
+pub use record::{OperationRecord, ReportedError};
+pub use registry::{PreparedOperation, Registry, RequestError};
+pub use state::OperationState;
+pub use store::{InMemoryStore, OperationFilter, OperationStore};
+pub use validation::{FieldViolation, Validate, Violations};

@@ -1,0 +1,153 @@
+//! The contract between the framework and an operation type.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::jmx_settings::JmxSettings;
+use crate::record::{OperationRecord, ReportedError};
+use crate::store::{OperationFilter, OperationStore};
+use crate::validation::Validate;
+
+/// One operation type: its `type` id, its request, and what running it does.
+///
+/// Adding a type is a module with an implementation of this trait plus one `register` line in
+/// [`crate::types::registry`].
+pub trait Operation: Send + Sync + 'static {
+    /// The `type` value clients send, e.g. `"cleanup"`.
+    const TYPE: &'static str;
+
+    /// The request, decoded from the POST body. Serialized back, it becomes the request fields of the operation
+    /// object, so it should serialize every field with its effective (defaulted) value.
+    type Request: DeserializeOwned + Serialize + Validate + Send + 'static;
+
+    /// Runs the operation to its end. Returning `Ok` completes it; an error fails it, or cancels it when the
+    /// error is [`OperationFailure::Cancelled`]. Long work should watch [`OperationContext::cancellation`].
+    fn run(
+        &self,
+        request: Self::Request,
+        context: OperationContext,
+    ) -> impl Future<Output = Result<(), OperationFailure>> + Send;
+}
+
+/// Why an operation did not complete. The message is what the client reads in `errors`.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationFailure {
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error(
+        "JMX client not available: this build of Daedalus cannot connect to Cassandra's JMX agent at {service} yet, \
+         so the {operation} operation cannot run"
+    )]
+    JmxUnavailable {
+        service: String,
+        operation: &'static str,
+    },
+
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the framework offers every running operation, shared by all of them.
+#[derive(Debug)]
+pub struct Services {
+    /// Names this sidecar in the `source` of the errors it reports (Icarus uses the host name).
+    pub source: String,
+    pub jmx: JmxSettings,
+    pub store: Arc<dyn OperationStore>,
+    /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
+    pub shutdown_request: CancellationToken,
+}
+
+/// Reports how far an operation has come, as a fraction in [0, 1].
+#[derive(Debug, Clone)]
+pub struct ProgressReporter {
+    record: Arc<OperationRecord>,
+}
+
+impl ProgressReporter {
+    pub fn set(&self, fraction: f64) {
+        self.record.set_progress(fraction);
+    }
+
+    /// Progress as `done` out of `total` units (files, bytes, ranges).
+    pub fn units(&self, done: u64, total: u64) {
+        if total > 0 {
+            self.set(done as f64 / total as f64);
+        }
+    }
+}
+
+/// Handed to every running operation: its identity, progress, cancellation, and the sidecar's services.
+#[derive(Debug, Clone)]
+pub struct OperationContext {
+    record: Arc<OperationRecord>,
+    services: Arc<Services>,
+}
+
+impl OperationContext {
+    pub fn new(record: Arc<OperationRecord>, services: Arc<Services>) -> Self {
+        Self { record, services }
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.record.id()
+    }
+
+    pub fn progress(&self) -> ProgressReporter {
+        ProgressReporter {
+            record: Arc::clone(&self.record),
+        }
+    }
+
+    /// Cancelled by `DELETE /operations/{id}` and when the sidecar shuts down.
+    pub fn cancellation(&self) -> &CancellationToken {
+        self.record.cancellation()
+    }
+
+    /// Runs `work` until it finishes or the operation is cancelled, whichever comes first.
+    pub async fn cancellable<F: Future>(&self, work: F) -> Result<F::Output, OperationFailure> {
+        tokio::select! {
+            biased;
+            _ = self.cancellation().cancelled() => Err(OperationFailure::Cancelled),
+            output = work => Ok(output),
+        }
+    }
+
+    /// Adds an entry to the operation's `errors` without ending it (the operation then ends FAILED).
+    pub fn report_error(&self, message: impl Into<String>) {
+        self.record.add_error(ReportedError {
+            source: self.services.source.clone(),
+            message: message.into(),
+        });
+    }
+
+    pub fn jmx_settings(&self) -> &JmxSettings {
+        &self.services.jmx
+    }
+
+    /// The failure every Cassandra-facing operation ends with until the native JMX client is wired in.
+    pub fn jmx_unavailable(&self) -> OperationFailure {
+        OperationFailure::JmxUnavailable {
+            service: self.services.jmx.service.to_string(),
+            operation: self.record.type_id(),
+        }
+    }
+
+    /// The other operations that are pending or running.
+    pub fn other_unfinished_operations(&self) -> Vec<Arc<OperationRecord>> {
+        let mut unfinished = self.services.store.list(&OperationFilter::unfinished());
+        unfinished.retain(|record| record.id() != self.id());
+        unfinished
+    }
+
+    /// Asks the sidecar to shut down gracefully once this call returns.
+    pub fn request_shutdown(&self) {
+        self.services.shutdown_request.cancel();
+    }
+}

@@ -1,0 +1,274 @@
+//! Type id -> request decoder + validator + handler.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::validation::{FieldViolation, Violations};
+
+/// Why a POST body is not an operation we can run. Every variant is the client's to fix (HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request body must be a JSON object")]
+    NotAnObject,
+
+    #[error("the request has no \"type\"; known types: {}", known.join(", "))]
+    MissingType { known: Vec<&'static str> },
+
+    #[error("unknown operation type '{given}'; known types: {}{}", known.join(", "),
+        hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    UnknownType {
+        given: String,
+        known: Vec<&'static str>,
+        /// How to enable the type, when it exists but is switched off.
+        hint: Option<&'static str>,
+    },
+
+    #[error("field '{field}': {message}")]
+    Decode { field: String, message: String },
+
+    #[error("invalid {type_id} request: {}", describe(violations))]
+    Invalid {
+        type_id: &'static str,
+        violations: Vec<FieldViolation>,
+    },
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl RequestError {
+    /// The per-field problems, for the `details` of the error response.
+    pub fn violations(&self) -> Vec<FieldViolation> {
+        match self {
+            RequestError::NotAnObject => vec![],
+            RequestError::MissingType { .. } => {
+                vec![FieldViolation::new("type", "is required")]
+            }
+            RequestError::UnknownType { given, .. } => {
+                vec![FieldViolation::new(
+                    "type",
+                    format!("unknown type '{given}'"),
+                )]
+            }
+            RequestError::Decode { field, message } => {
+                vec![FieldViolation::new(field.clone(), message.clone())]
+            }
+            RequestError::Invalid { violations, .. } => violations.clone(),
+        }
+    }
+}
+
+type Runner =
+    Box<dyn FnOnce(OperationContext) -> BoxFuture<'static, Result<(), OperationFailure>> + Send>;
+
+/// A decoded, validated request, ready to be stored and run.
+pub struct PreparedOperation {
+    pub type_id: &'static str,
+    /// The request's fields as the operation object echoes them.
+    pub request: Map<String, Value>,
+    runner: Runner,
+}
+
+impl PreparedOperation {
+    pub fn run(
+        self,
+        context: OperationContext,
+    ) -> BoxFuture<'static, Result<(), OperationFailure>> {
+        (self.runner)(context)
+    }
+}
+
+impl fmt::Debug for PreparedOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedOperation")
+            .field("type_id", &self.type_id)
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Object-safe face of an [`Operation`], so types with different requests share one map.
+trait ErasedOperation: Send + Sync {
+    fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError>;
+}
+
+impl<O: Operation> ErasedOperation for Arc<O> {
+    fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError> {
+        let request: O::Request =
+            serde_path_to_error::deserialize(body).map_err(|error| RequestError::Decode {
+                field: error.path().to_string(),
+                message: error.into_inner().to_string(),
+            })?;
+        let mut violations = Violations::default();
+        crate::validation::Validate::validate(&request, &mut violations);
+        let violations = violations.into_vec();
+        if !violations.is_empty() {
+            return Err(RequestError::Invalid {
+                type_id: O::TYPE,
+                violations,
+            });
+        }
+        let request_fields = match serde_json::to_value(&request) {
+            Ok(Value::Object(fields)) => fields,
+            // A request type that does not serialize to an object (e.g. a unit struct) has no fields to echo.
+            _ => Map::new(),
+        };
+        let operation = Arc::clone(self);
+        Ok(PreparedOperation {
+            type_id: O::TYPE,
+            request: request_fields,
+            runner: Box::new(move |context| {
+                Box::pin(async move { operation.run(request, context).await })
+            }),
+        })
+    }
+}
+
+/// Every operation type this sidecar accepts.
+#[derive(Default)]
+pub struct Registry {
+    operations: BTreeMap<&'static str, Box<dyn ErasedOperation>>,
+    /// Types that exist but are switched off, with how to switch them on.
+    disabled: BTreeMap<&'static str, &'static str>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("types", &self.type_ids())
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an operation type. Registering the same type id twice is a programming error.
+    pub fn register<O: Operation>(&mut self, operation: O) -> &mut Self {
+        let previous = self
+            .operations
+            .insert(O::TYPE, Box::new(Arc::new(operation)));
+        assert!(
+            previous.is_none(),
+            "operation type {} registered twice",
+            O::TYPE
+        );
+        self
+    }
+
+    /// Records a type that exists but is off, so requests for it get told how to turn it on.
+    pub fn disable(&mut self, type_id: &'static str, how_to_enable: &'static str) -> &mut Self {
+        self.disabled.insert(type_id, how_to_enable);
+        self
+    }
+
+    /// The registered type ids, sorted.
+    pub fn type_ids(&self) -> Vec<&'static str> {
+        self.operations.keys().copied().collect()
+    }
+
+    pub fn contains(&self, type_id: &str) -> bool {
+        self.operations.contains_key(type_id)
+    }
+
+    /// Decodes and validates a POST body. Nothing is stored or run yet.
+    pub fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError> {
+        let Value::Object(fields) = &body else {
+            return Err(RequestError::NotAnObject);
+        };
+        let type_id = match fields.get("type") {
+            Some(Value::String(type_id)) => type_id.clone(),
+            Some(Value::Null) | None => {
+                return Err(RequestError::MissingType {
+                    known: self.type_ids(),
+                });
+            }
+            Some(other) => {
+                return Err(RequestError::Decode {
+                    field: "type".into(),
+                    message: format!("must be a string, got {other}"),
+                });
+            }
+        };
+        match self.operations.get(type_id.as_str()) {
+            Some(operation) => operation.prepare(body),
+            None => Err(RequestError::UnknownType {
+                hint: self.disabled.get(type_id.as_str()).copied(),
+                given: type_id,
+                known: self.type_ids(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{TypeOptions, registry};
+    use serde_json::json;
+
+    fn prepare(body: Value) -> Result<PreparedOperation, RequestError> {
+        registry(TypeOptions::default()).prepare(body)
+    }
+
+    #[test]
+    fn decode_errors_name_the_field_even_in_shared_field_groups() {
+        let error =
+            prepare(json!({"type": "cleanup", "keyspace": "ks", "tables": "t1"})).unwrap_err();
+        assert_eq!(error.violations()[0].field, "tables", "{error}");
+        let error =
+            prepare(json!({"type": "cleanup", "keyspace": "ks", "jobs": "lots"})).unwrap_err();
+        assert_eq!(error.violations()[0].field, "jobs", "{error}");
+    }
+
+    #[test]
+    fn echoes_effective_request_fields_and_ignores_unknown_ones() {
+        let prepared = prepare(
+            json!({"type": "cleanup", "keyspace": "ks", "jobs": "2", "k8sSecretName": "x"}),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(prepared.request),
+            json!({"keyspace": "ks", "jobs": 2})
+        );
+    }
+
+    #[test]
+    fn reports_every_violation_at_once() {
+        let error =
+            prepare(json!({"type": "cleanup", "jobs": -1, "tables": ["ok", "b-ad"]})).unwrap_err();
+        let fields: Vec<_> = error.violations().into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["keyspace", "tables[1]", "jobs"]);
+    }
+
+    #[test]
+    fn unknown_and_missing_types_list_the_known_ones() {
+        let error = prepare(json!({"type": "explode"})).unwrap_err();
+        assert!(error.to_string().contains("cleanup"), "{error}");
+        assert!(matches!(
+            prepare(json!({"keyspace": "ks"})),
+            Err(RequestError::MissingType { .. })
+        ));
+        assert_eq!(
+            prepare(json!(["cleanup"])).unwrap_err(),
+            RequestError::NotAnObject
+        );
+        assert_eq!(
+            prepare(json!({"type": 7})).unwrap_err().violations()[0].field,
+            "type"
+        );
+    }
+}

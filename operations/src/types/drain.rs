@@ -1,0 +1,29 @@
+//! `drain`: flushes everything and stops accepting writes, before a restart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::validation::{Validate, Violations};
+
+/// Drain takes no parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DrainRequest {}
+
+impl Validate for DrainRequest {
+    fn validate(&self, _violations: &mut Violations) {}
+}
+
+pub struct Drain;
+
+impl Operation for Drain {
+    const TYPE: &'static str = "drain";
+    type Request = DrainRequest;
+
+    async fn run(
+        &self,
+        _request: DrainRequest,
+        context: OperationContext,
+    ) -> Result<(), OperationFailure> {
+        Err(context.jmx_unavailable())
+    }
+}

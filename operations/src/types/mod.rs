@@ -1,0 +1,54 @@
+//! The operation types, one module each, and the registry that lists them.
+
+pub mod cleanup;
+pub mod decommission;
+pub mod drain;
+pub mod flush;
+pub mod import;
+pub mod rebuild;
+pub mod refresh;
+pub mod scrub;
+pub mod sleep;
+pub mod stop;
+pub mod truncate;
+pub mod upgradesstables;
+
+use crate::operation::Operation;
+use crate::registry::Registry;
+
+/// Switches for the types that are off unless asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TypeOptions {
+    /// `truncate` deletes data, so Icarus (and we) offer it only with `--enable-truncate`.
+    pub enable_truncate: bool,
+    /// `sleep`, for testing the API without touching Cassandra.
+    pub enable_test_operations: bool,
+}
+
+/// Every operation type this build offers.
+pub fn registry(options: TypeOptions) -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(cleanup::Cleanup)
+        .register(decommission::Decommission)
+        .register(drain::Drain)
+        .register(flush::Flush)
+        .register(import::Import)
+        .register(rebuild::Rebuild)
+        .register(refresh::Refresh)
+        .register(scrub::Scrub)
+        .register(stop::Stop)
+        .register(upgradesstables::UpgradeSSTables);
+    if options.enable_truncate {
+        registry.register(truncate::Truncate);
+    } else {
+        registry.disable(
+            truncate::Truncate::TYPE,
+            "start the sidecar with --enable-truncate to use it",
+        );
+    }
+    if options.enable_test_operations {
+        registry.register(sleep::Sleep);
+    }
+    registry
+}

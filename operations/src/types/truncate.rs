@@ -1,0 +1,36 @@
+//! `truncate`: deletes every row of a table. Registered only with `--enable-truncate`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::validation::{self, Validate, Violations};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct TruncateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+impl Validate for TruncateRequest {
+    fn validate(&self, violations: &mut Violations) {
+        validation::required_keyspace(violations, "keyspace", &self.keyspace);
+        validation::required_table(violations, "table", &self.table);
+    }
+}
+
+pub struct Truncate;
+
+impl Operation for Truncate {
+    const TYPE: &'static str = "truncate";
+    type Request = TruncateRequest;
+
+    async fn run(
+        &self,
+        _request: TruncateRequest,
+        context: OperationContext,
+    ) -> Result<(), OperationFailure> {
+        Err(context.jmx_unavailable())
+    }
+}

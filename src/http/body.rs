@@ -1,0 +1,68 @@
+//! Reading a JSON request body: content type checked, size bounded, syntax errors reported with their position.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::web;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// `application/json` and `application/<anything>+json`; a missing content type is taken as JSON, since
+/// curl-style clients often omit it.
+fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(text.to_string()))
+    }
+}
+
+pub async fn read_json(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    check_content_type(request)?;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest {
+            message: format!("cannot read the request body: {e}"),
+            details: vec![],
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest {
+            message: "the request body is empty: send a JSON object with a \"type\"".into(),
+            details: vec![],
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+        message: format!("malformed JSON: {e}"),
+        details: vec![],
+    })
+}
