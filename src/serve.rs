@@ -29,6 +29,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Listen for signals before anything else, so a SIGTERM right after start is a graceful stop too.
+    let signals = Signals::install();
     let jmx = jmx_settings(&args.jmx)?;
     let registry = Arc::new(types::registry(TypeOptions {
         enable_truncate: args.enable_truncate,
@@ -84,7 +86,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
 
-    let reason = wait_for_shutdown(&shutdown_request).await;
+    let reason = signals.wait_or(&shutdown_request).await;
     tracing::info!(reason, "shutting down");
     shutting_down.store(true, Ordering::Relaxed);
 
@@ -111,29 +113,45 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM, SIGINT, or a `stop` operation; says which.
-async fn wait_for_shutdown(stop_operation: &CancellationToken) -> &'static str {
+/// SIGTERM and SIGINT, the ways an orchestrator or a person stops the sidecar.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = stop_operation.cancelled() => "stop operation",
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT and the stop operation stop the sidecar");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => "SIGINT",
-                    _ = stop_operation.cancelled() => "stop operation",
-                }
-            }
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let terminate = signal(SignalKind::terminate())
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; use SIGINT or the stop operation")
+                })
+                .ok();
+            Self { terminate }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "Ctrl-C",
-        _ = stop_operation.cancelled() => "stop operation",
+
+    /// Resolves on SIGTERM, SIGINT, or a `stop` operation; says which.
+    async fn wait_or(mut self, stop_operation: &CancellationToken) -> &'static str {
+        #[cfg(unix)]
+        let terminate = async {
+            match self.terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = terminate => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = stop_operation.cancelled() => "stop operation",
+        }
     }
 }

@@ -179,8 +179,10 @@ fn finish(record: &OperationRecord, state: OperationState) {
     if record.finish(state, Utc::now()) {
         let errors = record.status().errors;
         match state {
-            OperationState::Failed => tracing::warn!(state = %state, ?errors, "operation finished"),
-            _ => tracing::info!(state = %state, "operation finished"),
+            OperationState::Failed => {
+                tracing::warn!(operation = %record.id(), state = %state, ?errors, "operation finished")
+            }
+            _ => tracing::info!(operation = %record.id(), state = %state, "operation finished"),
         }
     }
 }

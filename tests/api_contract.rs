@@ -1,0 +1,427 @@
+//! The HTTP contract, against the real binary: every endpoint, status code and body as `openapi.yaml` and the
+//! Icarus compatibility notes describe them. Every response is also checked against the spec by `SpecClient`.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::spec::spec;
+use support::{Sidecar, eventually};
+
+fn state_of(sidecar: &Sidecar, id: &str) -> String {
+    sidecar.client().operation(id)["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
+    let client = sidecar.client();
+    eventually(&format!("operation {id} is {wanted}"), || {
+        let operation = client.operation(id);
+        (operation["state"] == wanted).then_some(operation)
+    })
+}
+
+#[test]
+fn post_answers_201_with_an_absolute_location_and_the_operation() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let response = client.post_json(
+        "/operations",
+        &json!({"type": "flush", "keyspace": "ks", "tables": ["t1"]}),
+    );
+    assert_eq!(response.status, 201);
+    let operation = response.json();
+    let id = operation["id"].as_str().unwrap();
+    assert_eq!(
+        response.header("location").unwrap(),
+        format!("{}/operations/{id}", sidecar.base_url)
+    );
+    assert_eq!(operation["type"], "flush");
+    assert_eq!(operation["keyspace"], "ks");
+    assert_eq!(operation["tables"], json!(["t1"]));
+    // The body shows the operation as it is by the time it is rendered: it may already be running or done.
+    assert!(operation["errors"].is_array() && operation["progress"].is_number());
+
+    // Without a JMX client the operation fails, and says why and where.
+    let finished = wait_for_state(&sidecar, id, "FAILED");
+    let message = finished["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("JMX client not available"), "{message}");
+    assert!(message.contains("127.0.0.1:7199"), "{message}");
+    assert!(finished["startTime"].is_string() && finished["completionTime"].is_string());
+}
+
+#[test]
+fn get_and_delete_answer_404_for_unknown_ids_and_400_for_non_uuids() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let unknown = "3f1c1d4e-8a61-4f0b-9c39-7f0e0b9c4d21";
+    for response in [
+        client.get(&format!("/operations/{unknown}")),
+        client.delete(&format!("/operations/{unknown}")),
+    ] {
+        assert_eq!(response.status, 404);
+        assert_eq!(response.json()["code"], "not_found");
+        assert!(response.json()["error"].as_str().unwrap().contains(unknown));
+    }
+    for response in [
+        client.get("/operations/not-a-uuid"),
+        client.delete("/operations/not-a-uuid"),
+    ] {
+        assert_eq!(response.status, 400);
+        assert_eq!(response.json()["details"][0]["field"], "id");
+    }
+}
+
+#[test]
+fn listing_is_newest_first_and_filters_by_type_and_state() {
+    let sidecar = Sidecar::start(&["--enable-test-operations"]);
+    let client = sidecar.client();
+    let flush = client.submit(json!({"type": "flush", "keyspace": "ks"}));
+    let cleanup = client.submit(json!({"type": "cleanup", "keyspace": "ks"}));
+    let sleep = client.submit(json!({"type": "sleep", "duration": "1h"}));
+    let ids = |query: &str| -> Vec<String> {
+        let response = client.get(&format!("/operations{query}"));
+        assert_eq!(response.status, 200, "{query}: {}", response.text());
+        response
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let id = |op: &Value| op["id"].as_str().unwrap().to_string();
+    wait_for_state(&sidecar, &id(&cleanup), "FAILED");
+    wait_for_state(&sidecar, &id(&flush), "FAILED");
+    wait_for_state(&sidecar, &id(&sleep), "RUNNING");
+
+    assert_eq!(ids(""), [id(&sleep), id(&cleanup), id(&flush)]);
+    assert_eq!(ids("?type=flush"), [id(&flush)]);
+    assert_eq!(ids("?type=flush&type=cleanup"), [id(&cleanup), id(&flush)]);
+    assert_eq!(ids("?type=flush,cleanup"), [id(&cleanup), id(&flush)]);
+    assert_eq!(ids("?state=RUNNING"), [id(&sleep)]);
+    assert_eq!(ids("?status=failed"), [id(&cleanup), id(&flush)]);
+    assert_eq!(ids("?state=RUNNING,FAILED&type=cleanup"), [id(&cleanup)]);
+    assert_eq!(ids("?state=COMPLETED"), Vec::<String>::new());
+
+    let bad_state = client.get("/operations?state=DONE");
+    assert_eq!(bad_state.status, 400);
+    assert_eq!(bad_state.json()["details"][0]["field"], "state");
+    let bad_type = client.get("/operations?type=explode");
+    assert_eq!(bad_type.status, 400);
+    assert!(
+        bad_type.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("cleanup")
+    );
+}
+
+#[test]
+fn delete_cancels_a_running_operation() {
+    let sidecar = Sidecar::start(&["--enable-test-operations"]);
+    let client = sidecar.client();
+    let id = client.submit(json!({"type": "sleep", "duration": "1h"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_state(&sidecar, &id, "RUNNING");
+    let response = client.delete(&format!("/operations/{id}"));
+    assert_eq!(response.status, 202);
+    assert!(response.body.is_empty());
+    let cancelled = wait_for_state(&sidecar, &id, "CANCELLED");
+    assert!(cancelled["completionTime"].is_string());
+    assert_eq!(cancelled["errors"], json!([]));
+    // Cancelling again changes nothing.
+    assert_eq!(client.delete(&format!("/operations/{id}")).status, 202);
+    assert_eq!(state_of(&sidecar, &id), "CANCELLED");
+}
+
+#[test]
+fn bad_input_gets_a_4xx_that_names_the_problem() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let post = |content_type: &str, body: Vec<u8>| {
+        client.send(Method::POST, "/operations", Some((content_type, body)))
+    };
+    let json_post = |body: &str| post("application/json", body.as_bytes().to_vec());
+
+    // (request, status, field named in details or None, text the message must contain)
+    let malformed = json_post("{\"type\": \"flush\",");
+    assert_eq!(malformed.status, 400);
+    assert!(
+        malformed.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON")
+    );
+
+    let empty = json_post("");
+    assert_eq!(empty.status, 400);
+    assert!(empty.json()["error"].as_str().unwrap().contains("empty"));
+
+    let not_object = json_post("[1, 2]");
+    assert_eq!(not_object.status, 400);
+    assert!(
+        not_object.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object")
+    );
+
+    let cases: [(Value, &str, &str); 9] = [
+        (json!({"type": "explode"}), "type", "unknown type 'explode'"),
+        (json!({"keyspace": "ks"}), "type", "is required"),
+        (json!({"type": "flush"}), "keyspace", "is required"),
+        (
+            json!({"type": "flush", "keyspace": 42}),
+            "keyspace",
+            "invalid type",
+        ),
+        (
+            json!({"type": "cleanup", "keyspace": "ks", "jobs": -1}),
+            "jobs",
+            "must be 0 or more",
+        ),
+        (
+            json!({"type": "cleanup", "keyspace": "ks", "jobs": "many"}),
+            "jobs",
+            "an integer",
+        ),
+        (
+            json!({"type": "scrub", "keyspace": "ks", "skipCorrupted": "perhaps"}),
+            "skipCorrupted",
+            "a boolean",
+        ),
+        (
+            json!({"type": "flush", "keyspace": "no-dashes"}),
+            "keyspace",
+            "not a valid keyspace name",
+        ),
+        (
+            json!({"type": "rebuild", "specificTokens": [{"start": "1", "end": "2"}]}),
+            "keyspace",
+            "required when specificTokens",
+        ),
+    ];
+    for (body, field, text) in cases {
+        let response = client.post_json("/operations", &body);
+        assert_eq!(response.status, 400, "{body}");
+        let error = response.json();
+        let detail = error["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["field"] == field);
+        let detail = detail.unwrap_or_else(|| panic!("{body}: no detail for {field}: {error}"));
+        assert!(
+            detail["message"].as_str().unwrap().contains(text),
+            "{body}: {error}"
+        );
+    }
+
+    // The unknown-type error lists what is known.
+    let unknown = client
+        .post_json("/operations", &json!({"type": "explode"}))
+        .json();
+    assert!(
+        unknown["error"]
+            .as_str()
+            .unwrap()
+            .contains("known types: cleanup, decommission"),
+        "{unknown}"
+    );
+    // truncate is known but off.
+    let truncate = client
+        .post_json(
+            "/operations",
+            &json!({"type": "truncate", "keyspace": "ks", "table": "t"}),
+        )
+        .json();
+    assert!(
+        truncate["error"]
+            .as_str()
+            .unwrap()
+            .contains("--enable-truncate"),
+        "{truncate}"
+    );
+
+    let huge = format!(
+        "{{\"type\":\"flush\",\"keyspace\":\"ks\",\"padding\":\"{}\"}}",
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let too_large = post("application/json", huge.into_bytes());
+    assert_eq!(too_large.status, 413);
+    assert_eq!(too_large.json()["code"], "payload_too_large");
+
+    let form = post("application/x-www-form-urlencoded", b"type=flush".to_vec());
+    assert_eq!(form.status, 415);
+    assert!(
+        form.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/json")
+    );
+
+    // Nothing was stored by any of these.
+    assert_eq!(client.get("/operations").json(), json!([]));
+}
+
+#[test]
+fn operator_bodies_are_accepted() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    // Bodies the Instaclustr cassandra-operator sends (pkg/sidecar), with Go's omitempty.
+    let decommission = client.submit(json!({"type": "decommission"}));
+    assert_eq!(decommission["force"], true, "Icarus defaults force to true");
+    client.submit(json!({"type": "cleanup", "keyspace": "ks", "tables": ["t1", "t2"], "jobs": 2}));
+    let upgrade = client.submit(
+        json!({"type": "upgradesstables", "keyspace": "ks", "includeAllSSTables": true, "jobs": 1}),
+    );
+    assert_eq!(
+        upgrade["includeAllSStables"], true,
+        "the operator's spelling is understood"
+    );
+    client.submit(json!({"type": "rebuild", "sourceDC": "dc1", "keyspace": "ks", "specificSources": ["10.0.0.1"],
+        "specificTokens": [{"start": "-9223372036854775808", "end": "0"}]}));
+    let scrub = client.submit(
+        json!({"type": "scrub", "keyspace": "ks", "tables": ["t"], "disableSnapshot": true,
+        "skipCorrupted": "true", "noValidate": false, "reinsertOverflowedTTL": true, "jobs": 0}),
+    );
+    assert_eq!(
+        scrub["skipCorrupted"], true,
+        "string booleans are coerced as Jackson did"
+    );
+    // Fields clients add that Icarus ignores are ignored, not echoed.
+    let with_extras = client.submit(
+        json!({"type": "flush", "keyspace": "ks", "k8sSecretName": "s", "k8sNamespace": "n"}),
+    );
+    assert!(with_extras.get("k8sSecretName").is_none());
+    // Every Icarus maintenance type is accepted.
+    for body in [
+        json!({"type": "drain"}),
+        json!({"type": "refresh", "keyspace": "ks", "table": "t"}),
+        json!({"type": "import", "keyspace": "ks", "table": "t", "tablePath": "/var/lib/cassandra/import/ks/t", "quick": "true"}),
+        json!({"type": "decommission", "force": "false"}),
+    ] {
+        client.submit(body);
+    }
+}
+
+#[test]
+fn truncate_is_offered_only_when_enabled() {
+    let sidecar = Sidecar::start(&["--enable-truncate"]);
+    let operation = sidecar
+        .client()
+        .submit(json!({"type": "truncate", "keyspace": "ks", "table": "t"}));
+    assert_eq!(operation["type"], "truncate");
+}
+
+#[test]
+fn version_health_and_spec_endpoints() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    for path in ["/version", "/version/sidecar"] {
+        let version = client.get(path).json();
+        assert_eq!(
+            version["version"],
+            format!("daedalus {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    assert_eq!(client.get("/health/live").json(), json!({"status": "UP"}));
+    assert_eq!(client.get("/health/ready").json(), json!({"status": "UP"}));
+    let served = client.get("/openapi.yaml");
+    assert_eq!(served.header("content-type"), Some("application/yaml"));
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+    assert_eq!(served.text(), file);
+}
+
+#[test]
+fn unknown_paths_and_methods_get_json_errors() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let missing = client.get("/nothing/here");
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nothing/here")
+    );
+    let wrong_method = client.send(Method::PUT, "/operations", None);
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), Some("GET, POST"));
+    let preflight = client.send(Method::OPTIONS, "/operations", None);
+    assert_eq!(preflight.status, 204);
+}
+
+#[test]
+fn cors_headers_follow_the_flag() {
+    let with_cors = Sidecar::start(&[]);
+    let response = with_cors.client().get("/version");
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        response.header("access-control-allow-methods"),
+        Some("GET, POST, PUT, DELETE, OPTIONS, HEAD")
+    );
+    let without = Sidecar::start(&["--disable-cors"]);
+    assert_eq!(
+        without
+            .client()
+            .get("/version")
+            .header("access-control-allow-origin"),
+        None
+    );
+}
+
+/// The spec documents exactly the operation types the server registers, and every documented endpoint is served.
+#[test]
+fn the_spec_and_the_server_agree() {
+    let sidecar = Sidecar::start(&["--enable-truncate", "--enable-test-operations"]);
+    let client = sidecar.client();
+    let error = client
+        .post_json("/operations", &json!({"type": "?"}))
+        .json();
+    let message = error["error"].as_str().unwrap();
+    let known: Vec<&str> = message
+        .split("known types: ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .collect();
+    let mapping =
+        spec().document["components"]["schemas"]["OperationRequest"]["discriminator"]["mapping"]
+            .as_object()
+            .unwrap();
+    let documented: Vec<&str> = mapping.keys().map(String::as_str).collect();
+    assert_eq!(known, documented);
+
+    // Each documented path and method answers as documented (SpecClient panics otherwise) and is routed.
+    let paths = spec().document["paths"].as_object().unwrap();
+    for (template, item) in paths {
+        let path = template.replace("{id}", "3f1c1d4e-8a61-4f0b-9c39-7f0e0b9c4d21");
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = match method {
+                Method::POST => {
+                    client.post_json(&path, &json!({"type": "drain", "unexpected": true}))
+                }
+                _ => client.send(method.clone(), &path, None),
+            };
+            let routed = response.status != 404
+                || response.json()["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("no operation");
+            assert!(routed, "{method} {template} is documented but not served");
+        }
+    }
+}

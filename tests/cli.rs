@@ -1,0 +1,136 @@
+//! The command line: version, help, environment variables, and clear errors for bad flags.
+
+mod support;
+
+use std::process::Command;
+
+use support::Sidecar;
+
+fn daedalus(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args(args)
+        .output()
+        .expect("the daedalus binary runs")
+}
+
+#[test]
+fn version_and_help() {
+    let version = daedalus(&["--version"]);
+    assert!(version.status.success());
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        text.starts_with(&format!("daedalus {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+
+    let help = daedalus(&["serve", "--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--listen",
+        "--operations-expiration",
+        "--max-concurrent-operations",
+        "--disable-cors",
+        "--enable-truncate",
+        "--jmx-service",
+        "--jmx-user",
+        "--jmx-password",
+        "--jmx-credentials",
+        "--jmx-truststore",
+        "--jmx-truststore-password",
+        "--jmx-keystore",
+        "--jmx-keystore-password",
+        "--jmx-client-auth",
+        "DAEDALUS_LISTEN",
+        "[default: 0.0.0.0:4567]",
+    ] {
+        assert!(
+            text.contains(flag),
+            "serve --help does not mention {flag}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_reason() {
+    for (args, expected) in [
+        (
+            &["serve", "--operations-expiration", "soon"][..],
+            "'soon' is not a duration",
+        ),
+        (
+            &["serve", "--operations-expiration", "0s"][..],
+            "longer than zero",
+        ),
+        (
+            &["serve", "--max-concurrent-operations", "0"][..],
+            "--max-concurrent-operations",
+        ),
+        (&["serve", "--listen", "here:there"][..], "[ADDRESS][:PORT]"),
+        (
+            &["serve", "--jmx-service", "host:port"][..],
+            "is not a JMX service",
+        ),
+    ] {
+        let output = daedalus(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreadable_credentials_file_stops_the_start() {
+    let output = daedalus(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--jmx-credentials",
+        "/nonexistent/jmx.properties",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/jmx.properties"), "{stderr}");
+}
+
+#[test]
+fn environment_variables_set_flags() {
+    let sidecar = Sidecar::start_with_env(
+        &[],
+        &[
+            ("DAEDALUS_JMX_SERVICE", "10.9.8.7:7299"),
+            ("DAEDALUS_DISABLE_CORS", "true"),
+        ],
+    );
+    let client = sidecar.client();
+    assert_eq!(
+        client.get("/version").header("access-control-allow-origin"),
+        None
+    );
+    let id = client.submit(serde_json::json!({"type": "drain"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let failed = support::eventually("drain fails", || {
+        let op = client.operation(&id);
+        (op["state"] == "FAILED").then_some(op)
+    });
+    let message = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("10.9.8.7:7299"),
+        "the JMX service from the environment is used: {message}"
+    );
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = holder.local_addr().unwrap().to_string();
+    let output = daedalus(&["serve", "--listen", &address]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+}

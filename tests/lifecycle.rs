@@ -1,0 +1,143 @@
+//! How operations live and end, against the real binary: expiry, the concurrency cap, graceful shutdown on
+//! SIGTERM, and the `stop` operation.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use support::{Sidecar, eventually};
+
+fn id_of(operation: &Value) -> String {
+    operation["id"].as_str().expect("operation id").to_string()
+}
+
+fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
+    let client = sidecar.client();
+    eventually(&format!("operation {id} is {wanted}"), || {
+        let operation = client.operation(id);
+        (operation["state"] == wanted).then_some(operation)
+    })
+}
+
+#[test]
+fn finished_operations_expire_and_unfinished_ones_stay() {
+    let sidecar = Sidecar::start(&["--operations-expiration", "1s", "--enable-test-operations"]);
+    let client = sidecar.client();
+    let running = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    let finished = id_of(&client.submit(json!({"type": "flush", "keyspace": "ks"})));
+    wait_for_state(&sidecar, &finished, "FAILED");
+
+    eventually("the finished operation expires", || {
+        (client.get(&format!("/operations/{finished}")).status == 404).then_some(())
+    });
+    // The running one has been around longer than the expiration period, and is still there.
+    assert_eq!(client.operation(&running)["state"], "RUNNING");
+    let listed = client.get("/operations").json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn operations_beyond_the_cap_wait_as_pending() {
+    let sidecar = Sidecar::start(&[
+        "--max-concurrent-operations",
+        "1",
+        "--enable-test-operations",
+    ]);
+    let client = sidecar.client();
+    let first = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    wait_for_state(&sidecar, &first, "RUNNING");
+    let second = id_of(&client.submit(json!({"type": "sleep", "duration": "50ms"})));
+    let third = id_of(&client.submit(json!({"type": "flush", "keyspace": "ks"})));
+
+    // While the first holds the only slot the others stay PENDING, without a start time.
+    for id in [&second, &third] {
+        let waiting = client.operation(id);
+        assert_eq!(waiting["state"], "PENDING", "{waiting}");
+        assert!(waiting.get("startTime").is_none());
+    }
+
+    // Cancelling a pending operation ends it at once; freeing the slot lets the rest run in order.
+    assert_eq!(client.delete(&format!("/operations/{third}")).status, 202);
+    wait_for_state(&sidecar, &third, "CANCELLED");
+    assert!(
+        client.operation(&third).get("startTime").is_none(),
+        "it never ran"
+    );
+    assert_eq!(client.delete(&format!("/operations/{first}")).status, 202);
+    let done = wait_for_state(&sidecar, &second, "COMPLETED");
+    assert_eq!(done["progress"], 1.0);
+}
+
+#[test]
+fn sigterm_cancels_running_operations_and_exits_cleanly() {
+    let mut sidecar = Sidecar::start(&["--enable-test-operations"]);
+    let id = id_of(
+        &sidecar
+            .client()
+            .submit(json!({"type": "sleep", "duration": "1h"})),
+    );
+    wait_for_state(&sidecar, &id, "RUNNING");
+    sidecar.send_signal(Signal::SIGTERM);
+    let status = sidecar
+        .wait_for_exit()
+        .expect("the sidecar exits after SIGTERM");
+    assert!(status.success(), "exit status {status}\n{}", sidecar.logs());
+    let events = sidecar.log_events();
+    let cancelled = events.iter().any(|e| {
+        e["message"] == "operation finished"
+            && e["state"] == "CANCELLED"
+            && e["operation"] == id.as_str()
+    });
+    assert!(
+        cancelled,
+        "the running operation was not cancelled:\n{}",
+        sidecar.logs()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "shutting down" && e["reason"] == "SIGTERM")
+    );
+}
+
+#[test]
+fn stop_waits_for_running_operations_then_exits() {
+    let mut sidecar = Sidecar::start(&["--enable-test-operations"]);
+    let client = sidecar.client();
+    let busy = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    wait_for_state(&sidecar, &busy, "RUNNING");
+    // A finished operation does not hold the stop up (Icarus waited for those to expire).
+    let failed = id_of(&client.submit(json!({"type": "drain"})));
+    wait_for_state(&sidecar, &failed, "FAILED");
+
+    let stop = id_of(&client.submit(json!({"type": "stop"})));
+    wait_for_state(&sidecar, &stop, "RUNNING");
+    // Still serving while the other operation runs.
+    assert_eq!(client.get("/health/live").status, 200);
+    assert_eq!(client.operation(&stop)["state"], "RUNNING");
+
+    assert_eq!(client.delete(&format!("/operations/{busy}")).status, 202);
+    let status = sidecar
+        .wait_for_exit()
+        .expect("the sidecar exits once nothing else runs");
+    assert!(status.success(), "exit status {status}\n{}", sidecar.logs());
+    let events = sidecar.log_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "shutting down" && e["reason"] == "stop operation")
+    );
+    assert!(events.iter().any(|e| {
+        e["message"] == "operation finished"
+            && e["state"] == "COMPLETED"
+            && e["operation"] == stop.as_str()
+    }));
+}
+
+#[test]
+fn sigterm_right_after_start_is_a_clean_exit() {
+    let mut sidecar = Sidecar::start(&["--enable-test-operations"]);
+    sidecar.send_signal(Signal::SIGTERM);
+    let status = sidecar.wait_for_exit().expect("exits");
+    assert!(status.success());
+}

@@ -1,0 +1,134 @@
+//! Test support: start the real `daedalus` binary, talk to it over HTTP, and check every response against
+//! `openapi.yaml`.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod spec;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use spec::SpecClient;
+
+/// How long a test waits for something that should happen soon. A bound against hanging, not a speed check.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running sidecar process, killed when dropped.
+pub struct Sidecar {
+    child: Child,
+    pub base_url: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sidecar {
+    /// Starts `daedalus serve` on a free loopback port with the extra `args`.
+    pub fn start(args: &[&str]) -> Sidecar {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Sidecar {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
+        command
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the daedalus binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"] == "listening"
+                    && let Some(address) = event["address"].as_str()
+                {
+                    let _ = address_tx.send(address.to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let address = match address_rx.recv_timeout(PATIENCE) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the sidecar did not start listening:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Sidecar {
+            child,
+            base_url: format!("http://{address}"),
+            logs,
+        }
+    }
+
+    pub fn client(&self) -> SpecClient {
+        SpecClient::new(&self.base_url)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn send_signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal)
+            .expect("signal delivered");
+    }
+
+    /// Waits for the process to exit on its own; `None` if it is still running after `PATIENCE`.
+    pub fn wait_for_exit(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The JSON log events logged so far.
+    pub fn log_events(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` until it holds, failing the test with `what` if it does not within `PATIENCE`.
+pub fn eventually<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
