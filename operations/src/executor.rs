@@ -186,3 +186,77 @@ fn finish(record: &OperationRecord, state: OperationState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::Operation;
+    use crate::registry::Registry;
+    use crate::store::{InMemoryStore, OperationStore};
+    use crate::types::drain::DrainRequest;
+    use serde_json::json;
+
+    struct Panics;
+    impl Operation for Panics {
+        const TYPE: &'static str = "panics";
+        type Request = DrainRequest;
+        async fn run(&self, _: DrainRequest, _: OperationContext) -> Result<(), OperationFailure> {
+            panic!("boom")
+        }
+    }
+
+    struct ReportsAndReturns;
+    impl Operation for ReportsAndReturns {
+        const TYPE: &'static str = "reports";
+        type Request = DrainRequest;
+        async fn run(
+            &self,
+            _: DrainRequest,
+            context: OperationContext,
+        ) -> Result<(), OperationFailure> {
+            context.report_error("one table could not be processed");
+            Ok(())
+        }
+    }
+
+    async fn run_to_end(type_id: &str) -> Arc<OperationRecord> {
+        let mut registry = Registry::new();
+        registry.register(Panics).register(ReportsAndReturns);
+        let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
+        let services = Arc::new(Services {
+            source: "test-host".into(),
+            jmx: Default::default(),
+            store,
+            shutdown_request: CancellationToken::new(),
+        });
+        let executor = Executor::new(services, 1, Handle::current());
+        let record = executor
+            .submit(registry.prepare(json!({"type": type_id})).unwrap())
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !record.state().is_terminal() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the operation ends");
+        record
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_fails_its_operation_not_the_sidecar() {
+        let record = run_to_end("panics").await;
+        let status = record.status();
+        assert_eq!(status.state, OperationState::Failed);
+        assert_eq!(status.errors[0].source, "test-host");
+        assert!(status.errors[0].message.contains("boom"));
+    }
+
+    #[tokio::test]
+    async fn reported_errors_fail_an_operation_that_returned_normally() {
+        let record = run_to_end("reports").await;
+        let status = record.status();
+        assert_eq!(status.state, OperationState::Failed);
+        assert_eq!(status.errors.len(), 1);
+    }
+}

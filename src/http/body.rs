@@ -42,6 +42,7 @@ pub async fn read_json(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
+        discard(&mut payload).await;
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let mut body = web::BytesMut::new();
@@ -51,6 +52,7 @@ pub async fn read_json(
             details: vec![],
         })?;
         if body.len() + chunk.len() > limit {
+            discard(&mut payload).await;
             return Err(ApiError::PayloadTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
@@ -65,4 +67,19 @@ pub async fn read_json(
         message: format!("malformed JSON: {e}"),
         details: vec![],
     })
+}
+
+/// Most clients only read the response once they have sent the whole body; answering 413 before that makes them
+/// see a broken pipe instead of the error. So read (and drop) a rejected body, up to a bound past which we close
+/// the connection rather than keep reading.
+const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
+
+async fn discard(payload: &mut web::Payload) {
+    let mut discarded = 0;
+    while discarded < DISCARD_AT_MOST {
+        match payload.next().await {
+            Some(Ok(chunk)) => discarded += chunk.len(),
+            _ => return,
+        }
+    }
 }
