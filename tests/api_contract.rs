@@ -6,21 +6,13 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::spec::spec;
-use support::{Sidecar, eventually};
+use support::{Sidecar, wait_for_state};
 
 fn state_of(sidecar: &Sidecar, id: &str) -> String {
     sidecar.client().operation(id)["state"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
-    let client = sidecar.client();
-    eventually(&format!("operation {id} is {wanted}"), || {
-        let operation = client.operation(id);
-        (operation["state"] == wanted).then_some(operation)
-    })
 }
 
 #[test]

@@ -111,10 +111,7 @@ fn environment_variables_set_flags() {
         .as_str()
         .unwrap()
         .to_string();
-    let failed = support::eventually("drain fails", || {
-        let op = client.operation(&id);
-        (op["state"] == "FAILED").then_some(op)
-    });
+    let failed = support::wait_for_state(&sidecar, &id, "FAILED");
     let message = failed["errors"][0]["message"].as_str().unwrap();
     assert!(
         message.contains("10.9.8.7:7299"),

@@ -5,18 +5,10 @@ mod support;
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::{Sidecar, eventually};
+use support::{Sidecar, eventually, wait_for_state};
 
 fn id_of(operation: &Value) -> String {
     operation["id"].as_str().expect("operation id").to_string()
-}
-
-fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
-    let client = sidecar.client();
-    eventually(&format!("operation {id} is {wanted}"), || {
-        let operation = client.operation(id);
-        (operation["state"] == wanted).then_some(operation)
-    })
 }
 
 #[test]

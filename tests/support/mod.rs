@@ -132,3 +132,12 @@ pub fn eventually<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Polls `GET /operations/{id}` until the operation is in state `wanted`; returns it.
+pub fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
+    let client = sidecar.client();
+    eventually(&format!("operation {id} is {wanted}"), || {
+        let operation = client.operation(id);
+        (operation["state"] == wanted).then_some(operation)
+    })
+}

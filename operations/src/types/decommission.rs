@@ -4,7 +4,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::validation::{Validate, Violations};
+use crate::validation::Validate;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DecommissionRequest {
@@ -28,9 +28,7 @@ fn force<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     Ok(decode::option_bool(deserializer)?.unwrap_or(true))
 }
 
-impl Validate for DecommissionRequest {
-    fn validate(&self, _violations: &mut Violations) {}
-}
+impl Validate for DecommissionRequest {}
 
 pub struct Decommission;
 

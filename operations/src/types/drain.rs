@@ -3,15 +3,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::validation::{Validate, Violations};
+use crate::validation::Validate;
 
 /// Drain takes no parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct DrainRequest {}
 
-impl Validate for DrainRequest {
-    fn validate(&self, _violations: &mut Violations) {}
-}
+impl Validate for DrainRequest {}
 
 pub struct Drain;
 

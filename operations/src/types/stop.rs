@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::validation::{Validate, Violations};
+use crate::validation::Validate;
 
 /// How often to look for other unfinished operations, and how long to wait for them (Icarus: 5 minutes).
 const POLL: Duration = Duration::from_millis(500);
@@ -19,9 +19,7 @@ const WAIT_AT_MOST: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct StopRequest {}
 
-impl Validate for StopRequest {
-    fn validate(&self, _violations: &mut Violations) {}
-}
+impl Validate for StopRequest {}
 
 pub struct Stop;
 
