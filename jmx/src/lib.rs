@@ -1,0 +1,8 @@
+//! A JMX client in pure Rust: the JRMP transport of Java RMI and Java Object Serialization, implemented
+//! natively, so no JVM is needed to read attributes, invoke operations or receive notifications from a Java
+//! process's JMX agent.
+
+pub mod serial;
+pub mod value;
+
+pub use value::{CompositeData, JavaArg, JavaException, JavaObject, JavaValue, TabularData};
