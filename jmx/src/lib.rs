@@ -2,7 +2,13 @@
 //! natively, so no JVM is needed to read attributes, invoke operations or receive notifications from a Java
 //! process's JMX agent.
 
+mod client;
+mod error;
+pub mod jrmp;
 pub mod serial;
 pub mod value;
 
 pub use value::{CompositeData, JavaArg, JavaException, JavaObject, JavaValue, TabularData};
+
+pub use client::{JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation, MBeanParameter};
+pub use error::JmxError;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::serial::annotation::AnnotationReader;
 use crate::serial::de::{ArrayData, Content, Entry, FieldValue, Handles, Object};
 
 /// A value read from a Java serialization stream, with the common JDK and JMX classes turned into Rust shapes.
@@ -216,56 +217,6 @@ struct Converter<'a> {
     depth: usize,
 }
 
-/// Reads primitives and objects, in order, from an object's `writeObject` data.
-struct Annotation<'a> {
-    items: &'a [Content],
-    index: usize,
-    offset: usize,
-}
-
-impl<'a> Annotation<'a> {
-    fn new(items: &'a [Content]) -> Self {
-        Self {
-            items,
-            index: 0,
-            offset: 0,
-        }
-    }
-
-    fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut out = [0u8; N];
-        let mut filled = 0;
-        while filled < N {
-            let Content::Block(block) = self.items.get(self.index)? else {
-                return None;
-            };
-            let available = &block[self.offset..];
-            let take = available.len().min(N - filled);
-            out[filled..filled + take].copy_from_slice(&available[..take]);
-            filled += take;
-            self.offset += take;
-            if self.offset == block.len() {
-                self.index += 1;
-                self.offset = 0;
-            }
-        }
-        Some(out)
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        self.bytes::<4>().map(i32::from_be_bytes)
-    }
-
-    fn object(&mut self) -> Option<&'a Content> {
-        let item = self.items.get(self.index)?;
-        if matches!(item, Content::Block(_)) {
-            return None;
-        }
-        self.index += 1;
-        Some(item)
-    }
-}
-
 impl<'a> Converter<'a> {
     fn error(class: &str, message: impl Into<String>) -> ConvertError {
         ConvertError {
@@ -347,7 +298,7 @@ impl<'a> Converter<'a> {
     }
 
     /// The `writeObject` data of the class named `class` in the object's hierarchy.
-    fn annotation<'o>(&self, object: &'o Object, class: &str) -> Annotation<'o> {
+    fn annotation<'o>(&self, object: &'o Object, class: &str) -> AnnotationReader<'o> {
         let items = object
             .data
             .iter()
@@ -358,7 +309,7 @@ impl<'a> Converter<'a> {
             })
             .map(|data| data.annotation.as_slice())
             .unwrap_or_default();
-        Annotation::new(items)
+        AnnotationReader::new(items)
     }
 
     fn object(&mut self, object: &Object) -> Result<JavaValue, ConvertError> {
@@ -496,7 +447,7 @@ impl<'a> Converter<'a> {
 
     fn objects(
         &mut self,
-        data: &mut Annotation,
+        data: &mut AnnotationReader,
         size: i32,
         class: &str,
     ) -> Result<Vec<JavaValue>, ConvertError> {
@@ -512,7 +463,7 @@ impl<'a> Converter<'a> {
 
     fn pairs(
         &mut self,
-        data: &mut Annotation,
+        data: &mut AnnotationReader,
         size: i32,
         class: &str,
     ) -> Result<JavaValue, ConvertError> {

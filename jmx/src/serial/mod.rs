@@ -1,5 +1,6 @@
 //! Java Object Serialization: a generic reader and a writer for the types JMX calls send.
 
+pub mod annotation;
 pub mod constants;
 pub mod de;
 pub mod mutf8;

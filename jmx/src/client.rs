@@ -1,0 +1,809 @@
+//! The JMX client: connect through the RMI registry, then call the `RMIConnection` of the agent.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::JmxError;
+use crate::jrmp::hashes;
+use crate::jrmp::{Connection, JrmpError, ObjId, RawReturn, RemoteRef, ReturnKind};
+use crate::serial::Encoder;
+use crate::value::{JavaArg, JavaException, JavaValue, to_value};
+
+/// Where the agent is and how to talk to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JmxConfig {
+    /// The RMI registry's host and port (Cassandra: 127.0.0.1:7199).
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub connect_timeout: Duration,
+    /// Default time limit for one call; long operations pass their own to [`JmxClient::invoke_with_timeout`].
+    pub call_timeout: Duration,
+    /// Connect here instead of the host named in the stubs the server returns (which may be an address
+    /// unreachable from the client, e.g. inside a container).
+    pub stub_host_override: Option<String>,
+    /// Connections kept open for reuse.
+    pub max_idle_connections: usize,
+}
+
+impl std::fmt::Debug for JmxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JmxConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("call_timeout", &self.call_timeout)
+            .field("stub_host_override", &self.stub_host_override)
+            .finish()
+    }
+}
+
+impl JmxConfig {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            username: None,
+            password: None,
+            connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+            stub_host_override: None,
+            max_idle_connections: 4,
+        }
+    }
+
+    /// From `HOST:PORT`, `[V6]:PORT` or `service:jmx:rmi:///jndi/rmi://HOST:PORT/jmxrmi`.
+    pub fn from_service(service: &str) -> Result<Self, JmxError> {
+        let invalid = || JmxError::InvalidServiceUrl(service.to_string());
+        let address = match service.strip_prefix("service:jmx:rmi:") {
+            Some(rest) => rest
+                .rsplit_once("rmi://")
+                .and_then(|(_, a)| a.split('/').next())
+                .ok_or_else(invalid)?,
+            None => service,
+        };
+        let (host, port) = match address.rsplit_once(':') {
+            Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+            None => return Err(invalid()),
+        };
+        let port = port.parse().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Self::new(host, port))
+    }
+
+    pub fn with_credentials(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// What `getMBeanInfo` says about an MBean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MBeanInfo {
+    pub class_name: String,
+    pub description: Option<String>,
+    pub attributes: Vec<MBeanAttribute>,
+    pub operations: Vec<MBeanOperation>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MBeanAttribute {
+    pub name: String,
+    pub type_name: String,
+    pub readable: bool,
+    pub writable: bool,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MBeanOperation {
+    pub name: String,
+    pub return_type: String,
+    pub parameters: Vec<MBeanParameter>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MBeanParameter {
+    pub name: String,
+    pub type_name: String,
+}
+
+/// An authenticated `RMIConnection` and open TCP connections to its endpoint.
+struct Session {
+    target: RemoteRef,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A connected JMX client. Cheap to share (`Arc` inside); calls may run concurrently, each on its own TCP
+/// connection, since JRMP carries one call at a time per connection.
+#[derive(Clone)]
+pub struct JmxClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: JmxConfig,
+    address: String,
+    session: Mutex<Arc<Session>>,
+    /// Serialises reconnection, so a burst of failures builds one new session, not many.
+    reconnecting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for JmxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JmxClient")
+            .field("address", &self.inner.address)
+            .finish()
+    }
+}
+
+/// One call: which remote method, its arguments, and what comes back.
+struct Call<'a> {
+    hash: i64,
+    primitives: Vec<u8>,
+    args: Vec<u8>,
+    kind: ReturnKind,
+    /// Named in errors.
+    mbean: Option<&'a str>,
+    /// Safe to send again on a new connection if the first attempt was lost.
+    idempotent: bool,
+    timeout: Duration,
+}
+
+fn encode(args: &[JavaArg]) -> Vec<u8> {
+    let mut encoder = Encoder::for_rmi_call();
+    for arg in args {
+        encoder.write(arg);
+    }
+    encoder.into_bytes()
+}
+
+impl JmxClient {
+    /// Looks up the agent in the RMI registry and opens an (authenticated) JMX connection.
+    pub async fn connect(config: JmxConfig) -> Result<JmxClient, JmxError> {
+        let address = config.address();
+        let session = establish(&config, &address).await?;
+        Ok(JmxClient {
+            inner: Arc::new(Inner {
+                config,
+                address,
+                session: Mutex::new(Arc::new(session)),
+                reconnecting: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// `host:port` of the registry this client connected to.
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    pub async fn get_attribute(&self, mbean: &str, attribute: &str) -> Result<JavaValue, JmxError> {
+        let call = Call {
+            hash: hashes::GET_ATTRIBUTE,
+            primitives: Vec::new(),
+            args: encode(&[
+                JavaArg::ObjectName(mbean.into()),
+                JavaArg::String(attribute.into()),
+                JavaArg::Null,
+            ]),
+            kind: ReturnKind::Object,
+            mbean: Some(mbean),
+            idempotent: true,
+            timeout: self.inner.config.call_timeout,
+        };
+        self.value(call).await.map_err(|e| match e {
+            JmxError::AttributeNotFound { address, mbean, .. } => JmxError::AttributeNotFound {
+                address,
+                mbean,
+                attribute: attribute.to_string(),
+            },
+            other => other,
+        })
+    }
+
+    /// Several attributes at once; attributes the MBean does not have are left out, as JMX does.
+    pub async fn get_attributes(
+        &self,
+        mbean: &str,
+        attributes: &[&str],
+    ) -> Result<Vec<(String, JavaValue)>, JmxError> {
+        let call = Call {
+            hash: hashes::GET_ATTRIBUTES,
+            primitives: Vec::new(),
+            args: encode(&[
+                JavaArg::ObjectName(mbean.into()),
+                JavaArg::StringArray(attributes.iter().map(|a| a.to_string()).collect()),
+                JavaArg::Null,
+            ]),
+            kind: ReturnKind::Object,
+            mbean: Some(mbean),
+            idempotent: true,
+            timeout: self.inner.config.call_timeout,
+        };
+        let list = self.value(call).await?;
+        Ok(list
+            .as_slice()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|attribute| {
+                let name = attribute.get("name")?.as_str()?.to_string();
+                let value = attribute.get("value").cloned().unwrap_or(JavaValue::Null);
+                Some((name, value))
+            })
+            .collect())
+    }
+
+    pub async fn set_attribute(
+        &self,
+        mbean: &str,
+        attribute: &str,
+        value: JavaArg,
+    ) -> Result<(), JmxError> {
+        let call = Call {
+            hash: hashes::SET_ATTRIBUTE,
+            primitives: Vec::new(),
+            args: encode(&[
+                JavaArg::ObjectName(mbean.into()),
+                JavaArg::Marshalled(Box::new(JavaArg::Attribute {
+                    name: attribute.into(),
+                    value: Box::new(value),
+                })),
+                JavaArg::Null,
+            ]),
+            kind: ReturnKind::Void,
+            mbean: Some(mbean),
+            idempotent: false,
+            timeout: self.inner.config.call_timeout,
+        };
+        self.run(call).await.map(|_| ())
+    }
+
+    /// Invokes an operation. `signature` holds the declared Java parameter types, e.g. `"java.lang.String"`,
+    /// `"int"`, `"java.util.Map"`, `"[Ljava.lang.String;"`.
+    pub async fn invoke(
+        &self,
+        mbean: &str,
+        operation: &str,
+        params: &[JavaArg],
+        signature: &[&str],
+    ) -> Result<JavaValue, JmxError> {
+        self.invoke_with_timeout(
+            mbean,
+            operation,
+            params,
+            signature,
+            self.inner.config.call_timeout,
+        )
+        .await
+    }
+
+    /// [`Self::invoke`] with a time limit of its own, for operations that run long (compactions, cleanups).
+    pub async fn invoke_with_timeout(
+        &self,
+        mbean: &str,
+        operation: &str,
+        params: &[JavaArg],
+        signature: &[&str],
+        timeout: Duration,
+    ) -> Result<JavaValue, JmxError> {
+        let params = if params.is_empty() {
+            JavaArg::Null
+        } else {
+            JavaArg::Marshalled(Box::new(JavaArg::ObjectArray(params.to_vec())))
+        };
+        let signature = if signature.is_empty() {
+            JavaArg::Null
+        } else {
+            JavaArg::StringArray(signature.iter().map(|s| s.to_string()).collect())
+        };
+        let call = Call {
+            hash: hashes::INVOKE,
+            primitives: Vec::new(),
+            args: encode(&[
+                JavaArg::ObjectName(mbean.into()),
+                JavaArg::String(operation.into()),
+                params,
+                signature,
+                JavaArg::Null,
+            ]),
+            kind: ReturnKind::Object,
+            mbean: Some(mbean),
+            idempotent: false,
+            timeout,
+        };
+        self.value(call).await
+    }
+
+    /// Names of the registered MBeans matching `pattern` (e.g. `org.apache.cassandra.db:type=*,*`); `None`
+    /// lists them all. Sorted.
+    pub async fn query_names(&self, pattern: Option<&str>) -> Result<Vec<String>, JmxError> {
+        let name = pattern.map_or(JavaArg::Null, |p| JavaArg::ObjectName(p.into()));
+        let call = Call {
+            hash: hashes::QUERY_NAMES,
+            primitives: Vec::new(),
+            args: encode(&[name, JavaArg::Null, JavaArg::Null]),
+            kind: ReturnKind::Object,
+            mbean: pattern,
+            idempotent: true,
+            timeout: self.inner.config.call_timeout,
+        };
+        let mut names: Vec<String> = self
+            .value(call)
+            .await?
+            .as_slice()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub async fn is_registered(&self, mbean: &str) -> Result<bool, JmxError> {
+        let call = Call {
+            hash: hashes::IS_REGISTERED,
+            primitives: Vec::new(),
+            args: encode(&[JavaArg::ObjectName(mbean.into()), JavaArg::Null]),
+            kind: ReturnKind::Primitive,
+            mbean: Some(mbean),
+            idempotent: true,
+            timeout: self.inner.config.call_timeout,
+        };
+        let raw = self.run(call).await?;
+        match raw.primitive.first() {
+            Some(byte) => Ok(*byte != 0),
+            None => Err(self.protocol("isRegistered returned no boolean")),
+        }
+    }
+
+    pub async fn mbean_info(&self, mbean: &str) -> Result<MBeanInfo, JmxError> {
+        let call = Call {
+            hash: hashes::GET_MBEAN_INFO,
+            primitives: Vec::new(),
+            args: encode(&[JavaArg::ObjectName(mbean.into()), JavaArg::Null]),
+            kind: ReturnKind::Object,
+            mbean: Some(mbean),
+            idempotent: true,
+            timeout: self.inner.config.call_timeout,
+        };
+        let info = self.value(call).await?;
+        Ok(mbean_info(&info))
+    }
+
+    /// The agent's default domain: a cheap call that also keeps an idle connection from expiring.
+    pub async fn default_domain(&self) -> Result<String, JmxError> {
+        let call = Call {
+            hash: hashes::GET_DEFAULT_DOMAIN,
+            primitives: Vec::new(),
+            args: encode(&[JavaArg::Null]),
+            kind: ReturnKind::Object,
+            mbean: None,
+            idempotent: true,
+            timeout: self.inner.config.call_timeout,
+        };
+        Ok(self
+            .value(call)
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Closes the JMX connection on the server and drops the TCP connections.
+    pub async fn close(&self) -> Result<(), JmxError> {
+        let call = Call {
+            hash: hashes::CLOSE,
+            primitives: Vec::new(),
+            args: Vec::new(),
+            kind: ReturnKind::Void,
+            mbean: None,
+            idempotent: false,
+            timeout: self.inner.config.call_timeout,
+        };
+        let result = self.run(call).await.map(|_| ());
+        let session = self.session();
+        session
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        result
+    }
+
+    fn session(&self) -> Arc<Session> {
+        Arc::clone(&self.inner.session.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> JmxError {
+        JmxError::Protocol {
+            address: self.inner.address.clone(),
+            message: message.into(),
+        }
+    }
+
+    async fn value(&self, call: Call<'_>) -> Result<JavaValue, JmxError> {
+        let raw = self.run(call).await?;
+        to_value(&raw.handles, &raw.value).map_err(|e| self.protocol(e.to_string()))
+    }
+
+    /// Runs a call; on a lost or expired connection, reconnects and (if the call is idempotent) tries again.
+    async fn run(&self, call: Call<'_>) -> Result<RawReturn, JmxError> {
+        let session = self.session();
+        match self.attempt(&session, &call).await {
+            Err(error) if error.reconnect => {
+                tracing::debug!(address = %self.inner.address, error = %error.error, "JMX connection lost; reconnecting");
+                let fresh = self.reconnect(&session).await?;
+                if !call.idempotent && !error.unsent {
+                    return Err(error.error);
+                }
+                self.attempt(&fresh, &call).await.map_err(|e| e.error)
+            }
+            other => other.map_err(|e| e.error),
+        }
+    }
+
+    /// Replaces a failed session, unless another task already did.
+    async fn reconnect(&self, failed: &Arc<Session>) -> Result<Arc<Session>, JmxError> {
+        let _guard = self.inner.reconnecting.lock().await;
+        let current = self.session();
+        if !Arc::ptr_eq(&current, failed) {
+            return Ok(current);
+        }
+        let fresh = Arc::new(establish(&self.inner.config, &self.inner.address).await?);
+        *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
+    async fn attempt(&self, session: &Session, call: &Call<'_>) -> Result<RawReturn, Attempt> {
+        let taken = session.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (mut connection, reused) = match taken {
+            Some(connection) => (connection, true),
+            None => {
+                let connection = open(&self.inner.config, &self.inner.address, &session.target)
+                    .await
+                    .map_err(|error| Attempt {
+                        reconnect: false,
+                        unsent: true,
+                        error,
+                    })?;
+                (connection, false)
+            }
+        };
+        let result = connection
+            .call(
+                &session.target.object,
+                -1,
+                call.hash,
+                &call.primitives,
+                &call.args,
+                call.kind,
+                call.timeout,
+            )
+            .await;
+        let raw = match result {
+            Ok(raw) => raw,
+            Err(error) => {
+                // A pooled connection the server closed while idle fails before the call reached it.
+                let unsent = reused && matches!(error, JrmpError::Closed);
+                return Err(Attempt {
+                    reconnect: matches!(error, JrmpError::Closed | JrmpError::Io(_)),
+                    unsent,
+                    error: self.transport_error(error, call),
+                });
+            }
+        };
+        {
+            let mut idle = session.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.inner.config.max_idle_connections {
+                idle.push(connection);
+            }
+        }
+        if raw.exceptional {
+            let exception = exception_of(&raw);
+            // After an idle timeout the server forgets the connection object: get a new one.
+            let expired = exception.class == "java.rmi.NoSuchObjectException";
+            return Err(Attempt {
+                reconnect: expired,
+                unsent: expired,
+                error: classify(&self.inner.address, call.mbean, exception),
+            });
+        }
+        Ok(raw)
+    }
+
+    fn transport_error(&self, error: JrmpError, call: &Call<'_>) -> JmxError {
+        let address = self.inner.address.clone();
+        match error {
+            JrmpError::Timeout(timeout) => JmxError::Timeout {
+                address,
+                what: call
+                    .mbean
+                    .map_or("a call".to_string(), |m| format!("a call on {m}")),
+                timeout,
+            },
+            JrmpError::Closed | JrmpError::Io(_) => JmxError::ConnectionLost {
+                address,
+                message: error.to_string(),
+            },
+            JrmpError::Protocol(_) | JrmpError::Decode(_) => JmxError::Protocol {
+                address,
+                message: error.to_string(),
+            },
+        }
+    }
+}
+
+/// A failed attempt, and whether a new session may help.
+struct Attempt {
+    reconnect: bool,
+    /// The call certainly did not run, so even a non-idempotent call may be sent again.
+    unsent: bool,
+    error: JmxError,
+}
+
+/// Opens a JRMP connection to a remote object's endpoint.
+async fn open(
+    config: &JmxConfig,
+    address: &str,
+    target: &RemoteRef,
+) -> Result<Connection, JmxError> {
+    let host = config.stub_host_override.as_deref().unwrap_or(&target.host);
+    if target.tls {
+        return Err(JmxError::Tls {
+            address: address.to_string(),
+            message: "the agent requires TLS, which this client does not support yet".into(),
+        });
+    }
+    connect_plain(host, target.port, config.connect_timeout).await
+}
+
+async fn connect_plain(host: &str, port: u16, timeout: Duration) -> Result<Connection, JmxError> {
+    let endpoint = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Connection::connect_tcp(host, port, timeout)
+        .await
+        .map_err(|error| match error {
+            JrmpError::Io(source) => JmxError::Connect {
+                address: endpoint,
+                source,
+            },
+            JrmpError::Timeout(timeout) => JmxError::Timeout {
+                address: endpoint,
+                what: "the connection".into(),
+                timeout,
+            },
+            other => JmxError::Protocol {
+                address: endpoint,
+                message: other.to_string(),
+            },
+        })
+}
+
+/// Registry lookup of `jmxrmi`, then `newClient` with the credentials.
+async fn establish(config: &JmxConfig, address: &str) -> Result<Session, JmxError> {
+    let protocol = |message: String| JmxError::Protocol {
+        address: address.to_string(),
+        message,
+    };
+    let mut registry = connect_plain(&config.host, config.port, config.connect_timeout).await?;
+    let lookup_args = encode(&[JavaArg::String("jmxrmi".into())]);
+    let mut raw = registry
+        .call(
+            &ObjId::REGISTRY,
+            hashes::REGISTRY_LOOKUP_OP,
+            hashes::REGISTRY_INTERFACE,
+            &[],
+            &lookup_args,
+            ReturnKind::Object,
+            config.call_timeout,
+        )
+        .await
+        .map_err(|e| protocol(format!("registry lookup failed: {e}")))?;
+    if raw.exceptional
+        && exception_of(&raw)
+            .to_string()
+            .contains("skeleton class not found")
+    {
+        // Registries run with java.rmi.server.ignoreStubClasses only take the 1.2 form.
+        raw = registry
+            .call(
+                &ObjId::REGISTRY,
+                -1,
+                hashes::REGISTRY_LOOKUP,
+                &[],
+                &lookup_args,
+                ReturnKind::Object,
+                config.call_timeout,
+            )
+            .await
+            .map_err(|e| protocol(format!("registry lookup failed: {e}")))?;
+    }
+    if raw.exceptional {
+        return Err(classify(address, None, exception_of(&raw)));
+    }
+    let server =
+        RemoteRef::from_stub(&raw.handles, &raw.value).map_err(|e| protocol(e.to_string()))?;
+    // Tells the registry it may drop its pin on the stub; failing to is harmless.
+    let _ = registry.dgc_ack(&raw.ack_uid).await;
+
+    let mut connection = open(config, address, &server).await?;
+    let credentials = match (&config.username, &config.password) {
+        (Some(user), password) => {
+            JavaArg::StringArray(vec![user.clone(), password.clone().unwrap_or_default()])
+        }
+        (None, _) => JavaArg::Null,
+    };
+    let raw = connection
+        .call(
+            &server.object,
+            -1,
+            hashes::NEW_CLIENT,
+            &[],
+            &encode(&[credentials]),
+            ReturnKind::Object,
+            config.call_timeout,
+        )
+        .await
+        .map_err(|e| protocol(format!("newClient failed: {e}")))?;
+    if raw.exceptional {
+        let exception = exception_of(&raw);
+        if exception
+            .chain()
+            .any(|e| e.class == "java.lang.SecurityException")
+        {
+            return Err(JmxError::AuthenticationFailed {
+                address: address.to_string(),
+                message: exception
+                    .root_cause()
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| exception.to_string()),
+            });
+        }
+        return Err(classify(address, None, exception));
+    }
+    let target =
+        RemoteRef::from_stub(&raw.handles, &raw.value).map_err(|e| protocol(e.to_string()))?;
+    let _ = connection.dgc_ack(&raw.ack_uid).await;
+    let mut idle = Vec::new();
+    if target.host == server.host && target.port == server.port && target.tls == server.tls {
+        idle.push(connection);
+    }
+    Ok(Session {
+        target,
+        idle: Mutex::new(idle),
+    })
+}
+
+fn exception_of(raw: &RawReturn) -> JavaException {
+    match to_value(&raw.handles, &raw.value) {
+        Ok(JavaValue::Exception(exception)) => exception,
+        Ok(other) => JavaException {
+            class: "unknown".into(),
+            message: Some(format!(
+                "the server returned a non-exception as an error: {other:?}"
+            )),
+            cause: None,
+        },
+        Err(error) => JavaException {
+            class: error.class,
+            message: Some(error.message),
+            cause: None,
+        },
+    }
+}
+
+/// Maps a remote exception to the error a caller can act on.
+fn classify(address: &str, mbean: Option<&str>, exception: JavaException) -> JmxError {
+    let address = address.to_string();
+    let mbean_name = mbean.unwrap_or_default().to_string();
+    let has = |class: &str| exception.chain().any(|e| e.class == class);
+    if has("javax.management.InstanceNotFoundException") {
+        return JmxError::InstanceNotFound {
+            address,
+            mbean: mbean_name,
+        };
+    }
+    if has("javax.management.AttributeNotFoundException") {
+        return JmxError::AttributeNotFound {
+            address,
+            mbean: mbean_name,
+            attribute: String::new(),
+        };
+    }
+    if exception.class == "java.lang.SecurityException" {
+        return JmxError::AccessDenied {
+            address,
+            mbean: mbean.map(str::to_string),
+            message: exception.message.unwrap_or_default(),
+        };
+    }
+    let mbean_failure = matches!(
+        exception.class.as_str(),
+        "javax.management.MBeanException"
+            | "javax.management.RuntimeMBeanException"
+            | "javax.management.ReflectionException"
+            | "javax.management.RuntimeOperationsException"
+            | "javax.management.RuntimeErrorException"
+    );
+    if mbean_failure && mbean.is_some() {
+        return JmxError::MBean {
+            address,
+            mbean: mbean_name,
+            exception,
+        };
+    }
+    JmxError::Remote { address, exception }
+}
+
+/// Reads the parts of an `MBeanInfo` people look at.
+fn mbean_info(info: &JavaValue) -> MBeanInfo {
+    let text = |value: Option<&JavaValue>| value.and_then(JavaValue::as_str).map(str::to_string);
+    let items = |field: &str| {
+        info.get(field)
+            .and_then(JavaValue::as_slice)
+            .unwrap_or_default()
+            .to_vec()
+    };
+    MBeanInfo {
+        class_name: text(info.get("className")).unwrap_or_default(),
+        description: text(info.get("description")),
+        attributes: items("attributes")
+            .iter()
+            .map(|a| MBeanAttribute {
+                name: text(a.get("name")).unwrap_or_default(),
+                type_name: text(a.get("attributeType")).unwrap_or_default(),
+                readable: a
+                    .get("isRead")
+                    .and_then(JavaValue::as_bool)
+                    .unwrap_or(false),
+                writable: a
+                    .get("isWrite")
+                    .and_then(JavaValue::as_bool)
+                    .unwrap_or(false),
+                description: text(a.get("description")),
+            })
+            .collect(),
+        operations: items("operations")
+            .iter()
+            .map(|o| MBeanOperation {
+                name: text(o.get("name")).unwrap_or_default(),
+                return_type: text(o.get("type")).unwrap_or_default(),
+                parameters: o
+                    .get("signature")
+                    .and_then(JavaValue::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| MBeanParameter {
+                        name: text(p.get("name")).unwrap_or_default(),
+                        type_name: text(p.get("type")).unwrap_or_default(),
+                    })
+                    .collect(),
+                description: text(o.get("description")),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,96 @@
+//! Starts real JVMs for the integration tests and stops them when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Jvm {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `java` from JAVA_HOME, else from PATH.
+pub fn java() -> PathBuf {
+    std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin/java"))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("java"))
+}
+
+/// Starts `Idle.java` with the JDK's JMX agent on a free loopback port, plus `extra` system properties.
+pub fn jdk_agent(extra: &[String]) -> Jvm {
+    let port = free_port();
+    let mut command = Command::new(java());
+    command
+        .arg("-Xmx64m")
+        .arg(format!("-Dcom.sun.management.jmxremote.port={port}"))
+        .arg(format!("-Dcom.sun.management.jmxremote.rmi.port={port}"))
+        .arg("-Dcom.sun.management.jmxremote.host=127.0.0.1")
+        .arg("-Djava.rmi.server.hostname=127.0.0.1")
+        .arg("-Dcom.sun.management.jmxremote.local.only=true");
+    if !extra
+        .iter()
+        .any(|a| a.starts_with("-Dcom.sun.management.jmxremote.authenticate"))
+    {
+        command.arg("-Dcom.sun.management.jmxremote.authenticate=false");
+    }
+    if !extra
+        .iter()
+        .any(|a| a.starts_with("-Dcom.sun.management.jmxremote.ssl="))
+    {
+        command.arg("-Dcom.sun.management.jmxremote.ssl=false");
+    }
+    command
+        .args(extra)
+        .arg(fixture("Idle.java"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("java starts (is a JDK installed?)");
+    // The agent is bound before main() runs, and main() prints "ready".
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut jvm = Jvm { child, port };
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    if !matches!(read, Ok(n) if n > 0) || line.trim() != "ready" {
+        let status = jvm.child.try_wait();
+        panic!("the JVM did not start: {line:?} {status:?}");
+    }
+    jvm
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 60s");
+}
