@@ -7,6 +7,7 @@ use crate::error::JmxError;
 use crate::jrmp::hashes;
 use crate::jrmp::{Connection, JrmpError, ObjId, RawReturn, RemoteRef, ReturnKind};
 use crate::serial::Encoder;
+use crate::tls::{Connector, TlsConfig};
 use crate::value::{JavaArg, JavaException, JavaValue, to_value};
 
 /// Where the agent is and how to talk to it.
@@ -25,6 +26,8 @@ pub struct JmxConfig {
     pub stub_host_override: Option<String>,
     /// Connections kept open for reuse.
     pub max_idle_connections: usize,
+    /// TLS settings; needed when the agent's registry or connector uses TLS.
+    pub tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for JmxConfig {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for JmxConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("call_timeout", &self.call_timeout)
             .field("stub_host_override", &self.stub_host_override)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -52,6 +56,7 @@ impl JmxConfig {
             call_timeout: Duration::from_secs(60),
             stub_host_override: None,
             max_idle_connections: 4,
+            tls: None,
         }
     }
 
@@ -143,6 +148,7 @@ pub struct JmxClient {
 struct Inner {
     config: JmxConfig,
     address: String,
+    dialer: Dialer,
     session: Mutex<Arc<Session>>,
     /// Serialises reconnection, so a burst of failures builds one new session, not many.
     reconnecting: tokio::sync::Mutex<()>,
@@ -181,11 +187,25 @@ impl JmxClient {
     /// Looks up the agent in the RMI registry and opens an (authenticated) JMX connection.
     pub async fn connect(config: JmxConfig) -> Result<JmxClient, JmxError> {
         let address = config.address();
-        let session = establish(&config, &address).await?;
+        let tls = match &config.tls {
+            Some(tls) => Some(Connector::new(tls).map_err(|message| JmxError::Tls {
+                address: address.clone(),
+                message,
+            })?),
+            None => None,
+        };
+        let dialer = Dialer {
+            address: address.clone(),
+            connect_timeout: config.connect_timeout,
+            stub_host_override: config.stub_host_override.clone(),
+            tls,
+        };
+        let session = establish(&config, &dialer).await?;
         Ok(JmxClient {
             inner: Arc::new(Inner {
                 config,
                 address,
+                dialer,
                 session: Mutex::new(Arc::new(session)),
                 reconnecting: tokio::sync::Mutex::new(()),
             }),
@@ -469,7 +489,7 @@ impl JmxClient {
         if !Arc::ptr_eq(&current, failed) {
             return Ok(current);
         }
-        let fresh = Arc::new(establish(&self.inner.config, &self.inner.address).await?);
+        let fresh = Arc::new(establish(&self.inner.config, &self.inner.dialer).await?);
         *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
         Ok(fresh)
     }
@@ -479,13 +499,16 @@ impl JmxClient {
         let (mut connection, reused) = match taken {
             Some(connection) => (connection, true),
             None => {
-                let connection = open(&self.inner.config, &self.inner.address, &session.target)
-                    .await
-                    .map_err(|error| Attempt {
-                        reconnect: false,
-                        unsent: true,
-                        error,
-                    })?;
+                let connection =
+                    self.inner
+                        .dialer
+                        .open(&session.target)
+                        .await
+                        .map_err(|error| Attempt {
+                            reconnect: false,
+                            unsent: true,
+                            error,
+                        })?;
                 (connection, false)
             }
         };
@@ -541,7 +564,7 @@ impl JmxClient {
                     .map_or("a call".to_string(), |m| format!("a call on {m}")),
                 timeout,
             },
-            JrmpError::Closed | JrmpError::Io(_) => JmxError::ConnectionLost {
+            JrmpError::Closed | JrmpError::Io(_) | JrmpError::Tls(_) => JmxError::ConnectionLost {
                 address,
                 message: error.to_string(),
             },
@@ -561,34 +584,75 @@ struct Attempt {
     error: JmxError,
 }
 
-/// Opens a JRMP connection to a remote object's endpoint.
-async fn open(
-    config: &JmxConfig,
-    address: &str,
-    target: &RemoteRef,
-) -> Result<Connection, JmxError> {
-    let host = config.stub_host_override.as_deref().unwrap_or(&target.host);
-    if target.tls {
-        return Err(JmxError::Tls {
-            address: address.to_string(),
-            message: "the agent requires TLS, which this client does not support yet".into(),
-        });
-    }
-    connect_plain(host, target.port, config.connect_timeout).await
+/// Opens JRMP connections, with TLS where the server asks for it.
+struct Dialer {
+    /// The registry's address, for error messages.
+    address: String,
+    connect_timeout: Duration,
+    stub_host_override: Option<String>,
+    tls: Option<Connector>,
 }
 
-async fn connect_plain(host: &str, port: u16, timeout: Duration) -> Result<Connection, JmxError> {
-    let endpoint = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    Connection::connect_tcp(host, port, timeout)
-        .await
-        .map_err(|error| match error {
+impl Dialer {
+    /// A connection to a remote object's endpoint; TLS when its stub says so.
+    async fn open(&self, target: &RemoteRef) -> Result<Connection, JmxError> {
+        let host = self.stub_host_override.as_deref().unwrap_or(&target.host);
+        self.dial(host, target.port, target.tls).await
+    }
+
+    /// A connection to the registry. With TLS configured we try TLS first (Cassandra puts its registry behind
+    /// TLS too); a server that hangs up on the TLS greeting is a plain registry (the JDK agent's default), and
+    /// we connect again without TLS. Certificate problems are reported, never retried in the clear.
+    async fn registry(&self, host: &str, port: u16) -> Result<Connection, JmxError> {
+        if self.tls.is_none() {
+            return self.dial(host, port, false).await;
+        }
+        match self.dial(host, port, true).await {
+            Err(JmxError::Tls { message, .. })
+                if message.contains("peer closed")
+                    || message.contains("reset")
+                    || message.contains("eof") =>
+            {
+                tracing::debug!(address = %self.address, %message, "the registry does not speak TLS; using plain TCP");
+                self.dial(host, port, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn dial(&self, host: &str, port: u16, tls: bool) -> Result<Connection, JmxError> {
+        let endpoint = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let result = match (tls, &self.tls) {
+            (false, _) => Connection::connect_tcp(host, port, self.connect_timeout).await,
+            (true, Some(connector)) => {
+                Connection::connect_tls(host, port, self.connect_timeout, connector).await
+            }
+            (true, None) => {
+                return Err(JmxError::Tls {
+                    address: endpoint,
+                    message: "the agent requires TLS: give the CA that signed its certificate"
+                        .into(),
+                });
+            }
+        };
+        result.map_err(|error| match error {
             JrmpError::Io(source) => JmxError::Connect {
                 address: endpoint,
                 source,
+            },
+            JrmpError::Tls(source) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+                JmxError::Connect {
+                    address: endpoint,
+                    source,
+                }
+            }
+            JrmpError::Tls(source) => JmxError::Tls {
+                address: endpoint,
+                message: format!("handshake failed: {}", source.to_string().to_lowercase()),
             },
             JrmpError::Timeout(timeout) => JmxError::Timeout {
                 address: endpoint,
@@ -600,15 +664,17 @@ async fn connect_plain(host: &str, port: u16, timeout: Duration) -> Result<Conne
                 message: other.to_string(),
             },
         })
+    }
 }
 
 /// Registry lookup of `jmxrmi`, then `newClient` with the credentials.
-async fn establish(config: &JmxConfig, address: &str) -> Result<Session, JmxError> {
+async fn establish(config: &JmxConfig, dialer: &Dialer) -> Result<Session, JmxError> {
+    let address = dialer.address.as_str();
     let protocol = |message: String| JmxError::Protocol {
         address: address.to_string(),
         message,
     };
-    let mut registry = connect_plain(&config.host, config.port, config.connect_timeout).await?;
+    let mut registry = dialer.registry(&config.host, config.port).await?;
     let lookup_args = encode(&[JavaArg::String("jmxrmi".into())]);
     let mut raw = registry
         .call(
@@ -649,7 +715,7 @@ async fn establish(config: &JmxConfig, address: &str) -> Result<Session, JmxErro
     // Tells the registry it may drop its pin on the stub; failing to is harmless.
     let _ = registry.dgc_ack(&raw.ack_uid).await;
 
-    let mut connection = open(config, address, &server).await?;
+    let mut connection = dialer.open(&server).await?;
     let credentials = match (&config.username, &config.password) {
         (Some(user), password) => {
             JavaArg::StringArray(vec![user.clone(), password.clone().unwrap_or_default()])

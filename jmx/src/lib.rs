@@ -6,9 +6,11 @@ mod client;
 mod error;
 pub mod jrmp;
 pub mod serial;
+mod tls;
 pub mod value;
 
 pub use value::{CompositeData, JavaArg, JavaException, JavaObject, JavaValue, TabularData};
 
 pub use client::{JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation, MBeanParameter};
 pub use error::JmxError;
+pub use tls::TlsConfig;

@@ -27,6 +27,9 @@ pub enum JrmpError {
     Io(#[from] std::io::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// Connecting or the TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
     #[error("the server closed the connection")]
     Closed,
     #[error("protocol error: {0}")]
@@ -78,6 +81,25 @@ impl Connection {
         Self::handshake(Box::new(stream), timeout).await
     }
 
+    /// Opens a TCP connection, negotiates TLS on it, and performs the JRMP handshake.
+    pub(crate) async fn connect_tls(
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        tls: &crate::tls::Connector,
+    ) -> Result<Self, JrmpError> {
+        let setup = async {
+            let stream = TcpStream::connect((host, port)).await?;
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(tls.connect(host, stream).await?)
+        };
+        let stream = tokio::time::timeout(timeout, setup)
+            .await
+            .map_err(|_| JrmpError::Timeout(timeout))?
+            .map_err(JrmpError::Tls)?;
+        Self::handshake(Box::new(stream), timeout).await
+    }
+
     /// Performs the JRMP handshake on an established transport (TCP or TLS).
     pub async fn handshake(
         mut io: Box<dyn Transport>,
@@ -91,6 +113,11 @@ impl Connection {
             io.write_all(&hello).await?;
             io.flush().await?;
             let ack = read_u8(&mut io).await?;
+            if ack == 0x15 || ack == 0x16 {
+                return Err(JrmpError::Protocol(
+                    "the server answered with TLS: it expects a TLS connection (configure TLS with its CA)".into(),
+                ));
+            }
             if ack != PROTOCOL_ACK {
                 return Err(JrmpError::Protocol(format!(
                     "expected a protocol acknowledgement (0x4e), got 0x{ack:02x}"
