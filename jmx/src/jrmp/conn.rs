@@ -91,7 +91,7 @@ impl Connection {
         let setup = async {
             let stream = TcpStream::connect((host, port)).await?;
             stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(tls.connect(host, stream).await?)
+            tls.connect(host, stream).await
         };
         let stream = tokio::time::timeout(timeout, setup)
             .await
