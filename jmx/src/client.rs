@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::JmxError;
 use crate::jrmp::hashes;
+use crate::notify::{Fetched, Subscription};
 use crate::jrmp::{Connection, JrmpError, ObjId, RawReturn, RemoteRef, ReturnKind};
 use crate::serial::Encoder;
 use crate::tls::{Connector, TlsConfig};
@@ -427,6 +428,77 @@ impl JmxClient {
             .as_str()
             .unwrap_or_default()
             .to_string())
+    }
+
+    /// Subscribes to the notifications of `mbean`. A background task fetches them over a connection of its
+    /// own, so other calls go on meanwhile.
+    pub async fn subscribe(&self, mbean: &str) -> Result<Subscription, JmxError> {
+        Subscription::start(self.clone(), mbean).await
+    }
+
+    pub(crate) async fn add_notification_listener(&self, mbean: &str) -> Result<Vec<i32>, JmxError> {
+        let call = Call {
+            hash: hashes::ADD_NOTIFICATION_LISTENERS,
+            primitives: Vec::new(),
+            args: encode(&[
+                JavaArg::ObjectNameArray(vec![mbean.to_string()]),
+                JavaArg::MarshalledArray(vec![JavaArg::Null]),
+                JavaArg::NullSubjects(1),
+            ]),
+            kind: ReturnKind::Object,
+            mbean: Some(mbean),
+            idempotent: false,
+            timeout: self.inner.config.call_timeout,
+        };
+        let ids = self.value(call).await?;
+        Ok(ids
+            .as_slice()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| id.as_i64().map(|id| id as i32))
+            .collect())
+    }
+
+    pub(crate) async fn remove_notification_listeners(&self, mbean: &str, ids: &[i32]) -> Result<(), JmxError> {
+        let call = Call {
+            hash: hashes::REMOVE_NOTIFICATION_LISTENERS,
+            primitives: Vec::new(),
+            args: encode(&[
+                JavaArg::ObjectName(mbean.into()),
+                JavaArg::IntegerArray(ids.to_vec()),
+                JavaArg::Null,
+            ]),
+            kind: ReturnKind::Void,
+            mbean: Some(mbean),
+            idempotent: false,
+            timeout: self.inner.config.call_timeout,
+        };
+        self.run(call).await.map(|_| ())
+    }
+
+    /// One `fetchNotifications(clientSequence, max, timeout)` long poll.
+    pub(crate) async fn fetch_notifications(
+        &self,
+        sequence: i64,
+        max: i32,
+        wait: Duration,
+    ) -> Result<Fetched, JmxError> {
+        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        let mut primitives = Vec::with_capacity(20);
+        primitives.extend_from_slice(&sequence.to_be_bytes());
+        primitives.extend_from_slice(&max.to_be_bytes());
+        primitives.extend_from_slice(&wait_ms.to_be_bytes());
+        let call = Call {
+            hash: hashes::FETCH_NOTIFICATIONS,
+            primitives,
+            args: Vec::new(),
+            kind: ReturnKind::Object,
+            mbean: None,
+            idempotent: false,
+            timeout: self.inner.config.call_timeout + wait,
+        };
+        let result = self.value(call).await?;
+        Fetched::from_value(&result).ok_or_else(|| self.protocol("fetchNotifications returned no NotificationResult"))
     }
 
     /// Closes the JMX connection on the server and drops the TCP connections.

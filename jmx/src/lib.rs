@@ -5,6 +5,7 @@
 mod client;
 mod error;
 pub mod jrmp;
+mod notify;
 pub mod serial;
 mod tls;
 pub mod value;
@@ -13,4 +14,5 @@ pub use value::{CompositeData, JavaArg, JavaException, JavaObject, JavaValue, Ta
 
 pub use client::{JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation, MBeanParameter};
 pub use error::JmxError;
+pub use notify::{Notification, NotificationEvent, Subscription};
 pub use tls::TlsConfig;

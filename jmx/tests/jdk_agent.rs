@@ -206,3 +206,28 @@ async fn concurrent_calls_share_one_client() {
     }
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn receives_gc_notifications() {
+    let jvm = support::jdk_agent(&["-XX:+UseSerialGC".to_string()]);
+    let client = connect(jvm.port).await;
+    let collector = "java.lang:type=GarbageCollector,name=MarkSweepCompact";
+    let mut subscription = client.subscribe(collector).await.unwrap();
+    client.invoke("java.lang:type=Memory", "gc", &[], &[]).await.unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(30), subscription.next())
+        .await
+        .expect("a notification arrives")
+        .expect("the subscription is open");
+    let jmx::NotificationEvent::Notification(notification) = event else {
+        panic!("expected a notification, got {event:?}")
+    };
+    assert_eq!(notification.kind, "com.sun.management.gc.notification");
+    let JavaValue::Composite(info) = &notification.user_data else {
+        panic!("GC notification data is CompositeData: {:?}", notification.user_data)
+    };
+    assert_eq!(info.items["gcName"].as_str(), Some("MarkSweepCompact"));
+    assert!(notification.timestamp > 0);
+    subscription.close().await.unwrap();
+    // Calls still work after the listener is removed.
+    assert!(client.is_registered(collector).await.unwrap());
+}
