@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::error::JmxError;
 use crate::jrmp::hashes;
-use crate::notify::{Fetched, Subscription};
 use crate::jrmp::{Connection, JrmpError, ObjId, RawReturn, RemoteRef, ReturnKind};
+use crate::notify::{Fetched, Subscription};
 use crate::serial::Encoder;
 use crate::tls::{Connector, TlsConfig};
 use crate::value::{JavaArg, JavaException, JavaValue, to_value};
@@ -436,7 +436,10 @@ impl JmxClient {
         Subscription::start(self.clone(), mbean).await
     }
 
-    pub(crate) async fn add_notification_listener(&self, mbean: &str) -> Result<Vec<i32>, JmxError> {
+    pub(crate) async fn add_notification_listener(
+        &self,
+        mbean: &str,
+    ) -> Result<Vec<i32>, JmxError> {
         let call = Call {
             hash: hashes::ADD_NOTIFICATION_LISTENERS,
             primitives: Vec::new(),
@@ -459,7 +462,11 @@ impl JmxClient {
             .collect())
     }
 
-    pub(crate) async fn remove_notification_listeners(&self, mbean: &str, ids: &[i32]) -> Result<(), JmxError> {
+    pub(crate) async fn remove_notification_listeners(
+        &self,
+        mbean: &str,
+        ids: &[i32],
+    ) -> Result<(), JmxError> {
         let call = Call {
             hash: hashes::REMOVE_NOTIFICATION_LISTENERS,
             primitives: Vec::new(),
@@ -498,7 +505,8 @@ impl JmxClient {
             timeout: self.inner.config.call_timeout + wait,
         };
         let result = self.value(call).await?;
-        Fetched::from_value(&result).ok_or_else(|| self.protocol("fetchNotifications returned no NotificationResult"))
+        Fetched::from_value(&result)
+            .ok_or_else(|| self.protocol("fetchNotifications returned no NotificationResult"))
     }
 
     /// Closes the JMX connection on the server and drops the TCP connections.

@@ -53,7 +53,12 @@ impl Subscription {
         // The sequence number to start from: what the server will number the next notification.
         let first = client.fetch_notifications(-1, 0, Duration::ZERO).await?;
         let (sender, events) = mpsc::channel(256);
-        let fetcher = tokio::spawn(fetch_loop(client.clone(), listener_ids.clone(), first.next_sequence, sender));
+        let fetcher = tokio::spawn(fetch_loop(
+            client.clone(),
+            listener_ids.clone(),
+            first.next_sequence,
+            sender,
+        ));
         Ok(Subscription {
             client,
             mbean: mbean.to_string(),
@@ -102,16 +107,33 @@ impl Fetched {
             .filter_map(|targeted| {
                 let id = targeted.get("id")?.as_i64()? as i32;
                 let notification = targeted.get("notif")?;
-                let text = |name: &str| notification.get(name).and_then(JavaValue::as_str).map(str::to_string);
+                let text = |name: &str| {
+                    notification
+                        .get(name)
+                        .and_then(JavaValue::as_str)
+                        .map(str::to_string)
+                };
                 Some((
                     id,
                     Notification {
                         kind: text("type").unwrap_or_default(),
-                        source: notification.get("source").cloned().unwrap_or(JavaValue::Null),
-                        sequence_number: notification.get("sequenceNumber").and_then(JavaValue::as_i64).unwrap_or(0),
-                        timestamp: notification.get("timeStamp").and_then(JavaValue::as_i64).unwrap_or(0),
+                        source: notification
+                            .get("source")
+                            .cloned()
+                            .unwrap_or(JavaValue::Null),
+                        sequence_number: notification
+                            .get("sequenceNumber")
+                            .and_then(JavaValue::as_i64)
+                            .unwrap_or(0),
+                        timestamp: notification
+                            .get("timeStamp")
+                            .and_then(JavaValue::as_i64)
+                            .unwrap_or(0),
                         message: text("message"),
-                        user_data: notification.get("userData").cloned().unwrap_or(JavaValue::Null),
+                        user_data: notification
+                            .get("userData")
+                            .cloned()
+                            .unwrap_or(JavaValue::Null),
                     },
                 ))
             })
@@ -124,7 +146,12 @@ impl Fetched {
     }
 }
 
-async fn fetch_loop(client: JmxClient, ids: Vec<i32>, mut next: i64, sender: mpsc::Sender<NotificationEvent>) {
+async fn fetch_loop(
+    client: JmxClient,
+    ids: Vec<i32>,
+    mut next: i64,
+    sender: mpsc::Sender<NotificationEvent>,
+) {
     loop {
         let fetched = match client.fetch_notifications(next, BATCH, POLL).await {
             Ok(fetched) => fetched,
@@ -140,7 +167,12 @@ async fn fetch_loop(client: JmxClient, ids: Vec<i32>, mut next: i64, sender: mps
             }
         }
         for (id, notification) in fetched.notifications {
-            if ids.contains(&id) && sender.send(NotificationEvent::Notification(notification)).await.is_err() {
+            if ids.contains(&id)
+                && sender
+                    .send(NotificationEvent::Notification(notification))
+                    .await
+                    .is_err()
+            {
                 return;
             }
         }

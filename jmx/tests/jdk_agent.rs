@@ -213,7 +213,10 @@ async fn receives_gc_notifications() {
     let client = connect(jvm.port).await;
     let collector = "java.lang:type=GarbageCollector,name=MarkSweepCompact";
     let mut subscription = client.subscribe(collector).await.unwrap();
-    client.invoke("java.lang:type=Memory", "gc", &[], &[]).await.unwrap();
+    client
+        .invoke("java.lang:type=Memory", "gc", &[], &[])
+        .await
+        .unwrap();
     let event = tokio::time::timeout(std::time::Duration::from_secs(30), subscription.next())
         .await
         .expect("a notification arrives")
@@ -223,7 +226,10 @@ async fn receives_gc_notifications() {
     };
     assert_eq!(notification.kind, "com.sun.management.gc.notification");
     let JavaValue::Composite(info) = &notification.user_data else {
-        panic!("GC notification data is CompositeData: {:?}", notification.user_data)
+        panic!(
+            "GC notification data is CompositeData: {:?}",
+            notification.user_data
+        )
     };
     assert_eq!(info.items["gcName"].as_str(), Some("MarkSweepCompact"));
     assert!(notification.timestamp > 0);

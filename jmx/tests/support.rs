@@ -65,9 +65,13 @@ pub fn jdk_agent(extra: &[String]) -> Jvm {
     {
         command.arg("-Dcom.sun.management.jmxremote.ssl=false");
     }
+    command.args(extra).arg(fixture("Idle.java"));
+    spawn_until_ready(command, port)
+}
+
+/// Spawns a JVM whose main() prints "ready" once its JMX server is up, and waits for that line.
+fn spawn_until_ready(mut command: Command, port: u16) -> Jvm {
     command
-        .args(extra)
-        .arg(fixture("Idle.java"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -93,4 +97,45 @@ pub fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("nothing listens on 127.0.0.1:{port} after 60s");
+}
+
+/// Compiles the Cassandra-like server (once per test binary) and returns its class directory.
+fn cassandra_like_classes() -> PathBuf {
+    static CLASSES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CLASSES
+        .get_or_init(|| {
+            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cassandra-like-classes");
+            std::fs::create_dir_all(&out).unwrap();
+            let javac = java().with_file_name("javac");
+            let javac = if javac.exists() {
+                javac
+            } else {
+                PathBuf::from("javac")
+            };
+            let status = Command::new(javac)
+                .arg("-d")
+                .arg(&out)
+                .arg(fixture("CassandraLikeServer.java"))
+                .status()
+                .expect("javac runs (is a JDK installed?)");
+            assert!(status.success(), "CassandraLikeServer.java compiles");
+            out
+        })
+        .clone()
+}
+
+/// Starts the Cassandra-like JMX server on a free loopback port; `credentials` turns authentication on.
+pub fn cassandra_like(credentials: Option<(&str, &str)>) -> Jvm {
+    let port = free_port();
+    let mut command = Command::new(java());
+    command
+        .arg("-Xmx64m")
+        .arg("-cp")
+        .arg(cassandra_like_classes())
+        .arg("CassandraLikeServer")
+        .arg(port.to_string());
+    if let Some((user, password)) = credentials {
+        command.arg(user).arg(password);
+    }
+    spawn_until_ready(command, port)
 }
