@@ -1,6 +1,7 @@
 //! The JMX client: connect through the RMI registry, then call the `RMIConnection` of the agent.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::error::JmxError;
@@ -29,6 +30,10 @@ pub struct JmxConfig {
     pub max_idle_connections: usize,
     /// TLS settings; needed when the agent's registry or connector uses TLS.
     pub tls: Option<TlsConfig>,
+    /// How often to make a cheap call so the server does not close the connection as idle (it does after
+    /// 2 minutes by default); `None` turns this off, and an expired connection is then re-opened on the
+    /// next call.
+    pub keepalive: Option<Duration>,
 }
 
 impl std::fmt::Debug for JmxConfig {
@@ -42,6 +47,7 @@ impl std::fmt::Debug for JmxConfig {
             .field("call_timeout", &self.call_timeout)
             .field("stub_host_override", &self.stub_host_override)
             .field("tls", &self.tls)
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
@@ -58,6 +64,7 @@ impl JmxConfig {
             stub_host_override: None,
             max_idle_connections: 4,
             tls: None,
+            keepalive: Some(Duration::from_secs(60)),
         }
     }
 
@@ -153,6 +160,7 @@ struct Inner {
     session: Mutex<Arc<Session>>,
     /// Serialises reconnection, so a burst of failures builds one new session, not many.
     reconnecting: tokio::sync::Mutex<()>,
+    reconnects: AtomicU64,
 }
 
 impl std::fmt::Debug for JmxClient {
@@ -202,15 +210,25 @@ impl JmxClient {
             tls,
         };
         let session = establish(&config, &dialer).await?;
-        Ok(JmxClient {
+        let client = JmxClient {
             inner: Arc::new(Inner {
                 config,
                 address,
                 dialer,
                 session: Mutex::new(Arc::new(session)),
                 reconnecting: tokio::sync::Mutex::new(()),
+                reconnects: AtomicU64::new(0),
             }),
-        })
+        };
+        if let Some(interval) = client.inner.config.keepalive {
+            tokio::spawn(keep_alive(Arc::downgrade(&client.inner), interval));
+        }
+        Ok(client)
+    }
+
+    /// How many times the client had to open a new JMX connection after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::Relaxed)
     }
 
     /// `host:port` of the registry this client connected to.
@@ -570,6 +588,7 @@ impl JmxClient {
             return Ok(current);
         }
         let fresh = Arc::new(establish(&self.inner.config, &self.inner.dialer).await?);
+        self.inner.reconnects.fetch_add(1, Ordering::Relaxed);
         *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
         Ok(fresh)
     }
@@ -652,6 +671,20 @@ impl JmxClient {
                 address,
                 message: error.to_string(),
             },
+        }
+    }
+}
+
+/// Pings the agent every `interval` while the client exists.
+async fn keep_alive(client: Weak<Inner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = client.upgrade() else {
+            return;
+        };
+        let client = JmxClient { inner };
+        if let Err(error) = client.default_domain().await {
+            tracing::debug!(address = %client.address(), %error, "JMX keep-alive call failed");
         }
     }
 }

@@ -556,3 +556,70 @@ fn primitive(value: &FieldValue) -> JavaValue {
         FieldValue::Object(_) => JavaValue::Null,
     }
 }
+
+/// JSON-friendly: numbers, strings and booleans as themselves; lists, sets and arrays as arrays; maps with
+/// string keys as objects (others as arrays of `[key, value]` pairs); composite data as an object of its items;
+/// tabular data as an array of rows; exceptions and other objects as objects naming their class.
+#[cfg(feature = "serde")]
+mod serialize {
+    use serde::Serialize;
+    use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+
+    use super::*;
+
+    impl Serialize for JavaValue {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                JavaValue::Null => serializer.serialize_none(),
+                JavaValue::Boolean(v) => serializer.serialize_bool(*v),
+                JavaValue::Byte(v) => serializer.serialize_i8(*v),
+                JavaValue::Char(v) => serializer.serialize_str(&String::from_utf16_lossy(&[*v])),
+                JavaValue::Short(v) => serializer.serialize_i16(*v),
+                JavaValue::Int(v) => serializer.serialize_i32(*v),
+                JavaValue::Long(v) => serializer.serialize_i64(*v),
+                JavaValue::Float(v) => serializer.serialize_f32(*v),
+                JavaValue::Double(v) => serializer.serialize_f64(*v),
+                JavaValue::String(s) | JavaValue::ObjectName(s) => serializer.serialize_str(s),
+                JavaValue::Enum { constant, .. } => serializer.serialize_str(constant),
+                JavaValue::Bytes(bytes) => serializer.collect_seq(bytes),
+                JavaValue::Array { items, .. } | JavaValue::List(items) | JavaValue::Set(items) => {
+                    serializer.collect_seq(items)
+                }
+                JavaValue::Map(entries) => {
+                    if entries.iter().all(|(k, _)| k.as_str().is_some()) {
+                        let mut map = serializer.serialize_map(Some(entries.len()))?;
+                        for (key, value) in entries {
+                            map.serialize_entry(key.as_str().unwrap_or_default(), value)?;
+                        }
+                        map.end()
+                    } else {
+                        let mut seq = serializer.serialize_seq(Some(entries.len()))?;
+                        for (key, value) in entries {
+                            seq.serialize_element(&(key, value))?;
+                        }
+                        seq.end()
+                    }
+                }
+                JavaValue::Composite(composite) => composite.items.serialize(serializer),
+                JavaValue::Tabular(table) => {
+                    serializer.collect_seq(table.rows.iter().map(|row| &row.items))
+                }
+                JavaValue::Exception(exception) => {
+                    let mut map = serializer.serialize_map(None)?;
+                    map.serialize_entry("exception", &exception.class)?;
+                    map.serialize_entry("message", &exception.message)?;
+                    map.serialize_entry("chain", &exception.to_string())?;
+                    map.end()
+                }
+                JavaValue::Object(object) => {
+                    let mut map = serializer.serialize_map(None)?;
+                    map.serialize_entry("class", &object.class)?;
+                    for (name, value) in &object.fields {
+                        map.serialize_entry(name, value)?;
+                    }
+                    map.end()
+                }
+            }
+        }
+    }
+}

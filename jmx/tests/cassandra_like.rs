@@ -284,3 +284,27 @@ async fn authentication_as_cassandra_does_it() {
     };
     assert!(message.contains("Authentication failed"), "{message}");
 }
+
+/// The server forgets a connection idle for longer than its timeout (here 1.5 s).
+#[tokio::test]
+async fn keep_alive_prevents_idle_expiry_and_expiry_is_survived() {
+    let server = support::cassandra_like_with(None, &["-DidleTimeoutMs=1500"]);
+    let config = |keepalive| JmxConfig {
+        keepalive,
+        ..JmxConfig::new("127.0.0.1", server.port)
+    };
+
+    let kept = JmxClient::connect(config(Some(Duration::from_millis(300))))
+        .await
+        .unwrap();
+    let lapsed = JmxClient::connect(config(None)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    assert!(kept.is_registered(SS).await.unwrap());
+    assert_eq!(kept.reconnects(), 0, "keep-alive kept the connection");
+    assert!(
+        lapsed.is_registered(SS).await.unwrap(),
+        "an expired connection is replaced transparently"
+    );
+    assert_eq!(lapsed.reconnects(), 1);
+}

@@ -126,10 +126,16 @@ fn cassandra_like_classes() -> PathBuf {
 
 /// Starts the Cassandra-like JMX server on a free loopback port; `credentials` turns authentication on.
 pub fn cassandra_like(credentials: Option<(&str, &str)>) -> Jvm {
+    cassandra_like_with(credentials, &[])
+}
+
+/// [`cassandra_like`] with extra JVM options, e.g. `-DidleTimeoutMs=1500`.
+pub fn cassandra_like_with(credentials: Option<(&str, &str)>, jvm_options: &[&str]) -> Jvm {
     let port = free_port();
     let mut command = Command::new(java());
     command
         .arg("-Xmx64m")
+        .args(jvm_options)
         .arg("-cp")
         .arg(cassandra_like_classes())
         .arg("CassandraLikeServer")
