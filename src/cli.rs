@@ -37,6 +37,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the sidecar: the operations REST API.
     Serve(ServeArgs),
+    /// Talk to a JMX agent directly: get, set, invoke, query, info, listen.
+    Jmx(crate::jmx_command::JmxCommandArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,40 +84,68 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct JmxArgs {
     /// JMX agent of the local Cassandra: `[HOST][:PORT]` or `service:jmx:rmi:///jndi/rmi://HOST:PORT/jmxrmi`.
-    #[arg(long, env = "DAEDALUS_JMX_SERVICE", default_value = "127.0.0.1:7199")]
+    #[arg(
+        long,
+        global = true,
+        env = "DAEDALUS_JMX_SERVICE",
+        default_value = "127.0.0.1:7199"
+    )]
     pub jmx_service: JmxService,
 
     /// JMX user name.
-    #[arg(long, env = "DAEDALUS_JMX_USER")]
+    #[arg(long, global = true, env = "DAEDALUS_JMX_USER")]
     pub jmx_user: Option<String>,
 
     /// JMX password.
-    #[arg(long, env = "DAEDALUS_JMX_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DAEDALUS_JMX_PASSWORD",
+        hide_env_values = true
+    )]
     pub jmx_password: Option<String>,
 
     /// Java properties file with `username`, `password`, `keystorePassword`, `truststorePassword`; flags win.
-    #[arg(long, env = "DAEDALUS_JMX_CREDENTIALS")]
+    #[arg(long, global = true, env = "DAEDALUS_JMX_CREDENTIALS")]
     pub jmx_credentials: Option<PathBuf>,
 
-    /// Truststore for a JMX agent with TLS.
-    #[arg(long, env = "DAEDALUS_JMX_TRUSTSTORE")]
+    /// PEM file with the CA certificate(s) that signed the JMX agent's certificate; turns TLS on.
+    #[arg(long, global = true, env = "DAEDALUS_JMX_TRUSTSTORE")]
     pub jmx_truststore: Option<PathBuf>,
 
     /// Password of the truststore.
-    #[arg(long, env = "DAEDALUS_JMX_TRUSTSTORE_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DAEDALUS_JMX_TRUSTSTORE_PASSWORD",
+        hide_env_values = true
+    )]
     pub jmx_truststore_password: Option<String>,
 
-    /// Keystore with the client certificate, for a JMX agent that wants one.
-    #[arg(long, env = "DAEDALUS_JMX_KEYSTORE")]
+    /// PEM file with the client certificate chain and its private key, for agents that want one.
+    #[arg(long, global = true, env = "DAEDALUS_JMX_KEYSTORE")]
     pub jmx_keystore: Option<PathBuf>,
 
     /// Password of the keystore.
-    #[arg(long, env = "DAEDALUS_JMX_KEYSTORE_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DAEDALUS_JMX_KEYSTORE_PASSWORD",
+        hide_env_values = true
+    )]
     pub jmx_keystore_password: Option<String>,
 
     /// Present the keystore's client certificate to the JMX agent.
-    #[arg(long, env = "DAEDALUS_JMX_CLIENT_AUTH")]
+    #[arg(long, global = true, env = "DAEDALUS_JMX_CLIENT_AUTH")]
     pub jmx_client_auth: bool,
+
+    /// Accept a TLS certificate that does not name the JMX host (its CA is still checked).
+    #[arg(long, global = true, env = "DAEDALUS_JMX_SKIP_HOSTNAME_VERIFICATION")]
+    pub jmx_skip_hostname_verification: bool,
+
+    /// Connect to this host instead of the one the agent puts in its RMI stubs (java.rmi.server.hostname).
+    #[arg(long, global = true, env = "DAEDALUS_JMX_STUB_HOST")]
+    pub jmx_stub_host: Option<String>,
 }
 
 /// Where the HTTP server binds.

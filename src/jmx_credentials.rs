@@ -32,6 +32,8 @@ pub fn jmx_settings(args: &JmxArgs) -> Result<JmxSettings, CredentialsFileError>
         keystore: args.jmx_keystore.clone(),
         keystore_password: secret(&args.jmx_keystore_password, "keystorePassword"),
         client_auth: args.jmx_client_auth,
+        verify_hostname: !args.jmx_skip_hostname_verification,
+        stub_host: args.jmx_stub_host.clone(),
     })
 }
 

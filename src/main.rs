@@ -2,6 +2,7 @@
 
 mod cli;
 mod http;
+mod jmx_command;
 mod jmx_credentials;
 mod logging;
 mod serve;
@@ -21,11 +22,11 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Jmx(args) => jmx_command::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("daedalus: {error:#}");
             ExitCode::FAILURE
         }

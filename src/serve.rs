@@ -8,7 +8,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use daedalus_operations::store::spawn_expiry_sweeper;
 use daedalus_operations::types::{self, TypeOptions};
-use daedalus_operations::{Executor, InMemoryStore, OperationStore, Services};
+use daedalus_operations::{Executor, InMemoryStore, JmxConnector, OperationStore, Services};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
@@ -40,7 +40,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown_request = CancellationToken::new();
     let services = Arc::new(Services {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
-        jmx,
+        jmx: JmxConnector::new(jmx),
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });

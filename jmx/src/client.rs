@@ -755,12 +755,12 @@ impl Dialer {
         result.map_err(|error| match error {
             JrmpError::Io(source) => JmxError::Connect {
                 address: endpoint,
-                source,
+                error: source,
             },
             JrmpError::Tls(source) if source.kind() == std::io::ErrorKind::ConnectionRefused => {
                 JmxError::Connect {
                     address: endpoint,
-                    source,
+                    error: source,
                 }
             }
             JrmpError::Tls(source) => JmxError::Tls {

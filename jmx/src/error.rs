@@ -8,11 +8,11 @@ use crate::value::JavaException;
 #[derive(Debug, thiserror::Error)]
 pub enum JmxError {
     #[error(
-        "cannot connect to JMX at {address}: {source} (is the Java process running and its JMX port right?)"
+        "cannot connect to JMX at {address}: {error} (is the Java process running and its JMX port right?)"
     )]
     Connect {
         address: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("JMX at {address} did not answer {what} within {timeout:?}")]

@@ -225,7 +225,7 @@ mod tests {
         let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
         let services = Arc::new(Services {
             source: "test-host".into(),
-            jmx: Default::default(),
+            jmx: crate::JmxConnector::new(Default::default()),
             store,
             shutdown_request: CancellationToken::new(),
         });

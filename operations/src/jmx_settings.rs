@@ -107,7 +107,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Everything needed to open a JMX connection to the local Cassandra node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JmxSettings {
     pub service: JmxService,
     pub user: Option<String>,
@@ -118,12 +118,53 @@ pub struct JmxSettings {
     pub keystore_password: Option<Secret>,
     /// Present a client certificate (the keystore) to the JMX server.
     pub client_auth: bool,
+    /// Check that the agent's TLS certificate names the host we connect to.
+    pub verify_hostname: bool,
+    /// Connect to this host instead of the one the agent names in its RMI stubs.
+    pub stub_host: Option<String>,
+}
+
+impl Default for JmxSettings {
+    fn default() -> Self {
+        Self {
+            service: JmxService::default(),
+            user: None,
+            password: None,
+            truststore: None,
+            truststore_password: None,
+            keystore: None,
+            keystore_password: None,
+            client_auth: false,
+            verify_hostname: true,
+            stub_host: None,
+        }
+    }
 }
 
 impl JmxSettings {
-    /// TLS is on as soon as a truststore or keystore is given, as with Icarus.
-    pub fn uses_tls(&self) -> bool {
-        self.truststore.is_some() || self.keystore.is_some()
+    /// TLS is on as soon as a truststore is given. The native client reads PEM files: the truststore holds
+    /// the CA certificate(s), the keystore the client certificate chain and its private key.
+    pub fn client_config(&self) -> jmx::JmxConfig {
+        let mut config = jmx::JmxConfig::new(self.service.host.clone(), self.service.port);
+        if let Some(user) = &self.user {
+            config = config.with_credentials(
+                user.clone(),
+                self.password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            );
+        }
+        config.stub_host_override = self.stub_host.clone();
+        config.tls = self.truststore.as_ref().map(|ca| jmx::TlsConfig {
+            ca_file: ca.clone(),
+            client_cert: match (&self.keystore, self.client_auth) {
+                (Some(keystore), true) => Some((keystore.clone(), keystore.clone())),
+                _ => None,
+            },
+            verify_hostname: self.verify_hostname,
+        });
+        config
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod executor;
+pub mod jmx_connector;
 pub mod jmx_settings;
 pub mod net;
 pub mod operation;
@@ -18,6 +19,7 @@ pub mod types;
 pub mod validation;
 
 pub use executor::{Executor, ShutdownReport, SubmitError};
+pub use jmx_connector::JmxConnector;
 pub use jmx_settings::{JmxService, JmxSettings, Secret};
 pub use operation::{Operation, OperationContext, OperationFailure, ProgressReporter, Services};
 pub use record::{OperationRecord, ReportedError};

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::jmx_connector::JmxConnector;
 use crate::jmx_settings::JmxSettings;
 use crate::record::{OperationRecord, ReportedError};
 use crate::store::{OperationFilter, OperationStore};
@@ -40,11 +41,15 @@ pub enum OperationFailure {
     #[error("cancelled")]
     Cancelled,
 
+    /// Cassandra could not be reached or answered with an error.
+    #[error(transparent)]
+    Jmx(#[from] jmx::JmxError),
+
     #[error(
-        "JMX client not available: this build of Daedalus cannot connect to Cassandra's JMX agent at {service} yet, \
-         so the {operation} operation cannot run"
+        "the {operation} operation is not available in this build yet: it needs the Cassandra facade \
+         (Daedalus reached Cassandra's JMX agent at {service})"
     )]
-    JmxUnavailable {
+    NotYetAvailable {
         service: String,
         operation: &'static str,
     },
@@ -58,7 +63,7 @@ pub enum OperationFailure {
 pub struct Services {
     /// Names this sidecar in the `source` of the errors it reports (Icarus uses the host name).
     pub source: String,
-    pub jmx: JmxSettings,
+    pub jmx: JmxConnector,
     pub store: Arc<dyn OperationStore>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
     pub shutdown_request: CancellationToken,
@@ -128,14 +133,23 @@ impl OperationContext {
     }
 
     pub fn jmx_settings(&self) -> &JmxSettings {
-        &self.services.jmx
+        self.services.jmx.settings()
     }
 
-    /// The failure every Cassandra-facing operation ends with until the native JMX client is wired in.
-    pub fn jmx_unavailable(&self) -> OperationFailure {
-        OperationFailure::JmxUnavailable {
-            service: self.services.jmx.service.to_string(),
-            operation: self.record.type_id(),
+    /// A connected JMX client for the node's Cassandra (shared; connected on first use).
+    pub async fn jmx(&self) -> Result<jmx::JmxClient, OperationFailure> {
+        Ok(self.cancellable(self.services.jmx.client()).await??)
+    }
+
+    /// What Cassandra-facing operations end with until the Cassandra facade exists: the JMX connection
+    /// error if Cassandra cannot be reached, else a plain statement that the operation is not there yet.
+    pub async fn facade_pending(&self) -> OperationFailure {
+        match self.jmx().await {
+            Err(failure) => failure,
+            Ok(_) => OperationFailure::NotYetAvailable {
+                service: self.jmx_settings().service.to_string(),
+                operation: self.record.type_id(),
+            },
         }
     }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod jvm;
 pub mod spec;
 
 use std::io::{BufRead, BufReader};
@@ -16,6 +17,9 @@ pub use spec::SpecClient;
 
 /// How long a test waits for something that should happen soon. A bound against hanging, not a speed check.
 pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The JMX service sidecars under test use unless a test says otherwise.
+pub const CLOSED_JMX_SERVICE: &str = "127.0.0.1:1";
 
 /// A running sidecar process, killed when dropped.
 pub struct Sidecar {
@@ -40,6 +44,13 @@ impl Sidecar {
             .stderr(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
+        }
+        // Nothing listens on port 1, so operations fail fast and the same way on every machine, whether or
+        // not a Cassandra runs on 7199 there.
+        let jmx_given = args.contains(&"--jmx-service")
+            || env.iter().any(|(n, _)| *n == "DAEDALUS_JMX_SERVICE");
+        if !jmx_given {
+            command.args(["--jmx-service", CLOSED_JMX_SERVICE]);
         }
         let mut child = command.spawn().expect("the daedalus binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");

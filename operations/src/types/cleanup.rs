@@ -37,6 +37,6 @@ impl Operation for Cleanup {
         _request: CleanupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -41,6 +41,6 @@ impl Operation for Decommission {
         _request: DecommissionRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -22,6 +22,6 @@ impl Operation for Drain {
         _request: DrainRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -32,6 +32,6 @@ impl Operation for Flush {
         _request: FlushRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -68,6 +68,6 @@ impl Operation for Import {
         _request: ImportRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -71,6 +71,6 @@ impl Operation for Rebuild {
         _request: RebuildRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -31,6 +31,6 @@ impl Operation for Refresh {
         _request: RefreshRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -51,6 +51,6 @@ impl Operation for Scrub {
         _request: ScrubRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -31,6 +31,6 @@ impl Operation for Truncate {
         _request: TruncateRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }

@@ -46,6 +46,6 @@ impl Operation for UpgradeSSTables {
         _request: UpgradeSSTablesRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.jmx_unavailable())
+        Err(context.facade_pending().await)
     }
 }
