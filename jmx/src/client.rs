@@ -806,7 +806,9 @@ async fn establish(config: &JmxConfig, dialer: &Dialer) -> Result<Session, JmxEr
             .to_string()
             .contains("skeleton class not found")
     {
-        // Registries run with java.rmi.server.ignoreStubClasses only take the 1.2 form.
+        // Registries run with java.rmi.server.ignoreStubClasses only take the 1.2 form; the server closes the
+        // connection after refusing the first, so ask again on a new one.
+        registry = dialer.registry(&config.host, config.port).await?;
         raw = registry
             .call(
                 &ObjId::REGISTRY,

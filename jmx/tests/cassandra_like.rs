@@ -308,3 +308,12 @@ async fn keep_alive_prevents_idle_expiry_and_expiry_is_survived() {
     );
     assert_eq!(lapsed.reconnects(), 1);
 }
+
+/// With `java.rmi.server.ignoreStubClasses` the server hands out dynamic-proxy stubs and its registry only
+/// takes the 1.2 call form; the client falls back to it.
+#[tokio::test]
+async fn proxy_stubs_and_the_registry_fallback() {
+    let server = support::cassandra_like_with(None, &["-Djava.rmi.server.ignoreStubClasses=true"]);
+    let client = connect(server.port).await;
+    assert_eq!(client.get_attribute(SS, "OperationMode").await.unwrap().as_str(), Some("NORMAL"));
+}
