@@ -315,5 +315,12 @@ async fn keep_alive_prevents_idle_expiry_and_expiry_is_survived() {
 async fn proxy_stubs_and_the_registry_fallback() {
     let server = support::cassandra_like_with(None, &["-Djava.rmi.server.ignoreStubClasses=true"]);
     let client = connect(server.port).await;
-    assert_eq!(client.get_attribute(SS, "OperationMode").await.unwrap().as_str(), Some("NORMAL"));
+    assert_eq!(
+        client
+            .get_attribute(SS, "OperationMode")
+            .await
+            .unwrap()
+            .as_str(),
+        Some("NORMAL")
+    );
 }

@@ -19,7 +19,9 @@ fn arg() -> impl Strategy<Value = JavaArg> {
         any::<i32>().prop_map(JavaArg::Int),
         any::<i64>().prop_map(JavaArg::Long),
         any::<bool>().prop_map(JavaArg::Boolean),
-        any::<f64>().prop_filter("NaN is not equal to itself", |f| !f.is_nan()).prop_map(JavaArg::Double),
+        any::<f64>()
+            .prop_filter("NaN is not equal to itself", |f| !f.is_nan())
+            .prop_map(JavaArg::Double),
         text().prop_map(|t| JavaArg::ObjectName(format!("d:type={t}"))),
         prop::collection::vec(text(), 0..5).prop_map(JavaArg::StringArray),
         prop::collection::vec(text(), 0..5).prop_map(JavaArg::StringList),
@@ -27,12 +29,20 @@ fn arg() -> impl Strategy<Value = JavaArg> {
         prop::collection::vec((text(), text()), 0..5).prop_map(JavaArg::StringMap),
         prop::collection::vec(any::<i32>(), 0..5).prop_map(JavaArg::IntegerArray),
     ];
-    leaf.prop_recursive(4, 32, 6, |inner| prop::collection::vec(inner, 0..6).prop_map(JavaArg::ObjectArray))
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop::collection::vec(inner, 0..6).prop_map(JavaArg::ObjectArray)
+    })
 }
 
 /// What reading `arg` back should give.
 fn expected(arg: &JavaArg) -> JavaValue {
-    let strings = |items: &[String]| items.iter().cloned().map(JavaValue::String).collect::<Vec<_>>();
+    let strings = |items: &[String]| {
+        items
+            .iter()
+            .cloned()
+            .map(JavaValue::String)
+            .collect::<Vec<_>>()
+    };
     match arg {
         JavaArg::Null => JavaValue::Null,
         JavaArg::String(s) => JavaValue::String(s.clone()),
@@ -41,19 +51,26 @@ fn expected(arg: &JavaArg) -> JavaValue {
         JavaArg::Boolean(v) => JavaValue::Boolean(*v),
         JavaArg::Double(v) => JavaValue::Double(*v),
         JavaArg::ObjectName(n) => JavaValue::ObjectName(n.clone()),
-        JavaArg::StringArray(items) => JavaValue::Array { class: "[Ljava.lang.String;".into(), items: strings(items) },
+        JavaArg::StringArray(items) => JavaValue::Array {
+            class: "[Ljava.lang.String;".into(),
+            items: strings(items),
+        },
         JavaArg::StringList(items) => JavaValue::List(strings(items)),
         JavaArg::StringSet(items) => JavaValue::Set(strings(items)),
         JavaArg::StringMap(entries) => JavaValue::Map(
-            entries.iter().map(|(k, v)| (JavaValue::String(k.clone()), JavaValue::String(v.clone()))).collect(),
+            entries
+                .iter()
+                .map(|(k, v)| (JavaValue::String(k.clone()), JavaValue::String(v.clone())))
+                .collect(),
         ),
         JavaArg::IntegerArray(items) => JavaValue::Array {
             class: "[Ljava.lang.Integer;".into(),
             items: items.iter().map(|v| JavaValue::Int(*v)).collect(),
         },
-        JavaArg::ObjectArray(items) => {
-            JavaValue::Array { class: "[Ljava.lang.Object;".into(), items: items.iter().map(expected).collect() }
-        }
+        JavaArg::ObjectArray(items) => JavaValue::Array {
+            class: "[Ljava.lang.Object;".into(),
+            items: items.iter().map(expected).collect(),
+        },
         other => unreachable!("not generated: {other:?}"),
     }
 }

@@ -228,10 +228,12 @@ impl<'a> Decoder<'a> {
         loop {
             let tc = self.u8()?;
             return match tc {
-                TC_RESET => {
+                // The writer only resets between top-level objects; inside one it would orphan handles.
+                TC_RESET if self.depth == 0 => {
                     self.handles.entries.clear();
                     continue;
                 }
+                TC_RESET => return Err(self.invalid("TC_RESET inside an object")),
                 TC_BLOCKDATA => {
                     let len = usize::from(self.u8()?);
                     Ok(Content::Block(self.take(len)?.to_vec()))
@@ -352,14 +354,17 @@ impl<'a> Decoder<'a> {
                 }
                 self.skip_annotation()?;
                 let super_class = self.class_desc()?;
-                self.handles.entries[index] = Entry::ClassDesc(ClassDesc {
-                    name,
-                    suid,
-                    flags,
-                    fields,
-                    proxy_interfaces: Vec::new(),
-                    super_class,
-                });
+                self.fill(
+                    index,
+                    Entry::ClassDesc(ClassDesc {
+                        name,
+                        suid,
+                        flags,
+                        fields,
+                        proxy_interfaces: Vec::new(),
+                        super_class,
+                    }),
+                )?;
                 Ok(Some(index))
             }
             TC_PROXYCLASSDESC => {
@@ -372,14 +377,17 @@ impl<'a> Decoder<'a> {
                 }
                 self.skip_annotation()?;
                 let super_class = self.class_desc()?;
-                self.handles.entries[index] = Entry::ClassDesc(ClassDesc {
-                    name: "$Proxy".into(),
-                    suid: 0,
-                    flags: SC_SERIALIZABLE,
-                    fields: Vec::new(),
-                    proxy_interfaces: interfaces,
-                    super_class,
-                });
+                self.fill(
+                    index,
+                    Entry::ClassDesc(ClassDesc {
+                        name: "$Proxy".into(),
+                        suid: 0,
+                        flags: SC_SERIALIZABLE,
+                        fields: Vec::new(),
+                        proxy_interfaces: interfaces,
+                        super_class,
+                    }),
+                )?;
                 Ok(Some(index))
             }
             other => Err(self.invalid(format!(
@@ -453,7 +461,7 @@ impl<'a> Decoder<'a> {
             }
             data.push(class_data);
         }
-        self.handles.entries[index] = Entry::Object(Object { class, data });
+        self.fill(index, Entry::Object(Object { class, data }))?;
         Ok(Content::Ref(index))
     }
 
@@ -518,7 +526,7 @@ impl<'a> Decoder<'a> {
                 ArrayData::Primitives(items)
             }
         };
-        self.handles.entries[index] = Entry::Array(Array { class, data });
+        self.fill(index, Entry::Array(Array { class, data }))?;
         Ok(Content::Ref(index))
     }
 
@@ -533,8 +541,19 @@ impl<'a> Decoder<'a> {
             .string(&name)
             .ok_or_else(|| self.invalid("enum constant name is not a string"))?
             .to_string();
-        self.handles.entries[index] = Entry::Enum { class, constant };
+        self.fill(index, Entry::Enum { class, constant })?;
         Ok(Content::Ref(index))
+    }
+
+    /// Completes the entry reserved for an object being read.
+    fn fill(&mut self, index: usize, entry: Entry) -> Result<()> {
+        match self.handles.entries.get_mut(index) {
+            Some(slot) => {
+                *slot = entry;
+                Ok(())
+            }
+            None => Err(self.invalid("the handle table changed while an object was read")),
+        }
     }
 
     fn push(&mut self, entry: Entry) -> usize {

@@ -203,3 +203,17 @@ fn nesting_is_bounded() {
     decoder.read_magic().unwrap();
     assert_eq!(decoder.read_content(), Err(DecodeError::TooDeep(200)));
 }
+
+#[test]
+fn a_reset_inside_an_object_is_refused_not_a_panic() {
+    // Found by cargo fuzz: TC_RESET inside a HashMap's writeObject data used to empty the handle table under
+    // the object being read.
+    let stream = hex(
+        "757200135b4c6a6176612e6c616e672e4f626a6563743b90ce589f1073296c0200007870000010027400036b7332737200116a6176612e7574696c2e486173684d61700507dac1c31660d103000246000a6c6f6164466163746f724900097468726573686f6c6478703f4000000000000c7708000000100000000179797974000b696e6372656d656e74616c7400047472756578",
+    );
+    let mut decoder = Decoder::new(&stream, Limits::default());
+    assert!(matches!(
+        decoder.read_content(),
+        Err(DecodeError::Invalid { .. })
+    ));
+}
