@@ -113,7 +113,7 @@ pub struct JmxArgs {
     #[arg(long, global = true, env = "DAEDALUS_JMX_TRUSTSTORE")]
     pub jmx_truststore: Option<PathBuf>,
 
-    /// Password of the truststore.
+    /// Password of the truststore (accepted for Icarus compatibility; PEM files have none).
     #[arg(
         long,
         global = true,
@@ -126,7 +126,7 @@ pub struct JmxArgs {
     #[arg(long, global = true, env = "DAEDALUS_JMX_KEYSTORE")]
     pub jmx_keystore: Option<PathBuf>,
 
-    /// Password of the keystore.
+    /// Password of the keystore (accepted for Icarus compatibility; PEM files have none).
     #[arg(
         long,
         global = true,
