@@ -753,6 +753,14 @@ impl Dialer {
             }
         };
         result.map_err(|error| match error {
+            // With TLS 1.3 the server's verdict on our certificate arrives after our side of the handshake,
+            // so it surfaces on the first read.
+            JrmpError::Io(source) | JrmpError::Tls(source) if tls_alert(&source).is_some() => {
+                JmxError::Tls {
+                    address: endpoint,
+                    message: tls_alert(&source).unwrap_or_default(),
+                }
+            }
             JrmpError::Io(source) => JmxError::Connect {
                 address: endpoint,
                 error: source,
@@ -778,6 +786,25 @@ impl Dialer {
             },
         })
     }
+}
+
+/// A TLS alert from the server, explained.
+fn tls_alert(error: &std::io::Error) -> Option<String> {
+    let rustls_error = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    let rustls::Error::AlertReceived(alert) = rustls_error else {
+        return None;
+    };
+    let hint = match alert {
+        rustls::AlertDescription::BadCertificate
+        | rustls::AlertDescription::CertificateRequired
+        | rustls::AlertDescription::UnknownCA => {
+            " (the agent wants a client certificate it trusts: give one signed by a CA in its truststore)"
+        }
+        _ => "",
+    };
+    Some(format!(
+        "the agent refused the TLS session: {alert:?}{hint}"
+    ))
 }
 
 /// Registry lookup of `jmxrmi`, then `newClient` with the credentials.

@@ -236,3 +236,172 @@ async fn tls_registry_and_connector() {
             .is_ok()
     );
 }
+
+/// A client certificate signed by the same CA, exported to PEM with openssl.
+fn make_client_pem(dir: &Path) -> (PathBuf, PathBuf) {
+    keytool(
+        dir,
+        &[
+            "-genkeypair",
+            "-alias",
+            "client",
+            "-dname",
+            "CN=jmx-client",
+            "-keyalg",
+            "RSA",
+            "-keystore",
+            "client.p12",
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            PASSWORD,
+            "-validity",
+            "2",
+        ],
+        None,
+    );
+    let request = keytool(
+        dir,
+        &[
+            "-certreq",
+            "-alias",
+            "client",
+            "-keystore",
+            "client.p12",
+            "-storepass",
+            PASSWORD,
+        ],
+        None,
+    );
+    let signed = keytool(
+        dir,
+        &[
+            "-gencert",
+            "-alias",
+            "ca",
+            "-keystore",
+            "test-ca.p12",
+            "-storepass",
+            PASSWORD,
+            "-rfc",
+            "-validity",
+            "2",
+        ],
+        Some(request),
+    );
+    std::fs::write(dir.join("client.pem"), signed).unwrap();
+    keytool(
+        dir,
+        &[
+            "-importcert",
+            "-alias",
+            "ca",
+            "-file",
+            "test-ca.pem",
+            "-keystore",
+            "client.p12",
+            "-storepass",
+            PASSWORD,
+            "-noprompt",
+        ],
+        None,
+    );
+    keytool(
+        dir,
+        &[
+            "-importcert",
+            "-alias",
+            "client",
+            "-file",
+            "client.pem",
+            "-keystore",
+            "client.p12",
+            "-storepass",
+            PASSWORD,
+            "-noprompt",
+        ],
+        None,
+    );
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let pass = format!("pass:{PASSWORD}");
+    openssl(&[
+        "pkcs12",
+        "-in",
+        "client.p12",
+        "-passin",
+        &pass,
+        "-clcerts",
+        "-nokeys",
+        "-out",
+        "client-cert.pem",
+    ]);
+    openssl(&[
+        "pkcs12",
+        "-in",
+        "client.p12",
+        "-passin",
+        &pass,
+        "-nocerts",
+        "-nodes",
+        "-out",
+        "client-key.pem",
+    ]);
+    (dir.join("client-cert.pem"), dir.join("client-key.pem"))
+}
+
+#[tokio::test]
+async fn client_certificates_when_the_agent_requires_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path(), "test");
+    let keystore = make_server_keystore(dir.path());
+    let client_pem = make_client_pem(dir.path());
+    let rmi_port = support::free_port();
+    let jvm = support::jdk_agent(&[
+        "-Dcom.sun.management.jmxremote.ssl=true".into(),
+        "-Dcom.sun.management.jmxremote.registry.ssl=true".into(),
+        "-Dcom.sun.management.jmxremote.ssl.need.client.auth=true".into(),
+        format!("-Dcom.sun.management.jmxremote.rmi.port={rmi_port}"),
+        format!("-Djavax.net.ssl.keyStore={}", keystore.display()),
+        format!("-Djavax.net.ssl.keyStorePassword={PASSWORD}"),
+        "-Djavax.net.ssl.keyStoreType=PKCS12".into(),
+        format!("-Djavax.net.ssl.trustStore={}", keystore.display()),
+        format!("-Djavax.net.ssl.trustStorePassword={PASSWORD}"),
+        "-Djavax.net.ssl.trustStoreType=PKCS12".into(),
+    ]);
+    let config = |tls| JmxConfig {
+        tls: Some(tls),
+        ..JmxConfig::new("127.0.0.1", jvm.port)
+    };
+
+    let with_certificate = TlsConfig {
+        client_cert: Some(client_pem),
+        ..TlsConfig::new(&ca)
+    };
+    let client = JmxClient::connect(config(with_certificate)).await.unwrap();
+    assert!(
+        client
+            .get_attribute("java.lang:type=Runtime", "VmName")
+            .await
+            .is_ok()
+    );
+
+    let error = JmxClient::connect(config(TlsConfig::new(&ca)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, JmxError::Tls { .. }),
+        "without a client certificate the agent refuses: {error:?}"
+    );
+    assert!(error.to_string().contains("client certificate"), "{error}");
+}
