@@ -171,6 +171,13 @@ impl std::fmt::Debug for JmxClient {
     }
 }
 
+impl Call<'_> {
+    fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+}
+
 /// One call: which remote method, its arguments, and what comes back.
 struct Call<'a> {
     hash: i64,
@@ -237,19 +244,18 @@ impl JmxClient {
     }
 
     pub async fn get_attribute(&self, mbean: &str, attribute: &str) -> Result<JavaValue, JmxError> {
-        let call = Call {
-            hash: hashes::GET_ATTRIBUTE,
-            primitives: Vec::new(),
-            args: encode(&[
-                JavaArg::ObjectName(mbean.into()),
-                JavaArg::String(attribute.into()),
-                JavaArg::Null,
-            ]),
-            kind: ReturnKind::Object,
-            mbean: Some(mbean),
-            idempotent: true,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self
+            .call(
+                hashes::GET_ATTRIBUTE,
+                &[
+                    JavaArg::ObjectName(mbean.into()),
+                    JavaArg::String(attribute.into()),
+                    JavaArg::Null,
+                ],
+                ReturnKind::Object,
+                Some(mbean),
+            )
+            .idempotent();
         self.value(call).await.map_err(|e| match e {
             JmxError::AttributeNotFound { address, mbean, .. } => JmxError::AttributeNotFound {
                 address,
@@ -266,19 +272,18 @@ impl JmxClient {
         mbean: &str,
         attributes: &[&str],
     ) -> Result<Vec<(String, JavaValue)>, JmxError> {
-        let call = Call {
-            hash: hashes::GET_ATTRIBUTES,
-            primitives: Vec::new(),
-            args: encode(&[
-                JavaArg::ObjectName(mbean.into()),
-                JavaArg::StringArray(attributes.iter().map(|a| a.to_string()).collect()),
-                JavaArg::Null,
-            ]),
-            kind: ReturnKind::Object,
-            mbean: Some(mbean),
-            idempotent: true,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self
+            .call(
+                hashes::GET_ATTRIBUTES,
+                &[
+                    JavaArg::ObjectName(mbean.into()),
+                    JavaArg::StringArray(attributes.iter().map(|a| a.to_string()).collect()),
+                    JavaArg::Null,
+                ],
+                ReturnKind::Object,
+                Some(mbean),
+            )
+            .idempotent();
         let list = self.value(call).await?;
         Ok(list
             .as_slice()
@@ -298,22 +303,19 @@ impl JmxClient {
         attribute: &str,
         value: JavaArg,
     ) -> Result<(), JmxError> {
-        let call = Call {
-            hash: hashes::SET_ATTRIBUTE,
-            primitives: Vec::new(),
-            args: encode(&[
+        let call = self.call(
+            hashes::SET_ATTRIBUTE,
+            &[
                 JavaArg::ObjectName(mbean.into()),
                 JavaArg::Marshalled(Box::new(JavaArg::Attribute {
                     name: attribute.into(),
                     value: Box::new(value),
                 })),
                 JavaArg::Null,
-            ]),
-            kind: ReturnKind::Void,
-            mbean: Some(mbean),
-            idempotent: false,
-            timeout: self.inner.config.call_timeout,
-        };
+            ],
+            ReturnKind::Void,
+            Some(mbean),
+        );
         self.run(call).await.map(|_| ())
     }
 
@@ -377,15 +379,14 @@ impl JmxClient {
     /// lists them all. Sorted.
     pub async fn query_names(&self, pattern: Option<&str>) -> Result<Vec<String>, JmxError> {
         let name = pattern.map_or(JavaArg::Null, |p| JavaArg::ObjectName(p.into()));
-        let call = Call {
-            hash: hashes::QUERY_NAMES,
-            primitives: Vec::new(),
-            args: encode(&[name, JavaArg::Null, JavaArg::Null]),
-            kind: ReturnKind::Object,
-            mbean: pattern,
-            idempotent: true,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self
+            .call(
+                hashes::QUERY_NAMES,
+                &[name, JavaArg::Null, JavaArg::Null],
+                ReturnKind::Object,
+                pattern,
+            )
+            .idempotent();
         let mut names: Vec<String> = self
             .value(call)
             .await?
@@ -399,15 +400,14 @@ impl JmxClient {
     }
 
     pub async fn is_registered(&self, mbean: &str) -> Result<bool, JmxError> {
-        let call = Call {
-            hash: hashes::IS_REGISTERED,
-            primitives: Vec::new(),
-            args: encode(&[JavaArg::ObjectName(mbean.into()), JavaArg::Null]),
-            kind: ReturnKind::Primitive,
-            mbean: Some(mbean),
-            idempotent: true,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self
+            .call(
+                hashes::IS_REGISTERED,
+                &[JavaArg::ObjectName(mbean.into()), JavaArg::Null],
+                ReturnKind::Primitive,
+                Some(mbean),
+            )
+            .idempotent();
         let raw = self.run(call).await?;
         match raw.primitive.first() {
             Some(byte) => Ok(*byte != 0),
@@ -416,30 +416,28 @@ impl JmxClient {
     }
 
     pub async fn mbean_info(&self, mbean: &str) -> Result<MBeanInfo, JmxError> {
-        let call = Call {
-            hash: hashes::GET_MBEAN_INFO,
-            primitives: Vec::new(),
-            args: encode(&[JavaArg::ObjectName(mbean.into()), JavaArg::Null]),
-            kind: ReturnKind::Object,
-            mbean: Some(mbean),
-            idempotent: true,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self
+            .call(
+                hashes::GET_MBEAN_INFO,
+                &[JavaArg::ObjectName(mbean.into()), JavaArg::Null],
+                ReturnKind::Object,
+                Some(mbean),
+            )
+            .idempotent();
         let info = self.value(call).await?;
         Ok(mbean_info(&info))
     }
 
     /// The agent's default domain: a cheap call that also keeps an idle connection from expiring.
     pub async fn default_domain(&self) -> Result<String, JmxError> {
-        let call = Call {
-            hash: hashes::GET_DEFAULT_DOMAIN,
-            primitives: Vec::new(),
-            args: encode(&[JavaArg::Null]),
-            kind: ReturnKind::Object,
-            mbean: None,
-            idempotent: true,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self
+            .call(
+                hashes::GET_DEFAULT_DOMAIN,
+                &[JavaArg::Null],
+                ReturnKind::Object,
+                None,
+            )
+            .idempotent();
         Ok(self
             .value(call)
             .await?
@@ -458,19 +456,16 @@ impl JmxClient {
         &self,
         mbean: &str,
     ) -> Result<Vec<i32>, JmxError> {
-        let call = Call {
-            hash: hashes::ADD_NOTIFICATION_LISTENERS,
-            primitives: Vec::new(),
-            args: encode(&[
+        let call = self.call(
+            hashes::ADD_NOTIFICATION_LISTENERS,
+            &[
                 JavaArg::ObjectNameArray(vec![mbean.to_string()]),
                 JavaArg::MarshalledArray(vec![JavaArg::Null]),
                 JavaArg::NullSubjects(1),
-            ]),
-            kind: ReturnKind::Object,
-            mbean: Some(mbean),
-            idempotent: false,
-            timeout: self.inner.config.call_timeout,
-        };
+            ],
+            ReturnKind::Object,
+            Some(mbean),
+        );
         let ids = self.value(call).await?;
         Ok(ids
             .as_slice()
@@ -485,19 +480,16 @@ impl JmxClient {
         mbean: &str,
         ids: &[i32],
     ) -> Result<(), JmxError> {
-        let call = Call {
-            hash: hashes::REMOVE_NOTIFICATION_LISTENERS,
-            primitives: Vec::new(),
-            args: encode(&[
+        let call = self.call(
+            hashes::REMOVE_NOTIFICATION_LISTENERS,
+            &[
                 JavaArg::ObjectName(mbean.into()),
                 JavaArg::IntegerArray(ids.to_vec()),
                 JavaArg::Null,
-            ]),
-            kind: ReturnKind::Void,
-            mbean: Some(mbean),
-            idempotent: false,
-            timeout: self.inner.config.call_timeout,
-        };
+            ],
+            ReturnKind::Void,
+            Some(mbean),
+        );
         self.run(call).await.map(|_| ())
     }
 
@@ -529,15 +521,7 @@ impl JmxClient {
 
     /// Closes the JMX connection on the server and drops the TCP connections.
     pub async fn close(&self) -> Result<(), JmxError> {
-        let call = Call {
-            hash: hashes::CLOSE,
-            primitives: Vec::new(),
-            args: Vec::new(),
-            kind: ReturnKind::Void,
-            mbean: None,
-            idempotent: false,
-            timeout: self.inner.config.call_timeout,
-        };
+        let call = self.call(hashes::CLOSE, &[], ReturnKind::Void, None);
         let result = self.run(call).await.map(|_| ());
         let session = self.session();
         session
@@ -546,6 +530,25 @@ impl JmxClient {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         result
+    }
+
+    /// A call with the default time limit, not retried unless marked idempotent.
+    fn call<'a>(
+        &self,
+        hash: i64,
+        args: &[JavaArg],
+        kind: ReturnKind,
+        mbean: Option<&'a str>,
+    ) -> Call<'a> {
+        Call {
+            hash,
+            primitives: Vec::new(),
+            args: encode(args),
+            kind,
+            mbean,
+            idempotent: false,
+            timeout: self.inner.config.call_timeout,
+        }
     }
 
     fn session(&self) -> Arc<Session> {

@@ -81,19 +81,23 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
     dir.join(pem)
 }
 
-fn make_server_keystore(dir: &Path) -> PathBuf {
+/// A PKCS12 keystore `<alias>.p12` holding a key pair whose certificate `test-ca` signed, with the CA's
+/// certificate; `san` is the certificate's subject alternative name extension, if any.
+fn make_signed_keystore(dir: &Path, alias: &str, san: Option<&str>) -> PathBuf {
+    let store = format!("{alias}.p12");
+    let pem = format!("{alias}.pem");
     keytool(
         dir,
         &[
             "-genkeypair",
             "-alias",
-            "server",
+            alias,
             "-dname",
-            "CN=jmx-test",
+            &format!("CN=jmx-{alias}"),
             "-keyalg",
             "RSA",
             "-keystore",
-            "server.p12",
+            &store,
             "-storetype",
             "PKCS12",
             "-storepass",
@@ -108,33 +112,32 @@ fn make_server_keystore(dir: &Path) -> PathBuf {
         &[
             "-certreq",
             "-alias",
-            "server",
+            alias,
             "-keystore",
-            "server.p12",
+            &store,
             "-storepass",
             PASSWORD,
         ],
         None,
     );
-    let signed = keytool(
-        dir,
-        &[
-            "-gencert",
-            "-alias",
-            "ca",
-            "-keystore",
-            "test-ca.p12",
-            "-storepass",
-            PASSWORD,
-            "-ext",
-            "SAN=ip:127.0.0.1",
-            "-rfc",
-            "-validity",
-            "2",
-        ],
-        Some(request),
-    );
-    std::fs::write(dir.join("server.pem"), signed).unwrap();
+    let mut sign = vec![
+        "-gencert",
+        "-alias",
+        "ca",
+        "-keystore",
+        "test-ca.p12",
+        "-storepass",
+        PASSWORD,
+        "-rfc",
+        "-validity",
+        "2",
+    ];
+    let extension = san.map(|san| format!("SAN={san}"));
+    if let Some(extension) = &extension {
+        sign.extend(["-ext", extension.as_str()]);
+    }
+    let signed = keytool(dir, &sign, Some(request));
+    std::fs::write(dir.join(&pem), signed).unwrap();
     keytool(
         dir,
         &[
@@ -144,7 +147,7 @@ fn make_server_keystore(dir: &Path) -> PathBuf {
             "-file",
             "test-ca.pem",
             "-keystore",
-            "server.p12",
+            &store,
             "-storepass",
             PASSWORD,
             "-noprompt",
@@ -156,18 +159,22 @@ fn make_server_keystore(dir: &Path) -> PathBuf {
         &[
             "-importcert",
             "-alias",
-            "server",
+            alias,
             "-file",
-            "server.pem",
+            &pem,
             "-keystore",
-            "server.p12",
+            &store,
             "-storepass",
             PASSWORD,
             "-noprompt",
         ],
         None,
     );
-    dir.join("server.p12")
+    dir.join(store)
+}
+
+fn make_server_keystore(dir: &Path) -> PathBuf {
+    make_signed_keystore(dir, "server", Some("ip:127.0.0.1"))
 }
 
 #[tokio::test]
@@ -239,89 +246,7 @@ async fn tls_registry_and_connector() {
 
 /// A client certificate signed by the same CA, exported to PEM with openssl.
 fn make_client_pem(dir: &Path) -> (PathBuf, PathBuf) {
-    keytool(
-        dir,
-        &[
-            "-genkeypair",
-            "-alias",
-            "client",
-            "-dname",
-            "CN=jmx-client",
-            "-keyalg",
-            "RSA",
-            "-keystore",
-            "client.p12",
-            "-storetype",
-            "PKCS12",
-            "-storepass",
-            PASSWORD,
-            "-validity",
-            "2",
-        ],
-        None,
-    );
-    let request = keytool(
-        dir,
-        &[
-            "-certreq",
-            "-alias",
-            "client",
-            "-keystore",
-            "client.p12",
-            "-storepass",
-            PASSWORD,
-        ],
-        None,
-    );
-    let signed = keytool(
-        dir,
-        &[
-            "-gencert",
-            "-alias",
-            "ca",
-            "-keystore",
-            "test-ca.p12",
-            "-storepass",
-            PASSWORD,
-            "-rfc",
-            "-validity",
-            "2",
-        ],
-        Some(request),
-    );
-    std::fs::write(dir.join("client.pem"), signed).unwrap();
-    keytool(
-        dir,
-        &[
-            "-importcert",
-            "-alias",
-            "ca",
-            "-file",
-            "test-ca.pem",
-            "-keystore",
-            "client.p12",
-            "-storepass",
-            PASSWORD,
-            "-noprompt",
-        ],
-        None,
-    );
-    keytool(
-        dir,
-        &[
-            "-importcert",
-            "-alias",
-            "client",
-            "-file",
-            "client.pem",
-            "-keystore",
-            "client.p12",
-            "-storepass",
-            PASSWORD,
-            "-noprompt",
-        ],
-        None,
-    );
+    make_signed_keystore(dir, "client", None);
     let openssl = |args: &[&str]| {
         let output = Command::new("openssl")
             .current_dir(dir)
