@@ -165,7 +165,34 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             .contains("JSON object")
     );
 
-    let cases: [(Value, &str, &str); 9] = [
+    let cases: [(Value, &str, &str); 15] = [
+        (json!({"type": "backup"}), "storageLocation", "is required"),
+        (
+            json!({"type": "backup", "storageLocation": "ftp://b"}),
+            "storageLocation",
+            "available storage providers",
+        ),
+        (
+            json!({"type": "backup", "storageLocation": "s3://b", "entities": "ks1,ks2.t"}),
+            "entities",
+            "mixes",
+        ),
+        (
+            json!({"type": "backup", "storageLocation": "s3://b", "bandwidth": "lots"}),
+            "bandwidth",
+            "is not a rate",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationPhase": "INIT"}),
+            "restorationPhase",
+            "IN_PLACE",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "IMPORT",
+            "restorationPhase": "DOWNLOAD", "import": {"sourceDir": "/var/lib/cassandra/data/x"}}),
+            "import.sourceDir",
+            "must not be",
+        ),
         (json!({"type": "explode"}), "type", "unknown type 'explode'"),
         (json!({"keyspace": "ks"}), "type", "is required"),
         (json!({"type": "flush"}), "keyspace", "is required"),
@@ -224,7 +251,7 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
         unknown["error"]
             .as_str()
             .unwrap()
-            .contains("known types: cleanup, decommission"),
+            .contains("known types: backup, cleanup, decommission"),
         "{unknown}"
     );
     // truncate is known but off.
@@ -293,6 +320,41 @@ fn operator_bodies_are_accepted() {
         json!({"type": "flush", "keyspace": "ks", "k8sSecretName": "s", "k8sNamespace": "n"}),
     );
     assert!(with_extras.get("k8sSecretName").is_none());
+    // The operator's backup, sent to one pod for the whole cluster.
+    let backup = client.submit(json!({"type": "backup", "storageLocation": "s3://my-bucket", "snapshotTag": "nightly",
+        "concurrentConnections": 4, "entities": "ks1,ks2", "k8sSecretName": "creds", "k8sNamespace": "cassandra",
+        "globalRequest": "true", "createMissingBucket": true, "skipBucketVerification": false,
+        "metadataDirective": "copy", "insecure": false}));
+    assert_eq!(backup["globalRequest"], true);
+    assert_eq!(backup["metadataDirective"], "COPY");
+    assert_eq!(backup["timeout"], 5, "Icarus's default timeout");
+    assert!(
+        backup.get("dataDirs").is_none(),
+        "dataDirs may be left out (Icarus 3 required it)"
+    );
+    // CassKop's backup and restore (through the Icarus Go client): duration as a Go duration string, bandwidth
+    // as an object, a HARDLINKS restore with a rename.
+    let casskop_backup = client.submit(json!({"type": "backup", "storageLocation": "gcp://backups/test-cluster/dc1/node-0",
+        "snapshotTag": "weekly", "duration": "1h30m0s", "bandwidth": {"value": 10, "unit": "MBPS"},
+        "concurrentConnections": 2, "entities": "ks1", "k8sSecretName": "creds", "dc": "dc1", "globalRequest": true,
+        "k8sNamespace": "ns"}));
+    assert_eq!(
+        casskop_backup["duration"],
+        json!({"value": 90, "unit": "MINUTES"})
+    );
+    // Secrets are accepted but never echoed (Icarus echoed the proxy password).
+    let proxied = client.submit(json!({"type": "backup", "storageLocation": "s3://b", "proxySettings":
+        {"proxyHost": "proxy.local", "proxyPort": 3128, "proxyUsername": "u", "proxyPassword": "hunter2"}}));
+    assert_eq!(proxied["proxySettings"]["proxyHost"], "proxy.local");
+    assert!(!proxied.to_string().contains("hunter2"), "{proxied}");
+    let restore = client.submit(json!({"type": "restore", "dc": "dc1", "storageLocation": "s3://my-bucket",
+        "snapshotTag": "weekly-1", "noDeleteTruncates": false, "exactSchemaVersion": false, "restorationPhase": "init",
+        "globalRequest": true, "import": {"type": "import", "sourceDir": "/var/lib/cassandra/downloadedsstables"},
+        "entities": "ks1.t1", "rename": {"ks1.t1": "ks1.t1_restored"}, "k8sSecretName": "creds",
+        "cassandraDirectory": "/var/lib/cassandra", "schemaVersion": "3a6e8c46-2c8e-3f1d-9b4c-6f6a6d2b1c0e",
+        "restorationStrategyType": "hardlinks", "resolveHostIdFromTopology": true, "concurrentConnections": 4}));
+    assert_eq!(restore["restorationStrategyType"], "HARDLINKS");
+    assert_eq!(restore["restorationPhase"], "INIT");
     // Every Icarus maintenance type is accepted.
     for body in [
         json!({"type": "drain"}),

@@ -207,6 +207,122 @@ impl Serialize for HumanDuration {
     }
 }
 
+/// A transfer rate as Icarus clients send it: `{"value": 10, "unit": "MBPS"}` or `"10MBPS"`; units are
+/// `BPS`, `KBPS`, `MBPS`, `GBPS` (powers of 1000 bytes per second, as Esop counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRate {
+    pub value: u64,
+    pub unit: RateUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RateUnit {
+    #[serde(rename = "BPS")]
+    Bps,
+    #[serde(rename = "KBPS")]
+    Kbps,
+    #[serde(rename = "MBPS")]
+    Mbps,
+    #[serde(rename = "GBPS")]
+    Gbps,
+}
+
+impl RateUnit {
+    fn parse(text: &str) -> Option<RateUnit> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "BPS" => Some(RateUnit::Bps),
+            "KBPS" => Some(RateUnit::Kbps),
+            "MBPS" => Some(RateUnit::Mbps),
+            "GBPS" => Some(RateUnit::Gbps),
+            _ => None,
+        }
+    }
+
+    fn bytes(self) -> u64 {
+        match self {
+            RateUnit::Bps => 1,
+            RateUnit::Kbps => 1_000,
+            RateUnit::Mbps => 1_000_000,
+            RateUnit::Gbps => 1_000_000_000,
+        }
+    }
+}
+
+impl DataRate {
+    pub fn bytes_per_second(&self) -> u64 {
+        self.value.saturating_mul(self.unit.bytes())
+    }
+}
+
+const RATE_HINT: &str =
+    r#"a rate such as "10MBPS" or {"value": 10, "unit": "MBPS"} (units BPS, KBPS, MBPS, GBPS)"#;
+
+fn parse_rate(text: &str) -> Result<DataRate, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    match (number.parse(), RateUnit::parse(unit)) {
+        (Ok(value), Some(unit)) => Ok(DataRate { value, unit }),
+        _ => Err(format!("'{text}' is not {RATE_HINT}")),
+    }
+}
+
+impl<'de> Deserialize<'de> for DataRate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RateVisitor;
+
+        impl<'de> Visitor<'de> for RateVisitor {
+            type Value = DataRate;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(RATE_HINT)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_rate(v).map_err(E::custom)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut value: Option<u64> = None;
+                let mut unit: Option<String> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "value" => value = Some(map.next_value()?),
+                        "unit" => unit = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, &["value", "unit"])),
+                    }
+                }
+                let value = value.ok_or_else(|| de::Error::missing_field("value"))?;
+                let unit = unit.ok_or_else(|| de::Error::missing_field("unit"))?;
+                let unit = RateUnit::parse(&unit).ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "unknown unit '{unit}'; expected BPS, KBPS, MBPS or GBPS"
+                    ))
+                })?;
+                Ok(DataRate { value, unit })
+            }
+        }
+
+        deserializer.deserialize_any(RateVisitor)
+    }
+}
+
+impl Serialize for DataRate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("value", &self.value)?;
+        map.serialize_entry("unit", &self.unit)?;
+        map.end()
+    }
+}
+
+/// An enum written in any letter case, as Jackson's case-insensitive enums accepted (`"hardlinks"`).
+pub fn upper_case<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.map(|s| s.trim().to_ascii_uppercase()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +393,24 @@ mod tests {
         );
         assert!(parse(json!("soon")).is_err());
         assert!(parse(json!({"value": 1, "unit": "FORTNIGHTS"})).is_err());
+    }
+
+    #[test]
+    fn rates_accept_strings_and_icarus_objects() {
+        let parse = |v| serde_json::from_value::<DataRate>(v).map(|r| r.bytes_per_second());
+        assert_eq!(parse(json!("10MBPS")).unwrap(), 10_000_000);
+        assert_eq!(parse(json!("5 kbps")).unwrap(), 5_000);
+        assert_eq!(
+            parse(json!({"value": 2, "unit": "GBPS"})).unwrap(),
+            2_000_000_000
+        );
+        assert!(parse(json!("fast")).is_err());
+        assert!(parse(json!({"value": 2, "unit": "TBPS"})).is_err());
+        let rate: DataRate = serde_json::from_value(json!("7mbps")).unwrap();
+        assert_eq!(
+            serde_json::to_value(rate).unwrap(),
+            json!({"value": 7, "unit": "MBPS"})
+        );
     }
 
     #[test]

@@ -45,13 +45,11 @@ pub enum OperationFailure {
     #[error(transparent)]
     Jmx(#[from] jmx::JmxError),
 
-    #[error(
-        "the {operation} operation is not available in this build yet: it needs the Cassandra facade \
-         (Daedalus reached Cassandra's JMX agent at {service})"
-    )]
+    /// The request is valid but this build cannot carry it out yet; `missing` says what is still to come.
+    #[error("the {operation} operation is not available in this build yet: {missing}")]
     NotYetAvailable {
-        service: String,
         operation: &'static str,
+        missing: String,
     },
 
     #[error("{0}")]
@@ -147,8 +145,11 @@ impl OperationContext {
         match self.jmx().await {
             Err(failure) => failure,
             Ok(_) => OperationFailure::NotYetAvailable {
-                service: self.jmx_settings().service.to_string(),
                 operation: self.record.type_id(),
+                missing: format!(
+                    "it needs the Cassandra facade (Daedalus reached Cassandra's JMX agent at {})",
+                    self.jmx_settings().service
+                ),
             },
         }
     }

@@ -47,6 +47,16 @@ const KEYSPACE_NAME_MAX: usize = 48;
 /// Table directory names are `<table>-<32 hex id>` and must fit the usual 255-byte file name limit.
 const TABLE_NAME_MAX: usize = 222;
 
+/// Letters, digits and underscores, 1 to 48 characters.
+pub fn is_keyspace_name(name: &str) -> bool {
+    is_identifier(name, KEYSPACE_NAME_MAX)
+}
+
+/// Letters, digits and underscores, 1 to 222 characters.
+pub fn is_table_name(name: &str) -> bool {
+    is_identifier(name, TABLE_NAME_MAX)
+}
+
 fn is_identifier(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max

@@ -1,5 +1,6 @@
 //! The operation types, one module each, and the registry that lists them.
 
+pub mod backup;
 pub mod cleanup;
 pub mod decommission;
 pub mod drain;
@@ -7,9 +8,11 @@ pub mod flush;
 pub mod import;
 pub mod rebuild;
 pub mod refresh;
+pub mod restore;
 pub mod scrub;
 pub mod sleep;
 pub mod stop;
+pub mod storage;
 pub mod truncate;
 pub mod upgradesstables;
 
@@ -29,6 +32,7 @@ pub struct TypeOptions {
 pub fn registry(options: TypeOptions) -> Registry {
     let mut registry = Registry::new();
     registry
+        .register(backup::Backup)
         .register(cleanup::Cleanup)
         .register(decommission::Decommission)
         .register(drain::Drain)
@@ -36,6 +40,7 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(import::Import)
         .register(rebuild::Rebuild)
         .register(refresh::Refresh)
+        .register(restore::Restore)
         .register(scrub::Scrub)
         .register(stop::Stop)
         .register(upgradesstables::UpgradeSSTables);

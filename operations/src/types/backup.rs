@@ -1,0 +1,124 @@
+//! `backup`: snapshot the node and upload the snapshot to object storage in Esop's layout.
+//!
+//! The request is decoded and validated exactly as it will be when uploads arrive (the object-storage
+//! issue); until then the operation ends FAILED saying so.
+
+use serde::{Deserialize, Serialize};
+
+use super::storage::{self, ProxySettings, Retry};
+use crate::decode::{self, DataRate, HumanDuration};
+use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::validation::{Validate, Violations};
+
+/// Esop's `BackupOperationRequest`; the fields old clients add (`k8sSecretName`, `k8sNamespace`,
+/// `cassandraDirectory`) are accepted and ignored, as Icarus 3 ignores them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_location: Option<String>,
+    /// Absent: the data directories Cassandra reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dirs: Option<Vec<String>>,
+    /// Absent: `autosnap-<epoch seconds>`; becomes `<tag>-<schemaVersion>-<millis>` when the backup runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<String>,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub global_request: bool,
+    #[serde(
+        default = "storage::default_timeout_hours",
+        deserialize_with = "storage::timeout_hours"
+    )]
+    pub timeout: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub upload_cluster_topology: bool,
+    #[serde(
+        default = "storage::default_concurrent_connections",
+        deserialize_with = "decode::i32"
+    )]
+    pub concurrent_connections: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<DataRate>,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub create_missing_bucket: bool,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub skip_bucket_verification: bool,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub skip_refreshing: bool,
+    #[serde(default = "copy", deserialize_with = "metadata_directive")]
+    pub metadata_directive: String,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub insecure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_settings: Option<ProxySettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+}
+
+fn copy() -> String {
+    "COPY".into()
+}
+
+fn metadata_directive<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<String, D::Error> {
+    Ok(decode::upper_case(deserializer)?.unwrap_or_else(copy))
+}
+
+impl Validate for BackupRequest {
+    fn validate(&self, violations: &mut Violations) {
+        storage::storage_location(violations, &self.storage_location);
+        storage::data_dirs(violations, &self.data_dirs);
+        storage::entities(violations, &self.entities);
+        storage::schema_version(violations, &self.schema_version);
+        storage::concurrent_connections(violations, self.concurrent_connections);
+        if let Some(tag) = &self.snapshot_tag
+            && (tag.is_empty() || tag.contains(['/', '\\']))
+        {
+            violations.add(
+                "snapshotTag",
+                format!("'{tag}' cannot name a snapshot directory"),
+            );
+        }
+        if !matches!(self.metadata_directive.as_str(), "COPY" | "REPLACE") {
+            violations.add(
+                "metadataDirective",
+                format!("must be COPY or REPLACE, got '{}'", self.metadata_directive),
+            );
+        }
+        if let Some(proxy) = &self.proxy_settings {
+            proxy.validate(violations);
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate(violations);
+        }
+    }
+}
+
+pub struct Backup;
+
+impl Operation for Backup {
+    const TYPE: &'static str = "backup";
+    type Request = BackupRequest;
+
+    async fn run(
+        &self,
+        _request: BackupRequest,
+        _context: OperationContext,
+    ) -> Result<(), OperationFailure> {
+        Err(OperationFailure::NotYetAvailable {
+            operation: Self::TYPE,
+            missing: "uploads to object storage are still to come".into(),
+        })
+    }
+}
