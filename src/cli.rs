@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// The node's cassandra.yaml, served at GET /config; by default the first cassandra*.yaml under
+    /// /var/lib/cassandra, as Icarus searches.
+    #[arg(long, env = "DAEDALUS_CASSANDRA_CONFIG")]
+    pub cassandra_config: Option<PathBuf>,
+
     #[command(flatten)]
     pub jmx: JmxArgs,
 }

@@ -59,6 +59,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         version: VersionInfo::of_this_build(),
         max_request_bytes: args.max_request_bytes,
         shutting_down: Arc::clone(&shutting_down),
+        cassandra_config: args.cassandra_config.clone(),
     });
     let cors = !args.disable_cors;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -66,7 +67,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         App::new()
             .app_data(state.clone())
             .wrap(http::cors(cors))
-            .service(http::routes())
+            .configure(http::configure)
             .default_service(web::to(http::no_route))
     })
     .workers(workers)

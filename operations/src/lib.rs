@@ -5,6 +5,7 @@
 //! as a tokio task, handing it an [`OperationContext`] for progress, cancellation and the sidecar's services.
 //! The operation types live in [`types`], one module each.
 
+pub mod cassandra;
 pub mod decode;
 pub mod executor;
 pub mod jmx_connector;

@@ -139,6 +139,11 @@ impl OperationContext {
         Ok(self.cancellable(self.services.jmx.client()).await??)
     }
 
+    /// The Cassandra facade over the shared JMX client.
+    pub async fn cassandra(&self) -> Result<crate::cassandra::Cassandra, OperationFailure> {
+        Ok(crate::cassandra::Cassandra::new(self.jmx().await?))
+    }
+
     /// What Cassandra-facing operations end with until the Cassandra facade exists: the JMX connection
     /// error if Cassandra cannot be reached, else a plain statement that the operation is not there yet.
     pub async fn facade_pending(&self) -> OperationFailure {

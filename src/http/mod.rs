@@ -3,12 +3,12 @@
 mod body;
 mod error;
 mod info;
+mod node;
 mod operations;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::dev::HttpServiceFactory;
 use actix_web::http::Method;
 use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,6 +24,8 @@ pub struct AppState {
     pub version: VersionInfo,
     pub max_request_bytes: usize,
     pub shutting_down: Arc<AtomicBool>,
+    /// `cassandra.yaml` for `GET /config`; `None` searches where Icarus does.
+    pub cassandra_config: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -66,20 +68,32 @@ fn resource(path: &'static str, allowed: &'static str) -> actix_web::Resource {
     }))
 }
 
-pub fn routes() -> impl HttpServiceFactory {
-    (
-        resource("/operations", "GET, POST")
-            .route(web::get().to(operations::list))
-            .route(web::post().to(operations::submit)),
-        resource("/operations/{id}", "GET, DELETE")
-            .route(web::get().to(operations::get))
-            .route(web::delete().to(operations::cancel)),
-        resource("/version", "GET").route(web::get().to(info::version)),
-        resource("/version/sidecar", "GET").route(web::get().to(info::version)),
-        resource("/health/live", "GET").route(web::get().to(info::live)),
-        resource("/health/ready", "GET").route(web::get().to(info::ready)),
-        resource("/openapi.yaml", "GET").route(web::get().to(info::openapi)),
-    )
+/// Every route of the API (kept in step with openapi.yaml by the contract tests).
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            resource("/operations", "GET, POST")
+                .route(web::get().to(operations::list))
+                .route(web::post().to(operations::submit)),
+        )
+        .service(
+            resource("/operations/{id}", "GET, DELETE")
+                .route(web::get().to(operations::get))
+                .route(web::delete().to(operations::cancel)),
+        )
+        .service(resource("/status", "GET").route(web::get().to(node::status)))
+        .service(resource("/topology", "GET").route(web::get().to(node::topology)))
+        .service(resource("/topology/{dc}", "GET").route(web::get().to(node::topology_of)))
+        .service(resource("/config", "GET").route(web::get().to(node::config)))
+        .service(resource("/version", "GET").route(web::get().to(info::version)))
+        .service(resource("/version/sidecar", "GET").route(web::get().to(info::version)))
+        .service(
+            resource("/version/cassandra", "GET").route(web::get().to(node::cassandra_version)),
+        )
+        .service(resource("/version/schema", "GET").route(web::get().to(node::schema_version)))
+        .service(resource("/health/live", "GET").route(web::get().to(info::live)))
+        .service(resource("/health/ready", "GET").route(web::get().to(info::ready)))
+        .service(resource("/openapi.yaml", "GET").route(web::get().to(info::openapi)));
 }
 
 /// Anything no route matched: a JSON 404.
