@@ -1,0 +1,224 @@
+//! The Cassandra facade and the node endpoints against a real Cassandra 5.0 cluster of three nodes on
+//! 127.0.0.1-3, each checked against what CQL or the filesystem says.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use daedalus_operations::cassandra::Cassandra;
+use jmx::{JmxClient, JmxConfig};
+use serde_json::json;
+use support::Sidecar;
+use support::cassandra::{self, NODES};
+
+async fn facade(node: usize) -> Cassandra {
+    cassandra::cluster();
+    let client =
+        JmxClient::connect(JmxConfig::from_service(&cassandra::jmx_service(node)).unwrap())
+            .await
+            .expect("JMX connects to the node");
+    Cassandra::new(client)
+}
+
+fn host_ids_by_cql() -> BTreeSet<String> {
+    let mut ids: BTreeSet<String> = cassandra::cql(1, "SELECT host_id FROM system.local")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    ids.extend(
+        cassandra::cql(1, "SELECT host_id FROM system.peers")
+            .into_iter()
+            .map(|r| r[0].clone()),
+    );
+    ids
+}
+
+#[tokio::test]
+async fn identity_and_ring_match_cql() {
+    let node = facade(1).await;
+    let version = node.release_version().await.unwrap();
+    assert_eq!((version.major, version.minor), (5, 0));
+    let cql_version = &cassandra::cql(1, "SELECT release_version FROM system.local")[0][0];
+    assert_eq!(&version.to_string(), cql_version);
+    assert_eq!(node.operation_mode().await.unwrap(), "NORMAL");
+    assert_eq!(node.cluster_name().await.unwrap(), "daedalus-test");
+
+    let local = &cassandra::cql(
+        1,
+        "SELECT host_id, schema_version, tokens FROM system.local",
+    )[0];
+    assert_eq!(node.local_host_id().await.unwrap(), local[0]);
+    assert_eq!(node.schema_version().await.unwrap(), local[1]);
+    assert_eq!(
+        node.tokens().await.unwrap(),
+        ["-9223372036854775808"],
+        "the harness's token for node 1"
+    );
+
+    let ring = node.endpoint_to_host_id().await.unwrap();
+    let addresses: Vec<&str> = ring.keys().map(String::as_str).collect();
+    assert_eq!(addresses, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    assert_eq!(
+        ring.values().cloned().collect::<BTreeSet<_>>(),
+        host_ids_by_cql()
+    );
+
+    let mut live = node.live_nodes().await.unwrap();
+    live.sort();
+    assert_eq!(live, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    assert!(node.unreachable_nodes().await.unwrap().is_empty());
+    assert!(node.joining_nodes().await.unwrap().is_empty());
+    assert!(node.leaving_nodes().await.unwrap().is_empty());
+    assert!(node.moving_nodes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn data_centre_and_rack_are_the_snitchs() {
+    let node = facade(2).await;
+    let cql = &cassandra::cql(2, "SELECT data_center, rack FROM system.local")[0];
+    assert_eq!(node.local_datacenter().await.unwrap(), cql[0]);
+    assert_eq!(node.local_rack().await.unwrap(), cql[1]);
+    for member in node.ring().await.unwrap() {
+        assert_eq!(
+            (member.datacenter.as_str(), member.rack.as_str()),
+            ("datacenter1", "rack1"),
+            "{member:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn directories_exist_where_cassandra_says() {
+    let node = facade(1).await;
+    let data = node.data_file_locations().await.unwrap();
+    assert_eq!(
+        data,
+        [cassandra::node_dir(1).join("data").display().to_string()]
+    );
+    for dir in data.iter().chain([
+        &node.commitlog_location().await.unwrap(),
+        &node.saved_caches_location().await.unwrap(),
+    ]) {
+        assert!(std::path::Path::new(dir).is_dir(), "{dir} exists");
+    }
+}
+
+#[tokio::test]
+async fn keyspaces_tables_and_snapshots() {
+    let node = facade(1).await;
+    cassandra::cql(
+        1,
+        "CREATE KEYSPACE IF NOT EXISTS facade_ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    );
+    cassandra::cql(
+        1,
+        "CREATE TABLE IF NOT EXISTS facade_ks.t1 (id int PRIMARY KEY, v text)",
+    );
+    cassandra::cql(1, "INSERT INTO facade_ks.t1 (id, v) VALUES (1, 'one')");
+    let keyspaces = node.keyspaces().await.unwrap();
+    assert!(
+        keyspaces.contains(&"facade_ks".to_string())
+            && keyspaces.contains(&"system_schema".to_string()),
+        "{keyspaces:?}"
+    );
+    assert_eq!(node.tables("facade_ks").await.unwrap(), ["t1"]);
+
+    let tag = format!("facade-{}", std::process::id());
+    node.take_snapshot(&tag, &["facade_ks".to_string()], None)
+        .await
+        .unwrap();
+    let table_dir = std::fs::read_dir(cassandra::node_dir(1).join("data/facade_ks"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("t1-"))
+        .expect("the table's data directory");
+    let snapshot_dir = table_dir.join("snapshots").join(&tag);
+    assert!(
+        snapshot_dir.is_dir(),
+        "{} exists after the snapshot",
+        snapshot_dir.display()
+    );
+    assert!(
+        std::fs::read_dir(&snapshot_dir).unwrap().count() > 0,
+        "the snapshot holds files"
+    );
+    let listed = node.snapshots().await.unwrap();
+    assert_eq!(
+        listed.get(&tag),
+        Some(&vec![("facade_ks".to_string(), "t1".to_string())])
+    );
+
+    node.clear_snapshot(&tag, &["facade_ks".to_string()])
+        .await
+        .unwrap();
+    assert!(
+        !snapshot_dir.exists(),
+        "{} is gone after clearing",
+        snapshot_dir.display()
+    );
+    assert!(!node.snapshots().await.unwrap().contains_key(&tag));
+}
+
+#[test]
+fn node_endpoints_answer_from_cassandra() {
+    cassandra::cluster();
+    let yaml = cassandra::node_dir(1).join("conf/cassandra.yaml");
+    let service = cassandra::jmx_service(1);
+    let sidecar = Sidecar::start(&[
+        "--jmx-service",
+        &service,
+        "--cassandra-config",
+        yaml.to_str().unwrap(),
+    ]);
+    let client = sidecar.client();
+
+    assert_eq!(client.get("/status").json(), json!({"nodeState": "NORMAL"}));
+    assert_eq!(client.get("/health/ready").json(), json!({"status": "UP"}));
+    let version = client.get("/version/cassandra").json();
+    assert_eq!(
+        (version["major"].as_i64(), version["minor"].as_i64()),
+        (Some(5), Some(0))
+    );
+    let schema = client.get("/version/schema").json();
+    assert_eq!(
+        schema["schemaVersion"].as_str().unwrap(),
+        cassandra::cql(1, "SELECT schema_version FROM system.local")[0][0]
+    );
+
+    let topology = client.get("/topology").json();
+    assert_eq!(topology["clusterName"], "daedalus-test");
+    let nodes = topology["topology"].as_array().unwrap();
+    assert_eq!(nodes.len(), NODES);
+    let ids: BTreeSet<String> = nodes
+        .iter()
+        .map(|n| n["nodeId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, host_ids_by_cql());
+    for node in nodes {
+        assert_eq!(node["dc"], "datacenter1");
+        assert_eq!(
+            node["rack"], "rack1",
+            "the rack, not the data centre again: {node}"
+        );
+    }
+    assert_eq!(
+        client.get("/topology/datacenter1").json()["topology"]
+            .as_array()
+            .unwrap()
+            .len(),
+        NODES
+    );
+    let unknown = client.get("/topology/dc9");
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("datacenter1")
+    );
+
+    let config = client.get("/config");
+    assert_eq!(config.header("content-type"), Some("application/yaml"));
+    assert_eq!(config.text(), std::fs::read_to_string(&yaml).unwrap());
+}

@@ -1,0 +1,67 @@
+//! A real Cassandra cluster for the tests, started once per test binary by `scripts/cassandra` (which fetches
+//! the jars from Maven Central on first use and leaves the nodes running; `scripts/test` stops them).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// How many nodes the Cassandra-backed tests run against; node 1 also serves the single-node tests.
+pub const NODES: usize = 3;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cassandra")
+}
+
+/// Starts (or finds running) the cluster; returns once every node is NORMAL and sees the others.
+pub fn cluster() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let output = Command::new(script())
+            .args(["start", &NODES.to_string()])
+            .output()
+            .expect("scripts/cassandra runs");
+        assert!(
+            output.status.success(),
+            "scripts/cassandra start failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+/// JMX `host:port` of node `n` (1-based).
+pub fn jmx_service(node: usize) -> String {
+    format!("127.0.0.1:{}", 7099 + 100 * node)
+}
+
+/// The directory holding node `n`'s files.
+pub fn node_dir(node: usize) -> PathBuf {
+    let root = std::env::var_os("DAEDALUS_CASSANDRA_DIR")
+        .map_or_else(|| PathBuf::from("/tmp/daedalus-cassandra"), PathBuf::from);
+    root.join(format!("node{node}"))
+}
+
+/// Runs CQL on node `n` with cqlsh and returns the rows' cells (header and decoration stripped).
+pub fn cql(node: usize, statement: &str) -> Vec<Vec<String>> {
+    let output = Command::new(script())
+        .args(["cql", &node.to_string(), "-e", statement])
+        .output()
+        .expect("cqlsh runs");
+    assert!(
+        output.status.success(),
+        "cqlsh {statement}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(rule) = lines
+        .iter()
+        .position(|l| l.starts_with('-') && l.contains('+') || l.starts_with("---"))
+    else {
+        return Vec::new();
+    };
+    lines[rule + 1..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split('|').map(|cell| cell.trim().to_string()).collect())
+        .collect()
+}
