@@ -222,3 +222,29 @@ fn node_endpoints_answer_from_cassandra() {
     assert_eq!(config.header("content-type"), Some("application/yaml"));
     assert_eq!(config.text(), std::fs::read_to_string(&yaml).unwrap());
 }
+
+/// A node that dies under the sidecar: its endpoints answer 503 naming the node, at once, instead of hanging.
+#[test]
+fn a_killed_node_gives_clear_errors_not_hangs() {
+    const NODE: usize = 4;
+    cassandra::solo(NODE);
+    let service = cassandra::jmx_service(NODE);
+    let sidecar = Sidecar::start(&["--jmx-service", &service]);
+    let client = sidecar.client();
+    assert_eq!(client.get("/status").json(), json!({"nodeState": "NORMAL"}));
+    assert_eq!(client.get("/health/ready").status, 200);
+
+    cassandra::kill(NODE);
+    let status = client.get("/status");
+    assert_eq!(status.status, 503);
+    let error = status.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&service),
+        "the error names the node's JMX address: {error}"
+    );
+    let ready = client.get("/health/ready");
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["status"], "DOWN");
+    let topology = client.get("/topology");
+    assert_eq!(topology.status, 503);
+}

@@ -65,3 +65,27 @@ pub fn cql(node: usize, statement: &str) -> Vec<Vec<String>> {
         .map(|l| l.split('|').map(|cell| cell.trim().to_string()).collect())
         .collect()
 }
+
+/// Starts node `n` alone, as a one-node cluster of its own, for tests that may kill it.
+pub fn solo(node: usize) {
+    let output = Command::new(script())
+        .args(["solo", &node.to_string()])
+        .output()
+        .expect("scripts/cassandra runs");
+    assert!(
+        output.status.success(),
+        "scripts/cassandra solo failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Kills node `n` with SIGKILL, as a crash would.
+pub fn kill(node: usize) {
+    let pid = std::fs::read_to_string(node_dir(node).join("pid")).expect("the node's pid file");
+    let pid: i32 = pid.trim().parse().expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killed");
+}
