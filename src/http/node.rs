@@ -164,16 +164,33 @@ async fn cluster_topology(
     })
 }
 
-/// Reverse DNS, as Java's `InetAddress.getHostName`: the address itself when it has no name.
+/// How long a reverse-DNS answer is reused: node names rarely change, and `/topology` may be polled often.
+const HOST_NAME_TTL: Duration = Duration::from_secs(300);
+
+/// Reverse DNS, as Java's `InetAddress.getHostName`: the address itself when it has no name. Answers are cached;
+/// loopback addresses are not looked up (they name this machine, and a resolver has nothing to add).
 async fn host_name(address: &str) -> String {
+    static CACHE: std::sync::OnceLock<dashmap::DashMap<IpAddr, (String, std::time::Instant)>> =
+        std::sync::OnceLock::new();
     let Ok(ip) = address.parse::<IpAddr>() else {
         return address.to_string();
     };
-    tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok())
+    if ip.is_loopback() {
+        return address.to_string();
+    }
+    let cache = CACHE.get_or_init(dashmap::DashMap::new);
+    if let Some(entry) = cache.get(&ip)
+        && entry.1.elapsed() < HOST_NAME_TTL
+    {
+        return entry.0.clone();
+    }
+    let name = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok())
         .await
         .ok()
         .flatten()
-        .unwrap_or_else(|| address.to_string())
+        .unwrap_or_else(|| address.to_string());
+    cache.insert(ip, (name.clone(), std::time::Instant::now()));
+    name
 }
 
 /// `GET /config`: the node's `cassandra.yaml`.
