@@ -5,8 +5,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// How many nodes the Cassandra-backed tests run against; node 1 also serves the single-node tests.
-pub const NODES: usize = 3;
+/// How many nodes the Cassandra-backed tests run against (`DAEDALUS_TEST_NODES`, default 3); node 1 also serves
+/// the single-node tests. The 4.1 run in `scripts/test` uses one node.
+pub fn nodes() -> usize {
+    std::env::var("DAEDALUS_TEST_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
+/// The Cassandra version under test (`CASSANDRA_VERSION`, as `scripts/cassandra` reads it).
+pub fn version() -> String {
+    std::env::var("CASSANDRA_VERSION").unwrap_or_else(|_| "5.0.8".to_string())
+}
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cassandra")
@@ -17,7 +28,7 @@ pub fn cluster() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
         let output = Command::new(script())
-            .args(["start", &NODES.to_string()])
+            .args(["start", &nodes().to_string()])
             .output()
             .expect("scripts/cassandra runs");
         assert!(
