@@ -407,6 +407,27 @@ impl<'a> Converter<'a> {
             }
             _ => {}
         }
+        if class.starts_with("com.google.common.collect.") && class.ends_with("$SerializedForm") {
+            // Guava's immutable collections travel as their serialized forms (Cassandra returns these).
+            let items =
+                |converter: &mut Self, field: &str| -> Result<Vec<JavaValue>, ConvertError> {
+                    Ok(match converter.field_value(object, field)? {
+                        JavaValue::Array { items, .. } => items,
+                        _ => Vec::new(),
+                    })
+                };
+            if Self::field(object, "keys").is_some() {
+                let keys = items(self, "keys")?;
+                let values = items(self, "values")?;
+                return Ok(JavaValue::Map(keys.into_iter().zip(values).collect()));
+            }
+            let elements = items(self, "elements")?;
+            return Ok(if class.contains("Set") {
+                JavaValue::Set(elements)
+            } else {
+                JavaValue::List(elements)
+            });
+        }
         if class.starts_with("java.util.Collections$") || class.starts_with("java.util.Arrays$") {
             if let Some(value) = self.wrapped_collection(object)? {
                 return Ok(value);

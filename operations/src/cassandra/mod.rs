@@ -3,12 +3,14 @@
 //! Attribute and operation names follow `StorageServiceMBean`, `EndpointSnitchInfoMBean` and the table MBeans
 //! of Cassandra 4.0, 4.1 and 5.0; where the versions differ, the facade picks the call for the node's version.
 
+mod maintenance;
 mod version;
 
 use std::collections::BTreeMap;
 
 use jmx::{JavaArg, JavaValue, JmxClient, JmxError};
 
+pub use maintenance::{LONG_CALL, SsTableOpStatus};
 pub use version::CassandraVersion;
 
 pub const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
@@ -19,6 +21,12 @@ pub const ENDPOINT_SNITCH_INFO: &str = "org.apache.cassandra.db:type=EndpointSni
 pub enum CassandraError {
     #[error(transparent)]
     Jmx(#[from] JmxError),
+    #[error("Cassandra at {address} has no table {keyspace}.{table}")]
+    NoSuchTable {
+        address: String,
+        keyspace: String,
+        table: String,
+    },
     #[error(
         "Cassandra at {address} answered {what} with {found}, which this sidecar does not understand"
     )]
