@@ -40,7 +40,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown_request = CancellationToken::new();
     let services = Arc::new(Services {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
-        jmx: JmxConnector::new(jmx),
+        jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });
@@ -101,7 +101,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = server_task.await;
         report
     };
-    match tokio::time::timeout(args.shutdown_timeout + EXIT_MARGIN, finish).await {
+    match tokio::time::timeout(args.shutdown_timeout.saturating_add(EXIT_MARGIN), finish).await {
         Ok(report) if report.abandoned > 0 => {
             tracing::warn!(
                 abandoned = report.abandoned,
@@ -118,6 +118,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 struct Signals {
     #[cfg(unix)]
     terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -125,12 +127,15 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let terminate = signal(SignalKind::terminate())
-                .inspect_err(|error| {
-                    tracing::warn!(%error, "cannot listen for SIGTERM; use SIGINT or the stop operation")
-                })
-                .ok();
-            Self { terminate }
+            let listen = |kind: SignalKind, name: &str| {
+                signal(kind)
+                    .inspect_err(|error| tracing::warn!(%error, "cannot listen for {name}; use the stop operation"))
+                    .ok()
+            };
+            Self {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            }
         }
         #[cfg(not(unix))]
         Self {}
@@ -139,18 +144,23 @@ impl Signals {
     /// Resolves on SIGTERM, SIGINT, or a `stop` operation; says which.
     async fn wait_or(mut self, stop_operation: &CancellationToken) -> &'static str {
         #[cfg(unix)]
-        let terminate = async {
-            match self.terminate.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
+        {
+            async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-                None => std::future::pending().await,
             }
-        };
+            tokio::select! {
+                _ = received(self.terminate.as_mut()) => "SIGTERM",
+                _ = received(self.interrupt.as_mut()) => "SIGINT",
+                _ = stop_operation.cancelled() => "stop operation",
+            }
+        }
         #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
         tokio::select! {
-            _ = terminate => "SIGTERM",
             _ = tokio::signal::ctrl_c() => "SIGINT",
             _ = stop_operation.cancelled() => "stop operation",
         }

@@ -319,10 +319,7 @@ async fn maintenance_calls_on_a_real_table() {
         );
         node.flush("maint_ks", &["t".to_string()]).await.unwrap();
     }
-    assert!(
-        data_files("maint_ks", "t") > before,
-        "flush wrote SSTables"
-    );
+    assert!(data_files("maint_ks", "t") > before, "flush wrote SSTables");
     node.compact(false, "maint_ks", &no_tables).await.unwrap();
     // Cassandra deletes the compacted-away files just after the call returns.
     support::eventually("major compaction leaves one SSTable", || {

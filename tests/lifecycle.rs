@@ -133,3 +133,28 @@ fn sigterm_right_after_start_is_a_clean_exit() {
     let status = sidecar.wait_for_exit().expect("exits");
     assert!(status.success());
 }
+
+/// With every slot taken, a stop waits its turn, then shuts down without waiting for what is still pending.
+#[test]
+fn stop_does_not_wait_for_pending_operations() {
+    let mut sidecar = Sidecar::start(&[
+        "--max-concurrent-operations",
+        "1",
+        "--enable-test-operations",
+    ]);
+    let client = sidecar.client();
+    let busy = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    wait_for_state(&sidecar, &busy, "RUNNING");
+    let stop = id_of(&client.submit(json!({"type": "stop"})));
+    let queued = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    assert_eq!(client.operation(&stop)["state"], "PENDING");
+    assert_eq!(client.delete(&format!("/operations/{busy}")).status, 202);
+    let status = sidecar
+        .wait_for_exit()
+        .expect("the sidecar exits although an operation is still pending");
+    assert!(status.success(), "exit status {status}\n{}", sidecar.logs());
+    let events = sidecar.log_events();
+    assert!(events.iter().any(|e| e["message"] == "operation finished"
+        && e["state"] == "CANCELLED"
+        && e["operation"] == queued.as_str()));
+}

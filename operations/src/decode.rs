@@ -101,6 +101,20 @@ pub fn i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> 
         .map_err(|_| de::Error::invalid_value(de::Unexpected::Signed(value), &"a 32-bit integer"))
 }
 
+/// A 32-bit integer whose absence or `null` means `DEFAULT`, e.g.
+/// `#[serde(default = "...", deserialize_with = "decode::i32_or::<_, 10>")]`.
+pub fn i32_or<'de, D: Deserializer<'de>, const DEFAULT: i32>(
+    deserializer: D,
+) -> Result<i32, D::Error> {
+    let value = deserializer.deserialize_any(LenientInteger)?;
+    match value {
+        None => Ok(DEFAULT),
+        Some(value) => i32::try_from(value).map_err(|_| {
+            de::Error::invalid_value(de::Unexpected::Signed(value), &"a 32-bit integer")
+        }),
+    }
+}
+
 /// A length of time as Icarus clients send it; serialized back in Icarus's `{value, unit}` shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -196,6 +210,12 @@ impl Serialize for HumanDuration {
     /// The largest unit that expresses the duration exactly, so `"90m"` echoes as 90 MINUTES, not 1.5 HOURS.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let nanos = self.0.as_nanos();
+        if nanos == 0 {
+            let mut map = serializer.serialize_map(Some(2))?;
+            map.serialize_entry("value", &0)?;
+            map.serialize_entry("unit", "SECONDS")?;
+            return map.end();
+        }
         let (unit, size) = UNITS
             .iter()
             .find(|(_, size)| nanos % size.as_nanos() == 0)

@@ -88,6 +88,10 @@ impl Executor {
         if !record.state().is_terminal() {
             tracing::info!(operation = %id, "cancellation requested");
             record.cancellation().cancel();
+            // A pending operation never started: it is over now, not when its task next wakes.
+            if record.state() == OperationState::Pending {
+                finish(&record, OperationState::Cancelled);
+            }
         }
         Some(record)
     }
@@ -225,7 +229,7 @@ mod tests {
         let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
         let services = Arc::new(Services {
             source: "test-host".into(),
-            jmx: crate::JmxConnector::new(Default::default()),
+            jmx: crate::JmxConnector::new(Default::default(), Handle::current()),
             store,
             shutdown_request: CancellationToken::new(),
         });

@@ -9,13 +9,17 @@ use crate::jmx_settings::JmxSettings;
 pub struct JmxConnector {
     settings: JmxSettings,
     client: Mutex<Option<JmxClient>>,
+    /// Where the client's connections and keep-alive task live. Whoever asks first (an HTTP worker, with its
+    /// own single-threaded runtime that stops early at shutdown, or an operation), the client belongs here.
+    runtime: tokio::runtime::Handle,
 }
 
 impl JmxConnector {
-    pub fn new(settings: JmxSettings) -> Self {
+    pub fn new(settings: JmxSettings, runtime: tokio::runtime::Handle) -> Self {
         Self {
             settings,
             client: Mutex::new(None),
+            runtime,
         }
     }
 
@@ -30,7 +34,13 @@ impl JmxConnector {
         if let Some(client) = client.as_ref() {
             return Ok(client.clone());
         }
-        let connected = JmxClient::connect(self.settings.client_config()).await?;
+        let connecting = self
+            .runtime
+            .spawn(JmxClient::connect(self.settings.client_config()));
+        let connected = connecting.await.map_err(|e| JmxError::Protocol {
+            address: self.settings.service.to_string(),
+            message: format!("the connection task failed: {e}"),
+        })??;
         *client = Some(connected.clone());
         Ok(connected)
     }

@@ -152,7 +152,8 @@ impl OperationContext {
             Ok(_) => OperationFailure::NotYetAvailable {
                 operation: self.record.type_id(),
                 missing: format!(
-                    "it needs the Cassandra facade (Daedalus reached Cassandra's JMX agent at {})",
+                    "it arrives with the node maintenance operations (Daedalus reached Cassandra's JMX agent \
+                     at {})",
                     self.jmx_settings().service
                 ),
             },

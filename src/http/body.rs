@@ -35,7 +35,10 @@ pub async fn read_json(
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<Value, ApiError> {
-    check_content_type(request)?;
+    if let Err(error) = check_content_type(request) {
+        discard(&mut payload).await;
+        return Err(error);
+    }
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -74,7 +77,7 @@ pub async fn read_json(
 /// the connection rather than keep reading.
 const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
 
-async fn discard(payload: &mut web::Payload) {
+pub async fn discard(payload: &mut web::Payload) {
     let mut discarded = 0;
     while discarded < DISCARD_AT_MOST {
         match payload.next().await {

@@ -16,9 +16,10 @@ use super::error::ApiError;
 pub async fn submit(
     state: web::Data<AppState>,
     request: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if state.is_shutting_down() {
+        super::body::discard(&mut payload).await;
         return Err(ApiError::Unavailable(
             "the sidecar is shutting down and accepts no new operations".into(),
         ));
@@ -44,32 +45,21 @@ pub async fn list(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = parse_filter(&state, request.query_string())?;
+    let filter = parse_filter(request.query_string())?;
     let records: Vec<Arc<OperationRecord>> = state.executor.services().store.list(&filter);
     Ok(HttpResponse::Ok().json(records))
 }
 
-fn parse_filter(state: &AppState, query: &str) -> Result<OperationFilter, ApiError> {
+fn parse_filter(query: &str) -> Result<OperationFilter, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::bad_field("query", format!("cannot be parsed: {e}")))?;
     let mut filter = OperationFilter::default();
     for (name, value) in &pairs {
         let values = value.split(',').map(str::trim).filter(|v| !v.is_empty());
         match name.as_str() {
-            "type" => {
-                for type_id in values {
-                    if !state.registry.contains(type_id) {
-                        return Err(ApiError::bad_field(
-                            "type",
-                            format!(
-                                "unknown operation type '{type_id}'; known types: {}",
-                                state.registry.type_ids().join(", ")
-                            ),
-                        ));
-                    }
-                    filter.types.insert(type_id.to_string());
-                }
-            }
+            // Any type is accepted, known or not, as Icarus accepts it: clients filter on types this build may
+            // not offer (e.g. `list`), and get an empty list.
+            "type" => filter.types.extend(values.map(str::to_string)),
             "state" | "status" => {
                 for text in values {
                     let parsed: OperationState =

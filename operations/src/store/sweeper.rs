@@ -30,7 +30,11 @@ pub fn spawn_expiry_sweeper(
                 // An expiration too large for chrono means "never expire".
                 return;
             };
-            let removed = store.remove_completed_before(Utc::now() - age);
+            let Some(cutoff) = Utc::now().checked_sub_signed(age) else {
+                // Older than anything representable: nothing can have completed before it.
+                continue;
+            };
+            let removed = store.remove_completed_before(cutoff);
             if removed > 0 {
                 tracing::debug!(removed, "expired finished operations");
             }

@@ -40,7 +40,7 @@ pub struct BackupRequest {
     pub upload_cluster_topology: bool,
     #[serde(
         default = "storage::default_concurrent_connections",
-        deserialize_with = "decode::i32"
+        deserialize_with = "decode::i32_or::<_, 10>"
     )]
     pub concurrent_connections: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

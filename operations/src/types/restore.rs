@@ -100,7 +100,7 @@ pub struct RestoreRequest {
     pub rename: BTreeMap<String, String>,
     #[serde(
         default = "storage::default_concurrent_connections",
-        deserialize_with = "decode::i32"
+        deserialize_with = "decode::i32_or::<_, 10>"
     )]
     pub concurrent_connections: i32,
     #[serde(default, deserialize_with = "decode::bool")]

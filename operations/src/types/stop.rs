@@ -1,4 +1,4 @@
-//! `stop`: shuts the sidecar down gracefully once no other operation is pending or running.
+//! `stop`: shuts the sidecar down gracefully once no other operation is running.
 //!
 //! Icarus waits until every other operation has *expired*, finished ones included, so a stop issued within an
 //! hour of any other operation times out. We wait only for unfinished ones.
@@ -34,10 +34,12 @@ impl Operation for Stop {
     ) -> Result<(), OperationFailure> {
         let deadline = Instant::now() + WAIT_AT_MOST;
         loop {
-            // Two stops must not wait for each other.
+            // Only running operations count: pending ones are cancelled by the shutdown, and waiting for them
+            // would deadlock when this stop holds the last free slot. Two stops must not wait for each other.
             let blocking: Vec<_> = context
                 .other_unfinished_operations()
                 .into_iter()
+                .filter(|record| record.state() == crate::state::OperationState::Running)
                 .filter(|record| record.type_id() != Stop::TYPE)
                 .map(|record| record.id().to_string())
                 .collect();
@@ -48,7 +50,7 @@ impl Operation for Stop {
             }
             if Instant::now() >= deadline {
                 return Err(OperationFailure::Failed(format!(
-                    "other operations are still pending or running after {}s: {}; wait for them or cancel them \
+                    "other operations are still running after {}s: {}; wait for them or cancel them \
                      (DELETE /operations/{{id}}) and stop again",
                     WAIT_AT_MOST.as_secs(),
                     blocking.join(", ")

@@ -224,11 +224,17 @@ impl ProxySettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retry {
-    #[serde(default = "default_retry_interval", deserialize_with = "decode::i32")]
+    #[serde(
+        default = "default_retry_interval",
+        deserialize_with = "decode::i32_or::<_, 10>"
+    )]
     pub interval: i32,
     #[serde(default = "default_retry_strategy", deserialize_with = "strategy")]
     pub strategy: String,
-    #[serde(default = "default_retry_attempts", deserialize_with = "decode::i32")]
+    #[serde(
+        default = "default_retry_attempts",
+        deserialize_with = "decode::i32_or::<_, 3>"
+    )]
     pub max_attempts: i32,
     #[serde(default, deserialize_with = "decode::bool")]
     pub enabled: bool,
