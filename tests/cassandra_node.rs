@@ -263,30 +263,6 @@ fn a_killed_node_gives_clear_errors_not_hangs() {
     assert_eq!(topology.status, 503);
 }
 
-/// Data files of a table on node 1.
-fn data_files(keyspace: &str, table: &str) -> usize {
-    let keyspace_dir = cassandra::node_dir(1).join("data").join(keyspace);
-    let Some(table_dir) = std::fs::read_dir(&keyspace_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{table}-"))
-        })
-    else {
-        return 0;
-    };
-    std::fs::read_dir(table_dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with("-Data.db"))
-        .count()
-}
-
 #[tokio::test]
 async fn maintenance_calls_on_a_real_table() {
     use daedalus_operations::cassandra::SsTableOpStatus::Successful;
@@ -311,7 +287,7 @@ async fn maintenance_calls_on_a_real_table() {
     let no_tables: Vec<String> = Vec::new();
 
     // Each flush of new rows writes an SSTable; major compaction merges them into one.
-    let before = data_files("maint_ks", "t");
+    let before = cassandra::data_files(1, "maint_ks", "t");
     for id in 0..2 {
         cassandra::cql(
             1,
@@ -319,11 +295,14 @@ async fn maintenance_calls_on_a_real_table() {
         );
         node.flush("maint_ks", &["t".to_string()]).await.unwrap();
     }
-    assert!(data_files("maint_ks", "t") > before, "flush wrote SSTables");
+    assert!(
+        cassandra::data_files(1, "maint_ks", "t") > before,
+        "flush wrote SSTables"
+    );
     node.compact(false, "maint_ks", &no_tables).await.unwrap();
     // Cassandra deletes the compacted-away files just after the call returns.
     support::eventually("major compaction leaves one SSTable", || {
-        (data_files("maint_ks", "t") == 1).then_some(())
+        (cassandra::data_files(1, "maint_ks", "t") == 1).then_some(())
     });
 
     assert_eq!(

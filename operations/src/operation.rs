@@ -45,6 +45,10 @@ pub enum OperationFailure {
     #[error(transparent)]
     Jmx(#[from] jmx::JmxError),
 
+    /// A Cassandra call failed or found something missing.
+    #[error(transparent)]
+    Cassandra(#[from] crate::cassandra::CassandraError),
+
     /// The request is valid but this build cannot carry it out yet; `missing` says what is still to come.
     #[error("the {operation} operation is not available in this build yet: {missing}")]
     NotYetAvailable {

@@ -100,3 +100,87 @@ pub fn kill(node: usize) {
     )
     .expect("killed");
 }
+
+/// The data directory of `keyspace.table` on node `n`, if the table exists there.
+pub fn table_dir(node: usize, keyspace: &str, table: &str) -> Option<PathBuf> {
+    std::fs::read_dir(node_dir(node).join("data").join(keyspace))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{table}-")))
+        })
+}
+
+/// The SSTables (`*-Data.db` files) of `keyspace.table` on node `n`.
+pub fn sstables(node: usize, keyspace: &str, table: &str) -> std::collections::BTreeSet<String> {
+    let Some(dir) = table_dir(node, keyspace, table) else {
+        return Default::default();
+    };
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with("-Data.db"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many SSTables `keyspace.table` has on node `n`.
+pub fn data_files(node: usize, keyspace: &str, table: &str) -> usize {
+    sstables(node, keyspace, table).len()
+}
+
+/// Creates `keyspace.table (id int PRIMARY KEY, v text)` replicated to every node, holding `rows` rows.
+pub fn table_with_rows(keyspace: &str, table: &str, rows: usize) {
+    let replication = format!(
+        "{{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+        nodes()
+    );
+    cql(
+        1,
+        &format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {replication}"),
+    );
+    cql(
+        1,
+        &format!("CREATE TABLE IF NOT EXISTS {keyspace}.{table} (id int PRIMARY KEY, v text)"),
+    );
+    let inserts: String = (0..rows)
+        .map(|id| format!("INSERT INTO {keyspace}.{table} (id, v) VALUES ({id}, 'value {id}');"))
+        .collect();
+    cql(1, &format!("BEGIN UNLOGGED BATCH {inserts} APPLY BATCH"));
+}
+
+/// `SELECT count(*)` of a table, through node 1.
+pub fn count(keyspace: &str, table: &str) -> i64 {
+    cql(1, &format!("SELECT count(*) FROM {keyspace}.{table}"))[0][0]
+        .parse()
+        .expect("a count")
+}
+
+/// Copies the SSTable files (not the snapshots or backups below them) of a table directory into `target`.
+pub fn copy_sstables(table_dir: &std::path::Path, target: &std::path::Path) -> usize {
+    std::fs::create_dir_all(target).unwrap();
+    let mut copied = 0;
+    for entry in std::fs::read_dir(table_dir).unwrap().filter_map(Result::ok) {
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+            copied += 1;
+        }
+    }
+    copied
+}
+
+/// `SELECT count(*)` read from every replica, so rows that only node 1 has loaded are counted.
+pub fn count_all(keyspace: &str, table: &str) -> i64 {
+    cql(
+        1,
+        &format!("CONSISTENCY ALL; SELECT count(*) FROM {keyspace}.{table}"),
+    )[0][0]
+        .parse()
+        .expect("a count")
+}

@@ -21,6 +21,8 @@ pub const ENDPOINT_SNITCH_INFO: &str = "org.apache.cassandra.db:type=EndpointSni
 pub enum CassandraError {
     #[error(transparent)]
     Jmx(#[from] JmxError),
+    #[error("Cassandra at {address} has no keyspace {keyspace}")]
+    NoSuchKeyspace { address: String, keyspace: String },
     #[error("Cassandra at {address} has no table {keyspace}.{table}")]
     NoSuchTable {
         address: String,
@@ -243,6 +245,32 @@ impl Cassandra {
             .collect();
         tables.sort();
         Ok(tables)
+    }
+
+    /// Fails with a clear error unless the keyspace, and each of `tables` in it, exist.
+    pub async fn require_tables(
+        &self,
+        keyspace: &str,
+        tables: &[String],
+    ) -> Result<(), CassandraError> {
+        if !self.keyspaces().await?.iter().any(|k| k == keyspace) {
+            return Err(CassandraError::NoSuchKeyspace {
+                address: self.jmx.address().to_string(),
+                keyspace: keyspace.to_string(),
+            });
+        }
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let existing = self.tables(keyspace).await?;
+        match tables.iter().find(|t| !existing.contains(t)) {
+            Some(missing) => Err(CassandraError::NoSuchTable {
+                address: self.jmx.address().to_string(),
+                keyspace: keyspace.to_string(),
+                table: missing.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Takes a snapshot named `tag` of `entities` (keyspaces, or `ks.table` entries; empty = everything).

@@ -34,9 +34,18 @@ impl Operation for Cleanup {
 
     async fn run(
         &self,
-        _request: CleanupRequest,
+        request: CleanupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.unwrap_or_default();
+        let tables = request.tables.unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, &tables))
+            .await??;
+        let status = context
+            .cancellable(cassandra.cleanup(request.jobs, &keyspace, &tables))
+            .await??;
+        super::sstables::outcome(status, "cleaning up", &keyspace)
     }
 }

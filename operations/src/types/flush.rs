@@ -29,9 +29,18 @@ impl Operation for Flush {
 
     async fn run(
         &self,
-        _request: FlushRequest,
+        request: FlushRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.unwrap_or_default();
+        let tables = request.tables.unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, &tables))
+            .await??;
+        context
+            .cancellable(cassandra.flush(&keyspace, &tables))
+            .await??;
+        Ok(())
     }
 }

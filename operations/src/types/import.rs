@@ -42,7 +42,19 @@ impl Validate for ImportRequest {
         validation::required_keyspace(violations, "keyspace", &self.keyspace);
         validation::required_table(violations, "table", &self.table);
         match &self.table_path {
-            Some(path) => validation::absolute_path(violations, "tablePath", path),
+            Some(path) => {
+                validation::absolute_path(violations, "tablePath", path);
+                if let (Some(keyspace), Some(table)) = (&self.keyspace, &self.table)
+                    && !names_table(path, keyspace, table)
+                {
+                    // Cassandra reads keyspace and table from the two last directory names and silently skips
+                    // files elsewhere ("No new SSTables were found"): refuse such a path instead.
+                    violations.add(
+                        "tablePath",
+                        format!("'{path}' must end in /{keyspace}/{table} (or /{keyspace}/{table}-<table id>): Cassandra only imports SSTables from a directory named after their keyspace and table"),
+                    );
+                }
+            }
             None => violations.add("tablePath", "is required"),
         }
         if let Some(path) = &self.source_dir {
@@ -57,6 +69,47 @@ impl Validate for ImportRequest {
     }
 }
 
+/// Whether `path` ends in `<keyspace>/<table>` or `<keyspace>/<table>-<id>`, as Cassandra's SSTable lister wants.
+fn names_table(path: &str, keyspace: &str, table: &str) -> bool {
+    let mut parts = path.trim_end_matches('/').rsplit('/');
+    let (Some(last), Some(parent)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let table_matches = last == table
+        || last
+            .strip_prefix(table)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    parent == keyspace && table_matches
+}
+
+impl ImportRequest {
+    /// `importNewSSTables`'s booleans in order: resetLevel, clearRepaired, verifySSTables, verifyTokens,
+    /// invalidateCaches, extendedVerify, copyData. `quick` turns every check off, as in Esop; data is copied, so
+    /// the source directory stays as it was.
+    pub fn checks(&self) -> [bool; 7] {
+        let (no_verify, no_verify_tokens, no_invalidate_caches, extended_verify) = if self.quick {
+            (true, true, true, false)
+        } else {
+            (
+                self.no_verify,
+                self.no_verify_tokens,
+                self.no_invalidate_caches,
+                self.extended_verify,
+            )
+        };
+        [
+            !self.keep_level,
+            !self.keep_repaired,
+            !no_verify,
+            !no_verify_tokens,
+            !no_invalidate_caches,
+            extended_verify,
+            true,
+        ]
+    }
+}
+
 pub struct Import;
 
 impl Operation for Import {
@@ -65,9 +118,44 @@ impl Operation for Import {
 
     async fn run(
         &self,
-        _request: ImportRequest,
+        request: ImportRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.clone().unwrap_or_default();
+        let table = request.table.clone().unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, std::slice::from_ref(&table)))
+            .await??;
+        // The sidecar runs on the node, so the paths it is given are the node's paths.
+        let table_path = request.table_path.clone().unwrap_or_default();
+        for (field, path) in [
+            ("tablePath", Some(&table_path)),
+            ("sourceDir", request.source_dir.as_ref()),
+        ] {
+            if let Some(path) = path
+                && !tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir())
+            {
+                return Err(OperationFailure::Failed(format!(
+                    "{field} {path} is not a directory on this node"
+                )));
+            }
+        }
+        let failed = context
+            .cancellable(cassandra.import(
+                &keyspace,
+                &table,
+                std::slice::from_ref(&table_path),
+                request.checks(),
+            ))
+            .await??;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(OperationFailure::Failed(format!(
+                "Cassandra could not import into {keyspace}.{table} from: {}",
+                failed.join(", ")
+            )))
+        }
     }
 }

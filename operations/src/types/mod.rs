@@ -11,6 +11,7 @@ pub mod refresh;
 pub mod restore;
 pub mod scrub;
 pub mod sleep;
+mod sstables;
 pub mod stop;
 pub mod storage;
 pub mod truncate;

@@ -28,9 +28,18 @@ impl Operation for Refresh {
 
     async fn run(
         &self,
-        _request: RefreshRequest,
+        request: RefreshRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.unwrap_or_default();
+        let table = request.table.unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, std::slice::from_ref(&table)))
+            .await??;
+        context
+            .cancellable(cassandra.refresh(&keyspace, &table))
+            .await??;
+        Ok(())
     }
 }

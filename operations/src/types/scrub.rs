@@ -48,9 +48,25 @@ impl Operation for Scrub {
 
     async fn run(
         &self,
-        _request: ScrubRequest,
+        request: ScrubRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.clone().unwrap_or_default();
+        let tables = request.tables.clone().unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, &tables))
+            .await??;
+        let scrub = cassandra.scrub(
+            request.disable_snapshot,
+            request.skip_corrupted,
+            !request.no_validate,
+            request.reinsert_overflowed_ttl,
+            request.jobs,
+            &keyspace,
+            &tables,
+        );
+        let status = context.cancellable(scrub).await??;
+        super::sstables::outcome(status, "scrubbing", &keyspace)
     }
 }

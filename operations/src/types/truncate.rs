@@ -28,9 +28,18 @@ impl Operation for Truncate {
 
     async fn run(
         &self,
-        _request: TruncateRequest,
+        request: TruncateRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.unwrap_or_default();
+        let table = request.table.unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, std::slice::from_ref(&table)))
+            .await??;
+        context
+            .cancellable(cassandra.truncate(&keyspace, &table))
+            .await??;
+        Ok(())
     }
 }

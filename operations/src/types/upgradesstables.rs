@@ -43,9 +43,22 @@ impl Operation for UpgradeSSTables {
 
     async fn run(
         &self,
-        _request: UpgradeSSTablesRequest,
+        request: UpgradeSSTablesRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        let keyspace = request.keyspace.unwrap_or_default();
+        let tables = request.tables.unwrap_or_default();
+        context
+            .cancellable(cassandra.require_tables(&keyspace, &tables))
+            .await??;
+        let upgrade = cassandra.upgrade_sstables(
+            &keyspace,
+            !request.include_all_sstables,
+            request.jobs,
+            &tables,
+        );
+        let status = context.cancellable(upgrade).await??;
+        super::sstables::outcome(status, "upgrading", &keyspace)
     }
 }

@@ -1,0 +1,191 @@
+//! The node maintenance operations through the sidecar's API, against the real Cassandra cluster, each checked
+//! outside Daedalus (files on disk, CQL).
+
+mod support;
+
+use serde_json::{Value, json};
+use support::Sidecar;
+use support::cassandra;
+
+fn sidecar() -> Sidecar {
+    cassandra::cluster();
+    Sidecar::start(&[
+        "--jmx-service",
+        &cassandra::jmx_service(1),
+        "--enable-truncate",
+    ])
+}
+
+/// Submits an operation and waits for it to end; returns it.
+fn run(sidecar: &Sidecar, body: Value, expected: &str) -> Value {
+    let client = sidecar.client();
+    let id = client.submit(body.clone())["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = support::eventually(&format!("{body} finishes"), || {
+        let operation = client.operation(&id);
+        let state = operation["state"].as_str().unwrap().to_string();
+        (state != "PENDING" && state != "RUNNING").then_some(operation)
+    });
+    assert_eq!(done["state"], expected, "{done}");
+    done
+}
+
+#[test]
+fn flush_writes_sstables() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_flush", "t", 20);
+    let before = cassandra::sstables(1, "ops_flush", "t");
+    let done = run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "ops_flush", "tables": ["t"]}),
+        "COMPLETED",
+    );
+    assert_eq!(done["progress"], 1.0);
+    let after = cassandra::sstables(1, "ops_flush", "t");
+    assert!(
+        after.difference(&before).next().is_some(),
+        "flush wrote a new SSTable on node 1: {before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn sstable_rewrites_complete_and_keep_the_data() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_rewrite", "t", 50);
+    run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "ops_rewrite"}),
+        "COMPLETED",
+    );
+    // The bodies the Instaclustr operator sends.
+    for body in [
+        json!({"type": "cleanup", "keyspace": "ops_rewrite", "tables": ["t"], "jobs": 1}),
+        json!({"type": "scrub", "keyspace": "ops_rewrite", "tables": ["t"], "disableSnapshot": true,
+            "skipCorrupted": false, "noValidate": false, "reinsertOverflowedTTL": false, "jobs": 0}),
+        json!({"type": "upgradesstables", "keyspace": "ops_rewrite", "includeAllSSTables": true, "jobs": 0}),
+    ] {
+        run(&sidecar, body, "COMPLETED");
+    }
+    assert_eq!(cassandra::count("ops_rewrite", "t"), 50);
+}
+
+#[test]
+fn truncate_removes_the_rows_and_keeps_a_snapshot() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_truncate", "t", 10);
+    run(
+        &sidecar,
+        json!({"type": "truncate", "keyspace": "ops_truncate", "table": "t"}),
+        "COMPLETED",
+    );
+    assert_eq!(cassandra::count("ops_truncate", "t"), 0);
+    let snapshots = cassandra::table_dir(1, "ops_truncate", "t")
+        .unwrap()
+        .join("snapshots");
+    let truncated = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("truncated-"));
+    assert!(
+        truncated,
+        "auto_snapshot kept a truncated-* snapshot under {}",
+        snapshots.display()
+    );
+}
+
+#[test]
+fn refresh_loads_sstables_placed_in_the_table_directory() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_refresh", "t", 30);
+    run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "ops_refresh", "tables": ["t"]}),
+        "COMPLETED",
+    );
+    let table_dir = cassandra::table_dir(1, "ops_refresh", "t").unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    assert!(cassandra::copy_sstables(&table_dir, saved.path()) > 0);
+    // Empty the table on every node, put node 1's files back, and let Cassandra load them.
+    cassandra::cql(1, "TRUNCATE ops_refresh.t");
+    assert_eq!(cassandra::count_all("ops_refresh", "t"), 0);
+    cassandra::copy_sstables(saved.path(), &table_dir);
+    run(
+        &sidecar,
+        json!({"type": "refresh", "keyspace": "ops_refresh", "table": "t"}),
+        "COMPLETED",
+    );
+    assert_eq!(cassandra::count_all("ops_refresh", "t"), 30);
+}
+
+#[test]
+fn import_loads_sstables_from_a_directory() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_import", "src", 25);
+    cassandra::cql(
+        1,
+        "CREATE TABLE IF NOT EXISTS ops_import.dst (id int PRIMARY KEY, v text)",
+    );
+    run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "ops_import", "tables": ["src"]}),
+        "COMPLETED",
+    );
+    // Cassandra wants the files in a directory named after the target keyspace and table.
+    let staging = tempfile::tempdir().unwrap();
+    let target = staging.path().join("ops_import/dst");
+    let source = cassandra::table_dir(1, "ops_import", "src").unwrap();
+    assert!(cassandra::copy_sstables(&source, &target) > 0);
+    let path = target.to_str().unwrap();
+    run(
+        &sidecar,
+        json!({"type": "import", "keyspace": "ops_import", "table": "dst", "tablePath": path}),
+        "COMPLETED",
+    );
+    assert_eq!(cassandra::count_all("ops_import", "dst"), 25);
+    // A directory that is not there is named.
+    let failed = run(
+        &sidecar,
+        json!({"type": "import", "keyspace": "ops_import", "table": "dst", "tablePath": "/nonexistent/ops_import/dst"}),
+        "FAILED",
+    );
+    assert!(
+        failed["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/ops_import/dst"),
+        "{failed}"
+    );
+    // A directory Cassandra would silently ignore is refused when the request comes in.
+    let refused = sidecar.client().post_json(
+        "/operations",
+        &json!({"type": "import", "keyspace": "ops_import", "table": "dst", "tablePath": "/var/tmp/staging"}),
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["details"][0]["field"], "tablePath");
+}
+
+#[test]
+fn missing_keyspaces_and_tables_fail_naming_the_node() {
+    let sidecar = sidecar();
+    let service = cassandra::jmx_service(1);
+    let failed = run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "no_such_ks"}),
+        "FAILED",
+    );
+    let message = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&service) && message.contains("no keyspace no_such_ks"),
+        "{message}"
+    );
+    cassandra::table_with_rows("ops_missing", "t", 1);
+    let failed = run(
+        &sidecar,
+        json!({"type": "cleanup", "keyspace": "ops_missing", "tables": ["nope"]}),
+        "FAILED",
+    );
+    let message = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("no table ops_missing.nope"), "{message}");
+}
