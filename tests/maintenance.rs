@@ -189,3 +189,25 @@ fn missing_keyspaces_and_tables_fail_naming_the_node() {
     let message = failed["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("no table ops_missing.nope"), "{message}");
 }
+
+/// Drain on a node of its own (it stops taking writes for good): DRAINED, and writes are refused.
+#[test]
+fn drain_leaves_the_node_drained_and_refusing_writes() {
+    const NODE: usize = 5;
+    cassandra::solo(NODE);
+    let sidecar = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(NODE)]);
+    let done = run(&sidecar, json!({"type": "drain"}), "COMPLETED");
+    assert_eq!(done["progress"], 1.0);
+    assert_eq!(
+        sidecar.client().get("/status").json(),
+        json!({"nodeState": "DRAINED"})
+    );
+    // Draining again is a success, as with Icarus.
+    run(&sidecar, json!({"type": "drain"}), "COMPLETED");
+    let write = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cassandra"))
+        .args(["cql", &NODE.to_string(), "-e", "CREATE KEYSPACE after_drain WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"])
+        .output()
+        .unwrap();
+    assert!(!write.status.success(), "a drained node refuses writes");
+    cassandra::stop(NODE);
+}

@@ -184,3 +184,10 @@ pub fn count_all(keyspace: &str, table: &str) -> i64 {
         .parse()
         .expect("a count")
 }
+
+/// Stops node `n`.
+pub fn stop(node: usize) {
+    let _ = Command::new(script())
+        .args(["stop", &node.to_string()])
+        .output();
+}
