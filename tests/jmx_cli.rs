@@ -179,9 +179,8 @@ fn operations_reach_the_configured_jmx_agent() {
         .to_string();
     let failed = support::wait_for_state(&sidecar, &id, "FAILED");
     let message = failed["errors"][0]["message"].as_str().unwrap();
-    // Connected (no connection error), but the Cassandra facade that runs flush is a later step.
-    assert!(
-        message.contains(&format!("reached Cassandra's JMX agent at {service}")),
-        "{message}"
-    );
+    // Connected (no connection error), and asked the agent for Cassandra's StorageService, which a plain JVM lacks.
+    let expected =
+        format!("JMX at {service}: no MBean org.apache.cassandra.db:type=StorageService");
+    assert!(message.contains(&expected), "{message}");
 }

@@ -211,3 +211,43 @@ fn drain_leaves_the_node_drained_and_refusing_writes() {
     assert!(!write.status.success(), "a drained node refuses writes");
     cassandra::stop(NODE);
 }
+
+/// Rebuild and decommission on a three-node cluster of their own (nodes 6-8): decommission changes the ring.
+#[test]
+fn rebuild_and_decommission_on_a_cluster_of_their_own() {
+    cassandra::fresh_group(6, 3);
+    let node7 = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(7)]);
+    run(
+        &node7,
+        json!({"type": "rebuild", "sourceDC": "datacenter1", "keyspace": "system_distributed"}),
+        "COMPLETED",
+    );
+
+    // The Instaclustr operator's scale-down body: force defaults to true.
+    let node8 = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(8)]);
+    let done = run(&node8, json!({"type": "decommission"}), "COMPLETED");
+    assert_eq!(done["force"], true);
+    assert_eq!(
+        node8.client().get("/status").json(),
+        json!({"nodeState": "DECOMMISSIONED"})
+    );
+    let live = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args([
+            "jmx",
+            "--json",
+            "--jmx-service",
+            &cassandra::jmx_service(6),
+            "get",
+        ])
+        .args(["org.apache.cassandra.db:type=StorageService", "LiveNodes"])
+        .output()
+        .unwrap();
+    let live: Vec<String> = serde_json::from_slice(&live.stdout).unwrap();
+    assert!(
+        !live.contains(&"127.0.0.8".to_string()),
+        "node 8 left the ring: {live:?}"
+    );
+    for node in 6..9 {
+        cassandra::stop(node);
+    }
+}

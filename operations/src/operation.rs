@@ -148,22 +148,6 @@ impl OperationContext {
         Ok(crate::cassandra::Cassandra::new(self.jmx().await?))
     }
 
-    /// What Cassandra-facing operations end with until the Cassandra facade exists: the JMX connection
-    /// error if Cassandra cannot be reached, else a plain statement that the operation is not there yet.
-    pub async fn facade_pending(&self) -> OperationFailure {
-        match self.jmx().await {
-            Err(failure) => failure,
-            Ok(_) => OperationFailure::NotYetAvailable {
-                operation: self.record.type_id(),
-                missing: format!(
-                    "it arrives with the node maintenance operations (Daedalus reached Cassandra's JMX agent \
-                     at {})",
-                    self.jmx_settings().service
-                ),
-            },
-        }
-    }
-
     /// The other operations that are pending or running.
     pub fn other_unfinished_operations(&self) -> Vec<Arc<OperationRecord>> {
         let mut unfinished = self.services.store.list(&OperationFilter::unfinished());

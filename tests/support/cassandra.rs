@@ -191,3 +191,21 @@ pub fn stop(node: usize) {
         .args(["stop", &node.to_string()])
         .output();
 }
+
+/// Starts nodes `first..first+count` as a cluster of their own, from empty directories (a test that changes
+/// the ring, e.g. by decommissioning, leaves nodes that could not start again).
+pub fn fresh_group(first: usize, count: usize) {
+    for node in first..first + count {
+        stop(node);
+        let _ = std::fs::remove_dir_all(node_dir(node));
+    }
+    let output = Command::new(script())
+        .args(["cluster", &first.to_string(), &count.to_string()])
+        .output()
+        .expect("scripts/cassandra runs");
+    assert!(
+        output.status.success(),
+        "scripts/cassandra cluster failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -36,11 +36,16 @@ impl Operation for Decommission {
     const TYPE: &'static str = "decommission";
     type Request = DecommissionRequest;
 
+    /// Blocks until the node has left the ring (streaming its data away first); the call's time limit is long.
     async fn run(
         &self,
-        _request: DecommissionRequest,
+        request: DecommissionRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        context
+            .cancellable(cassandra.decommission(request.force))
+            .await??;
+        Ok(())
     }
 }

@@ -68,9 +68,39 @@ impl Operation for Rebuild {
 
     async fn run(
         &self,
-        _request: RebuildRequest,
+        request: RebuildRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(context.facade_pending().await)
+        let cassandra = context.cassandra().await?;
+        if let Some(keyspace) = &request.keyspace {
+            context
+                .cancellable(cassandra.require_tables(keyspace, &[]))
+                .await??;
+        }
+        // Cassandra takes the ranges as "(start,end],(start,end]" and the sources comma-separated.
+        let tokens = request
+            .specific_tokens
+            .as_ref()
+            .filter(|t| !t.is_empty())
+            .map(|ranges| {
+                ranges
+                    .iter()
+                    .map(|r| format!("({},{}]", r.start.trim(), r.end.trim()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        let sources = request
+            .specific_sources
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.join(","));
+        let rebuild = cassandra.rebuild(
+            request.source_dc.as_deref(),
+            request.keyspace.as_deref(),
+            tokens.as_deref(),
+            sources.as_deref(),
+        );
+        context.cancellable(rebuild).await??;
+        Ok(())
     }
 }
