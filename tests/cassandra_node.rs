@@ -135,7 +135,7 @@ async fn keyspaces_tables_and_snapshots() {
     assert_eq!(node.tables("facade_ks").await.unwrap(), ["t1"]);
 
     let tag = format!("facade-{}", std::process::id());
-    node.take_snapshot(&tag, &["facade_ks".to_string()], None)
+    node.take_snapshot(&tag, &["facade_ks".to_string()], None, false)
         .await
         .unwrap();
     let table_dir = std::fs::read_dir(cassandra::node_dir(1).join("data/facade_ks"))

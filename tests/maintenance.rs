@@ -251,3 +251,109 @@ fn rebuild_and_decommission_on_a_cluster_of_their_own() {
         cassandra::stop(node);
     }
 }
+
+#[test]
+fn snapshots_appear_are_listed_and_are_cleared() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_snap", "t", 3);
+    let tag = format!("ops-{}", std::process::id());
+    run(
+        &sidecar,
+        json!({"type": "snapshot", "snapshotTag": tag, "entities": "ops_snap"}),
+        "COMPLETED",
+    );
+    let snapshot = cassandra::table_dir(1, "ops_snap", "t")
+        .unwrap()
+        .join("snapshots")
+        .join(&tag);
+    assert!(snapshot.is_dir(), "{} exists", snapshot.display());
+
+    let listed = run(&sidecar, json!({"type": "list-snapshots"}), "COMPLETED");
+    let entry = listed["response"]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["tag"] == tag.as_str())
+        .cloned();
+    assert_eq!(
+        entry,
+        Some(json!({"tag": tag, "tables": [{"keyspace": "ops_snap", "table": "t"}]}))
+    );
+
+    run(
+        &sidecar,
+        json!({"type": "clear-snapshot", "snapshotTag": tag, "keyspaces": ["ops_snap"]}),
+        "COMPLETED",
+    );
+    assert!(!snapshot.exists(), "{} is gone", snapshot.display());
+    let listed = run(&sidecar, json!({"type": "list-snapshots"}), "COMPLETED");
+    assert!(
+        !listed["response"]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["tag"] == tag.as_str())
+    );
+
+    // Clearing needs a tag, or all: true said out loud.
+    let refused = sidecar
+        .client()
+        .post_json("/operations", &json!({"type": "clear-snapshot"}));
+    assert_eq!(refused.status, 400);
+    // A default tag is fixed when the request is accepted, so the client knows it.
+    let accepted = sidecar
+        .client()
+        .submit(json!({"type": "snapshot", "entities": "ops_snap", "ttl": "2m"}));
+    assert!(
+        accepted["snapshotTag"]
+            .as_str()
+            .unwrap()
+            .starts_with("daedalus-")
+    );
+}
+
+#[test]
+fn compaction_garbage_collection_and_throughput() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_compact", "t", 40);
+    run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "ops_compact"}),
+        "COMPLETED",
+    );
+    run(
+        &sidecar,
+        json!({"type": "compact", "keyspace": "ops_compact", "tables": ["t"]}),
+        "COMPLETED",
+    );
+    run(
+        &sidecar,
+        json!({"type": "garbagecollect", "keyspace": "ops_compact", "tombstoneOption": "cell"}),
+        "COMPLETED",
+    );
+    assert_eq!(cassandra::count("ops_compact", "t"), 40);
+
+    run(
+        &sidecar,
+        json!({"type": "set-throughput", "compactionThroughput": 33, "streamThroughput": 200}),
+        "COMPLETED",
+    );
+    let read = |attribute: &str| -> i64 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+            .args(["jmx", "--jmx-service", &cassandra::jmx_service(1), "get"])
+            .args(["org.apache.cassandra.db:type=StorageService", attribute])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(read("CompactionThroughputMbPerSec"), 33);
+    assert_eq!(read("StreamThroughputMbPerSec"), 200);
+    run(
+        &sidecar,
+        json!({"type": "set-throughput", "compactionThroughput": 64, "streamThroughput": 24}),
+        "COMPLETED",
+    );
+}

@@ -126,6 +126,11 @@ impl OperationContext {
         }
     }
 
+    /// Records what the operation found out; clients read it as the operation's `response` field.
+    pub fn set_response(&self, response: serde_json::Value) {
+        self.record.set_response(response);
+    }
+
     /// Adds an entry to the operation's `errors` without ending it (the operation then ends FAILED).
     pub fn report_error(&self, message: impl Into<String>) {
         self.record.add_error(ReportedError {

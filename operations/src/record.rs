@@ -27,10 +27,13 @@ struct Status {
     errors: Vec<ReportedError>,
     start_time: Option<DateTime<Utc>>,
     completion_time: Option<DateTime<Utc>>,
+    /// What the operation found out, for operations that answer a question (e.g. `list-snapshots`); rendered as
+    /// `response`, the field Icarus's `list` uses.
+    response: Option<Value>,
 }
 
 /// The fields the common part of the operation object owns; request fields with these names are not echoed.
-const COMMON_FIELDS: [&str; 8] = [
+const COMMON_FIELDS: [&str; 9] = [
     "type",
     "id",
     "creationTime",
@@ -39,6 +42,7 @@ const COMMON_FIELDS: [&str; 8] = [
     "progress",
     "startTime",
     "completionTime",
+    "response",
 ];
 
 /// Orders operations created within the same clock tick, so "newest first" is exact.
@@ -95,6 +99,7 @@ impl OperationRecord {
                 errors: Vec::new(),
                 start_time: None,
                 completion_time: None,
+                response: None,
             }),
         }
     }
@@ -169,6 +174,14 @@ impl OperationRecord {
         self.lock().errors.push(error);
     }
 
+    pub fn set_response(&self, response: Value) {
+        self.lock().response = Some(response);
+    }
+
+    pub fn response(&self) -> Option<Value> {
+        self.lock().response.clone()
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.lock().errors.is_empty()
     }
@@ -217,6 +230,9 @@ impl Serialize for OperationRecord {
         }
         if let Some(end) = &status.completion_time {
             map.serialize_entry("completionTime", &timestamp(end))?;
+        }
+        if let Some(response) = self.response() {
+            map.serialize_entry("response", &response)?;
         }
         for (key, value) in &self.request {
             if !value.is_null() && !COMMON_FIELDS.contains(&key.as_str()) {

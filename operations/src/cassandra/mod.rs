@@ -280,8 +280,9 @@ impl Cassandra {
         tag: &str,
         entities: &[String],
         ttl: Option<&str>,
+        skip_flush: bool,
     ) -> Result<(), CassandraError> {
-        let mut options = vec![("skipFlush".to_string(), "false".to_string())];
+        let mut options = vec![("skipFlush".to_string(), skip_flush.to_string())];
         if let Some(ttl) = ttl {
             options.push(("ttl".to_string(), ttl.to_string()));
         }

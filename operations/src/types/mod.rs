@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod cleanup;
+pub mod compaction;
 pub mod decommission;
 pub mod drain;
 pub mod flush;
@@ -11,6 +12,7 @@ pub mod refresh;
 pub mod restore;
 pub mod scrub;
 pub mod sleep;
+pub mod snapshots;
 mod sstables;
 pub mod stop;
 pub mod storage;
@@ -35,6 +37,9 @@ pub fn registry(options: TypeOptions) -> Registry {
     registry
         .register(backup::Backup)
         .register(cleanup::Cleanup)
+        .register(compaction::Compact)
+        .register(compaction::GarbageCollect)
+        .register(compaction::SetThroughput)
         .register(decommission::Decommission)
         .register(drain::Drain)
         .register(flush::Flush)
@@ -43,6 +48,9 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(refresh::Refresh)
         .register(restore::Restore)
         .register(scrub::Scrub)
+        .register(snapshots::Snapshot)
+        .register(snapshots::ClearSnapshot)
+        .register(snapshots::ListSnapshots)
         .register(stop::Stop)
         .register(upgradesstables::UpgradeSSTables);
     if options.enable_truncate {

@@ -1,0 +1,196 @@
+//! `snapshot`, `clear-snapshot` and `list-snapshots`: Cassandra's snapshots as operations of their own (Icarus
+//! only took them inside backups; operators of the peer sidecars use them directly).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::storage;
+use crate::decode::{self, HumanDuration};
+use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::validation::{self, Validate, Violations};
+
+/// Cassandra refuses snapshot TTLs under a minute (`cassandra.snapshot.min_allowed_ttl_seconds`).
+const MIN_TTL: Duration = Duration::from_secs(60);
+
+/// `entities` as Esop writes it (`"ks1,ks2"` or `"ks1.t1 ks2.t2"`), as the list `takeSnapshot` takes.
+fn entity_list(entities: &Option<String>) -> Vec<String> {
+    entities
+        .as_deref()
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn snapshot_tag(violations: &mut Violations, tag: &str) {
+    if tag.is_empty() || tag.contains(['/', '\\']) {
+        violations.add(
+            "snapshotTag",
+            format!("'{tag}' cannot name a snapshot directory"),
+        );
+    }
+}
+
+fn default_tag() -> String {
+    format!("daedalus-{}", chrono::Utc::now().timestamp_millis())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRequest {
+    /// Default `daedalus-<epoch millis>`, fixed when the request is accepted, so the response names it.
+    #[serde(default = "default_tag")]
+    pub snapshot_tag: String,
+    /// Absent or empty: every keyspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<String>,
+    /// Cassandra 4.1+ removes the snapshot after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub skip_flush: bool,
+}
+
+impl Validate for SnapshotRequest {
+    fn validate(&self, violations: &mut Violations) {
+        snapshot_tag(violations, &self.snapshot_tag);
+        storage::entities(violations, &self.entities);
+        if let Some(HumanDuration(ttl)) = self.ttl
+            && ttl < MIN_TTL
+        {
+            violations.add("ttl", "must be at least 60 seconds, as Cassandra requires");
+        }
+    }
+}
+
+pub struct Snapshot;
+
+impl Operation for Snapshot {
+    const TYPE: &'static str = "snapshot";
+    type Request = SnapshotRequest;
+
+    async fn run(
+        &self,
+        request: SnapshotRequest,
+        context: OperationContext,
+    ) -> Result<(), OperationFailure> {
+        let cassandra = context.cassandra().await?;
+        let ttl = match request.ttl {
+            None => None,
+            Some(HumanDuration(ttl)) => {
+                let version = context.cancellable(cassandra.release_version()).await??;
+                if !version.at_least(4, 1) {
+                    return Err(OperationFailure::Failed(format!(
+                        "snapshot TTLs need Cassandra 4.1 or later; {} runs {version}",
+                        cassandra.jmx().address()
+                    )));
+                }
+                Some(format!("{}s", ttl.as_secs()))
+            }
+        };
+        let entities = entity_list(&request.entities);
+        let take = cassandra.take_snapshot(
+            &request.snapshot_tag,
+            &entities,
+            ttl.as_deref(),
+            request.skip_flush,
+        );
+        context.cancellable(take).await??;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClearSnapshotRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_tag: Option<String>,
+    /// Keyspaces to clear it from; absent or empty: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyspaces: Option<Vec<String>>,
+    /// Clear every snapshot. Cassandra does that for an empty tag; we want it said out loud.
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub all: bool,
+}
+
+impl Validate for ClearSnapshotRequest {
+    fn validate(&self, violations: &mut Violations) {
+        match (&self.snapshot_tag, self.all) {
+            (Some(tag), false) => snapshot_tag(violations, tag),
+            (None, true) => {}
+            (Some(_), true) => violations.add("all", "cannot be combined with snapshotTag"),
+            (None, false) => violations.add(
+                "snapshotTag",
+                "is required (or set all: true to clear every snapshot)",
+            ),
+        }
+        for (index, keyspace) in self.keyspaces.iter().flatten().enumerate() {
+            validation::keyspace_name(violations, &format!("keyspaces[{index}]"), keyspace);
+        }
+    }
+}
+
+pub struct ClearSnapshot;
+
+impl Operation for ClearSnapshot {
+    const TYPE: &'static str = "clear-snapshot";
+    type Request = ClearSnapshotRequest;
+
+    async fn run(
+        &self,
+        request: ClearSnapshotRequest,
+        context: OperationContext,
+    ) -> Result<(), OperationFailure> {
+        let cassandra = context.cassandra().await?;
+        let keyspaces = request.keyspaces.unwrap_or_default();
+        for keyspace in &keyspaces {
+            context
+                .cancellable(cassandra.require_tables(keyspace, &[]))
+                .await??;
+        }
+        let tag = request.snapshot_tag.unwrap_or_default();
+        context
+            .cancellable(cassandra.clear_snapshot(&tag, &keyspaces))
+            .await??;
+        Ok(())
+    }
+}
+
+/// Lists the node's snapshots; takes no parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ListSnapshotsRequest {}
+
+impl Validate for ListSnapshotsRequest {}
+
+pub struct ListSnapshots;
+
+impl Operation for ListSnapshots {
+    const TYPE: &'static str = "list-snapshots";
+    type Request = ListSnapshotsRequest;
+
+    /// `response`: `{"snapshots": [{"tag": ..., "tables": [{"keyspace": ..., "table": ...}]}]}`, by tag.
+    async fn run(
+        &self,
+        _request: ListSnapshotsRequest,
+        context: OperationContext,
+    ) -> Result<(), OperationFailure> {
+        let cassandra = context.cassandra().await?;
+        let snapshots = context.cancellable(cassandra.snapshots()).await??;
+        let snapshots: Vec<_> = snapshots
+            .into_iter()
+            .map(|(tag, tables)| {
+                let tables: Vec<_> = tables
+                    .into_iter()
+                    .map(|(keyspace, table)| json!({"keyspace": keyspace, "table": table}))
+                    .collect();
+                json!({"tag": tag, "tables": tables})
+            })
+            .collect();
+        context.set_response(json!({ "snapshots": snapshots }));
+        Ok(())
+    }
+}
