@@ -158,3 +158,39 @@ fn stop_does_not_wait_for_pending_operations() {
         && e["state"] == "CANCELLED"
         && e["operation"] == queued.as_str()));
 }
+
+/// Decommission, drain and rebuild change what the node is: while one is unfinished, the others get 409.
+#[test]
+fn conflicting_operations_are_refused_with_the_running_one_named() {
+    let sidecar = Sidecar::start(&[
+        "--max-concurrent-operations",
+        "1",
+        "--enable-test-operations",
+    ]);
+    let client = sidecar.client();
+    // Hold the only slot, so the drain stays PENDING (unfinished) for as long as the test needs.
+    let busy = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    wait_for_state(&sidecar, &busy, "RUNNING");
+    let drain = id_of(&client.submit(json!({"type": "drain"})));
+    for body in [
+        json!({"type": "decommission"}),
+        json!({"type": "rebuild", "sourceDC": "dc1"}),
+        json!({"type": "drain"}),
+    ] {
+        let refused = client.post_json("/operations", &body);
+        assert_eq!(refused.status, 409, "{body}");
+        let error = refused.json();
+        assert_eq!(error["code"], "conflict");
+        assert_eq!(error["operationId"], drain.as_str());
+        assert!(
+            error["error"].as_str().unwrap().contains("drain"),
+            "{error}"
+        );
+    }
+    // Other operations are not held up.
+    client.submit(json!({"type": "flush", "keyspace": "ks"}));
+    // Once the drain is over, a decommission may be submitted.
+    assert_eq!(client.delete(&format!("/operations/{drain}")).status, 202);
+    wait_for_state(&sidecar, &drain, "CANCELLED");
+    client.submit(json!({"type": "decommission"}));
+}

@@ -17,11 +17,20 @@ use crate::operation::{OperationContext, OperationFailure, Services};
 use crate::record::{OperationRecord, ReportedError};
 use crate::registry::PreparedOperation;
 use crate::state::OperationState;
+use crate::store::OperationFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("the sidecar is shutting down and accepts no new operations")]
     ShuttingDown,
+    #[error(
+        "a {running_type} operation ({running}) is still unfinished on this node, and a {wanted} cannot run beside it; wait for it or cancel it"
+    )]
+    Conflict {
+        wanted: &'static str,
+        running_type: &'static str,
+        running: Uuid,
+    },
 }
 
 /// How a graceful shutdown went.
@@ -39,6 +48,8 @@ pub struct Executor {
     root: CancellationToken,
     tasks: TaskTracker,
     runtime: Handle,
+    /// Makes "no conflicting operation is unfinished" and "store this one" a single step.
+    admission: std::sync::Mutex<()>,
 }
 
 impl Executor {
@@ -50,6 +61,7 @@ impl Executor {
             root: CancellationToken::new(),
             tasks: TaskTracker::new(),
             runtime,
+            admission: std::sync::Mutex::new(()),
         }
     }
 
@@ -62,12 +74,27 @@ impl Executor {
         if self.root.is_cancelled() || self.tasks.is_closed() {
             return Err(SubmitError::ShuttingDown);
         }
-        let record = Arc::new(OperationRecord::new(
-            prepared.type_id,
-            prepared.request.clone(),
-            self.root.child_token(),
-        ));
+        let admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(group) = prepared.exclusive {
+            let unfinished = self.services.store.list(&OperationFilter::unfinished());
+            if let Some(running) = unfinished.iter().find(|r| r.exclusive() == Some(group)) {
+                return Err(SubmitError::Conflict {
+                    wanted: prepared.type_id,
+                    running_type: running.type_id(),
+                    running: running.id(),
+                });
+            }
+        }
+        let record = Arc::new(
+            OperationRecord::new(
+                prepared.type_id,
+                prepared.request.clone(),
+                self.root.child_token(),
+            )
+            .with_exclusive(prepared.exclusive),
+        );
         self.services.store.insert(Arc::clone(&record));
+        drop(admission);
         tracing::info!(operation = %record.id(), r#type = record.type_id(), "operation submitted");
 
         let span = tracing::info_span!("operation", id = %record.id(), r#type = record.type_id());

@@ -22,6 +22,10 @@ pub trait Operation: Send + Sync + 'static {
     /// The `type` value clients send, e.g. `"cleanup"`.
     const TYPE: &'static str;
 
+    /// Operations of the same group may not run at once on a node (e.g. decommission and drain both change what
+    /// the node is); a second one is refused while the first is unfinished.
+    const EXCLUSIVE: Option<&'static str> = None;
+
     /// The request, decoded from the POST body. Serialized back, it becomes the request fields of the operation
     /// object, so it should serialize every field with its effective (defaulted) value.
     type Request: DeserializeOwned + Serialize + Validate + Send + 'static;

@@ -52,6 +52,7 @@ static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 pub struct OperationRecord {
     id: Uuid,
     type_id: &'static str,
+    exclusive: Option<&'static str>,
     creation_time: DateTime<Utc>,
     sequence: u64,
     request: Map<String, Value>,
@@ -89,6 +90,7 @@ impl OperationRecord {
         Self {
             id,
             type_id,
+            exclusive: None,
             creation_time,
             sequence: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed),
             request,
@@ -110,6 +112,16 @@ impl OperationRecord {
 
     pub fn type_id(&self) -> &'static str {
         self.type_id
+    }
+
+    /// Marks the record as one of a group that may not run at once (see `Operation::EXCLUSIVE`).
+    pub fn with_exclusive(mut self, group: Option<&'static str>) -> Self {
+        self.exclusive = group;
+        self
+    }
+
+    pub fn exclusive(&self) -> Option<&'static str> {
+        self.exclusive
     }
 
     pub fn creation_time(&self) -> DateTime<Utc> {

@@ -74,6 +74,8 @@ type Runner =
 /// A decoded, validated request, ready to be stored and run.
 pub struct PreparedOperation {
     pub type_id: &'static str,
+    /// See [`Operation::EXCLUSIVE`].
+    pub exclusive: Option<&'static str>,
     /// The request's fields as the operation object echoes them.
     pub request: Map<String, Value>,
     runner: Runner,
@@ -126,6 +128,7 @@ impl<O: Operation> ErasedOperation for Arc<O> {
         let operation = Arc::clone(self);
         Ok(PreparedOperation {
             type_id: O::TYPE,
+            exclusive: O::EXCLUSIVE,
             request: request_fields,
             runner: Box::new(move |context| {
                 Box::pin(async move { operation.run(request, context).await })

@@ -33,13 +33,24 @@ pub enum ApiError {
 
     #[error("{0}")]
     Unavailable(String),
+
+    /// Another operation that cannot run beside this one is unfinished.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        operation: uuid::Uuid,
+    },
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ErrorBody<'a> {
     error: String,
     code: &'a str,
     details: &'a [FieldViolation],
+    /// The operation a conflict is with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation_id: Option<uuid::Uuid>,
 }
 
 impl ApiError {
@@ -59,6 +70,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Conflict { .. } => "conflict",
         }
     }
 }
@@ -74,7 +86,13 @@ impl From<RequestError> for ApiError {
 
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
-        ApiError::Unavailable(error.to_string())
+        match error {
+            SubmitError::ShuttingDown => ApiError::Unavailable(error.to_string()),
+            SubmitError::Conflict { running, .. } => ApiError::Conflict {
+                message: error.to_string(),
+                operation: running,
+            },
+        }
     }
 }
 
@@ -87,6 +105,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -99,10 +118,15 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header(("Allow", allowed.as_str()));
         }
+        let operation_id = match self {
+            ApiError::Conflict { operation, .. } => Some(*operation),
+            _ => None,
+        };
         response.json(ErrorBody {
             error: self.to_string(),
             code: self.code(),
             details,
+            operation_id,
         })
     }
 }

@@ -34,6 +34,7 @@ pub struct Decommission;
 
 impl Operation for Decommission {
     const TYPE: &'static str = "decommission";
+    const EXCLUSIVE: Option<&'static str> = Some(super::NODE_STATE);
     type Request = DecommissionRequest;
 
     /// Blocks until the node has left the ring (streaming its data away first); the call's time limit is long.

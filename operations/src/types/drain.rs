@@ -18,6 +18,7 @@ pub struct Drain;
 
 impl Operation for Drain {
     const TYPE: &'static str = "drain";
+    const EXCLUSIVE: Option<&'static str> = Some(super::NODE_STATE);
     type Request = DrainRequest;
 
     /// As Icarus: already drained (or draining) is success; any mode but NORMAL is refused; otherwise drain and

@@ -22,6 +22,9 @@ pub mod upgradesstables;
 use crate::operation::Operation;
 use crate::registry::Registry;
 
+/// The group of operations that change what the node is (decommission, drain, rebuild): one at a time.
+pub const NODE_STATE: &str = "node-state";
+
 /// Switches for the types that are off unless asked for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TypeOptions {

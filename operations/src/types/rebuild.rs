@@ -64,6 +64,7 @@ pub struct Rebuild;
 
 impl Operation for Rebuild {
     const TYPE: &'static str = "rebuild";
+    const EXCLUSIVE: Option<&'static str> = Some(super::NODE_STATE);
     type Request = RebuildRequest;
 
     async fn run(
