@@ -357,3 +357,22 @@ fn compaction_garbage_collection_and_throughput() {
         "COMPLETED",
     );
 }
+
+/// Repair of a keyspace replicated to all three nodes: it runs, reports progress, and completes.
+#[test]
+fn repair_completes_with_progress() {
+    let sidecar = sidecar();
+    cassandra::table_with_rows("ops_repair", "t", 20);
+    let done = run(
+        &sidecar,
+        json!({"type": "repair", "keyspace": "ops_repair", "parallelism": "PARALLEL"}),
+        "COMPLETED",
+    );
+    assert_eq!(done["progress"], 1.0);
+    assert_eq!(done["parallelism"], "parallel");
+    let refused = sidecar.client().post_json(
+        "/operations",
+        &json!({"type": "repair", "keyspace": "ops_repair", "jobThreads": 9}),
+    );
+    assert_eq!(refused.status, 400);
+}

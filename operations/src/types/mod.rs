@@ -9,6 +9,7 @@ pub mod flush;
 pub mod import;
 pub mod rebuild;
 pub mod refresh;
+pub mod repair;
 pub mod restore;
 pub mod scrub;
 pub mod sleep;
@@ -49,6 +50,7 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(import::Import)
         .register(rebuild::Rebuild)
         .register(refresh::Refresh)
+        .register(repair::Repair)
         .register(restore::Restore)
         .register(scrub::Scrub)
         .register(snapshots::Snapshot)
