@@ -351,7 +351,16 @@ async fn maintenance_calls_on_a_real_table() {
     let command = node.repair_async("maint_ks", vec![]).await.unwrap();
     assert!(command >= 0);
     if command > 0 {
-        assert!(node.parent_repair_status(command).await.unwrap().is_some());
+        // The status appears once Cassandra has set the repair up, a moment after repairAsync returns.
+        let mut known = false;
+        for _ in 0..100 {
+            if node.parent_repair_status(command).await.unwrap().is_some() {
+                known = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(known, "repair {command} has a status");
     }
     assert_eq!(node.parent_repair_status(987_654).await.unwrap(), None);
 }
