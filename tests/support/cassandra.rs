@@ -93,12 +93,12 @@ pub fn solo(node: usize) {
 /// Kills node `n` with SIGKILL, as a crash would.
 pub fn kill(node: usize) {
     let pid = std::fs::read_to_string(node_dir(node).join("pid")).expect("the node's pid file");
-    let pid: i32 = pid.trim().parse().expect("a pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("killed");
+    let pid = nix::unistd::Pid::from_raw(pid.trim().parse().expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("killed");
+    // Gone only once the kernel has torn it down; until then it still looks alive to `scripts/cassandra`.
+    super::eventually("the killed node is gone", || {
+        nix::sys::signal::kill(pid, None).is_err().then_some(())
+    });
 }
 
 /// The data directory of `keyspace.table` on node `n`, if the table exists there.
