@@ -403,7 +403,11 @@ fn flushed_data_survives_a_crash_without_the_commitlog() {
     );
 
     // The schema lives in memtables too; flush it as well, or the restart would not know the table.
-    run(&sidecar, json!({"type": "flush", "keyspace": "system_schema"}), "COMPLETED");
+    run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "system_schema"}),
+        "COMPLETED",
+    );
 
     cassandra::kill(NODE);
     let commitlog = cassandra::node_dir(NODE).join("commitlog");
