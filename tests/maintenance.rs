@@ -99,6 +99,7 @@ fn truncate_removes_the_rows_and_keeps_a_snapshot() {
 fn refresh_loads_sstables_placed_in_the_table_directory() {
     let sidecar = sidecar();
     cassandra::table_with_rows("ops_refresh", "t", 30);
+    cassandra::no_autocompaction("ops_refresh", "t");
     run(
         &sidecar,
         json!({"type": "flush", "keyspace": "ops_refresh", "tables": ["t"]}),
@@ -123,6 +124,7 @@ fn refresh_loads_sstables_placed_in_the_table_directory() {
 fn import_loads_sstables_from_a_directory() {
     let sidecar = sidecar();
     cassandra::table_with_rows("ops_import", "src", 25);
+    cassandra::no_autocompaction("ops_import", "src");
     cassandra::cql(
         1,
         "CREATE TABLE IF NOT EXISTS ops_import.dst (id int PRIMARY KEY, v text)",

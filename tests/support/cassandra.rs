@@ -162,6 +162,16 @@ pub fn count(keyspace: &str, table: &str) -> i64 {
         .expect("a count")
 }
 
+/// Stops Cassandra from compacting a table on its own, so its files hold still while a test copies them.
+pub fn no_autocompaction(keyspace: &str, table: &str) {
+    cql(
+        1,
+        &format!(
+            "ALTER TABLE {keyspace}.{table} WITH compaction = {{'class': 'SizeTieredCompactionStrategy', 'enabled': 'false'}}"
+        ),
+    );
+}
+
 /// Copies the SSTable files (not the snapshots or backups below them) of a table directory into `target`.
 pub fn copy_sstables(table_dir: &std::path::Path, target: &std::path::Path) -> usize {
     std::fs::create_dir_all(target).unwrap();
