@@ -367,11 +367,11 @@ fn repair_completes_with_progress() {
     cassandra::table_with_rows("ops_repair", "t", 20);
     let done = run(
         &sidecar,
-        json!({"type": "repair", "keyspace": "ops_repair", "parallelism": "PARALLEL"}),
+        json!({"type": "repair", "keyspace": "ops_repair", "parallelism": "SEQUENTIAL"}),
         "COMPLETED",
     );
     assert_eq!(done["progress"], 1.0);
-    assert_eq!(done["parallelism"], "parallel");
+    assert_eq!(done["parallelism"], "sequential");
     let refused = sidecar.client().post_json(
         "/operations",
         &json!({"type": "repair", "keyspace": "ops_repair", "jobThreads": 9}),

@@ -27,8 +27,8 @@ pub struct RepairRequest {
     /// Absent or empty: every table of the keyspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
-    /// `sequential` (default), `parallel` or `dc_parallel`.
-    #[serde(default = "sequential", deserialize_with = "parallelism")]
+    /// `parallel` (default, as `nodetool repair`), `sequential` or `dc_parallel`.
+    #[serde(default = "parallel", deserialize_with = "parallelism")]
     pub parallelism: String,
     /// Repair only the ranges this node is primary for (run on every node to cover the ring once).
     #[serde(default, deserialize_with = "decode::bool")]
@@ -45,8 +45,8 @@ pub struct RepairRequest {
     pub job_threads: i32,
 }
 
-fn sequential() -> String {
-    "sequential".into()
+fn parallel() -> String {
+    "parallel".into()
 }
 
 fn one() -> i32 {
@@ -54,7 +54,7 @@ fn one() -> i32 {
 }
 
 fn parallelism<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    Ok(decode::upper_case(deserializer)?.map_or_else(sequential, |p| p.to_ascii_lowercase()))
+    Ok(decode::upper_case(deserializer)?.map_or_else(parallel, |p| p.to_ascii_lowercase()))
 }
 
 impl Validate for RepairRequest {
