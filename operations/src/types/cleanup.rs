@@ -37,12 +37,11 @@ impl Operation for Cleanup {
         request: CleanupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.unwrap_or_default();
-        let tables = request.tables.unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, &tables))
-            .await??;
+        let super::target::Target {
+            cassandra,
+            keyspace,
+            tables,
+        } = super::target::target(&context, request.keyspace, request.tables).await?;
         let status = context
             .cancellable(cassandra.cleanup(request.jobs, &keyspace, &tables))
             .await??;

@@ -38,12 +38,11 @@ impl Operation for Compact {
         request: CompactRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.unwrap_or_default();
-        let tables = request.tables.unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, &tables))
-            .await??;
+        let super::target::Target {
+            cassandra,
+            keyspace,
+            tables,
+        } = super::target::target(&context, request.keyspace, request.tables).await?;
         context
             .cancellable(cassandra.compact(request.split_output, &keyspace, &tables))
             .await??;
@@ -98,12 +97,11 @@ impl Operation for GarbageCollect {
         request: GarbageCollectRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.unwrap_or_default();
-        let tables = request.tables.unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, &tables))
-            .await??;
+        let super::target::Target {
+            cassandra,
+            keyspace,
+            tables,
+        } = super::target::target(&context, request.keyspace, request.tables).await?;
         let collect =
             cassandra.garbage_collect(&request.tombstone_option, request.jobs, &keyspace, &tables);
         let status = context.cancellable(collect).await??;

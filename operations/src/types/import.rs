@@ -121,12 +121,17 @@ impl Operation for Import {
         request: ImportRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.clone().unwrap_or_default();
-        let table = request.table.clone().unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, std::slice::from_ref(&table)))
-            .await??;
+        let target = super::target::target(
+            &context,
+            request.keyspace.clone(),
+            request.table.clone().map(|t| vec![t]),
+        )
+        .await?;
+        let (cassandra, keyspace, table) = (
+            target.cassandra,
+            target.keyspace,
+            target.tables.into_iter().next().unwrap_or_default(),
+        );
         // The sidecar runs on the node, so the paths it is given are the node's paths.
         let table_path = request.table_path.clone().unwrap_or_default();
         for (field, path) in [

@@ -17,6 +17,7 @@ pub mod snapshots;
 mod sstables;
 pub mod stop;
 pub mod storage;
+mod target;
 pub mod truncate;
 pub mod upgradesstables;
 

@@ -31,12 +31,14 @@ impl Operation for Refresh {
         request: RefreshRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.unwrap_or_default();
-        let table = request.table.unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, std::slice::from_ref(&table)))
-            .await??;
+        let target =
+            super::target::target(&context, request.keyspace, request.table.map(|t| vec![t]))
+                .await?;
+        let (cassandra, keyspace, table) = (
+            target.cassandra,
+            target.keyspace,
+            target.tables.into_iter().next().unwrap_or_default(),
+        );
         context
             .cancellable(cassandra.refresh(&keyspace, &table))
             .await??;

@@ -116,12 +116,13 @@ impl Operation for Repair {
         request: RepairRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.clone().unwrap_or_default();
-        let tables = request.tables.clone().unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, &tables))
-            .await??;
+        // The tables travel in the repair options (columnFamilies); here they are only checked.
+        let super::target::Target {
+            cassandra,
+            keyspace,
+            ..
+        } = super::target::target(&context, request.keyspace.clone(), request.tables.clone())
+            .await?;
         // Listen before starting, so no notification of this repair can be missed.
         let subscription = context
             .cancellable(cassandra.jmx().subscribe(STORAGE_SERVICE))

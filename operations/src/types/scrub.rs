@@ -51,12 +51,12 @@ impl Operation for Scrub {
         request: ScrubRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.clone().unwrap_or_default();
-        let tables = request.tables.clone().unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, &tables))
-            .await??;
+        let super::target::Target {
+            cassandra,
+            keyspace,
+            tables,
+        } = super::target::target(&context, request.keyspace.clone(), request.tables.clone())
+            .await?;
         let scrub = cassandra.scrub(
             request.disable_snapshot,
             request.skip_corrupted,

@@ -46,12 +46,11 @@ impl Operation for UpgradeSSTables {
         request: UpgradeSSTablesRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let cassandra = context.cassandra().await?;
-        let keyspace = request.keyspace.unwrap_or_default();
-        let tables = request.tables.unwrap_or_default();
-        context
-            .cancellable(cassandra.require_tables(&keyspace, &tables))
-            .await??;
+        let super::target::Target {
+            cassandra,
+            keyspace,
+            tables,
+        } = super::target::target(&context, request.keyspace, request.tables).await?;
         let upgrade = cassandra.upgrade_sstables(
             &keyspace,
             !request.include_all_sstables,
