@@ -428,10 +428,10 @@ impl<'a> Converter<'a> {
                 JavaValue::List(elements)
             });
         }
-        if class.starts_with("java.util.Collections$") || class.starts_with("java.util.Arrays$") {
-            if let Some(value) = self.wrapped_collection(object)? {
-                return Ok(value);
-            }
+        if (class.starts_with("java.util.Collections$") || class.starts_with("java.util.Arrays$"))
+            && let Some(value) = self.wrapped_collection(object)?
+        {
+            return Ok(value);
         }
         let mut fields = BTreeMap::new();
         for data in &object.data {

@@ -218,7 +218,7 @@ impl Serialize for HumanDuration {
         }
         let (unit, size) = UNITS
             .iter()
-            .find(|(_, size)| nanos % size.as_nanos() == 0)
+            .find(|(_, size)| nanos.is_multiple_of(size.as_nanos()))
             .unwrap_or(&UNITS[UNITS.len() - 1]);
         let mut map = serializer.serialize_map(Some(2))?;
         map.serialize_entry("value", &(nanos / size.as_nanos()))?;
