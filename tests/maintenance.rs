@@ -214,9 +214,10 @@ fn drain_leaves_the_node_drained_and_refusing_writes() {
     cassandra::stop(NODE);
 }
 
-/// Rebuild and decommission on a three-node cluster of their own (nodes 6-8): decommission changes the ring.
+/// Rebuild, a cancelled repair and decommission on a three-node cluster of their own (nodes 6-8): they change or
+/// disturb the ring.
 #[test]
-fn rebuild_and_decommission_on_a_cluster_of_their_own() {
+fn rebuild_cancelled_repair_and_decommission_on_a_cluster_of_their_own() {
     cassandra::fresh_group(6, 3);
     let node7 = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(7)]);
     run(
@@ -224,6 +225,8 @@ fn rebuild_and_decommission_on_a_cluster_of_their_own() {
         json!({"type": "rebuild", "sourceDC": "datacenter1", "keyspace": "system_distributed"}),
         "COMPLETED",
     );
+
+    cancelled_repair_ends_the_repair_in_cassandra(&node7);
 
     // The Instaclustr operator's scale-down body: force defaults to true.
     let node8 = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(8)]);
@@ -358,6 +361,97 @@ fn compaction_garbage_collection_and_throughput() {
         json!({"type": "set-throughput", "compactionThroughput": 64, "streamThroughput": 24}),
         "COMPLETED",
     );
+}
+
+/// DELETE of a running repair terminates Cassandra's repair sessions. To hold the repair up long enough, node 8
+/// misses ~17 MiB of rows that repair must stream to it at 1 MiB/s.
+fn cancelled_repair_ends_the_repair_in_cassandra(coordinator: &Sidecar) {
+    const STORAGE: &str = "org.apache.cassandra.db:type=StorageService";
+    cassandra::cql(
+        6,
+        "CREATE KEYSPACE ops_cancel WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}",
+    );
+    cassandra::cql(6, "CREATE TABLE ops_cancel.t (id int PRIMARY KEY, v text)");
+    for node in [6, 7] {
+        cassandra::jmx(
+            node,
+            &[
+                "set",
+                "org.apache.cassandra.db:type=StorageProxy",
+                "HintedHandoffEnabled",
+                "boolean:false",
+            ],
+        );
+    }
+    cassandra::stop(8);
+    let rows = std::env::temp_dir().join(format!("daedalus-cancel-{}.csv", std::process::id()));
+    std::fs::write(&rows, incompressible_rows(300, 60_000)).unwrap();
+    cassandra::cql(
+        6,
+        &format!(
+            "COPY ops_cancel.t (id, v) FROM '{}' WITH MAXBATCHSIZE = 1",
+            rows.display()
+        ),
+    );
+    std::fs::remove_file(&rows).unwrap();
+    cassandra::group(6, 3);
+    for node in 6..9 {
+        for limit in [
+            "StreamThroughputMebibytesPerSec",
+            "EntireSSTableStreamThroughputMebibytesPerSec",
+        ] {
+            cassandra::jmx(node, &["set", STORAGE, limit, "int:1"]);
+        }
+    }
+
+    let id = coordinator
+        .client()
+        .submit(json!({"type": "repair", "keyspace": "ops_cancel"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    support::eventually("the repair streams to node 8", || {
+        cassandra::log(7)
+            .contains("Performing streaming repair")
+            .then_some(())
+    });
+    let deleted = coordinator.client().delete(&format!("/operations/{id}"));
+    assert_eq!(deleted.status, 202);
+    let done = support::wait_for_state(coordinator, &id, "CANCELLED");
+    assert_eq!(done["errors"], json!([]));
+    support::eventually("Cassandra ends the repair session", || {
+        let log = cassandra::log(7);
+        (log.contains("Terminate session is called") && log.contains("finished with error"))
+            .then_some(())
+    });
+
+    for node in 6..9 {
+        for limit in [
+            "StreamThroughputMebibytesPerSec",
+            "EntireSSTableStreamThroughputMebibytesPerSec",
+        ] {
+            cassandra::jmx(node, &["set", STORAGE, limit, "int:0"]);
+        }
+    }
+}
+
+/// `count` CSV rows `id,text` whose text (`width` characters) does not compress, so it streams at full size.
+fn incompressible_rows(count: usize, width: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut text = String::with_capacity(count * (width + 8));
+    for id in 0..count {
+        text.push_str(&format!("{id},"));
+        for _ in 0..width {
+            // xorshift64: enough entropy that LZ4 finds nothing to shrink.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push(ALPHABET[(state % 64) as usize] as char);
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// Repair of a keyspace replicated to all three nodes: it runs, reports progress, and completes.

@@ -209,6 +209,11 @@ pub fn fresh_group(first: usize, count: usize) {
         stop(node);
         let _ = std::fs::remove_dir_all(node_dir(node));
     }
+    group(first, count);
+}
+
+/// Starts whichever of nodes `first..first+count` are down, as members of their own cluster, keeping their data.
+pub fn group(first: usize, count: usize) {
     let output = Command::new(script())
         .args(["cluster", &first.to_string(), &count.to_string()])
         .output()
@@ -218,4 +223,25 @@ pub fn fresh_group(first: usize, count: usize) {
         "scripts/cassandra cluster failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Runs `daedalus jmx ARGS` against node `n` (test set-up that no operation does, e.g. a streaming limit);
+/// returns its standard output.
+pub fn jmx(node: usize, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args(["jmx", "--jmx-service", &jmx_service(node)])
+        .args(args)
+        .output()
+        .expect("daedalus jmx runs");
+    assert!(
+        output.status.success(),
+        "daedalus jmx {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What node `n` has logged since it last started.
+pub fn log(node: usize) -> String {
+    std::fs::read_to_string(node_dir(node).join("logs/system.log")).unwrap_or_default()
 }
