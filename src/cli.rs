@@ -39,6 +39,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Talk to a JMX agent directly: get, set, invoke, query, info, listen.
     Jmx(crate::jmx_command::JmxCommandArgs),
+    /// Back up this node to object storage once (Esop's `backup`, same flags).
+    Backup(crate::esop_cli::BackupArgs),
+    /// List this node's backups in a bucket (Esop's `list`).
+    List(crate::esop_cli::ListArgs),
+    /// Remove backups of this node from a bucket (Esop's `remove-backup`).
+    RemoveBackup(crate::esop_cli::RemoveBackupArgs),
+    /// Upload commit-log segments (Esop's `commitlog-backup`).
+    CommitlogBackup(crate::esop_cli::CommitLogBackupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +91,74 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub jmx: JmxArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// How to reach object storage for backups. Credentials come from the providers' standard environment variables
+/// and credential chains (`AWS_*`, `AZURE_STORAGE_*`, `GOOGLE_APPLICATION_CREDENTIALS`) or `--storage-secrets-dir`.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// S3-compatible endpoint URL (MinIO, Ceph, ...); default: AWS.
+    #[arg(long, global = true, env = "DAEDALUS_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (default: `AWS_REGION`, or `us-east-1` with --s3-endpoint).
+    #[arg(long, global = true, env = "DAEDALUS_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Address buckets as `ENDPOINT/BUCKET` (true) or `BUCKET.ENDPOINT` (false); default path style.
+    #[arg(long, global = true, env = "DAEDALUS_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+
+    /// Allow plain HTTP to the object store (local test servers, TLS-terminating proxies).
+    #[arg(long, global = true, env = "DAEDALUS_STORAGE_ALLOW_HTTP")]
+    pub storage_allow_http: bool,
+
+    /// Azure blob endpoint including the account, e.g. `http://127.0.0.1:10000/devstoreaccount1`.
+    #[arg(long, global = true, env = "DAEDALUS_AZURE_ENDPOINT")]
+    pub azure_endpoint: Option<String>,
+
+    /// Use the Azurite emulator's well-known account (at --azure-endpoint, default 127.0.0.1:10000).
+    #[arg(long, global = true, env = "DAEDALUS_AZURE_USE_EMULATOR")]
+    pub azure_use_emulator: bool,
+
+    /// GCS service-account JSON file (default: `GOOGLE_APPLICATION_CREDENTIALS`).
+    #[arg(long, global = true, env = "DAEDALUS_GCS_SERVICE_ACCOUNT")]
+    pub gcs_service_account: Option<PathBuf>,
+
+    /// A mounted Kubernetes secret with files `awsaccesskeyid`, `awssecretaccesskey`, `awsregion`, `awsendpoint`,
+    /// `azurestorageaccount`, `azurestoragekey` or `gcp`, as the Instaclustr operator's secrets have.
+    #[arg(long, global = true, env = "DAEDALUS_STORAGE_SECRETS_DIR")]
+    pub storage_secrets_dir: Option<PathBuf>,
+
+    /// Where backups keep the hashes of files already hashed, so unchanged SSTables are not read again
+    /// (default: `$XDG_CACHE_HOME/daedalus` or `~/.cache/daedalus`).
+    #[arg(long, global = true, env = "DAEDALUS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    pub fn settings(&self) -> daedalus_operations::storage::StorageSettings {
+        let cache_dir = self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+                .map(|cache| cache.join("daedalus"))
+        });
+        daedalus_operations::storage::StorageSettings {
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_path_style: self.s3_path_style,
+            allow_http: self.storage_allow_http,
+            azure_endpoint: self.azure_endpoint.clone(),
+            azure_use_emulator: self.azure_use_emulator,
+            gcs_service_account: self.gcs_service_account.clone(),
+            secrets_dir: self.storage_secrets_dir.clone(),
+            cache_dir,
+        }
+    }
 }
 
 /// How to reach Cassandra's JMX agent (the same flags as Icarus).

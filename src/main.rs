@@ -1,10 +1,12 @@
 //! `daedalus`: a sidecar for Apache Cassandra. See README.md and ARCHITECTURE.md.
 
 mod cli;
+mod esop_cli;
 mod http;
 mod jmx_command;
 mod jmx_credentials;
 mod logging;
+mod once;
 mod serve;
 mod version;
 
@@ -21,11 +23,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Jmx(args) => jmx_command::run(args),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Jmx(args) => jmx_command::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => esop_cli::backup(args),
+        Command::List(args) => esop_cli::list(args),
+        Command::RemoveBackup(args) => esop_cli::remove_backup(args),
+        Command::CommitlogBackup(args) => esop_cli::commitlog_backup(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("daedalus: {error:#}");
             ExitCode::FAILURE

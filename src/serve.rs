@@ -41,6 +41,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let services = Arc::new(Services {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
         jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
+        storage: args.storage.settings(),
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });

@@ -3,7 +3,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::Sidecar;
 use support::cassandra;
 
@@ -16,21 +16,7 @@ fn sidecar() -> Sidecar {
     ])
 }
 
-/// Submits an operation and waits for it to end; returns it.
-fn run(sidecar: &Sidecar, body: Value, expected: &str) -> Value {
-    let client = sidecar.client();
-    let id = client.submit(body.clone())["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let done = support::eventually(&format!("{body} finishes"), || {
-        let operation = client.operation(&id);
-        let state = operation["state"].as_str().unwrap().to_string();
-        (state != "PENDING" && state != "RUNNING").then_some(operation)
-    });
-    assert_eq!(done["state"], expected, "{done}");
-    done
-}
+use support::run;
 
 #[test]
 fn flush_writes_sstables() {
@@ -385,7 +371,7 @@ fn cancelled_repair_ends_the_repair_in_cassandra(coordinator: &Sidecar) {
     }
     cassandra::stop(8);
     let rows = std::env::temp_dir().join(format!("daedalus-cancel-{}.csv", std::process::id()));
-    std::fs::write(&rows, incompressible_rows(300, 60_000)).unwrap();
+    std::fs::write(&rows, cassandra::incompressible_rows(300, 60_000)).unwrap();
     cassandra::cql(
         6,
         &format!(
@@ -433,25 +419,6 @@ fn cancelled_repair_ends_the_repair_in_cassandra(coordinator: &Sidecar) {
             cassandra::jmx(node, &["set", STORAGE, limit, "int:0"]);
         }
     }
-}
-
-/// `count` CSV rows `id,text` whose text (`width` characters) does not compress, so it streams at full size.
-fn incompressible_rows(count: usize, width: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut text = String::with_capacity(count * (width + 8));
-    for id in 0..count {
-        text.push_str(&format!("{id},"));
-        for _ in 0..width {
-            // xorshift64: enough entropy that LZ4 finds nothing to shrink.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            text.push(ALPHABET[(state % 64) as usize] as char);
-        }
-        text.push('\n');
-    }
-    text
 }
 
 /// Repair of a keyspace replicated to all three nodes: it runs, reports progress, and completes.

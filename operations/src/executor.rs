@@ -257,6 +257,7 @@ mod tests {
         let services = Arc::new(Services {
             source: "test-host".into(),
             jmx: crate::JmxConnector::new(Default::default(), Handle::current()),
+            storage: Default::default(),
             store,
             shutdown_request: CancellationToken::new(),
         });

@@ -5,8 +5,10 @@
 //! as a tokio task, handing it an [`OperationContext`] for progress, cancellation and the sidecar's services.
 //! The operation types live in [`types`], one module each.
 
+pub mod backup;
 pub mod cassandra;
 pub mod decode;
+pub mod esop;
 pub mod executor;
 pub mod jmx_connector;
 pub mod jmx_settings;
@@ -15,6 +17,7 @@ pub mod operation;
 pub mod record;
 pub mod registry;
 pub mod state;
+pub mod storage;
 pub mod store;
 pub mod types;
 pub mod validation;

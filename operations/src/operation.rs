@@ -70,6 +70,8 @@ pub struct Services {
     /// Names this sidecar in the `source` of the errors it reports (Icarus uses the host name).
     pub source: String,
     pub jmx: JmxConnector,
+    /// How to reach object storage (backups).
+    pub storage: crate::storage::StorageSettings,
     pub store: Arc<dyn OperationStore>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
     pub shutdown_request: CancellationToken,
@@ -141,6 +143,10 @@ impl OperationContext {
             source: self.services.source.clone(),
             message: message.into(),
         });
+    }
+
+    pub fn storage_settings(&self) -> &crate::storage::StorageSettings {
+        &self.services.storage
     }
 
     pub fn jmx_settings(&self) -> &JmxSettings {

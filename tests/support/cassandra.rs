@@ -245,3 +245,40 @@ pub fn jmx(node: usize, args: &[&str]) -> String {
 pub fn log(node: usize) -> String {
     std::fs::read_to_string(node_dir(node).join("logs/system.log")).unwrap_or_default()
 }
+
+/// `count` CSV rows `id,text` whose text (`width` characters) does not compress, so it streams at full size.
+pub fn incompressible_rows(count: usize, width: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut text = String::with_capacity(count * (width + 8));
+    for id in 0..count {
+        text.push_str(&format!("{id},"));
+        for _ in 0..width {
+            // xorshift64: enough entropy that LZ4 finds nothing to shrink.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push(ALPHABET[(state % 64) as usize] as char);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Loads `count` rows of `width` incompressible characters into `keyspace.table (id int PRIMARY KEY, v text)` through
+/// node `n`, with COPY (fast enough for tens of MiB).
+pub fn load_rows(node: usize, keyspace: &str, table: &str, count: usize, width: usize) {
+    let rows = std::env::temp_dir().join(format!(
+        "daedalus-rows-{}-{keyspace}-{table}.csv",
+        std::process::id()
+    ));
+    std::fs::write(&rows, incompressible_rows(count, width)).unwrap();
+    cql(
+        node,
+        &format!(
+            "COPY {keyspace}.{table} (id, v) FROM '{}' WITH MAXBATCHSIZE = 1",
+            rows.display()
+        ),
+    );
+    std::fs::remove_file(&rows).unwrap();
+}

@@ -6,6 +6,7 @@
 pub mod cassandra;
 pub mod jvm;
 pub mod spec;
+pub mod stores;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -152,4 +153,20 @@ pub fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
         let operation = client.operation(id);
         (operation["state"] == wanted).then_some(operation)
     })
+}
+
+/// Submits an operation and waits for it to end; returns it.
+pub fn run(sidecar: &Sidecar, body: Value, expected: &str) -> Value {
+    let client = sidecar.client();
+    let id = client.submit(body.clone())["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = eventually(&format!("{body} finishes"), || {
+        let operation = client.operation(&id);
+        let state = operation["state"].as_str().unwrap().to_string();
+        (state != "PENDING" && state != "RUNNING").then_some(operation)
+    });
+    assert_eq!(done["state"], expected, "{done}");
+    done
 }

@@ -1,13 +1,13 @@
-//! `backup`: snapshot the node and upload the snapshot to object storage in Esop's layout.
-//!
-//! The request is decoded and validated exactly as it will be when uploads arrive (the object-storage
-//! issue); until then the operation ends FAILED saying so.
+//! `backup`: snapshot the node and upload the snapshot to object storage in Esop's layout: SSTables under
+//! `<cluster>/<dc>/<node>/data/...`, then the manifest under `manifests/<tag>.json`, last, so a manifest marks a
+//! complete backup. The snapshot is cleared at the end whatever happened.
 
 use serde::{Deserialize, Serialize};
 
-use super::storage::{self, ProxySettings, Retry};
+use crate::backup::hashes::HashAlgorithm;
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::storage::request::{self as storage, ProxySettings, Retry};
 use crate::validation::{Validate, Violations};
 
 /// Esop's `BackupOperationRequest`; the fields old clients add (`k8sSecretName`, `k8sNamespace`,
@@ -63,6 +63,9 @@ pub struct BackupRequest {
     pub retry: Option<Retry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// Esop's `--hash-algorithm`: `SHA-256` (default), `CRC`, or `NONE`.
+    #[serde(default)]
+    pub hash_algorithm: HashAlgorithm,
 }
 
 fn copy() -> String {
@@ -113,12 +116,19 @@ impl Operation for Backup {
 
     async fn run(
         &self,
-        _request: BackupRequest,
-        _context: OperationContext,
+        request: BackupRequest,
+        context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(OperationFailure::NotYetAvailable {
-            operation: Self::TYPE,
-            missing: "uploads to object storage are still to come".into(),
-        })
+        if request.global_request {
+            return Err(OperationFailure::NotYetAvailable {
+                operation: Self::TYPE,
+                missing:
+                    "cluster-wide backups (globalRequest) are still to come; back up each node"
+                        .into(),
+            });
+        }
+        let response = crate::backup::run::backup(&request, &context).await?;
+        context.set_response(response);
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! The operation types, one module each, and the registry that lists them.
 
 pub mod backup;
+pub mod backups;
 pub mod cleanup;
+pub mod commitlog_backup;
 pub mod compaction;
 pub mod decommission;
 pub mod drain;
@@ -16,7 +18,6 @@ pub mod sleep;
 pub mod snapshots;
 mod sstables;
 pub mod stop;
-pub mod storage;
 mod target;
 pub mod truncate;
 pub mod upgradesstables;
@@ -41,7 +42,10 @@ pub fn registry(options: TypeOptions) -> Registry {
     let mut registry = Registry::new();
     registry
         .register(backup::Backup)
+        .register(backups::List)
+        .register(backups::RemoveBackup)
         .register(cleanup::Cleanup)
+        .register(commitlog_backup::CommitLogBackup)
         .register(compaction::Compact)
         .register(compaction::GarbageCollect)
         .register(compaction::SetThroughput)

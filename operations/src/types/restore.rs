@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::storage::{self, ProxySettings, Retry};
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::storage::request::{self as storage, ProxySettings, Retry};
 use crate::validation::{self, Validate, Violations};
 
 const STRATEGIES: [&str; 3] = ["IN_PLACE", "HARDLINKS", "IMPORT"];

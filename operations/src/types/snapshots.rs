@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::storage;
 use crate::decode::{self, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::storage::request as storage;
 use crate::validation::{self, Validate, Violations};
 
 /// Cassandra refuses snapshot TTLs under a minute (`cassandra.snapshot.min_allowed_ttl_seconds`).

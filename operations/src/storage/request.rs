@@ -3,78 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::StorageLocation;
 use crate::decode;
 use crate::validation::{self, Violations};
-
-/// Storage providers Esop 3 knows.
-const PROVIDERS: [&str; 4] = ["s3", "gcp", "azure", "file"];
-
-/// `protocol://bucket[/cluster/dc/node]`, or `file:///dir/bucket/cluster/dc/node`, as Esop parses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageLocation {
-    pub protocol: String,
-    pub bucket: String,
-    /// `(cluster, dc, node)` when the location names a node; absent in the global form `protocol://bucket`.
-    pub node_path: Option<(String, String, String)>,
-}
-
-impl StorageLocation {
-    pub fn parse(text: &str) -> Result<StorageLocation, String> {
-        let trimmed = text.trim().trim_end_matches('/');
-        let Some((protocol, rest)) = trimmed.split_once("://") else {
-            return Err(format!(
-                "'{text}' is not a storage location: use PROTOCOL://BUCKET[/CLUSTER/DC/NODE]"
-            ));
-        };
-        if !PROVIDERS.contains(&protocol) {
-            return Err(format!(
-                "unknown storage provider '{protocol}'; available storage providers: {}",
-                PROVIDERS.join(", ")
-            ));
-        }
-        let segments: Vec<&str> = rest.split('/').collect();
-        if protocol == "file" {
-            // file:///<dir>/<bucket>/<cluster>/<dc>/<node>: the last four segments, after a base directory.
-            if !rest.starts_with('/')
-                || segments.len() < 6
-                || segments.iter().skip(1).any(|s| s.is_empty())
-            {
-                return Err(format!(
-                    "'{text}' is not a file location: use file:///DIRECTORY/BUCKET/CLUSTER/DC/NODE"
-                ));
-            }
-            let n = segments.len();
-            return Ok(StorageLocation {
-                protocol: protocol.into(),
-                bucket: segments[n - 4].into(),
-                node_path: Some((
-                    segments[n - 3].into(),
-                    segments[n - 2].into(),
-                    segments[n - 1].into(),
-                )),
-            });
-        }
-        if segments.iter().any(|s| s.is_empty()) {
-            return Err(format!("'{text}' has an empty path segment"));
-        }
-        match segments.as_slice() {
-            [bucket] => Ok(StorageLocation {
-                protocol: protocol.into(),
-                bucket: (*bucket).into(),
-                node_path: None,
-            }),
-            [bucket, cluster, dc, node] => Ok(StorageLocation {
-                protocol: protocol.into(),
-                bucket: (*bucket).into(),
-                node_path: Some(((*cluster).into(), (*dc).into(), (*node).into())),
-            }),
-            _ => Err(format!(
-                "'{text}' is not a storage location: use {protocol}://BUCKET (all nodes) or \
-                 {protocol}://BUCKET/CLUSTER/DC/NODE (prefixes inside a bucket are not supported, as in Esop)"
-            )),
-        }
-    }
-}
 
 /// A required `storageLocation` field.
 pub fn storage_location(violations: &mut Violations, location: &Option<String>) {
@@ -197,6 +128,24 @@ fn optional_port<'de, D: serde::Deserializer<'de>>(
 }
 
 impl ProxySettings {
+    /// `http://[user:password@]host:port` (applied whenever host and port are set, as Esop 3 does).
+    pub fn url(&self) -> Option<crate::jmx_settings::Secret> {
+        let (host, port) = (self.proxy_host.as_ref()?, self.proxy_port?);
+        let scheme = self
+            .proxy_protocol
+            .as_deref()
+            .unwrap_or("http")
+            .to_ascii_lowercase();
+        let credentials = match (&self.proxy_username, &self.proxy_password) {
+            (Some(user), Some(password)) => format!("{user}:{password}@"),
+            (Some(user), None) => format!("{user}@"),
+            _ => String::new(),
+        };
+        Some(crate::jmx_settings::Secret::new(format!(
+            "{scheme}://{credentials}{host}:{port}"
+        )))
+    }
+
     pub fn validate(&self, violations: &mut Violations) {
         if let Some(port) = self.proxy_port
             && !(1..=65535).contains(&port)
@@ -240,6 +189,17 @@ pub struct Retry {
     pub enabled: bool,
 }
 
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            interval: default_retry_interval(),
+            strategy: default_retry_strategy(),
+            max_attempts: default_retry_attempts(),
+            enabled: false,
+        }
+    }
+}
+
 fn default_retry_interval() -> i32 {
     10
 }
@@ -274,30 +234,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_storage_locations_as_esop_does() {
-        let node = StorageLocation::parse("s3://bucket/my-cluster/dc1/6f5b4c0a-1d2e/").unwrap();
-        assert_eq!(node.bucket, "bucket");
-        assert_eq!(
-            node.node_path,
-            Some(("my-cluster".into(), "dc1".into(), "6f5b4c0a-1d2e".into()))
-        );
-        assert_eq!(
-            StorageLocation::parse("gcp://bucket").unwrap().node_path,
-            None
-        );
-        let file = StorageLocation::parse("file:///var/backups/bucket/c/dc/n").unwrap();
-        assert_eq!(
-            (file.bucket.as_str(), file.node_path.is_some()),
-            ("bucket", true)
-        );
-        assert!(
-            StorageLocation::parse("ftp://bucket")
-                .unwrap_err()
-                .contains("available storage providers")
-        );
-        assert!(StorageLocation::parse("s3://bucket/prefix").is_err());
-        assert!(StorageLocation::parse("file:///tmp/bucket").is_err());
-        assert!(StorageLocation::parse("bucket").is_err());
+    fn proxy_urls_carry_credentials_only_inside_the_secret() {
+        let proxy = ProxySettings {
+            proxy_host: Some("proxy.local".into()),
+            proxy_port: Some(3128),
+            proxy_username: Some("u".into()),
+            proxy_password: Some("p".into()),
+            ..Default::default()
+        };
+        let url = proxy.url().unwrap();
+        assert_eq!(url.expose(), "http://u:p@proxy.local:3128");
+        assert!(!format!("{url:?}").contains(":p@"));
     }
 
     #[test]

@@ -1,0 +1,317 @@
+//! One node's backup, start to end (Esop's single-node flow): resolve where and under which tag, snapshot, upload
+//! what the bucket lacks, write the manifest last, and clear the snapshot whatever happened.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::hashes::HashCache;
+use super::manifest_builder;
+use super::snapshot_files::{self, SnapshotTable};
+use super::upload::{self, PlannedFile, RetryPolicy, UploadSettings};
+use crate::cassandra::Cassandra;
+use crate::esop::sstable;
+use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::{RemoteStorage, StorageError, StorageLocation, StorageOptions, Throttle};
+use crate::types::backup::BackupRequest;
+
+impl From<StorageError> for OperationFailure {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Cancelled => OperationFailure::Cancelled,
+            other => OperationFailure::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Runs the backup; returns what it did, for the operation's `response`.
+pub async fn backup(
+    request: &BackupRequest,
+    context: &OperationContext,
+) -> Result<serde_json::Value, OperationFailure> {
+    let location = StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
+        .map_err(OperationFailure::Failed)?;
+    let cassandra = context.cassandra().await?;
+    let entities = entity_list(&request.entities);
+    context
+        .cancellable(require_entities(&cassandra, &entities))
+        .await??;
+    let location = match location.node_path {
+        Some(_) => location,
+        None => {
+            context
+                .cancellable(node_location(&cassandra, &location))
+                .await??
+        }
+    };
+    let options = StorageOptions::of_request(request.proxy_settings.as_ref(), request.insecure);
+    let store = context.storage_settings().open(&location, &options)?;
+    let remote = RemoteStorage::new(store, location)?;
+    if !request.skip_bucket_verification {
+        context.cancellable(remote.check_bucket()).await??;
+    }
+
+    let schema_version = match &request.schema_version {
+        Some(version) => version.clone(),
+        None => context.cancellable(cassandra.schema_version()).await??,
+    };
+    let tag = resolved_tag(
+        request.snapshot_tag.as_deref(),
+        &schema_version,
+        chrono::Utc::now(),
+    );
+    let mut tokens = context.cancellable(cassandra.tokens()).await??;
+    tokens.sort();
+    let data_dirs: Vec<PathBuf> = match &request.data_dirs {
+        Some(dirs) => dirs.iter().map(PathBuf::from).collect(),
+        None => context
+            .cancellable(cassandra.data_file_locations())
+            .await??
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+    };
+
+    tracing::info!(%tag, location = %remote.location(), "taking the snapshot");
+    context
+        .cancellable(cassandra.take_snapshot(&tag, &entities, None, false))
+        .await??;
+    let uploaded = upload_snapshot(
+        request,
+        context,
+        &remote,
+        &data_dirs,
+        &tag,
+        &schema_version,
+        tokens,
+    )
+    .await;
+    // Not cancellable: a cancelled backup must not leave its snapshot behind either.
+    if let Err(error) = cassandra.clear_snapshot(&tag, &[]).await {
+        // The backup itself is good; failing it would hide a usable manifest from clients.
+        tracing::warn!(%tag, %error, "could not clear the backup's snapshot; clear it with clear-snapshot");
+    }
+    uploaded
+}
+
+async fn upload_snapshot(
+    request: &BackupRequest,
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    data_dirs: &[PathBuf],
+    tag: &str,
+    schema_version: &str,
+    tokens: Vec<String>,
+) -> Result<serde_json::Value, OperationFailure> {
+    let tables = {
+        let (dirs, wanted) = (data_dirs.to_vec(), tag.to_string());
+        tokio::task::spawn_blocking(move || snapshot_files::find(&dirs, &wanted))
+            .await
+            .map_err(|error| OperationFailure::Failed(error.to_string()))?
+            .map_err(|error| {
+                OperationFailure::Failed(format!(
+                    "cannot read the snapshot {tag} in {data_dirs:?}: {error}"
+                ))
+            })?
+    };
+    if tables.is_empty() {
+        return Err(OperationFailure::Failed(format!(
+            "snapshot {tag} holds no tables in the data directories {data_dirs:?}; are these Cassandra's \
+             data directories (dataDirs)?"
+        )));
+    }
+    let planned = plan(&tables).await?;
+    let total_size: u64 = tables.iter().map(SnapshotTable::size).sum();
+    let settings = upload_settings(request, total_size);
+    let storage = context.storage_settings();
+    let cache = Mutex::new(HashCache::load(
+        storage.cache_dir.as_deref(),
+        request.hash_algorithm,
+    ));
+    let reporter = context.progress();
+    let progress: upload::Progress = Arc::new(move |done, total| reporter.units(done, total));
+    let result = upload::upload(
+        remote,
+        planned,
+        &settings,
+        &cache,
+        progress,
+        context.cancellation(),
+    )
+    .await;
+    // Hashes learnt are good even when the upload failed: a rerun need not read those files again.
+    if let Err(error) = cache.into_inner().unwrap_or_else(|e| e.into_inner()).save() {
+        tracing::warn!(%error, "could not save the backup hash cache");
+    }
+    let (stored, stats) = result?;
+
+    let manifest = manifest_builder::build(&tables, &stored, tag, schema_version, tokens).to_json();
+    let manifest_key = crate::esop::manifest::manifest_key(tag);
+    context
+        .cancellable(remote.put(&manifest_key, manifest.into()))
+        .await??;
+    tracing::info!(%tag, files = stats.files, uploaded = stats.uploaded_files, "backup complete");
+    Ok(json!({
+        "snapshotTag": tag,
+        "storageLocation": remote.location().to_string(),
+        "manifest": format!("{}/{manifest_key}", remote.location().node_prefix().unwrap_or_default()),
+        "stats": stats,
+    }))
+}
+
+/// Each snapshot file with its Esop object key; digests are read from disk, off the async workers.
+async fn plan(tables: &[SnapshotTable]) -> Result<Vec<PlannedFile>, OperationFailure> {
+    let tables = tables.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut digests = std::collections::HashMap::new();
+        let mut planned = Vec::new();
+        for table in &tables {
+            for file in &table.files {
+                let dir = file
+                    .path
+                    .parent()
+                    .unwrap_or(&table.snapshot_dir)
+                    .to_path_buf();
+                let prefix = file.name.prefix().to_string();
+                let digest = match digests.get(&(dir.clone(), prefix.clone())) {
+                    Some(digest) => Clone::clone(digest),
+                    None => {
+                        let digest = sstable::sstable_digest(&dir, &prefix).map_err(|error| {
+                            format!(
+                                "cannot read the digest of {}/{prefix}: {error}",
+                                dir.display()
+                            )
+                        })?;
+                        digests.insert((dir, prefix), digest.clone());
+                        digest
+                    }
+                };
+                let key = sstable::object_key(
+                    &table.keyspace,
+                    &table.table_dir,
+                    file.index_dir.as_deref(),
+                    &format!("{}-{digest}", file.name.generation()),
+                    &file.file_name,
+                );
+                planned.push(PlannedFile {
+                    file: file.local(),
+                    key,
+                });
+            }
+        }
+        Ok::<_, String>(planned)
+    })
+    .await
+    .map_err(|error| OperationFailure::Failed(error.to_string()))?
+    .map_err(OperationFailure::Failed)
+}
+
+fn upload_settings(request: &BackupRequest, total_size: u64) -> UploadSettings {
+    UploadSettings {
+        concurrency: usize::try_from(request.concurrent_connections).unwrap_or(1),
+        retry: RetryPolicy::from(&request.retry.clone().unwrap_or_default()),
+        throttle: Throttle::new(upload::rate(
+            request.bandwidth,
+            request.duration,
+            total_size,
+        )),
+        algorithm: request.hash_algorithm,
+    }
+}
+
+/// Completes `protocol://bucket` with this node's cluster, data centre and host id, as Esop does.
+pub async fn node_location(
+    cassandra: &Cassandra,
+    location: &StorageLocation,
+) -> Result<StorageLocation, OperationFailure> {
+    let cluster = cassandra.cluster_name().await?;
+    // Icarus writes cluster names with their whitespace replaced, as they are path segments.
+    let cluster = cluster.split_whitespace().collect::<Vec<_>>().join("-");
+    let dc = cassandra.local_datacenter().await?;
+    let host_id = cassandra.local_host_id().await?;
+    Ok(location.for_node(&cluster, &dc, &host_id))
+}
+
+/// Every keyspace, or `keyspace.table`, named must exist before a snapshot is taken.
+async fn require_entities(
+    cassandra: &Cassandra,
+    entities: &[String],
+) -> Result<(), OperationFailure> {
+    let mut tables_by_keyspace: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for entity in entities {
+        match entity.split_once('.') {
+            Some((keyspace, table)) => tables_by_keyspace
+                .entry(keyspace)
+                .or_default()
+                .push(table.to_string()),
+            None => {
+                tables_by_keyspace.entry(entity).or_default();
+            }
+        }
+    }
+    for (keyspace, tables) in tables_by_keyspace {
+        cassandra.require_tables(keyspace, &tables).await?;
+    }
+    Ok(())
+}
+
+/// `entities` as `takeSnapshot` takes them.
+fn entity_list(entities: &Option<String>) -> Vec<String> {
+    entities
+        .as_deref()
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Esop's tag rule: a tag already ending in `-<number>` is kept; otherwise it becomes
+/// `<tag>-<schemaVersion>-<epoch millis>`. No tag: `autosnap-<epoch seconds>`, resolved the same way.
+pub fn resolved_tag(
+    tag: Option<&str>,
+    schema_version: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let Some(tag) = tag else {
+        // The default always gets the schema and time, as the Esop command line does.
+        return format!(
+            "autosnap-{}-{schema_version}-{}",
+            now.timestamp(),
+            now.timestamp_millis()
+        );
+    };
+    let ends_in_number = tag
+        .rsplit_once('-')
+        .is_some_and(|(_, last)| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
+    if ends_in_number {
+        tag.to_string()
+    } else {
+        format!("{tag}-{schema_version}-{}", now.timestamp_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_resolve_as_esop_resolves_them() {
+        let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let schema = "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2";
+        assert_eq!(
+            resolved_tag(Some("nightly"), schema, now),
+            format!("nightly-{schema}-1700000000123")
+        );
+        assert_eq!(
+            resolved_tag(Some("nightly-5bd4-1700000000000"), schema, now),
+            "nightly-5bd4-1700000000000"
+        );
+        assert_eq!(
+            resolved_tag(None, schema, now),
+            format!("autosnap-1700000000-{schema}-1700000000123")
+        );
+    }
+}

@@ -1,0 +1,387 @@
+//! A node's objects in a bucket: keys relative to `<cluster>/<dc>/<node>/`, streamed uploads of files of any size,
+//! and errors that name the store and the object.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{StorageLocation, Throttle};
+
+/// The smallest part S3 accepts (all but the last).
+const MIN_PART: u64 = 5 * 1024 * 1024;
+/// S3 allows 10,000 parts; stay below so a file of any size fits.
+const MAX_PARTS: u64 = 9_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{store}: {message}")]
+    Configuration { store: String, message: String },
+
+    #[error(
+        "{store}: the bucket does not exist (create it, or set createMissingBucket where the provider allows)"
+    )]
+    MissingBucket { store: String },
+
+    #[error("{store}: {action} {key} failed: {source}")]
+    Object {
+        store: String,
+        action: &'static str,
+        key: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    #[error("cancelled")]
+    Cancelled,
+
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An object of the node, by key relative to the node prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteObject {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// The objects of one node in one bucket.
+#[derive(Debug, Clone)]
+pub struct RemoteStorage {
+    store: Arc<dyn ObjectStore>,
+    location: StorageLocation,
+    prefix: String,
+}
+
+impl RemoteStorage {
+    /// `location` must name the node (`protocol://bucket/cluster/dc/node`).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        location: StorageLocation,
+    ) -> Result<Self, StorageError> {
+        let prefix = location
+            .node_prefix()
+            .ok_or_else(|| StorageError::Configuration {
+                store: location.store_name(),
+                message: "the storage location does not name a node (CLUSTER/DC/NODE)".into(),
+            })?;
+        Ok(RemoteStorage {
+            store,
+            location,
+            prefix,
+        })
+    }
+
+    pub fn location(&self) -> &StorageLocation {
+        &self.location
+    }
+
+    /// The object path of a node-relative key.
+    fn path(&self, key: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}/{key}", self.prefix))
+    }
+
+    fn object_error(
+        &self,
+        action: &'static str,
+        key: &str,
+        source: object_store::Error,
+    ) -> StorageError {
+        StorageError::Object {
+            store: self.location.store_name(),
+            action,
+            key: format!("{}/{key}", self.prefix),
+            source: Box::new(source),
+        }
+    }
+
+    /// Fails with [`StorageError::MissingBucket`] when the bucket is not there, or with the store's error when it
+    /// cannot be reached.
+    pub async fn check_bucket(&self) -> Result<(), StorageError> {
+        let prefix = ObjectPath::from(self.prefix.as_str());
+        match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_missing_bucket(&error) => Err(StorageError::MissingBucket {
+                store: self.location.store_name(),
+            }),
+            Err(error) => Err(self.object_error("listing", "", error)),
+        }
+    }
+
+    /// Whether the object exists (the only check a backup makes before skipping a file, as Esop).
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(self.object_error("checking", key, error)),
+        }
+    }
+
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(&self.path(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|error| self.object_error("uploading", key, error))
+    }
+
+    /// Writes an object at the bucket root (`topology/...`), outside the node prefix.
+    pub async fn put_in_bucket(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|error| StorageError::Object {
+                store: self.location.store_name(),
+                action: "uploading",
+                key: key.into(),
+                source: Box::new(error),
+            })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let result = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|error| self.object_error("downloading", key, error))?;
+        result
+            .bytes()
+            .await
+            .map_err(|error| self.object_error("downloading", key, error))
+    }
+
+    /// The node's objects under `sub_prefix` (e.g. `manifests`), keys relative to the node prefix.
+    pub async fn list(&self, sub_prefix: &str) -> Result<Vec<RemoteObject>, StorageError> {
+        let prefix = self.path(sub_prefix);
+        let node_prefix = format!("{}/", self.prefix);
+        let mut objects = Vec::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|error| {
+                if is_missing_bucket(&error) {
+                    StorageError::MissingBucket {
+                        store: self.location.store_name(),
+                    }
+                } else {
+                    self.object_error("listing", sub_prefix, error)
+                }
+            })?;
+            let full = meta.location.to_string();
+            let key = full.strip_prefix(&node_prefix).unwrap_or(&full).to_string();
+            objects.push(RemoteObject {
+                key,
+                size: meta.size,
+                last_modified: meta.last_modified,
+            });
+        }
+        Ok(objects)
+    }
+
+    /// Deletes the node's objects `keys`; one that is already gone is no error.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
+        let paths: Vec<object_store::Result<ObjectPath>> =
+            keys.iter().map(|key| Ok(self.path(key))).collect();
+        let mut results = self
+            .store
+            .delete_stream(futures_util::stream::iter(paths).boxed());
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(self.object_error("deleting", "objects", error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an object at the bucket root (the topology file of a backup); one that is gone is no error.
+    pub async fn delete_in_bucket(&self, key: &str) -> Result<(), StorageError> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(StorageError::Object {
+                store: self.location.store_name(),
+                action: "deleting",
+                key: key.into(),
+                source: Box::new(error),
+            }),
+        }
+    }
+
+    /// Streams the file at `path` (of `size` bytes) to `key`: one PUT for a small file, else a multipart upload
+    /// whose parts are read one at a time. Each part waits for `memory` permits (MiB) and for the `throttle`, and
+    /// is shown to `observe` (hashing, progress) before it is sent. On failure or cancellation the multipart
+    /// upload is aborted, so no partial object is left.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_file(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        throttle: &Throttle,
+        memory: &Semaphore,
+        cancel: &CancellationToken,
+        mut observe: impl FnMut(&[u8]) + Send,
+    ) -> Result<(), StorageError> {
+        let read_error = |source| StorageError::Read {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        let part_size = part_size(size);
+        let permits = part_size.div_ceil(1024 * 1024).min(u32::MAX as u64) as u32;
+        if size <= part_size {
+            let _memory = memory.acquire_many(permits).await;
+            let bytes = read_part(&mut file, size).await.map_err(read_error)?;
+            observe(&bytes);
+            paced(throttle, bytes.len() as u64, cancel).await?;
+            return self.put(key, bytes).await;
+        }
+        let object = self.path(key);
+        let mut upload = self
+            .store
+            .put_multipart(&object)
+            .await
+            .map_err(|error| self.object_error("uploading", key, error))?;
+        let mut remaining = size;
+        let sent: Result<(), StorageError> = async {
+            while remaining > 0 {
+                let _memory = memory.acquire_many(permits).await;
+                let bytes = read_part(&mut file, remaining.min(part_size))
+                    .await
+                    .map_err(read_error)?;
+                if bytes.is_empty() {
+                    return Err(read_error(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than when the backup began",
+                    )));
+                }
+                remaining -= bytes.len() as u64;
+                observe(&bytes);
+                paced(throttle, bytes.len() as u64, cancel).await?;
+                upload
+                    .put_part(PutPayload::from(bytes))
+                    .await
+                    .map_err(|error| self.object_error("uploading", key, error))?;
+            }
+            upload
+                .complete()
+                .await
+                .map(|_| ())
+                .map_err(|error| self.object_error("uploading", key, error))
+        }
+        .await;
+        if sent.is_err() {
+            let _ = upload.abort().await;
+        }
+        sent
+    }
+}
+
+/// Waits for the throttle, or fails at once when the transfer is cancelled meanwhile.
+async fn paced(
+    throttle: &Throttle,
+    bytes: u64,
+    cancel: &CancellationToken,
+) -> Result<(), StorageError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(StorageError::Cancelled),
+        _ = throttle.acquire(bytes) => Ok(()),
+    }
+}
+
+/// The part size for a file: S3's minimum, or larger when the file would need more parts than S3 allows.
+fn part_size(size: u64) -> u64 {
+    MIN_PART.max(size.div_ceil(MAX_PARTS).next_multiple_of(1024 * 1024))
+}
+
+async fn read_part(file: &mut tokio::fs::File, length: u64) -> std::io::Result<Bytes> {
+    let mut buffer = BytesMut::with_capacity(length as usize);
+    while (buffer.len() as u64) < length {
+        if file.read_buf(&mut buffer).await? == 0 {
+            break;
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// Providers say "no such bucket" in different ways; these are the ones seen from S3, S3-compatible servers, Azure
+/// and GCS.
+fn is_missing_bucket(error: &object_store::Error) -> bool {
+    let text = error.to_string();
+    [
+        "NoSuchBucket",
+        "ContainerNotFound",
+        "The specified bucket does not exist",
+    ]
+    .iter()
+    .any(|marker| text.contains(marker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_fit_any_file_in_s3s_part_limit() {
+        assert_eq!(part_size(1), MIN_PART);
+        assert_eq!(part_size(40 * 1024 * 1024 * 1024), MIN_PART);
+        let huge: u64 = 5 * 1024 * 1024 * 1024 * 1024; // 5 TiB, S3's object limit
+        assert!(huge.div_ceil(part_size(huge)) <= 10_000);
+    }
+
+    #[tokio::test]
+    async fn uploads_large_files_in_parts_to_a_directory_store() {
+        let root = std::env::temp_dir().join(format!("daedalus-remote-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("bucket")).unwrap();
+        let source = root.join("source.bin");
+        let data: Vec<u8> = (0..(12 * 1024 * 1024 + 7))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&source, &data).unwrap();
+        let location =
+            StorageLocation::parse(&format!("file://{}/bucket/cluster/dc/node", root.display()))
+                .unwrap();
+        let store = super::super::StorageSettings::default()
+            .open(&location, &Default::default())
+            .unwrap();
+        let remote = RemoteStorage::new(store, location).unwrap();
+        let mut seen = 0usize;
+        remote
+            .upload_file(
+                "data/ks/t/file",
+                &source,
+                data.len() as u64,
+                &Throttle::unlimited(),
+                &Semaphore::new(64),
+                &CancellationToken::new(),
+                |part| seen += part.len(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(seen, data.len());
+        assert!(remote.exists("data/ks/t/file").await.unwrap());
+        assert_eq!(remote.get("data/ks/t/file").await.unwrap(), data);
+        let listed = remote.list("data").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, "data/ks/t/file");
+        remote
+            .delete(&["data/ks/t/file".to_string()])
+            .await
+            .unwrap();
+        assert!(!remote.exists("data/ks/t/file").await.unwrap());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -1,0 +1,478 @@
+//! Backups of a real Cassandra 5.0 node to real object stores (MinIO, s3s-fs, Azurite, a directory), checked from
+//! outside Daedalus: the bucket's objects, their bytes, the manifest, and the node's snapshot directories.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sha2::Digest;
+use support::stores::{self, Store};
+use support::{Sidecar, cassandra, run};
+
+const CLUSTER_PATH: &str = "daedalus-test/datacenter1/node1";
+
+/// A sidecar for node 1 that reaches `store` (none: only `file://` locations).
+fn sidecar_for(store: Option<&Store>, cache: &Path) -> Sidecar {
+    cassandra::cluster();
+    let mut args = vec![
+        "--jmx-service".to_string(),
+        cassandra::jmx_service(1),
+        "--cache-dir".to_string(),
+        cache.display().to_string(),
+    ];
+    if let Some(store) = store {
+        if store.kind().is_s3() {
+            args.extend([
+                "--s3-endpoint".into(),
+                store.endpoint(),
+                "--storage-allow-http".into(),
+            ]);
+        } else {
+            args.extend([
+                "--azure-use-emulator".into(),
+                "--azure-endpoint".into(),
+                store.endpoint(),
+            ]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Sidecar::start_with_env(
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
+        ],
+    )
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("daedalus-backup-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A keyspace on node 1 with a table of several SSTables, a table with a secondary index and one with an SAI
+/// index, automatic compaction off so the files hold still between backups.
+fn keyspace_with_tables(sidecar: &Sidecar, keyspace: &str) {
+    cassandra::cql(1, &format!("DROP KEYSPACE IF EXISTS {keyspace}"));
+    cassandra::cql(
+        1,
+        &format!(
+            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+        ),
+    );
+    for table in ["t", "indexed", "sai"] {
+        cassandra::cql(
+            1,
+            &format!("CREATE TABLE IF NOT EXISTS {keyspace}.{table} (id int PRIMARY KEY, v text)"),
+        );
+        cassandra::no_autocompaction(keyspace, table);
+    }
+    cassandra::cql(
+        1,
+        &format!("CREATE INDEX IF NOT EXISTS ON {keyspace}.indexed (v)"),
+    );
+    cassandra::cql(
+        1,
+        &format!("CREATE INDEX IF NOT EXISTS ON {keyspace}.sai (v) USING 'sai'"),
+    );
+    for round in 0..3 {
+        for table in ["t", "indexed", "sai"] {
+            let inserts: String = (0..20)
+                .map(|i| {
+                    let id = round * 100 + i;
+                    format!("INSERT INTO {keyspace}.{table} (id, v) VALUES ({id}, 'value {id}');")
+                })
+                .collect();
+            cassandra::cql(1, &format!("BEGIN UNLOGGED BATCH {inserts} APPLY BATCH"));
+        }
+        run(
+            sidecar,
+            json!({"type": "flush", "keyspace": keyspace}),
+            "COMPLETED",
+        );
+    }
+}
+
+/// The files a snapshot of `keyspace` on node 1 holds now, by `<table dir>/[<index dir>/]<file>`: taken and cleared
+/// here, so the test sees what Cassandra puts in a snapshot without relying on the backup's own walk.
+fn snapshot_contents(sidecar: &Sidecar, keyspace: &str) -> BTreeMap<String, Vec<u8>> {
+    let tag = format!("check-{}", std::process::id());
+    run(
+        sidecar,
+        json!({"type": "snapshot", "snapshotTag": tag, "entities": keyspace, "skipFlush": true}),
+        "COMPLETED",
+    );
+    let mut files = BTreeMap::new();
+    for snapshot in snapshots_named(keyspace, &tag) {
+        let table_dir = snapshot.parent().unwrap().parent().unwrap();
+        let table_name = table_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        for entry in std::fs::read_dir(&snapshot).unwrap().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                for index_file in std::fs::read_dir(entry.path())
+                    .unwrap()
+                    .filter_map(Result::ok)
+                {
+                    let index_name = index_file.file_name().to_string_lossy().into_owned();
+                    files.insert(
+                        format!("{table_name}/{name}/{index_name}"),
+                        std::fs::read(index_file.path()).unwrap(),
+                    );
+                }
+            } else if name != "schema.cql" && name != "manifest.json" {
+                files.insert(
+                    format!("{table_name}/{name}"),
+                    std::fs::read(entry.path()).unwrap(),
+                );
+            }
+        }
+    }
+    run(
+        sidecar,
+        json!({"type": "clear-snapshot", "snapshotTag": tag}),
+        "COMPLETED",
+    );
+    files
+}
+
+/// Snapshot directories of `keyspace` on node 1 whose name starts with `tag`.
+fn snapshots_named(keyspace: &str, tag: &str) -> Vec<PathBuf> {
+    let root = cassandra::node_dir(1).join("data").join(keyspace);
+    let mut found = Vec::new();
+    for table in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
+        if let Ok(snapshots) = std::fs::read_dir(table.path().join("snapshots")) {
+            found.extend(
+                snapshots
+                    .filter_map(Result::ok)
+                    .filter(|s| s.file_name().to_string_lossy().starts_with(tag))
+                    .map(|s| s.path()),
+            );
+        }
+    }
+    found
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// What a test reads back from a bucket, whatever holds it.
+trait Bucket {
+    fn objects(&self) -> BTreeMap<String, u64>;
+    fn get(&self, key: &str) -> Vec<u8>;
+}
+
+struct InStore<'a>(&'a Store, &'a str);
+
+impl Bucket for InStore<'_> {
+    fn objects(&self) -> BTreeMap<String, u64> {
+        self.0.objects(self.1)
+    }
+    fn get(&self, key: &str) -> Vec<u8> {
+        self.0.get(self.1, key)
+    }
+}
+
+struct InDirectory(PathBuf);
+
+impl Bucket for InDirectory {
+    fn objects(&self) -> BTreeMap<String, u64> {
+        fn walk(root: &Path, dir: &Path, into: &mut BTreeMap<String, u64>) {
+            for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+                if entry.file_type().unwrap().is_dir() {
+                    walk(root, &entry.path(), into);
+                } else {
+                    let key = entry
+                        .path()
+                        .strip_prefix(root)
+                        .unwrap()
+                        .display()
+                        .to_string();
+                    into.insert(key, entry.metadata().unwrap().len());
+                }
+            }
+        }
+        let mut objects = BTreeMap::new();
+        walk(&self.0, &self.0, &mut objects);
+        objects
+    }
+    fn get(&self, key: &str) -> Vec<u8> {
+        std::fs::read(self.0.join(key)).unwrap()
+    }
+}
+
+/// Checks a completed backup of `keyspace` from outside: every SSTable file of a snapshot is in the bucket under its Esop
+/// key with its size and SHA-256, the manifest lists exactly those objects with the schema, tokens and schema
+/// version, and the snapshot is gone from disk. Returns the manifest.
+fn check_backup(sidecar: &Sidecar, bucket: &dyn Bucket, keyspace: &str, done: &Value) -> Value {
+    let tag = done["response"]["snapshotTag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let objects = bucket.objects();
+    let manifest_key = format!("{CLUSTER_PATH}/manifests/{tag}.json");
+    assert!(
+        objects.contains_key(&manifest_key),
+        "{manifest_key} in {objects:?}"
+    );
+    let manifest: Value = serde_json::from_slice(&bucket.get(&manifest_key)).unwrap();
+    assert_eq!(manifest["snapshot"]["name"], tag);
+
+    let mut entries = BTreeMap::new();
+    for (table_name, table) in manifest["snapshot"]["keyspaces"][keyspace]["tables"]
+        .as_object()
+        .unwrap()
+    {
+        assert!(
+            table["schemaContent"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{keyspace}.{table_name}")),
+            "schema of {table_name}: {table}"
+        );
+        for files in table["sstables"].as_object().unwrap().values() {
+            for entry in files.as_array().unwrap() {
+                entries.insert(
+                    entry["objectKey"].as_str().unwrap().to_string(),
+                    (
+                        entry["size"].as_u64().unwrap(),
+                        entry["hash"].as_str().unwrap().to_string(),
+                    ),
+                );
+            }
+        }
+    }
+    let live = snapshot_contents(sidecar, keyspace);
+    let named: Vec<&str> = entries
+        .keys()
+        .map(|key| key.rsplit('/').next().unwrap())
+        .collect();
+    let unlisted: Vec<&String> = live
+        .keys()
+        .filter(|relative| !named.contains(&relative.rsplit('/').next().unwrap()))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "snapshot files missing from the manifest: {unlisted:#?}"
+    );
+    assert_eq!(
+        entries.len(),
+        live.len(),
+        "one manifest entry per snapshot file"
+    );
+    for (relative, bytes) in &live {
+        let (table_dir, rest) = relative.split_once('/').unwrap();
+        let (index, file) = match rest.rsplit_once('/') {
+            Some((index, file)) => (format!("{index}/"), file),
+            None => (String::new(), rest),
+        };
+        let (key, (size, hash)) = entries
+            .iter()
+            .find(|(key, _)| {
+                key.starts_with(&format!("data/{keyspace}/{table_dir}/{index}"))
+                    && key.ends_with(&format!("/{file}"))
+                    && key.matches('/').count() == 4 + usize::from(!index.is_empty())
+            })
+            .unwrap_or_else(|| panic!("{relative} has a manifest entry"));
+        assert_eq!(*size, bytes.len() as u64, "{key}");
+        assert_eq!(*hash, sha256(bytes), "{key}");
+        let object = format!("{CLUSTER_PATH}/{key}");
+        assert_eq!(
+            objects.get(&object),
+            Some(size),
+            "{object} is in the bucket"
+        );
+        assert_eq!(
+            sha256(&bucket.get(&object)),
+            *hash,
+            "{object} holds the file's bytes"
+        );
+    }
+    assert_eq!(
+        manifest["size"],
+        entries.values().map(|(size, _)| size).sum::<u64>()
+    );
+    let tokens = cassandra::jmx(
+        1,
+        &[
+            "--json",
+            "get",
+            "org.apache.cassandra.db:type=StorageService",
+            "Tokens",
+        ],
+    );
+    let tokens: Value = serde_json::from_str(&tokens).unwrap();
+    assert_eq!(manifest["tokens"], tokens);
+    let schema = cassandra::jmx(
+        1,
+        &[
+            "get",
+            "org.apache.cassandra.db:type=StorageService",
+            "SchemaVersion",
+        ],
+    );
+    assert_eq!(manifest["schemaVersion"], schema.trim());
+    assert!(
+        snapshots_named(keyspace, &tag).is_empty(),
+        "the snapshot is cleared"
+    );
+    manifest
+}
+
+fn backup_body(location: &str, keyspace: &str, tag: &str) -> Value {
+    json!({
+        "type": "backup",
+        "storageLocation": location,
+        "entities": keyspace,
+        "snapshotTag": tag,
+        "retry": {"interval": 1, "maxAttempts": 1},
+    })
+}
+
+/// MinIO: a backup lands as Esop lays it out (BTI files with UUID ids, index components, several SSTables), and a
+/// second one after more writes uploads only the new SSTable and reads none of the unchanged files.
+#[test]
+fn backup_to_minio_then_only_new_sstables() {
+    let store = Store::minio();
+    store.create_bucket("backups");
+    let cache = temp_dir("minio-cache");
+    let sidecar = sidecar_for(Some(&store), &cache);
+    keyspace_with_tables(&sidecar, "bk_minio");
+    let location = format!("s3://backups/{CLUSTER_PATH}");
+    let first = run(
+        &sidecar,
+        backup_body(&location, "bk_minio", "first"),
+        "COMPLETED",
+    );
+    assert_eq!(first["progress"], 1.0);
+    let manifest = check_backup(&sidecar, &InStore(&store, "backups"), "bk_minio", &first);
+    let keys: Vec<String> = manifest["snapshot"]["keyspaces"]["bk_minio"]["tables"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|t| {
+            t["sstables"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        keys.iter()
+            .any(|prefix| prefix.ends_with("-bti") && prefix.contains('_')),
+        "5.0 BTI SSTables with UUID ids: {keys:?}"
+    );
+    let stats = &first["response"]["stats"];
+    assert_eq!(stats["uploadedFiles"], stats["files"], "{stats}");
+
+    let before = store.objects("backups").len() as u64;
+    let inserts: String = (1000..1020)
+        .map(|id| format!("INSERT INTO bk_minio.t (id, v) VALUES ({id}, 'later');"))
+        .collect();
+    cassandra::cql(1, &format!("BEGIN UNLOGGED BATCH {inserts} APPLY BATCH"));
+    let second = run(
+        &sidecar,
+        backup_body(&location, "bk_minio", "second"),
+        "COMPLETED",
+    );
+    check_backup(&sidecar, &InStore(&store, "backups"), "bk_minio", &second);
+    let stats = &second["response"]["stats"];
+    let new_files = stats["uploadedFiles"].as_u64().unwrap();
+    assert!(
+        new_files > 0 && new_files < stats["files"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["hashedFiles"], 0,
+        "no unchanged file is read again: {stats}"
+    );
+    assert_eq!(
+        stats["cachedHashes"].as_u64().unwrap() + new_files,
+        stats["files"].as_u64().unwrap()
+    );
+    assert_eq!(
+        store.objects("backups").len() as u64,
+        before + new_files + 1,
+        "the new SSTable's files and the manifest"
+    );
+}
+
+/// The same backup to s3s-fs, Azurite and a directory.
+#[test]
+fn backup_to_s3s_azurite_and_a_directory() {
+    for store in [Store::s3s(), Store::azurite()] {
+        store.create_bucket("backups");
+        let cache = temp_dir(store.kind().name());
+        let sidecar = sidecar_for(Some(&store), &cache);
+        let keyspace = format!("bk_{}", store.kind().name().replace('-', "_"));
+        keyspace_with_tables(&sidecar, &keyspace);
+        let protocol = if store.kind().is_s3() { "s3" } else { "azure" };
+        let done = run(
+            &sidecar,
+            backup_body(
+                &format!("{protocol}://backups/{CLUSTER_PATH}"),
+                &keyspace,
+                "other",
+            ),
+            "COMPLETED",
+        );
+        check_backup(&sidecar, &InStore(&store, "backups"), &keyspace, &done);
+    }
+
+    let root = temp_dir("directory");
+    std::fs::create_dir_all(root.join("bucket")).unwrap();
+    let sidecar = sidecar_for(None, &root.join("cache"));
+    keyspace_with_tables(&sidecar, "bk_file");
+    let location = format!("file://{}/bucket/{CLUSTER_PATH}", root.display());
+    let done = run(
+        &sidecar,
+        backup_body(&location, "bk_file", "files"),
+        "COMPLETED",
+    );
+    check_backup(
+        &sidecar,
+        &InDirectory(root.join("bucket")),
+        "bk_file",
+        &done,
+    );
+}
+
+/// Locations that cannot work are refused at submit time, or fail saying why.
+#[test]
+fn bad_locations_are_refused() {
+    let root = temp_dir("bad");
+    let sidecar = sidecar_for(None, &root);
+    for location in ["s3:/x", "ftp://bucket/c/dc/n", "s3://bucket/prefix"] {
+        let refused = sidecar.client().post_json(
+            "/operations",
+            &json!({"type": "backup", "storageLocation": location}),
+        );
+        assert_eq!(refused.status, 400, "{location}");
+        assert!(
+            refused.text().contains("storageLocation"),
+            "{}",
+            refused.text()
+        );
+    }
+    let missing = format!("file://{}/no-bucket/{CLUSTER_PATH}", root.display());
+    let failed = run(
+        &sidecar,
+        backup_body(&missing, "system_auth", "missing"),
+        "FAILED",
+    );
+    let message = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no-bucket") && message.contains("does not exist"),
+        "{message}"
+    );
+}
