@@ -151,7 +151,12 @@ pub fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
     let client = sidecar.client();
     eventually(&format!("operation {id} is {wanted}"), || {
         let operation = client.operation(id);
-        (operation["state"] == wanted).then_some(operation)
+        let state = operation["state"].as_str().unwrap_or_default();
+        assert!(
+            state == wanted || matches!(state, "PENDING" | "RUNNING"),
+            "operation {id} ended {state}, not {wanted}: {operation}"
+        );
+        (state == wanted).then_some(operation)
     })
 }
 

@@ -155,6 +155,19 @@ impl Store {
         self.running = false;
     }
 
+    /// Kills the server with SIGKILL, as a crash or a network cut would end it (SIGTERM lets MinIO finish the
+    /// requests it has), keeping its data for `restart`.
+    pub fn kill(&mut self) {
+        let pid =
+            std::fs::read_to_string(self.dir.path().join("pid")).expect("the server's pid file");
+        let pid = nix::unistd::Pid::from_raw(pid.trim().parse().expect("a pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        super::eventually("the killed server is gone", || {
+            nix::sys::signal::kill(pid, None).is_err().then_some(())
+        });
+        self.running = false;
+    }
+
     /// Starts the server again on the same port with the same data (stopping it first if it runs).
     pub fn restart(&mut self) {
         if self.running {

@@ -221,7 +221,7 @@ impl RemoteStorage {
 
     /// Streams the file at `path` (of `size` bytes) to `key`: one PUT for a small file, else a multipart upload
     /// whose parts are read one at a time. Each part waits for `memory` permits (MiB) and for the `throttle`, and
-    /// is shown to `observe` (hashing, progress) before it is sent. On failure or cancellation the multipart
+    /// is shown to `observe` (hashing, progress) once sent, in order. On failure or cancellation the multipart
     /// upload is aborted, so no partial object is left.
     #[allow(clippy::too_many_arguments)]
     pub async fn upload_file(
@@ -244,9 +244,10 @@ impl RemoteStorage {
         if size <= part_size {
             let _memory = memory.acquire_many(permits).await;
             let bytes = read_part(&mut file, size).await.map_err(read_error)?;
-            observe(&bytes);
             paced(throttle, bytes.len() as u64, cancel).await?;
-            return self.put(key, bytes).await;
+            self.put(key, bytes.clone()).await?;
+            observe(&bytes);
+            return Ok(());
         }
         let object = self.path(key);
         let mut upload = self
@@ -268,12 +269,12 @@ impl RemoteStorage {
                     )));
                 }
                 remaining -= bytes.len() as u64;
-                observe(&bytes);
                 paced(throttle, bytes.len() as u64, cancel).await?;
                 upload
-                    .put_part(PutPayload::from(bytes))
+                    .put_part(PutPayload::from(bytes.clone()))
                     .await
                     .map_err(|error| self.object_error("uploading", key, error))?;
+                observe(&bytes);
             }
             upload
                 .complete()

@@ -31,8 +31,7 @@ impl Throttle {
         self.bytes_per_second.map(|rate| rate as u64)
     }
 
-    /// Waits until `bytes` may be sent. Callers send at most one part per call, so the wait is at most one part
-    /// behind the rate, whatever the number of connections.
+    /// Waits until `bytes` may be sent: until the bytes granted before, and these, fit under the rate.
     pub async fn acquire(&self, bytes: u64) {
         let Some(rate) = self.bytes_per_second else {
             return;
@@ -44,7 +43,8 @@ impl Throttle {
             // Idle time does not bank credit beyond the present: a burst after a pause is still paced.
             let start = next.map_or(now, |at| at.max(now));
             *next = Some(start + cost);
-            start
+            // Paid for before it is sent: even the first part of a transfer is paced.
+            start + cost
         };
         tokio::time::sleep_until(ready).await;
     }
@@ -70,10 +70,10 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        // 2,000 bytes at 1,000 B/s: the last grant starts after 1.9 s of paced sends.
+        // 2,000 bytes at 1,000 B/s: two seconds, whoever sent them.
         let elapsed = began.elapsed();
         assert!(
-            elapsed >= Duration::from_millis(1_900) && elapsed < Duration::from_millis(2_000),
+            elapsed >= Duration::from_millis(2_000) && elapsed < Duration::from_millis(2_050),
             "{elapsed:?}"
         );
     }
