@@ -403,6 +403,26 @@ fn backup_to_minio_then_only_new_sstables() {
         before + new_files + 1,
         "the new SSTable's files and the manifest"
     );
+
+    // A bucket that does not exist yet: refused, unless the request asks for it to be created.
+    let fresh = format!("s3://fresh/{CLUSTER_PATH}");
+    let failed = run(&sidecar, backup_body(&fresh, "bk_minio", "fresh"), "FAILED");
+    assert!(
+        failed["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("s3://fresh: the bucket does not exist"),
+        "{failed}"
+    );
+    let mut create = backup_body(&fresh, "bk_minio", "fresh");
+    create["createMissingBucket"] = json!(true);
+    run(&sidecar, create, "COMPLETED");
+    assert!(
+        store
+            .objects("fresh")
+            .keys()
+            .any(|key| key.contains("/manifests/fresh-"))
+    );
 }
 
 /// The same backup to Azurite and to a directory.
@@ -430,10 +450,18 @@ fn backup_to_azurite_and_a_directory() {
     let sidecar = sidecar_for(None, &root.join("cache"));
     keyspace_with_tables(&sidecar, "bk_file");
     let location = format!("file://{}/bucket/{CLUSTER_PATH}", root.display());
-    let done = run(
-        &sidecar,
-        backup_body(&location, "bk_file", "files"),
-        "COMPLETED",
+    let mut body = backup_body(&location, "bk_file", "files");
+    body["uploadClusterTopology"] = json!(true);
+    let done = run(&sidecar, body, "COMPLETED");
+    let tag = done["response"]["snapshotTag"].as_str().unwrap();
+    let topology: Value = serde_json::from_slice(
+        &std::fs::read(root.join(format!("bucket/topology/{tag}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(topology["clusterName"], "daedalus-test");
+    assert_eq!(
+        topology["topology"].as_array().unwrap().len(),
+        cassandra::nodes()
     );
     check_backup(
         &sidecar,
@@ -470,6 +498,15 @@ fn bad_locations_are_refused() {
     assert!(
         message.contains("no-bucket") && message.contains("does not exist"),
         "{message}"
+    );
+    let mut create = backup_body(&missing, "system_auth", "created");
+    create["createMissingBucket"] = json!(true);
+    run(&sidecar, create, "COMPLETED");
+    assert!(
+        root.join("no-bucket")
+            .join(CLUSTER_PATH)
+            .join("manifests")
+            .is_dir()
     );
 }
 

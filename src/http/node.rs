@@ -2,13 +2,14 @@
 //! `/config`. Each is a JMX round trip (or a file read), answered 503 with a JSON error when Cassandra cannot
 //! be reached.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use daedalus_operations::cassandra::topology::{
+    ClusterTopology, cluster_topology as cluster_topology_of,
+};
 use daedalus_operations::cassandra::{Cassandra, CassandraError};
-use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
@@ -62,27 +63,6 @@ pub async fn schema_version(state: web::Data<AppState>) -> Result<HttpResponse, 
     Ok(HttpResponse::Ok().json(json!({ "schemaVersion": ask(cassandra.schema_version()).await? })))
 }
 
-/// Icarus's `ClusterTopology`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ClusterTopology {
-    timestamp: i64,
-    cluster_name: String,
-    schema_version: String,
-    topology: Vec<NodeTopology>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NodeTopology {
-    hostname: String,
-    cluster: String,
-    dc: String,
-    rack: String,
-    node_id: String,
-    ip_address: String,
-}
-
 /// `GET /topology`: every node with its data centre and rack.
 pub async fn topology(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(cluster_topology(&state, None).await?))
@@ -107,90 +87,28 @@ async fn cluster_topology(
     dcs: Option<Vec<String>>,
 ) -> Result<ClusterTopology, ApiError> {
     let cassandra = state.cassandra().await?;
-    let (cluster, schema, ring) = ask(async {
-        Ok((
-            cassandra.cluster_name().await?,
-            cassandra.schema_version().await?,
-            cassandra.ring().await?,
-        ))
-    })
-    .await?;
-    // Icarus replaces whitespace runs in the cluster name with '-' (the name is used in storage paths).
-    let cluster = cluster.split_whitespace().collect::<Vec<_>>().join("-");
-    if let Some(dcs) = &dcs {
-        let unknown: Vec<&String> = dcs
-            .iter()
-            .filter(|dc| !ring.iter().any(|m| &m.datacenter == *dc))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ApiError::NotFound(format!(
-                "no such data centre: {}; the cluster has {}",
-                unknown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                ring.iter()
-                    .map(|m| m.datacenter.as_str())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
-    let mut topology = Vec::new();
-    for member in ring {
-        if dcs
-            .as_ref()
-            .is_some_and(|dcs| !dcs.contains(&member.datacenter))
-        {
-            continue;
-        }
-        topology.push(NodeTopology {
-            hostname: host_name(&member.address).await,
-            cluster: cluster.clone(),
-            dc: member.datacenter,
-            rack: member.rack,
-            node_id: member.host_id,
-            ip_address: member.address,
-        });
-    }
-    Ok(ClusterTopology {
-        timestamp: chrono::Utc::now().timestamp_millis(),
-        cluster_name: cluster,
-        schema_version: schema,
-        topology,
-    })
-}
-
-/// How long a reverse-DNS answer is reused: node names rarely change, and `/topology` may be polled often.
-const HOST_NAME_TTL: Duration = Duration::from_secs(300);
-
-/// Reverse DNS, as Java's `InetAddress.getHostName`: the address itself when it has no name. Answers are cached;
-/// loopback addresses are not looked up (they name this machine, and a resolver has nothing to add).
-async fn host_name(address: &str) -> String {
-    static CACHE: std::sync::OnceLock<dashmap::DashMap<IpAddr, (String, std::time::Instant)>> =
-        std::sync::OnceLock::new();
-    let Ok(ip) = address.parse::<IpAddr>() else {
-        return address.to_string();
+    let topology = ask(cluster_topology_of(&cassandra)).await?;
+    let Some(dcs) = dcs else {
+        return Ok(topology);
     };
-    if ip.is_loopback() {
-        return address.to_string();
+    let known: std::collections::BTreeSet<&str> = topology
+        .topology
+        .iter()
+        .map(|node| node.dc.as_str())
+        .collect();
+    let unknown: Vec<&str> = dcs
+        .iter()
+        .map(String::as_str)
+        .filter(|dc| !known.contains(dc))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no such data centre: {}; the cluster has {}",
+            unknown.join(", "),
+            known.into_iter().collect::<Vec<_>>().join(", ")
+        )));
     }
-    let cache = CACHE.get_or_init(dashmap::DashMap::new);
-    if let Some(entry) = cache.get(&ip)
-        && entry.1.elapsed() < HOST_NAME_TTL
-    {
-        return entry.0.clone();
-    }
-    let name = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| address.to_string());
-    cache.insert(ip, (name.clone(), std::time::Instant::now()));
-    name
+    Ok(topology.only_in(&dcs))
 }
 
 /// `GET /config`: the node's `cassandra.yaml`.

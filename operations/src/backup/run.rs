@@ -11,6 +11,8 @@ use super::manifest_builder;
 use super::snapshot_files::{self, SnapshotTable};
 use super::upload::{self, PlannedFile, RetryPolicy, UploadSettings};
 use crate::cassandra::Cassandra;
+use crate::cassandra::topology::cluster_topology;
+use crate::esop::json::to_jackson_pretty;
 use crate::esop::sstable;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::{RemoteStorage, StorageError, StorageLocation, StorageOptions, Throttle};
@@ -46,11 +48,14 @@ pub async fn backup(
         }
     };
     let options = StorageOptions::of_request(request.proxy_settings.as_ref(), request.insecure);
-    let store = context.storage_settings().open(&location, &options)?;
-    let remote = RemoteStorage::new(store, location)?;
-    if !request.skip_bucket_verification {
-        context.cancellable(remote.check_bucket()).await??;
-    }
+    let remote = open_bucket(
+        context,
+        location,
+        &options,
+        !request.skip_bucket_verification,
+        request.create_missing_bucket,
+    )
+    .await?;
 
     let schema_version = match &request.schema_version {
         Some(version) => version.clone(),
@@ -80,6 +85,7 @@ pub async fn backup(
     let uploaded = upload_snapshot(
         request,
         context,
+        &cassandra,
         &remote,
         &data_dirs,
         &tag,
@@ -95,9 +101,11 @@ pub async fn backup(
     uploaded
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upload_snapshot(
     request: &BackupRequest,
     context: &OperationContext,
+    cassandra: &Cassandra,
     remote: &RemoteStorage,
     data_dirs: &[PathBuf],
     tag: &str,
@@ -151,6 +159,15 @@ async fn upload_snapshot(
     context
         .cancellable(remote.put(&manifest_key, manifest.into()))
         .await??;
+    if request.upload_cluster_topology {
+        let topology = context.cancellable(cluster_topology(cassandra)).await??;
+        let json = to_jackson_pretty(&topology).map_err(|error| {
+            OperationFailure::Failed(format!("cannot write the topology: {error}"))
+        })?;
+        context
+            .cancellable(remote.put_in_bucket(&format!("topology/{tag}.json"), json.into()))
+            .await??;
+    }
     tracing::info!(%tag, files = stats.files, uploaded = stats.uploaded_files, "backup complete");
     Ok(json!({
         "snapshotTag": tag,
@@ -218,6 +235,40 @@ fn upload_settings(request: &BackupRequest, total_size: u64) -> UploadSettings {
         )),
         algorithm: request.hash_algorithm,
     }
+}
+
+/// The node's storage at `location`; checks that the bucket exists (`verify`), creating it when missing if
+/// `create` (`createMissingBucket`).
+pub async fn open_bucket(
+    context: &OperationContext,
+    location: StorageLocation,
+    options: &StorageOptions,
+    verify: bool,
+    create: bool,
+) -> Result<RemoteStorage, OperationFailure> {
+    let settings = context.storage_settings();
+    let opened = match settings.open(&location, options) {
+        Err(StorageError::MissingBucket { .. }) if create => {
+            context
+                .cancellable(settings.create_bucket(&location, options))
+                .await??;
+            settings.open(&location, options)?
+        }
+        opened => opened?,
+    };
+    let remote = RemoteStorage::new(opened, location.clone())?;
+    if verify {
+        match context.cancellable(remote.check_bucket()).await? {
+            Err(StorageError::MissingBucket { .. }) if create => {
+                tracing::info!(bucket = %location.store_name(), "creating the missing bucket");
+                context
+                    .cancellable(settings.create_bucket(&location, options))
+                    .await??;
+            }
+            checked => checked?,
+        }
+    }
+    Ok(remote)
 }
 
 /// Completes `protocol://bucket` with this node's cluster, data centre and host id, as Esop does.

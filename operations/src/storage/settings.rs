@@ -78,45 +78,11 @@ impl StorageSettings {
         let secrets = SecretDir(self.secrets_dir.as_deref());
         let client = self.client_options(options);
         let store: Arc<dyn ObjectStore> = match location.protocol.as_str() {
-            "s3" => {
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(&location.bucket)
-                    .with_client_options(client)
-                    .with_retry(retry());
-                // Esop 2 (and the Instaclustr operator's secrets) spelled the secret key this way.
-                if let Ok(key) = std::env::var("AWS_SECRET_KEY") {
-                    builder = builder.with_secret_access_key(key);
-                }
-                if let Some(key) = secrets.read("awsaccesskeyid")? {
-                    builder = builder.with_access_key_id(key);
-                }
-                if let Some(key) = secrets.read("awssecretaccesskey")? {
-                    builder = builder.with_secret_access_key(key);
-                }
-                if let Some(region) = secrets.read("awsregion")? {
-                    builder = builder.with_region(region);
-                }
-                if let Some(endpoint) = secrets.read("awsendpoint")? {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if let Some(endpoint) = &self.s3_endpoint {
-                    builder = builder.with_endpoint(endpoint);
-                    // S3-compatible servers accept any region name; the signature only needs one.
-                    if self.s3_region.is_none()
-                        && std::env::var_os("AWS_REGION").is_none()
-                        && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-                    {
-                        builder = builder.with_region("us-east-1");
-                    }
-                }
-                if let Some(region) = &self.s3_region {
-                    builder = builder.with_region(region);
-                }
-                if let Some(path_style) = self.s3_path_style {
-                    builder = builder.with_virtual_hosted_style_request(!path_style);
-                }
-                Arc::new(builder.build().map_err(failed)?)
-            }
+            "s3" => Arc::new(
+                self.s3_builder(location, options)?
+                    .build()
+                    .map_err(failed)?,
+            ),
             "azure" => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
                     .with_container_name(&location.bucket)
@@ -190,6 +156,112 @@ impl StorageSettings {
             }
         };
         Ok(store)
+    }
+
+    fn s3_builder(
+        &self,
+        location: &StorageLocation,
+        options: &StorageOptions,
+    ) -> Result<AmazonS3Builder, StorageError> {
+        let secrets = SecretDir(self.secrets_dir.as_deref());
+        let client = self.client_options(options);
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&location.bucket)
+            .with_client_options(client)
+            .with_retry(retry());
+        // Esop 2 (and the Instaclustr operator's secrets) spelled the secret key this way.
+        if let Ok(key) = std::env::var("AWS_SECRET_KEY") {
+            builder = builder.with_secret_access_key(key);
+        }
+        if let Some(key) = secrets.read("awsaccesskeyid")? {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(key) = secrets.read("awssecretaccesskey")? {
+            builder = builder.with_secret_access_key(key);
+        }
+        if let Some(region) = secrets.read("awsregion")? {
+            builder = builder.with_region(region);
+        }
+        if let Some(endpoint) = secrets.read("awsendpoint")? {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            builder = builder.with_endpoint(endpoint);
+            // S3-compatible servers accept any region name; the signature only needs one.
+            if self.s3_region.is_none()
+                && std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                builder = builder.with_region("us-east-1");
+            }
+        }
+        if let Some(region) = &self.s3_region {
+            builder = builder.with_region(region);
+        }
+        if let Some(path_style) = self.s3_path_style {
+            builder = builder.with_virtual_hosted_style_request(!path_style);
+        }
+        Ok(builder)
+    }
+
+    /// Creates the bucket of `location` (`createMissingBucket`): a directory for `file://`, a CreateBucket request
+    /// for S3. Azure containers and GCS buckets are created by their owners (the providers' tools and policies).
+    pub async fn create_bucket(
+        &self,
+        location: &StorageLocation,
+        options: &StorageOptions,
+    ) -> Result<(), StorageError> {
+        let store = location.store_name();
+        let failed = |message: String| StorageError::Configuration {
+            store: store.clone(),
+            message,
+        };
+        match location.protocol.as_str() {
+            "file" => {
+                let directory = location.directory.as_deref().unwrap_or("/");
+                std::fs::create_dir_all(Path::new(directory).join(&location.bucket))
+                    .map_err(|error| failed(format!("cannot create the bucket directory: {error}")))
+            }
+            "s3" => {
+                let builder = self.s3_builder(location, options)?;
+                let region = builder
+                    .get_config_value(&object_store::aws::AmazonS3ConfigKey::Region)
+                    .unwrap_or_else(|| "us-east-1".into());
+                let s3 = builder.build().map_err(|error| failed(error.to_string()))?;
+                // A presigned PUT of the bucket itself is S3's CreateBucket.
+                let url = object_store::signer::Signer::signed_url(
+                    &s3,
+                    http::Method::PUT,
+                    &object_store::path::Path::from(""),
+                    Duration::from_secs(300),
+                )
+                .await
+                .map_err(|error| failed(error.to_string()))?;
+                let body = if region == "us-east-1" {
+                    String::new()
+                } else {
+                    format!(
+                        "<CreateBucketConfiguration><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+                    )
+                };
+                let response = reqwest::Client::new()
+                    .put(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|error| failed(format!("cannot create the bucket: {error}")))?;
+                let status = response.status();
+                if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+                    Ok(())
+                } else {
+                    let text = response.text().await.unwrap_or_default();
+                    Err(failed(format!("cannot create the bucket: {status} {text}")))
+                }
+            }
+            other => Err(failed(format!(
+                "createMissingBucket is not supported for {other}; create the container or bucket first"
+            ))),
+        }
     }
 
     fn client_options(&self, options: &StorageOptions) -> ClientOptions {

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backup::hashes::{HashAlgorithm, HashCache};
-use crate::backup::run::node_location;
+use crate::backup::run::{node_location, open_bucket};
 use crate::backup::upload::{self, LocalFile, PlannedFile, RetryPolicy, UploadSettings};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::request::{self as storage, ProxySettings, Retry};
-use crate::storage::{RemoteStorage, StorageLocation, StorageOptions, Throttle};
+use crate::storage::{StorageLocation, StorageOptions, Throttle};
 use crate::validation::{self, Validate, Violations};
 
 /// Esop's `BackupCommitLogsOperationRequest`.
@@ -158,11 +158,14 @@ impl Operation for CommitLogBackup {
             .collect::<Result<Vec<_>, _>>()?;
 
         let options = StorageOptions::of_request(request.proxy_settings.as_ref(), request.insecure);
-        let store = context.storage_settings().open(&location, &options)?;
-        let remote = RemoteStorage::new(store, location)?;
-        if !request.skip_bucket_verification {
-            context.cancellable(remote.check_bucket()).await??;
-        }
+        let remote = open_bucket(
+            &context,
+            location,
+            &options,
+            !request.skip_bucket_verification,
+            request.create_missing_bucket,
+        )
+        .await?;
         let total: u64 = planned.iter().map(|p| p.file.size).sum();
         let settings = UploadSettings {
             concurrency: usize::try_from(request.concurrent_connections).unwrap_or(1),
