@@ -15,6 +15,7 @@ use crate::cassandra::topology::cluster_topology;
 use crate::esop::json::to_jackson_pretty;
 use crate::esop::sstable;
 use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::request as storage;
 use crate::storage::{RemoteStorage, StorageError, StorageLocation, StorageOptions, Throttle};
 use crate::types::backup::BackupRequest;
 
@@ -35,7 +36,7 @@ pub async fn backup(
     let location = StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
         .map_err(OperationFailure::Failed)?;
     let cassandra = context.cassandra().await?;
-    let entities = entity_list(&request.entities);
+    let entities = storage::entity_list(&request.entities);
     context
         .cancellable(require_entities(&cassandra, &entities))
         .await??;
@@ -305,18 +306,6 @@ async fn require_entities(
         cassandra.require_tables(keyspace, &tables).await?;
     }
     Ok(())
-}
-
-/// `entities` as `takeSnapshot` takes them.
-fn entity_list(entities: &Option<String>) -> Vec<String> {
-    entities
-        .as_deref()
-        .unwrap_or_default()
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Esop's tag rule: a tag already ending in `-<number>` is kept; otherwise it becomes

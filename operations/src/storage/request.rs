@@ -49,6 +49,18 @@ pub fn entities(violations: &mut Violations, entities: &Option<String>) {
     }
 }
 
+/// `entities` as Esop writes it (`"ks1,ks2"` or `"ks1.t1 ks2.t2"`), as the list `takeSnapshot` takes.
+pub fn entity_list(entities: &Option<String>) -> Vec<String> {
+    entities
+        .as_deref()
+        .unwrap_or_default()
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// `dataDirs`: absolute paths; absent means "ask Cassandra".
 pub fn data_dirs(violations: &mut Violations, dirs: &Option<Vec<String>>) {
     for (index, dir) in dirs.iter().flatten().enumerate() {

@@ -14,18 +14,6 @@ use crate::validation::{self, Validate, Violations};
 /// Cassandra refuses snapshot TTLs under a minute (`cassandra.snapshot.min_allowed_ttl_seconds`).
 const MIN_TTL: Duration = Duration::from_secs(60);
 
-/// `entities` as Esop writes it (`"ks1,ks2"` or `"ks1.t1 ks2.t2"`), as the list `takeSnapshot` takes.
-fn entity_list(entities: &Option<String>) -> Vec<String> {
-    entities
-        .as_deref()
-        .unwrap_or_default()
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 fn snapshot_tag(violations: &mut Violations, tag: &str) {
     if tag.is_empty() || tag.contains(['/', '\\']) {
         violations.add(
@@ -92,7 +80,7 @@ impl Operation for Snapshot {
                 Some(format!("{}s", ttl.as_secs()))
             }
         };
-        let entities = entity_list(&request.entities);
+        let entities = storage::entity_list(&request.entities);
         let take = cassandra.take_snapshot(
             &request.snapshot_tag,
             &entities,
