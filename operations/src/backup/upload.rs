@@ -13,11 +13,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::hashes::{HashAlgorithm, HashCache, Hasher, hash_file};
+use crate::storage::remote::MEMORY_BUDGET_MIB;
 use crate::storage::{RemoteStorage, StorageError, Throttle};
-
-/// Read buffers of all connections together, in MiB: what keeps the sidecar's memory flat whatever the SSTable
-/// sizes and the number of connections.
-const MEMORY_BUDGET_MIB: usize = 40;
 
 /// A file on disk to back up.
 #[derive(Debug, Clone)]
@@ -151,6 +148,7 @@ pub async fn upload(
                             lock(stats).cached_hashes += 1;
                             Some(hash)
                         }
+                        None if settings.algorithm == HashAlgorithm::None => None,
                         None => {
                             let hash =
                                 hash_in_background(&planned.file, settings.algorithm).await?;

@@ -18,6 +18,9 @@ use super::{StorageLocation, Throttle};
 const MIN_PART: u64 = 5 * 1024 * 1024;
 /// S3 allows 10,000 parts; stay below so a file of any size fits.
 const MAX_PARTS: u64 = 9_000;
+/// Read buffers of all connections of a transfer together, in MiB: what keeps the sidecar's memory flat whatever
+/// the SSTable sizes and the number of connections.
+pub const MEMORY_BUDGET_MIB: usize = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -240,7 +243,10 @@ impl RemoteStorage {
         };
         let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
         let part_size = part_size(size);
-        let permits = part_size.div_ceil(1024 * 1024).min(u32::MAX as u64) as u32;
+        // A part larger than the whole budget (files over ~350 GiB) takes all of it rather than waiting forever.
+        let permits = part_size
+            .div_ceil(1024 * 1024)
+            .min(MEMORY_BUDGET_MIB as u64) as u32;
         if size <= part_size {
             let _memory = memory.acquire_many(permits).await;
             let bytes = read_part(&mut file, size).await.map_err(read_error)?;
