@@ -17,6 +17,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    pin_mmap_threshold();
     let cli = Cli::parse();
     if let Err(error) = logging::init(cli.log_format, &cli.log) {
         eprintln!("daedalus: {error:#}");
@@ -38,3 +39,17 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc raises its mmap threshold each time a large block is freed, and from then on serves the upload buffers of a
+/// backup (5 MiB parts) from its heaps, which keep the memory after the parts are sent. A fixed threshold keeps those
+/// buffers mapped on their own, so they go back to the system when freed and the sidecar's memory stays flat.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called first thing in main, before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn pin_mmap_threshold() {}

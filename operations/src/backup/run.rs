@@ -80,20 +80,23 @@ pub async fn backup(
     };
 
     tracing::info!(%tag, location = %remote.location(), "taking the snapshot");
-    context
-        .cancellable(cassandra.take_snapshot(&tag, &entities, None, false))
-        .await??;
-    let uploaded = upload_snapshot(
-        request,
-        context,
-        &cassandra,
-        &remote,
-        &data_dirs,
-        &tag,
-        &schema_version,
-        tokens,
-    )
-    .await;
+    // Not cancellable, like the clearing below: a snapshot taken is always cleared, even one that failed half-way.
+    let uploaded = match cassandra.take_snapshot(&tag, &entities, None, false).await {
+        Ok(()) => {
+            upload_snapshot(
+                request,
+                context,
+                &cassandra,
+                &remote,
+                &data_dirs,
+                &tag,
+                &schema_version,
+                tokens,
+            )
+            .await
+        }
+        Err(error) => Err(error.into()),
+    };
     // Not cancellable: a cancelled backup must not leave its snapshot behind either.
     if let Err(error) = cassandra.clear_snapshot(&tag, &[]).await {
         // The backup itself is good; failing it would hide a usable manifest from clients.

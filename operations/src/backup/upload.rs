@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::hashes::{HashAlgorithm, HashCache, Hasher, hash_file};
-use crate::storage::remote::MEMORY_BUDGET_MIB;
+use crate::storage::remote::TransferMemory;
 use crate::storage::{RemoteStorage, StorageError, Throttle};
 
 /// A file on disk to back up.
@@ -134,7 +133,7 @@ pub async fn upload(
         .sum();
     let sent = AtomicU64::new(0);
     let stats = Mutex::new(UploadStats::default());
-    let memory = Semaphore::new(MEMORY_BUDGET_MIB);
+    let memory = TransferMemory::default();
     progress(0, total);
 
     let stored: Vec<StoredFile> = futures_util::stream::iter(files.into_iter().zip(present))
@@ -196,7 +195,7 @@ async fn send(
     remote: &RemoteStorage,
     planned: &PlannedFile,
     settings: &UploadSettings,
-    memory: &Semaphore,
+    memory: &TransferMemory,
     sent: &AtomicU64,
     progress: &Progress,
     total: u64,

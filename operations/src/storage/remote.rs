@@ -4,11 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +20,63 @@ const MAX_PARTS: u64 = 9_000;
 /// Read buffers of all connections of a transfer together, in MiB: what keeps the sidecar's memory flat whatever
 /// the SSTable sizes and the number of connections.
 pub const MEMORY_BUDGET_MIB: usize = 40;
+
+/// The memory of one transfer: a budget (MiB) for the parts being read and sent, and the part buffers already
+/// allocated, reused rather than mapped afresh for every part.
+#[derive(Debug)]
+pub struct TransferMemory {
+    budget: Semaphore,
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Default for TransferMemory {
+    fn default() -> Self {
+        TransferMemory {
+            budget: Semaphore::new(MEMORY_BUDGET_MIB),
+            spare: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl TransferMemory {
+    /// Waits until a part of `length` bytes fits in the budget; the permit holds its share until dropped. A part
+    /// larger than the whole budget (files over ~350 GiB) takes all of it rather than waiting forever.
+    async fn reserve(&self, length: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let mib = length
+            .div_ceil(1024 * 1024)
+            .clamp(1, MEMORY_BUDGET_MIB as u64) as u32;
+        self.budget.acquire_many(mib).await.ok()
+    }
+
+    /// An empty buffer for `length` bytes: a spare one of the standard part size when there is one.
+    fn buffer(&self, length: u64) -> Vec<u8> {
+        if length == MIN_PART
+            && let Some(buffer) = lock(&self.spare).pop()
+        {
+            return buffer;
+        }
+        Vec::with_capacity(length as usize)
+    }
+
+    /// Takes a sent part's buffer back for the next part, when nothing else holds it.
+    fn recycle(&self, bytes: Bytes) {
+        if bytes.len() as u64 != MIN_PART {
+            return;
+        }
+        if let Ok(buffer) = bytes.try_into_mut() {
+            let mut buffer = Vec::from(buffer);
+            buffer.clear();
+            let mut spare = lock(&self.spare);
+            if spare.len() < MEMORY_BUDGET_MIB * 1024 * 1024 / MIN_PART as usize {
+                spare.push(buffer);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -233,7 +289,7 @@ impl RemoteStorage {
         path: &Path,
         size: u64,
         throttle: &Throttle,
-        memory: &Semaphore,
+        memory: &TransferMemory,
         cancel: &CancellationToken,
         mut observe: impl FnMut(&[u8]) + Send,
     ) -> Result<(), StorageError> {
@@ -241,18 +297,17 @@ impl RemoteStorage {
             path: path.display().to_string(),
             source,
         };
-        let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        let mut file = Some(std::fs::File::open(path).map_err(read_error)?);
         let part_size = part_size(size);
-        // A part larger than the whole budget (files over ~350 GiB) takes all of it rather than waiting forever.
-        let permits = part_size
-            .div_ceil(1024 * 1024)
-            .min(MEMORY_BUDGET_MIB as u64) as u32;
         if size <= part_size {
-            let _memory = memory.acquire_many(permits).await;
-            let bytes = read_part(&mut file, size).await.map_err(read_error)?;
+            let _reserved = memory.reserve(size).await;
+            let bytes = read_part(&mut file, memory.buffer(size), size)
+                .await
+                .map_err(read_error)?;
             paced(throttle, bytes.len() as u64, cancel).await?;
             self.put(key, bytes.clone()).await?;
             observe(&bytes);
+            memory.recycle(bytes);
             return Ok(());
         }
         let object = self.path(key);
@@ -264,8 +319,9 @@ impl RemoteStorage {
         let mut remaining = size;
         let sent: Result<(), StorageError> = async {
             while remaining > 0 {
-                let _memory = memory.acquire_many(permits).await;
-                let bytes = read_part(&mut file, remaining.min(part_size))
+                let length = remaining.min(part_size);
+                let _reserved = memory.reserve(length).await;
+                let bytes = read_part(&mut file, memory.buffer(length), length)
                     .await
                     .map_err(read_error)?;
                 if bytes.is_empty() {
@@ -281,6 +337,7 @@ impl RemoteStorage {
                     .await
                     .map_err(|error| self.object_error("uploading", key, error))?;
                 observe(&bytes);
+                memory.recycle(bytes);
             }
             upload
                 .complete()
@@ -314,14 +371,26 @@ fn part_size(size: u64) -> u64 {
     MIN_PART.max(size.div_ceil(MAX_PARTS).next_multiple_of(1024 * 1024))
 }
 
-async fn read_part(file: &mut tokio::fs::File, length: u64) -> std::io::Result<Bytes> {
-    let mut buffer = BytesMut::with_capacity(length as usize);
-    while (buffer.len() as u64) < length {
-        if file.read_buf(&mut buffer).await? == 0 {
-            break;
-        }
-    }
-    Ok(buffer.freeze())
+/// Reads the next `length` bytes (fewer at the end of the file) straight into `buffer`, on the blocking pool:
+/// `tokio::fs` would read through a buffer of its own and copy.
+async fn read_part(
+    file: &mut Option<std::fs::File>,
+    mut buffer: Vec<u8>,
+    length: u64,
+) -> std::io::Result<Bytes> {
+    let mut open = file
+        .take()
+        .ok_or_else(|| std::io::Error::other("the file was lost by an earlier failed read"))?;
+    let (open, read) = tokio::task::spawn_blocking(move || {
+        // Read into spare capacity: zero-filling 5 MiB first would cost as much as the read.
+        let result =
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut open, length), &mut buffer);
+        (open, result.map(|_| Bytes::from(buffer)))
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *file = Some(open);
+    read
 }
 
 /// Providers say "no such bucket" in different ways; these are the ones seen from S3, S3-compatible servers, Azure
@@ -366,19 +435,24 @@ mod tests {
             .unwrap();
         let remote = RemoteStorage::new(store, location).unwrap();
         let mut seen = 0usize;
+        let memory = TransferMemory::default();
         remote
             .upload_file(
                 "data/ks/t/file",
                 &source,
                 data.len() as u64,
                 &Throttle::unlimited(),
-                &Semaphore::new(64),
+                &memory,
                 &CancellationToken::new(),
                 |part| seen += part.len(),
             )
             .await
             .unwrap();
         assert_eq!(seen, data.len());
+        assert!(
+            !lock(&memory.spare).is_empty(),
+            "sent parts' buffers are kept for the next parts"
+        );
         assert!(remote.exists("data/ks/t/file").await.unwrap());
         assert_eq!(remote.get("data/ks/t/file").await.unwrap(), data);
         let listed = remote.list("data").await.unwrap();
