@@ -376,8 +376,7 @@ mod tests {
                 &location("file:///nonexistent-daedalus/bucket/c/dc/n"),
                 &StorageOptions::default(),
             )
-            .err()
-            .expect("missing bucket directory");
+            .expect_err("missing bucket directory");
         assert!(error.to_string().contains("does not exist"), "{error}");
     }
 }
