@@ -245,7 +245,7 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
         unknown["error"]
             .as_str()
             .unwrap()
-            .contains("known types: backup, cleanup, clear-snapshot, compact, decommission"),
+            .contains("known types: backup, cleanup, clear-snapshot, commitlog-backup, compact, decommission"),
         "{unknown}"
     );
     // truncate is known but off.
