@@ -242,10 +242,9 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
         .post_json("/operations", &json!({"type": "explode"}))
         .json();
     assert!(
-        unknown["error"]
-            .as_str()
-            .unwrap()
-            .contains("known types: backup, cleanup, clear-snapshot, commitlog-backup, compact, decommission"),
+        unknown["error"].as_str().unwrap().contains(
+            "known types: backup, cleanup, clear-snapshot, commitlog-backup, compact, decommission"
+        ),
         "{unknown}"
     );
     // truncate is known but off.
