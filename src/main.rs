@@ -8,6 +8,7 @@ mod jmx_credentials;
 mod logging;
 mod once;
 mod serve;
+mod signals;
 mod version;
 
 use std::process::ExitCode;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{JmxArgs, StorageArgs};
 use crate::jmx_credentials::jmx_settings;
+use crate::signals::Signals;
 
 /// How often the plain (non-terminal) output reports progress.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -35,6 +36,8 @@ pub fn run(
     let jmx = jmx_settings(jmx)?;
     let storage = storage.settings();
     runtime.block_on(async move {
+        // Before the operation starts, so a signal at any point of it cancels it rather than kill the process.
+        let signals = Signals::install();
         let registry = types::registry(TypeOptions::default());
         let prepared = registry.prepare(request).map_err(|error| {
             let details: Vec<String> = error
@@ -63,7 +66,7 @@ pub fn run(
         let record = executor
             .submit(prepared)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        follow(&record).await;
+        follow(&record, signals).await;
         let operation = serde_json::to_value(&*record)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&operation)?);
@@ -99,9 +102,9 @@ impl OperationRecordOutcome {
     }
 }
 
-/// Waits for the operation to end, showing its progress; Ctrl-C cancels it (and still waits, so a backup clears
-/// its snapshot).
-async fn follow(record: &Arc<OperationRecord>) {
+/// Waits for the operation to end, showing its progress; SIGINT (Ctrl-C) or SIGTERM (a Job or a pod stopped)
+/// cancels it and still waits, so a backup clears its snapshot and aborts its uploads.
+async fn follow(record: &Arc<OperationRecord>, mut signals: Signals) {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         bar.set_style(
@@ -116,9 +119,9 @@ async fn follow(record: &Arc<OperationRecord>) {
     while !record.state().is_terminal() {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            signal = signals.received(), if !interrupted => {
                 interrupted = true;
-                tracing::warn!("interrupted: cancelling the operation");
+                tracing::warn!(signal, "interrupted: cancelling the operation");
                 record.cancellation().cancel();
             }
         }

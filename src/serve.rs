@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::ServeArgs;
 use crate::http::{self, AppState};
 use crate::jmx_credentials::jmx_settings;
+use crate::signals::Signals;
 use crate::version::VersionInfo;
 
 /// Extra time, beyond the grace period for operations, for the HTTP server to finish answering.
@@ -30,7 +31,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Listen for signals before anything else, so a SIGTERM right after start is a graceful stop too.
-    let signals = Signals::install();
+    let mut signals = Signals::install();
     let jmx = jmx_settings(&args.jmx)?;
     let registry = Arc::new(types::registry(TypeOptions {
         enable_truncate: args.enable_truncate,
@@ -88,7 +89,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
 
-    let reason = signals.wait_or(&shutdown_request).await;
+    let reason = tokio::select! {
+        signal = signals.received() => signal,
+        _ = shutdown_request.cancelled() => "stop operation",
+    };
     tracing::info!(reason, "shutting down");
     shutting_down.store(true, Ordering::Relaxed);
 
@@ -113,57 +117,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("shutdown did not finish in time; exiting anyway"),
     }
     Ok(())
-}
-
-/// SIGTERM and SIGINT, the ways an orchestrator or a person stops the sidecar.
-struct Signals {
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn install() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let listen = |kind: SignalKind, name: &str| {
-                signal(kind)
-                    .inspect_err(|error| tracing::warn!(%error, "cannot listen for {name}; use the stop operation"))
-                    .ok()
-            };
-            Self {
-                terminate: listen(SignalKind::terminate(), "SIGTERM"),
-                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
-            }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    /// Resolves on SIGTERM, SIGINT, or a `stop` operation; says which.
-    async fn wait_or(mut self, stop_operation: &CancellationToken) -> &'static str {
-        #[cfg(unix)]
-        {
-            async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
-                match signal {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            }
-            tokio::select! {
-                _ = received(self.terminate.as_mut()) => "SIGTERM",
-                _ = received(self.interrupt.as_mut()) => "SIGINT",
-                _ = stop_operation.cancelled() => "stop operation",
-            }
-        }
-        #[cfg(not(unix))]
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = stop_operation.cancelled() => "stop operation",
-        }
-    }
 }

@@ -488,6 +488,24 @@ fn bad_locations_are_refused() {
             refused.text()
         );
     }
+    // Requests Daedalus cannot honour as asked are refused, naming the field.
+    for (field, value) in [
+        (
+            "kmsKeyId",
+            json!("arn:aws:kms:eu-west-1:111122223333:key/k"),
+        ),
+        (
+            "proxySettings",
+            json!({"proxyHost": "proxy/x", "proxyPort": 3128}),
+        ),
+    ] {
+        let mut body = json!({"type": "backup", "storageLocation": "s3://bucket/c/dc/n"});
+        body[field] = value;
+        let refused = sidecar.client().post_json("/operations", &body);
+        assert_eq!(refused.status, 400, "{field}");
+        assert!(refused.text().contains(field), "{}", refused.text());
+    }
+
     let missing = format!("file://{}/no-bucket/{CLUSTER_PATH}", root.display());
     let failed = run(
         &sidecar,
@@ -643,6 +661,63 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
         "no manifest for a cancelled backup"
     );
     assert!(snapshots_named("bk_fault", "cancelled").is_empty());
+
+    // An object the backup found in the bucket, and so skipped, is deleted while the backup runs (as a
+    // remove-backup beside it could): the backup checks its skipped objects again before writing its manifest, and
+    // uploads the missing one anew. (The new SSTables of the cancelled backup keep it busy at 1 MB/s meanwhile.)
+    let rerun_tag = rerun["response"]["snapshotTag"].as_str().unwrap();
+    let rerun_manifest: Value = serde_json::from_slice(&store.get(
+        "backups",
+        &format!("{CLUSTER_PATH}/manifests/{rerun_tag}.json"),
+    ))
+    .unwrap();
+    let victim = manifest_object_keys(&rerun_manifest)
+        .into_iter()
+        .find(|key| key.ends_with("-Data.db"))
+        .unwrap();
+    let mut slow = backup_body(&location, "bk_fault", "vanished");
+    slow["bandwidth"] = json!("1MBPS");
+    let id = client.submit(slow)["id"].as_str().unwrap().to_string();
+    support::eventually("the upload is under way", || {
+        (client.operation(&id)["progress"].as_f64().unwrap() > 0.0).then_some(())
+    });
+    store.delete("backups", &format!("{CLUSTER_PATH}/{victim}"));
+    let vanished = support::wait_for_state(&sidecar, &id, "COMPLETED");
+    let manifest = check_backup(&sidecar, &InStore(&store, "backups"), "bk_fault", &vanished);
+    assert!(
+        manifest_object_keys(&manifest).contains(&victim),
+        "{victim}"
+    );
+
+    // A tag given in full names that backup: a second backup under it is refused, and the first one stays.
+    let tag = vanished["response"]["snapshotTag"].as_str().unwrap();
+    let again = run(&sidecar, backup_body(&location, "bk_fault", tag), "FAILED");
+    let message = again["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("exists already"), "{message}");
+    check_backup(&sidecar, &InStore(&store, "backups"), "bk_fault", &vanished);
+}
+
+/// Every `objectKey` a manifest lists.
+fn manifest_object_keys(manifest: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    for keyspace in manifest["snapshot"]["keyspaces"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        for table in keyspace["tables"].as_object().unwrap().values() {
+            for files in table["sstables"].as_object().unwrap().values() {
+                keys.extend(
+                    files
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|entry| entry["objectKey"].as_str().unwrap().to_string()),
+                );
+            }
+        }
+    }
+    keys
 }
 
 /// `list` and `remove-backup` read the bucket: three backups, each adding an SSTable to the last one's; removal
@@ -790,6 +865,15 @@ fn list_and_remove_backups_read_the_bucket() {
         );
     }
 
+    // An age reaching back before the calendar begins removes nothing (and is no error).
+    let ancient = run(
+        &sidecar,
+        json!({"type": "remove-backup", "storageLocation": location,
+               "olderThan": {"value": 100_000_000, "unit": "DAYS"}}),
+        "COMPLETED",
+    );
+    assert_eq!(ancient["response"]["removed"], json!([]));
+
     std::thread::sleep(std::time::Duration::from_millis(1100));
     run(
         &sidecar,
@@ -898,5 +982,36 @@ fn the_command_line_runs_the_same_backup() {
     assert!(
         stderr.contains("backup FAILED") && stderr.contains("does not exist"),
         "{stderr}"
+    );
+
+    // SIGTERM (a Job or its pod being stopped) cancels the backup, which still clears its snapshot: exit code 1,
+    // no manifest. Megabytes at 1 MB/s keep it running meanwhile.
+    cassandra::load_rows(1, "bk_cli", "t", 50, 60_000);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args(["backup", "--sl", &location, "--entities", "bk_cli"])
+        .args(["-s", "terminated", "--bandwidth", "1MBPS"])
+        .args(["--jmx-service", &cassandra::jmx_service(1)])
+        .args(["--cache-dir", &root.join("cache").display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::eventually("the backup has taken its snapshot", || {
+        (!snapshots_named("bk_cli", "terminated").is_empty()).then_some(())
+    });
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let terminated = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&terminated.stderr);
+    assert_eq!(terminated.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("backup CANCELLED"), "{stderr}");
+    assert!(snapshots_named("bk_cli", "terminated").is_empty());
+    let manifests =
+        std::fs::read_dir(root.join(format!("bucket/{CLUSTER_PATH}/manifests"))).unwrap();
+    assert!(
+        !manifests
+            .filter_map(Result::ok)
+            .any(|m| m.file_name().to_string_lossy().starts_with("terminated")),
+        "no manifest for a terminated backup"
     );
 }

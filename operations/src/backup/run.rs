@@ -33,6 +33,7 @@ pub async fn backup(
     request: &BackupRequest,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
+    storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
     let location = StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
         .map_err(OperationFailure::Failed)?;
     let cassandra = context.cassandra().await?;
@@ -79,6 +80,19 @@ pub async fn backup(
             .collect(),
     };
 
+    // A tag given in full (`name-schema-millis`) can name a backup made before: refuse rather than replace it.
+    let manifest_key = crate::esop::manifest::manifest_key(&tag);
+    if context
+        .cancellable(remote.size_of(&manifest_key))
+        .await??
+        .is_some()
+    {
+        return Err(OperationFailure::Failed(format!(
+            "a backup named {tag} exists already in {}; choose another snapshotTag",
+            remote.location()
+        )));
+    }
+
     tracing::info!(%tag, location = %remote.location(), "taking the snapshot");
     // Not cancellable, like the clearing below: a snapshot taken is always cleared, even one that failed half-way.
     let uploaded = match cassandra.take_snapshot(&tag, &entities, None, false).await {
@@ -94,6 +108,12 @@ pub async fn backup(
                 tokens,
             )
             .await
+        }
+        // Cassandra checks every table for the tag before taking anything: the snapshot there is someone else's.
+        Err(error) if error.to_string().contains("already exists") => {
+            return Err(OperationFailure::Failed(format!(
+                "cannot take snapshot {tag}: {error}; choose another snapshotTag"
+            )));
         }
         Err(error) => Err(error.into()),
     };

@@ -179,11 +179,17 @@ impl RemoteStorage {
         }
     }
 
-    /// Whether the object exists (the only check a backup makes before skipping a file, as Esop).
-    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+    /// The object's size, or `None` when it is not there. Like Esop, a refused check counts as "not there": S3
+    /// answers 403 rather than 404 for a missing key to a client without `s3:ListBucket`, and the upload that
+    /// follows fails clearly if the credentials are wrong altogether.
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>, StorageError> {
         match self.store.head(&self.path(key)).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(object_store::Error::PermissionDenied { .. }) => {
+                tracing::debug!(key, "existence check refused; the object will be uploaded");
+                Ok(None)
+            }
             Err(error) => Err(self.object_error("checking", key, error)),
         }
     }
@@ -304,6 +310,9 @@ impl RemoteStorage {
             let bytes = read_part(&mut file, memory.buffer(size), size)
                 .await
                 .map_err(read_error)?;
+            if bytes.len() as u64 != size {
+                return Err(read_error(shorter_than_planned()));
+            }
             paced(throttle, bytes.len() as u64, cancel).await?;
             self.put(key, bytes.clone()).await?;
             observe(&bytes);
@@ -325,10 +334,7 @@ impl RemoteStorage {
                     .await
                     .map_err(read_error)?;
                 if bytes.is_empty() {
-                    return Err(read_error(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file is shorter than when the backup began",
-                    )));
+                    return Err(read_error(shorter_than_planned()));
                 }
                 remaining -= bytes.len() as u64;
                 paced(throttle, bytes.len() as u64, cancel).await?;
@@ -351,6 +357,13 @@ impl RemoteStorage {
         }
         sent
     }
+}
+
+fn shorter_than_planned() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the file is shorter than when the backup began",
+    )
 }
 
 /// Waits for the throttle, or fails at once when the transfer is cancelled meanwhile.
@@ -453,7 +466,10 @@ mod tests {
             !lock(&memory.spare).is_empty(),
             "sent parts' buffers are kept for the next parts"
         );
-        assert!(remote.exists("data/ks/t/file").await.unwrap());
+        assert_eq!(
+            remote.size_of("data/ks/t/file").await.unwrap(),
+            Some(data.len() as u64)
+        );
         assert_eq!(remote.get("data/ks/t/file").await.unwrap(), data);
         let listed = remote.list("data").await.unwrap();
         assert_eq!(listed.len(), 1);
@@ -462,7 +478,7 @@ mod tests {
             .delete(&["data/ks/t/file".to_string()])
             .await
             .unwrap();
-        assert!(!remote.exists("data/ks/t/file").await.unwrap());
+        assert_eq!(remote.size_of("data/ks/t/file").await.unwrap(), None);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

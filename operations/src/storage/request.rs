@@ -111,8 +111,46 @@ pub fn concurrent_connections(violations: &mut Violations, connections: i32) {
     }
 }
 
-/// `proxySettings` (S3 only). The password is accepted but never echoed back.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+const NO_CLIENT_SIDE_ENCRYPTION: &str = "client-side encryption with a KMS key (Esop's kmsKeyId) is not supported: \
+     nothing would be encrypted; use the bucket's default encryption (SSE-KMS) instead";
+
+/// Esop encrypts S3 uploads on the client when given a KMS key; Daedalus does not, and refuses such a request rather
+/// than upload in the clear what was meant to be encrypted.
+pub fn kms_key_id(violations: &mut Violations, kms_key_id: &Option<String>) {
+    if kms_key_id
+        .as_deref()
+        .is_some_and(|id| !id.trim().is_empty())
+    {
+        violations.add("kmsKeyId", NO_CLIENT_SIDE_ENCRYPTION);
+    }
+}
+
+/// Esop also takes the key from `AWS_KMS_KEY_ID` in its environment: an upload refuses to run with it set.
+pub fn refuse_kms_from_environment() -> Result<(), String> {
+    match std::env::var("AWS_KMS_KEY_ID") {
+        Ok(id) if !id.trim().is_empty() => Err(format!(
+            "AWS_KMS_KEY_ID is set in the sidecar's environment: {NO_CLIENT_SIDE_ENCRYPTION}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The transfer settings every storage request may carry.
+pub fn proxy_and_retry(
+    violations: &mut Violations,
+    proxy: &Option<ProxySettings>,
+    retry: &Option<Retry>,
+) {
+    if let Some(proxy) = proxy {
+        proxy.validate(violations);
+    }
+    if let Some(retry) = retry {
+        retry.validate(violations);
+    }
+}
+
+/// `proxySettings` (S3 only). The password is accepted but never echoed back, nor shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySettings {
     #[serde(default, deserialize_with = "decode::bool")]
@@ -133,6 +171,22 @@ pub struct ProxySettings {
     pub proxy_protocol: Option<String>,
 }
 
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("use_proxy", &self.use_proxy)
+            .field("proxy_host", &self.proxy_host)
+            .field("proxy_port", &self.proxy_port)
+            .field("proxy_username", &self.proxy_username)
+            .field(
+                "proxy_password",
+                &self.proxy_password.as_ref().map(|_| "***"),
+            )
+            .field("proxy_protocol", &self.proxy_protocol)
+            .finish()
+    }
+}
+
 fn optional_port<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<i32>, D::Error> {
@@ -148,14 +202,15 @@ impl ProxySettings {
             .as_deref()
             .unwrap_or("http")
             .to_ascii_lowercase();
-        let credentials = match (&self.proxy_username, &self.proxy_password) {
-            (Some(user), Some(password)) => format!("{user}:{password}@"),
-            (Some(user), None) => format!("{user}@"),
-            _ => String::new(),
+        let plain = format!("{scheme}://{host}:{port}");
+        let Some(user) = &self.proxy_username else {
+            return Some(crate::jmx_settings::Secret::new(plain));
         };
-        Some(crate::jmx_settings::Secret::new(format!(
-            "{scheme}://{credentials}{host}:{port}"
-        )))
+        // The URL setters percent-encode, so a password with `@`, `/` or `#` stays one password.
+        let mut url = url::Url::parse(&plain).ok()?;
+        url.set_username(user).ok()?;
+        url.set_password(self.proxy_password.as_deref()).ok()?;
+        Some(crate::jmx_settings::Secret::new(url.to_string()))
     }
 
     pub fn validate(&self, violations: &mut Violations) {
@@ -173,6 +228,14 @@ impl ProxySettings {
             violations.add(
                 "proxySettings.proxyProtocol",
                 format!("must be http or https, got '{protocol}'"),
+            );
+        }
+        if let Some(host) = &self.proxy_host
+            && !url::Url::parse(&format!("http://{host}")).is_ok_and(|url| url.path() == "/")
+        {
+            violations.add(
+                "proxySettings.proxyHost",
+                format!("must be a host name or address, got '{host}'"),
             );
         }
         if self.proxy_port.is_some() != self.proxy_host.is_some() {
@@ -255,8 +318,17 @@ mod tests {
             ..Default::default()
         };
         let url = proxy.url().unwrap();
-        assert_eq!(url.expose(), "http://u:p@proxy.local:3128");
+        assert_eq!(url.expose(), "http://u:p@proxy.local:3128/");
+        let awkward = ProxySettings {
+            proxy_password: Some("p@ss/w#rd".into()),
+            ..proxy.clone()
+        };
+        assert_eq!(
+            awkward.url().unwrap().expose(),
+            "http://u:p%40ss%2Fw%23rd@proxy.local:3128/"
+        );
         assert!(!format!("{url:?}").contains(":p@"));
+        assert!(!format!("{proxy:?}").contains("\"p\""), "{proxy:?}");
     }
 
     #[test]

@@ -244,12 +244,19 @@ impl StorageSettings {
                         "<CreateBucketConfiguration><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
                     )
                 };
-                let response = reqwest::Client::new()
-                    .put(url)
-                    .body(body)
-                    .send()
-                    .await
+                let mut client = reqwest::Client::builder();
+                if let Some(proxy) = &options.proxy_url {
+                    let proxy = reqwest::Proxy::all(proxy.expose())
+                        .map_err(|error| failed(format!("bad proxy: {}", error.without_url())))?;
+                    client = client.proxy(proxy);
+                }
+                let client = client
+                    .build()
                     .map_err(|error| failed(format!("cannot create the bucket: {error}")))?;
+                // The presigned URL carries the credential (and a session token): never in an error.
+                let response = client.put(url).body(body).send().await.map_err(|error| {
+                    failed(format!("cannot create the bucket: {}", error.without_url()))
+                })?;
                 let status = response.status();
                 if status.is_success() || status == reqwest::StatusCode::CONFLICT {
                     Ok(())

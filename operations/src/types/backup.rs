@@ -99,12 +99,8 @@ impl Validate for BackupRequest {
                 format!("must be COPY or REPLACE, got '{}'", self.metadata_directive),
             );
         }
-        if let Some(proxy) = &self.proxy_settings {
-            proxy.validate(violations);
-        }
-        if let Some(retry) = &self.retry {
-            retry.validate(violations);
-        }
+        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
+        storage::kms_key_id(violations, &self.kms_key_id);
     }
 }
 

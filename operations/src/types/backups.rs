@@ -63,12 +63,7 @@ impl Validate for ListRequest {
         {
             violations.add("lastN", format!("must be 1 or more, got {n}"));
         }
-        if let Some(proxy) = &self.proxy_settings {
-            proxy.validate(violations);
-        }
-        if let Some(retry) = &self.retry {
-            retry.validate(violations);
-        }
+        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
     }
 }
 
@@ -124,12 +119,7 @@ impl Validate for RemoveBackupRequest {
         {
             violations.add("backupName", format!("'{name}' is not a backup name"));
         }
-        if let Some(proxy) = &self.proxy_settings {
-            proxy.validate(violations);
-        }
-        if let Some(retry) = &self.retry {
-            retry.validate(violations);
-        }
+        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
     }
 }
 
@@ -179,6 +169,15 @@ async fn manifests(
     context: &OperationContext,
     remote: &RemoteStorage,
 ) -> Result<Vec<(String, u64, Manifest)>, OperationFailure> {
+    manifests_except(context, remote, &BTreeSet::new()).await
+}
+
+/// The node's manifests but those named in `known`.
+async fn manifests_except(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    known: &BTreeSet<&str>,
+) -> Result<Vec<(String, u64, Manifest)>, OperationFailure> {
     let objects = context.cancellable(remote.list("manifests/")).await??;
     let mut manifests = Vec::new();
     for object in objects {
@@ -186,6 +185,7 @@ async fn manifests(
             .key
             .strip_prefix("manifests/")
             .and_then(|name| name.strip_suffix(".json"))
+            .filter(|name| !known.contains(name))
         else {
             continue;
         };
@@ -284,15 +284,28 @@ impl Operation for RemoveBackup {
             report.oldest().into_iter().collect()
         } else {
             let age = request.older_than.map(|d| d.0).unwrap_or_default();
-            let cutoff = chrono::Utc::now()
-                - chrono::Duration::from_std(age).unwrap_or(chrono::TimeDelta::MAX);
-            report.older_than(cutoff.timestamp_millis())
+            // An age reaching back before the calendar's start leaves nothing older.
+            let cutoff = chrono::Duration::from_std(age)
+                .ok()
+                .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
+            cutoff.map_or_else(Vec::new, |cutoff| {
+                report.older_than(cutoff.timestamp_millis())
+            })
         };
         let chosen_names: BTreeSet<&str> = chosen.iter().map(|entry| entry.name.as_str()).collect();
+        // A backup that finished while the manifests were read refers to objects too; it is read just before
+        // deleting (a backup still uploading checks its skipped objects again before writing its manifest).
+        let known: BTreeSet<&str> = manifests.iter().map(|(name, _, _)| name.as_str()).collect();
+        let newer = if request.dry {
+            Vec::new()
+        } else {
+            manifests_except(&context, &remote, &known).await?
+        };
         // What the backups that stay refer to is kept, even when several removed backups shared it (Esop counts
         // each removed backup against all the others, and so never deletes objects only they shared).
         let kept: HashSet<&str> = manifests
             .iter()
+            .chain(&newer)
             .filter(|(name, _, _)| !chosen_names.contains(name.as_str()))
             .flat_map(|(_, _, manifest)| manifest.entries().map(|entry| entry.object_key.as_str()))
             .collect();
@@ -313,10 +326,22 @@ impl Operation for RemoveBackup {
             }
             tracing::info!(backup = %name, objects = objects.len(), dry = request.dry, "removing a backup");
             if !request.dry {
-                context.cancellable(remote.delete(&objects)).await??;
+                // The manifest goes first: a removal cut short then leaves unreferenced objects (reused by a later
+                // backup of the same SSTables, or deleted by hand), never a listed backup with files missing.
                 context
                     .cancellable(remote.delete(&[manifest_key(name)]))
                     .await??;
+                context
+                    .cancellable(remote.delete(&objects))
+                    .await?
+                    .map_err(|error| {
+                        OperationFailure::Failed(format!(
+                            "backup {name} is removed from {} but not all of its {} objects are deleted: \
+                             {error}; they are no longer referenced by any backup",
+                            remote.location(),
+                            objects.len()
+                        ))
+                    })?;
                 context
                     .cancellable(remote.delete_in_bucket(&format!("topology/{name}.json")))
                     .await??;

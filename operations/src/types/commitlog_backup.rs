@@ -90,12 +90,8 @@ impl Validate for CommitLogBackupRequest {
             }
         }
         storage::concurrent_connections(violations, self.concurrent_connections);
-        if let Some(proxy) = &self.proxy_settings {
-            proxy.validate(violations);
-        }
-        if let Some(retry) = &self.retry {
-            retry.validate(violations);
-        }
+        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
+        storage::kms_key_id(violations, &self.kms_key_id);
     }
 }
 
@@ -110,6 +106,7 @@ impl Operation for CommitLogBackup {
         request: CommitLogBackupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
+        storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
         let location =
             StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
                 .map_err(OperationFailure::Failed)?;

@@ -162,12 +162,7 @@ impl Validate for RestoreRequest {
             "cassandraConfigDirectory",
             &self.cassandra_config_directory,
         );
-        if let Some(proxy) = &self.proxy_settings {
-            proxy.validate(v);
-        }
-        if let Some(retry) = &self.retry {
-            retry.validate(v);
-        }
+        storage::proxy_and_retry(v, &self.proxy_settings, &self.retry);
 
         let strategy = self.restoration_strategy_type.as_str();
         if !STRATEGIES.contains(&strategy) {
