@@ -664,7 +664,9 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
 
     // An object the backup found in the bucket, and so skipped, is deleted while the backup runs (as a
     // remove-backup beside it could): the backup checks its skipped objects again before writing its manifest, and
-    // uploads the missing one anew. (The new SSTables of the cancelled backup keep it busy at 1 MB/s meanwhile.)
+    // uploads the missing one anew. A new data file of about 10 MB on this node (a third of 30 MB, RF 1) goes up in
+    // two parts at 1 MB/s: progress shows after the first, and the second leaves seconds for the deletion.
+    cassandra::load_rows(1, "bk_fault", "t", 500, 60_000);
     let rerun_tag = rerun["response"]["snapshotTag"].as_str().unwrap();
     let rerun_manifest: Value = serde_json::from_slice(&store.get(
         "backups",
@@ -687,6 +689,12 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     assert!(
         manifest_object_keys(&manifest).contains(&victim),
         "{victim}"
+    );
+    assert!(
+        sidecar
+            .logs()
+            .contains("are gone (removed meanwhile?); uploading them again"),
+        "the deletion came after the existence checks, and was caught by the second look"
     );
 
     // A tag given in full names that backup: a second backup under it is refused, and the first one stays.
