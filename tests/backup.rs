@@ -602,7 +602,7 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     cassandra::cql(1, "DROP KEYSPACE IF EXISTS bk_fault");
     cassandra::cql(
         1,
-        "CREATE KEYSPACE bk_fault WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+        "CREATE KEYSPACE bk_fault WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}",
     );
     cassandra::cql(
         1,
@@ -611,7 +611,8 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     cassandra::no_autocompaction("bk_fault", "t");
     cassandra::load_rows(1, "bk_fault", "t", 150, 60_000);
     let location = format!("s3://backups/{CLUSTER_PATH}");
-    // Megabytes at 1 MB/s: the store dies while the data file waits for its turn.
+    // 9 MB on this node (RF 3), at 1 MB/s: the data file goes up in two parts, and the store dies after progress
+    // shows (the first part, or a small file) and before the second part, which waits seconds for its turn.
     let mut slow = backup_body(&location, "bk_fault", "stopped");
     slow["bandwidth"] = json!("1MBPS");
     let id = client.submit(slow)["id"].as_str().unwrap().to_string();
@@ -664,9 +665,8 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
 
     // An object the backup found in the bucket, and so skipped, is deleted while the backup runs (as a
     // remove-backup beside it could): the backup checks its skipped objects again before writing its manifest, and
-    // uploads the missing one anew. A new data file of about 10 MB on this node (a third of 30 MB, RF 1) goes up in
-    // two parts at 1 MB/s: progress shows after the first, and the second leaves seconds for the deletion.
-    cassandra::load_rows(1, "bk_fault", "t", 500, 60_000);
+    // uploads the missing one anew. The data file the cancelled backup left behind is still to go up, in two parts:
+    // progress shows after the first, and the second leaves seconds for the deletion.
     let rerun_tag = rerun["response"]["snapshotTag"].as_str().unwrap();
     let rerun_manifest: Value = serde_json::from_slice(&store.get(
         "backups",
