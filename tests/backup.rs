@@ -526,6 +526,26 @@ fn bad_locations_are_refused() {
             .join("manifests")
             .is_dir()
     );
+
+    // A snapshot under the backup's tag exists already (someone else's): the backup fails and leaves it alone.
+    run(
+        &sidecar,
+        json!({"type": "snapshot", "snapshotTag": "taken-1", "entities": "system_auth"}),
+        "COMPLETED",
+    );
+    let clash = run(
+        &sidecar,
+        backup_body(&missing, "system_auth", "taken-1"),
+        "FAILED",
+    );
+    let message = clash["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("already exists"), "{message}");
+    assert!(!snapshots_named("system_auth", "taken-1").is_empty());
+    run(
+        &sidecar,
+        json!({"type": "clear-snapshot", "snapshotTag": "taken-1"}),
+        "COMPLETED",
+    );
 }
 
 /// s3s-fs keeps each object's metadata in a file named after the base64 of the key, so it cannot hold keys longer
