@@ -199,20 +199,9 @@ async fn in_bucket(
         .map(|index| {
             let planned = files[index];
             async move {
-            let size = retrying(settings.retry, cancel, || remote.size_of(&planned.key)).await?;
-            Ok(match size {
-                Some(size) if size == planned.file.size => true,
-                Some(size) => {
-                    tracing::warn!(
-                        key = %planned.key,
-                        remote_size = size,
-                        local_size = planned.file.size,
-                        "the object in the bucket has another size than the file; uploading it again"
-                    );
-                    false
-                }
-                None => false,
-            })
+                let size =
+                    retrying(settings.retry, cancel, || remote.size_of(&planned.key)).await?;
+                Ok(size.is_some_and(|size| holds(planned, size)))
             }
         })
         .buffered(settings.concurrency.max(1) * 2)
@@ -220,8 +209,21 @@ async fn in_bucket(
         .await
 }
 
-/// Runs `task(0..count)`, `concurrency` at a time, to the end. The first failure cancels the others (which then end as
-/// cancelled, cleaning up after themselves) and is what is returned.
+/// Whether an object of `size` bytes is the planned file (an object of another size is not trusted).
+fn holds(planned: &PlannedFile, size: u64) -> bool {
+    if size != planned.file.size {
+        tracing::warn!(
+            key = %planned.key,
+            remote_size = size,
+            local_size = planned.file.size,
+            "the object in the bucket has another size than the file; uploading it again"
+        );
+    }
+    size == planned.file.size
+}
+
+/// Runs `task(0..count)`, `concurrency` at a time, to the end. The first failure cancels the others (which then end
+/// as cancelled, cleaning up after themselves) and is what is returned.
 async fn all_or_first_failure<T, Task>(
     count: usize,
     task: impl Fn(usize) -> Task,
@@ -465,8 +467,12 @@ mod tests {
         }
     }
 
-    fn settings() -> UploadSettings {
-        UploadSettings {
+    /// `upload` with two connections, no retries, no limit and an empty hash cache.
+    async fn upload_all(
+        remote: &RemoteStorage,
+        files: Vec<PlannedFile>,
+    ) -> Result<(Vec<StoredFile>, UploadStats), StorageError> {
+        let settings = UploadSettings {
             concurrency: 2,
             retry: RetryPolicy {
                 interval: Duration::ZERO,
@@ -475,7 +481,18 @@ mod tests {
             },
             throttle: Throttle::unlimited(),
             algorithm: HashAlgorithm::Sha256,
-        }
+        };
+        let cache = Mutex::new(HashCache::load(None, HashAlgorithm::Sha256));
+        let progress: Progress = Arc::new(|_, _| {});
+        upload(
+            remote,
+            files,
+            &settings,
+            &cache,
+            progress,
+            &CancellationToken::new(),
+        )
+        .await
     }
 
     #[tokio::test]
@@ -486,17 +503,7 @@ mod tests {
         let cut = planned(&root, "cut-Data.db", b"the whole file");
         remote.put(&same.key, "unchanged".into()).await.unwrap();
         remote.put(&cut.key, "the wh".into()).await.unwrap();
-        let cache = Mutex::new(HashCache::load(None, HashAlgorithm::Sha256));
-        let (stored, stats) = upload(
-            &remote,
-            vec![same, cut.clone()],
-            &settings(),
-            &cache,
-            Arc::new(|_, _| {}),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let (stored, stats) = upload_all(&remote, vec![same, cut.clone()]).await.unwrap();
         assert_eq!((stats.skipped_files, stats.uploaded_files), (1, 1));
         assert_eq!(remote.get(&cut.key).await.unwrap(), "the whole file");
         assert_eq!(stored[1].size, 14);
@@ -511,17 +518,7 @@ mod tests {
         let good = planned(&root, "good-Data.db", b"fine");
         let gone = planned(&root, "gone-Data.db", b"soon gone");
         std::fs::remove_file(&gone.file.path).unwrap();
-        let cache = Mutex::new(HashCache::load(None, HashAlgorithm::Sha256));
-        let error = upload(
-            &remote,
-            vec![good, gone],
-            &settings(),
-            &cache,
-            Arc::new(|_, _| {}),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+        let error = upload_all(&remote, vec![good, gone]).await.unwrap_err();
         assert!(error.to_string().contains("gone-Data.db"), "{error}");
         std::fs::remove_dir_all(root).unwrap();
     }
