@@ -68,6 +68,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_DISABLE_CORS")]
     pub disable_cors: bool,
 
+    /// Origins whose web pages may call the API: `*` (any, without credentials, as Icarus) or a comma-separated
+    /// list such as `https://console.example.com`, echoed back with credentials allowed.
+    #[arg(long, env = "DAEDALUS_CORS_ALLOWED_ORIGINS", default_value = "*",
+          value_parser = crate::http::cors::AllowedOrigins::parse)]
+    pub cors_allowed_origins: crate::http::cors::AllowedOrigins,
+
     /// Offer the `truncate` operation, which deletes every row of a table.
     #[arg(long, env = "DAEDALUS_ENABLE_TRUNCATE")]
     pub enable_truncate: bool,

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, error rendering and CORS.
 
 mod body;
+pub mod cors;
 mod error;
 mod info;
 mod node;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::http::Method;
-use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{HttpRequest, HttpResponse, web};
 use daedalus_operations::{Executor, Registry};
 
@@ -32,24 +32,6 @@ impl AppState {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
-}
-
-/// Icarus's CORS headers, added to every response unless `--disable-cors`.
-pub fn cors(enabled: bool) -> Condition<DefaultHeaders> {
-    Condition::new(
-        enabled,
-        DefaultHeaders::new()
-            .add(("Access-Control-Allow-Origin", "*"))
-            .add((
-                "Access-Control-Allow-Headers",
-                "origin, content-type, accept, authorization",
-            ))
-            .add(("Access-Control-Allow-Credentials", "true"))
-            .add((
-                "Access-Control-Allow-Methods",
-                "GET, POST, PUT, DELETE, OPTIONS, HEAD",
-            )),
-    )
 }
 
 /// A resource whose unsupported methods get a JSON 405 (or 204 for a CORS preflight `OPTIONS`).

@@ -194,11 +194,33 @@ impl SpecClient {
         path_and_query: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Checked {
+        match body {
+            Some((content_type, bytes)) => self.send_with(
+                method,
+                path_and_query,
+                &[("content-type", content_type)],
+                Some(bytes),
+            ),
+            None => self.send_with(method, path_and_query, &[], None),
+        }
+    }
+
+    /// Sends a request with these headers (and no others but what the HTTP client adds).
+    pub fn send_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Checked {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path_and_query}", self.base_url));
-        if let Some((content_type, bytes)) = body {
-            request = request.header("content-type", content_type).body(bytes);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(bytes) = body {
+            request = request.body(bytes);
         }
         let response: Response = request
             .send()
