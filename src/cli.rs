@@ -74,6 +74,11 @@ pub struct ServeArgs {
           value_parser = crate::http::cors::AllowedOrigins::parse)]
     pub cors_allowed_origins: crate::http::cors::AllowedOrigins,
 
+    /// Build the `Location` of new operations from `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host`: only
+    /// behind a proxy that sets them, since any client can send them.
+    #[arg(long, env = "DAEDALUS_TRUST_FORWARDED_HEADERS")]
+    pub trust_forwarded_headers: bool,
+
     /// Offer the `truncate` operation, which deletes every row of a table.
     #[arg(long, env = "DAEDALUS_ENABLE_TRUNCATE")]
     pub enable_truncate: bool,

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
 use crate::http::cors::CorsPolicy;
+use crate::http::location::LocalAddr;
 use crate::http::{self, AppState};
 use crate::jmx_credentials::jmx_settings;
 use crate::signals::Signals;
@@ -65,6 +66,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_bytes: args.max_request_bytes,
         shutting_down: Arc::clone(&shutting_down),
         cassandra_config: args.cassandra_config.clone(),
+        trust_forwarded_headers: args.trust_forwarded_headers,
     });
     let cors = CorsPolicy::new(!args.disable_cors, args.cors_allowed_origins.clone());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -86,6 +88,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             })
             .configure(http::configure)
             .default_service(web::to(http::no_route))
+    })
+    // The connection's own address is where `Location` points when the client sent no usable Host.
+    .on_connect(|connection, extensions| {
+        if let Some(address) = connection
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|stream| stream.local_addr().ok())
+        {
+            extensions.insert(LocalAddr(address));
+        }
     })
     .workers(workers)
     .disable_signals()

@@ -147,3 +147,122 @@ fn a_bad_cors_origin_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// Submits a flush with these extra headers; returns its `Location` and id.
+fn location_of(sidecar: &Sidecar, headers: &[(&str, &str)]) -> (String, String) {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let response = sidecar.client().send_with(
+        Method::POST,
+        "/operations",
+        &all,
+        Some(FLUSH.as_bytes().to_vec()),
+    );
+    assert_eq!(response.status, 201, "{}", response.text());
+    let location = response.header("location").unwrap().to_string();
+    reqwest::Url::parse(&location).unwrap_or_else(|e| panic!("{location}: {e}"));
+    (
+        location,
+        response.json()["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn location_is_the_host_header_and_ignores_forwarded_headers_by_default() {
+    let sidecar = Sidecar::start(&[]);
+    let (location, id) = location_of(&sidecar, &[("host", "sidecar-0.example:4567")]);
+    assert_eq!(
+        location,
+        format!("http://sidecar-0.example:4567/operations/{id}")
+    );
+
+    let (location, id) = location_of(
+        &sidecar,
+        &[
+            ("host", "sidecar-0.example:4567"),
+            ("x-forwarded-proto", "javascript"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "proto=https;host=evil.example"),
+        ],
+    );
+    assert_eq!(
+        location,
+        format!("http://sidecar-0.example:4567/operations/{id}")
+    );
+
+    // A Host that is no URI authority: the address the request came in on.
+    let own = sidecar.base_url.clone();
+    for bad in ["a b", "evil.example/path?", "user@evil.example", "x:port"] {
+        let (location, id) = location_of(&sidecar, &[("host", bad)]);
+        assert_eq!(location, format!("{own}/operations/{id}"), "Host: {bad}");
+    }
+}
+
+#[test]
+fn forwarded_headers_count_only_when_trusted_and_only_with_web_schemes() {
+    let sidecar = Sidecar::start(&["--trust-forwarded-headers"]);
+    let (location, id) = location_of(
+        &sidecar,
+        &[
+            ("host", "10.0.0.5:4567"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "sidecar.example"),
+        ],
+    );
+    assert_eq!(location, format!("https://sidecar.example/operations/{id}"));
+
+    let (location, id) = location_of(
+        &sidecar,
+        &[
+            ("host", "10.0.0.5:4567"),
+            (
+                "forwarded",
+                r#"for=192.0.2.1;proto=https;host="sidecar.example:8443", for=10.0.0.1"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        location,
+        format!("https://sidecar.example:8443/operations/{id}")
+    );
+
+    let (location, id) = location_of(
+        &sidecar,
+        &[
+            ("host", "10.0.0.5:4567"),
+            ("x-forwarded-proto", "javascript"),
+            ("x-forwarded-host", "evil example"),
+        ],
+    );
+    assert_eq!(location, format!("http://10.0.0.5:4567/operations/{id}"));
+}
+
+#[test]
+fn location_without_a_host_header_is_the_connection_address() {
+    use std::io::{Read, Write};
+    let sidecar = Sidecar::start(&[]);
+    let address = sidecar.base_url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    // HTTP/1.0 needs no Host header.
+    write!(
+        stream,
+        "POST /operations HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{FLUSH}",
+        FLUSH.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.0 201"), "{response}");
+    let location = response
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .starts_with("location:")
+                .then(|| line[9..].trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Location: {response}"));
+    assert!(
+        location.starts_with(&format!("http://{address}/operations/")),
+        "{location}"
+    );
+}

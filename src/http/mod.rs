@@ -4,6 +4,7 @@ mod body;
 pub mod cors;
 mod error;
 mod info;
+pub mod location;
 mod node;
 mod operations;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// `cassandra.yaml` for `GET /config`; `None` searches where Icarus does.
     pub cassandra_config: Option<std::path::PathBuf>,
+    /// Build `Location` from `Forwarded` / `X-Forwarded-*` (only behind a proxy that sets them).
+    pub trust_forwarded_headers: bool,
 }
 
 impl AppState {
