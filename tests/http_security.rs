@@ -266,3 +266,58 @@ fn location_without_a_host_header_is_the_connection_address() {
         "{location}"
     );
 }
+
+#[test]
+fn config_is_served_with_its_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("cassandra.yaml");
+    std::fs::write(
+        &yaml,
+        "\
+# Cassandra storage config
+cluster_name: 'Test Cluster'
+num_tokens: 16
+server_encryption_options:
+  keystore: conf/.keystore
+  keystore_password: kspass1   # change me
+  truststore_password: \"tspass2\"
+ldap:
+  Bind_Credentials:
+    user: admin
+    pass: ldappass3
+tokens_list: [{client_secret: flowpass4}]
+",
+    )
+    .unwrap();
+    let sidecar = Sidecar::start(&["--cassandra-config", yaml.to_str().unwrap()]);
+    let config = sidecar.client().get("/config");
+    assert_eq!(config.status, 200);
+    assert_eq!(config.header("content-type"), Some("application/yaml"));
+    let text = config.text();
+    for secret in ["kspass1", "tspass2", "ldappass3", "flowpass4"] {
+        assert!(!text.contains(secret), "{secret} served:\n{text}");
+    }
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(value["cluster_name"], "Test Cluster");
+    assert_eq!(value["num_tokens"], 16);
+    assert_eq!(
+        value["server_encryption_options"]["keystore"],
+        "conf/.keystore"
+    );
+    assert_eq!(
+        value["server_encryption_options"]["keystore_password"],
+        "<redacted>"
+    );
+    assert_eq!(value["ldap"]["Bind_Credentials"], "<redacted>");
+    assert_eq!(value["tokens_list"], "<redacted>");
+}
+
+#[test]
+fn config_without_secrets_is_served_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("cassandra.yaml");
+    let text = "# comment\ncluster_name: c   # trailing\nnum_tokens: 1\ninitial_token: -9223372036854775808\n";
+    std::fs::write(&yaml, text).unwrap();
+    let sidecar = Sidecar::start(&["--cassandra-config", yaml.to_str().unwrap()]);
+    assert_eq!(sidecar.client().get("/config").text(), text);
+}

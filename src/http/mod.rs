@@ -7,6 +7,7 @@ mod info;
 pub mod location;
 mod node;
 mod operations;
+mod redact;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
