@@ -321,3 +321,29 @@ fn config_without_secrets_is_served_verbatim() {
     let sidecar = Sidecar::start(&["--cassandra-config", yaml.to_str().unwrap()]);
     assert_eq!(sidecar.client().get("/config").text(), text);
 }
+
+#[test]
+fn a_jmx_password_on_the_command_line_is_warned_about() {
+    let warnings = |sidecar: &Sidecar| -> Vec<String> {
+        sidecar
+            .log_events()
+            .into_iter()
+            .filter(|event| event["level"] == "WARN")
+            .map(|event| event.to_string())
+            .collect()
+    };
+    let flagged = Sidecar::start(&["--jmx-password", "hunter2"]);
+    let found = warnings(&flagged);
+    assert!(
+        found.iter().any(|w| w.contains("--jmx-password")
+            && w.contains("DAEDALUS_JMX_PASSWORD")
+            && w.contains("--jmx-credentials")),
+        "{found:?}"
+    );
+    assert!(
+        !flagged.logs().contains("hunter2"),
+        "the password itself is not logged"
+    );
+    let from_env = Sidecar::start_with_env(&[], &[("DAEDALUS_JMX_PASSWORD", "hunter2")]);
+    assert_eq!(warnings(&from_env), Vec::<String>::new());
+}
