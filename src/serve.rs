@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix_web::dev::Service;
 use actix_web::http::header;
+use actix_web::middleware::NormalizePath;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use daedalus_operations::store::spawn_expiry_sweeper;
@@ -86,6 +87,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 }
             })
+            // `/operations/` is `/operations`: clients and proxies add the slash. Paths no route serves stay 404.
+            .wrap(NormalizePath::trim())
             .configure(http::configure)
             .default_service(web::to(http::no_route))
     })

@@ -347,3 +347,71 @@ fn a_jmx_password_on_the_command_line_is_warned_about() {
     let from_env = Sidecar::start_with_env(&[], &[("DAEDALUS_JMX_PASSWORD", "hunter2")]);
     assert_eq!(warnings(&from_env), Vec::<String>::new());
 }
+
+#[test]
+fn head_answers_wherever_get_does_without_a_body() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let id = client.submit(json!({"type": "flush", "keyspace": "ks"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let unknown = "3f1c1d4e-8a61-4f0b-9c39-7f0e0b9c4d21";
+    for path in [
+        "/version".to_string(),
+        "/health/live".into(),
+        "/health/ready".into(),
+        "/openapi.yaml".into(),
+        "/operations".into(),
+        format!("/operations/{id}"),
+        format!("/operations/{unknown}"),
+        "/config".into(),
+    ] {
+        let get = client.get(&path);
+        let head = client.send(Method::HEAD, &path, None);
+        assert_eq!(head.status, get.status, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path}");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "HEAD {path}"
+        );
+        assert_eq!(
+            head.header("access-control-allow-origin"),
+            Some("*"),
+            "HEAD {path}"
+        );
+    }
+    let version = client.get("/version");
+    let head = client.send(Method::HEAD, "/version", None);
+    assert_eq!(
+        head.header("content-length").map(str::to_string),
+        Some(version.body.len().to_string())
+    );
+    // Unknown paths and methods stay JSON errors for GET, and bodiless for HEAD.
+    assert_eq!(client.send(Method::HEAD, "/nothing", None).status, 404);
+    let wrong = client.send(Method::PUT, "/version", None);
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn a_trailing_slash_is_ignored_and_unknown_paths_stay_404() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let created = client.send(
+        Method::POST,
+        "/operations/",
+        Some(("application/json", FLUSH.as_bytes().to_vec())),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let listed = client.get("/operations/");
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json()[0]["id"], id.as_str());
+    assert_eq!(client.get(&format!("/operations/{id}/")).status, 200);
+    assert_eq!(client.get("/version/").status, 200);
+    let missing = client.get("/nothing/here/");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["code"], "not_found");
+}
