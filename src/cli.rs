@@ -27,6 +27,56 @@ pub struct Cli {
     pub log: String,
 }
 
+/// Flags holding secrets, with the variable that should carry them instead: a flag's value is in the process's
+/// command line, which every local user can read (`ps`, `/proc/PID/cmdline`).
+const SECRET_FLAGS: [(&str, &str, &str); 3] = [
+    ("jmx_password", "--jmx-password", "DAEDALUS_JMX_PASSWORD"),
+    (
+        "jmx_truststore_password",
+        "--jmx-truststore-password",
+        "DAEDALUS_JMX_TRUSTSTORE_PASSWORD",
+    ),
+    (
+        "jmx_keystore_password",
+        "--jmx-keystore-password",
+        "DAEDALUS_JMX_KEYSTORE_PASSWORD",
+    ),
+];
+
+/// A secret given as a flag on the command line: the flag, and the environment variable to use instead.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SecretOnCommandLine {
+    pub flag: &'static str,
+    pub env: &'static str,
+}
+
+/// Parses the command line (exiting on bad usage, as `Cli::parse` does), and tells which secrets it holds.
+pub fn parse() -> (Cli, Vec<SecretOnCommandLine>) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    (cli, secrets_on_command_line(&matches))
+}
+
+fn secrets_on_command_line(matches: &clap::ArgMatches) -> Vec<SecretOnCommandLine> {
+    let mut found = Vec::new();
+    for (id, flag, env) in SECRET_FLAGS {
+        // Global flags show up at every level below where they are defined; look at each level that has them.
+        let mut level = Some(matches);
+        while let Some(current) = level {
+            // `try_get_raw` first: `value_source` panics on a level where the flag is not defined.
+            if matches!(current.try_get_raw(id), Ok(Some(_)))
+                && current.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+            {
+                found.push(SecretOnCommandLine { flag, env });
+                break;
+            }
+            level = current.subcommand().map(|(_, sub)| sub);
+        }
+    }
+    found
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -67,6 +117,17 @@ pub struct ServeArgs {
     /// Do not add CORS headers to responses.
     #[arg(long, env = "DAEDALUS_DISABLE_CORS")]
     pub disable_cors: bool,
+
+    /// Origins whose web pages may call the API: `*` (any, without credentials, as Icarus) or a comma-separated
+    /// list such as `https://console.example.com`, echoed back with credentials allowed.
+    #[arg(long, env = "DAEDALUS_CORS_ALLOWED_ORIGINS", default_value = "*",
+          value_parser = crate::http::cors::AllowedOrigins::parse)]
+    pub cors_allowed_origins: crate::http::cors::AllowedOrigins,
+
+    /// Build the `Location` of new operations from `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host`: only
+    /// behind a proxy that sets them, since any client can send them.
+    #[arg(long, env = "DAEDALUS_TRUST_FORWARDED_HEADERS")]
+    pub trust_forwarded_headers: bool,
 
     /// Offer the `truncate` operation, which deletes every row of a table.
     #[arg(long, env = "DAEDALUS_ENABLE_TRUNCATE")]
@@ -269,6 +330,31 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secrets_given_as_flags_are_found_wherever_they_are() {
+        let found = |args: &[&str]| {
+            secrets_on_command_line(&Cli::command().get_matches_from(args))
+                .into_iter()
+                .map(|s| s.flag)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(&["daedalus", "serve"]), Vec::<&str>::new());
+        assert_eq!(
+            found(&["daedalus", "serve", "--jmx-password", "x"]),
+            ["--jmx-password"]
+        );
+        assert_eq!(
+            found(&[
+                "daedalus",
+                "jmx",
+                "--jmx-keystore-password=k",
+                "info",
+                "java.lang:type=Runtime"
+            ]),
+            ["--jmx-keystore-password"]
+        );
     }
 
     #[test]

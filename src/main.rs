@@ -13,16 +13,22 @@ mod version;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 
 fn main() -> ExitCode {
     pin_mmap_threshold();
-    let cli = Cli::parse();
+    let (cli, secrets_on_command_line) = cli::parse();
     if let Err(error) = logging::init(cli.log_format, &cli.log) {
         eprintln!("daedalus: {error:#}");
         return ExitCode::from(2);
+    }
+    for secret in secrets_on_command_line {
+        tracing::warn!(
+            flag = secret.flag,
+            instead = secret.env,
+            "a secret given on the command line can be read by every local user (ps, /proc/PID/cmdline): \
+             set it in the environment or in the --jmx-credentials file instead"
+        );
     }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),

@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix_web::dev::Service;
+use actix_web::http::header;
+use actix_web::middleware::NormalizePath;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use daedalus_operations::store::spawn_expiry_sweeper;
@@ -12,6 +15,8 @@ use daedalus_operations::{Executor, InMemoryStore, JmxConnector, OperationStore,
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
+use crate::http::cors::CorsPolicy;
+use crate::http::location::LocalAddr;
 use crate::http::{self, AppState};
 use crate::jmx_credentials::jmx_settings;
 use crate::signals::Signals;
@@ -62,15 +67,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_bytes: args.max_request_bytes,
         shutting_down: Arc::clone(&shutting_down),
         cassandra_config: args.cassandra_config.clone(),
+        trust_forwarded_headers: args.trust_forwarded_headers,
     });
-    let cors = !args.disable_cors;
+    let cors = CorsPolicy::new(!args.disable_cors, args.cors_allowed_origins.clone());
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(http::cors(cors))
+            .wrap_fn({
+                let cors = cors.clone();
+                move |request, service| {
+                    let origin = request.headers().get(header::ORIGIN).cloned();
+                    let response = service.call(request);
+                    let cors = cors.clone();
+                    async move {
+                        let mut response = response.await?;
+                        cors.apply(origin.as_ref(), response.headers_mut());
+                        Ok(response)
+                    }
+                }
+            })
+            // `/operations/` is `/operations`: clients and proxies add the slash. Paths no route serves stay 404.
+            .wrap(NormalizePath::trim())
             .configure(http::configure)
             .default_service(web::to(http::no_route))
+    })
+    // The connection's own address is where `Location` points when the client sent no usable Host.
+    .on_connect(|connection, extensions| {
+        if let Some(address) = connection
+            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .and_then(|stream| stream.local_addr().ok())
+        {
+            extensions.insert(LocalAddr(address));
+        }
     })
     .workers(workers)
     .disable_signals()

@@ -416,7 +416,7 @@ fn unknown_paths_and_methods_get_json_errors() {
     );
     let wrong_method = client.send(Method::PUT, "/operations", None);
     assert_eq!(wrong_method.status, 405);
-    assert_eq!(wrong_method.header("allow"), Some("GET, POST"));
+    assert_eq!(wrong_method.header("allow"), Some("GET, HEAD, POST"));
     let preflight = client.send(Method::OPTIONS, "/operations", None);
     assert_eq!(preflight.status, 204);
 }

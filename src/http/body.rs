@@ -8,11 +8,12 @@ use serde_json::Value;
 
 use super::error::ApiError;
 
-/// `application/json` and `application/<anything>+json`; a missing content type is taken as JSON, since
-/// curl-style clients often omit it.
+/// `application/json` and `application/<anything>+json`, with or without parameters. A missing content type is
+/// refused too (as Icarus refused it): a browser sends a cross-site POST without a preflight only when its type
+/// is missing or form-like, so requiring JSON keeps other sites' pages from submitting operations.
 fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Err(ApiError::MissingContentType);
     };
     let text = value.to_str().unwrap_or_default();
     let essence = text

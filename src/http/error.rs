@@ -31,6 +31,9 @@ pub enum ApiError {
     #[error("unsupported content type '{0}': send the operation as application/json")]
     UnsupportedMediaType(String),
 
+    #[error("the request has no Content-Type: send the operation as application/json")]
+    MissingContentType,
+
     #[error("{0}")]
     Unavailable(String),
 
@@ -68,7 +71,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::UnsupportedMediaType(_) | ApiError::MissingContentType => {
+                "unsupported_media_type"
+            }
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Conflict { .. } => "conflict",
         }
@@ -103,7 +108,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::MissingContentType => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
         }

@@ -1,17 +1,19 @@
 //! The HTTP API: routes, shared state, error rendering and CORS.
 
 mod body;
+pub mod cors;
 mod error;
 mod info;
+pub mod location;
 mod node;
 mod operations;
+mod redact;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::http::Method;
-use actix_web::middleware::{Condition, DefaultHeaders};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, guard, web};
 use daedalus_operations::{Executor, Registry};
 
 use crate::version::VersionInfo;
@@ -26,30 +28,14 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// `cassandra.yaml` for `GET /config`; `None` searches where Icarus does.
     pub cassandra_config: Option<std::path::PathBuf>,
+    /// Build `Location` from `Forwarded` / `X-Forwarded-*` (only behind a proxy that sets them).
+    pub trust_forwarded_headers: bool,
 }
 
 impl AppState {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
-}
-
-/// Icarus's CORS headers, added to every response unless `--disable-cors`.
-pub fn cors(enabled: bool) -> Condition<DefaultHeaders> {
-    Condition::new(
-        enabled,
-        DefaultHeaders::new()
-            .add(("Access-Control-Allow-Origin", "*"))
-            .add((
-                "Access-Control-Allow-Headers",
-                "origin, content-type, accept, authorization",
-            ))
-            .add(("Access-Control-Allow-Credentials", "true"))
-            .add((
-                "Access-Control-Allow-Methods",
-                "GET, POST, PUT, DELETE, OPTIONS, HEAD",
-            )),
-    )
 }
 
 /// A resource whose unsupported methods get a JSON 405 (or 204 for a CORS preflight `OPTIONS`).
@@ -68,33 +54,38 @@ fn resource(path: &'static str, allowed: &'static str) -> actix_web::Resource {
     }))
 }
 
+/// `GET`, and `HEAD` with it: same status and headers, and actix leaves out the body.
+fn get() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// Every route of the API (kept in step with openapi.yaml by the contract tests).
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(
-            resource("/operations", "GET, POST")
-                .route(web::get().to(operations::list))
+            resource("/operations", "GET, HEAD, POST")
+                .route(get().to(operations::list))
                 .route(web::post().to(operations::submit)),
         )
         .service(
-            resource("/operations/{id}", "GET, DELETE")
-                .route(web::get().to(operations::get))
+            resource("/operations/{id}", "GET, HEAD, DELETE")
+                .route(get().to(operations::get))
                 .route(web::delete().to(operations::cancel)),
         )
-        .service(resource("/status", "GET").route(web::get().to(node::status)))
-        .service(resource("/topology", "GET").route(web::get().to(node::topology)))
-        .service(resource("/topology/{dc}", "GET").route(web::get().to(node::topology_of)))
-        .service(resource("/config", "GET").route(web::get().to(node::config)))
-        .service(resource("/version", "GET").route(web::get().to(info::version)))
-        .service(resource("/version/sidecar", "GET").route(web::get().to(info::version)))
-        .service(
-            resource("/version/cassandra", "GET").route(web::get().to(node::cassandra_version)),
-        )
-        .service(resource("/version/schema", "GET").route(web::get().to(node::schema_version)))
-        .service(resource("/health/live", "GET").route(web::get().to(info::live)))
-        .service(resource("/health/ready", "GET").route(web::get().to(info::ready)))
-        .service(resource("/openapi.yaml", "GET").route(web::get().to(info::openapi)));
+        .service(resource("/status", GET).route(get().to(node::status)))
+        .service(resource("/topology", GET).route(get().to(node::topology)))
+        .service(resource("/topology/{dc}", GET).route(get().to(node::topology_of)))
+        .service(resource("/config", GET).route(get().to(node::config)))
+        .service(resource("/version", GET).route(get().to(info::version)))
+        .service(resource("/version/sidecar", GET).route(get().to(info::version)))
+        .service(resource("/version/cassandra", GET).route(get().to(node::cassandra_version)))
+        .service(resource("/version/schema", GET).route(get().to(node::schema_version)))
+        .service(resource("/health/live", GET).route(get().to(info::live)))
+        .service(resource("/health/ready", GET).route(get().to(info::ready)))
+        .service(resource("/openapi.yaml", GET).route(get().to(info::openapi)));
 }
+
+const GET: &str = "GET, HEAD";
 
 /// Anything no route matched: a JSON 404.
 pub async fn no_route(request: HttpRequest) -> Result<HttpResponse, ApiError> {

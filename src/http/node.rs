@@ -111,7 +111,7 @@ async fn cluster_topology(
     Ok(topology.only_in(&dcs))
 }
 
-/// `GET /config`: the node's `cassandra.yaml`.
+/// `GET /config`: the node's `cassandra.yaml`, its passwords and other secrets redacted.
 pub async fn config(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let configured = state.cassandra_config.clone();
     let found = tokio::task::spawn_blocking(move || match configured {
@@ -126,9 +126,16 @@ pub async fn config(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         )));
     };
     match tokio::fs::read_to_string(&path).await {
-        Ok(text) => Ok(HttpResponse::Ok()
-            .content_type("application/yaml")
-            .body(text)),
+        Ok(text) => {
+            let redacted = tokio::task::spawn_blocking(move || super::redact::redact_yaml(&text))
+                .await
+                .map_err(|e| {
+                    ApiError::Unavailable(format!("cannot redact {}: {e}", path.display()))
+                })?;
+            Ok(HttpResponse::Ok()
+                .content_type("application/yaml")
+                .body(redacted))
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(
             format!("{} does not exist (see --cassandra-config)", path.display()),
         )),

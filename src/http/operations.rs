@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::body::read_json;
 use super::error::ApiError;
+use super::location::operation_url;
 
 /// `POST /operations`: 201 with an absolute `Location` (the Instaclustr operator reads the id from it) and the
 /// operation in the body (CassKop reads `id` from it).
@@ -27,13 +28,7 @@ pub async fn submit(
     let body = read_json(&request, payload, state.max_request_bytes).await?;
     let prepared = state.registry.prepare(body)?;
     let record = state.executor.submit(prepared)?;
-    let connection = request.connection_info();
-    let location = format!(
-        "{}://{}/operations/{}",
-        connection.scheme(),
-        connection.host(),
-        record.id()
-    );
+    let location = operation_url(&request, state.trust_forwarded_headers, &record.id());
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
         .json(record.as_ref()))

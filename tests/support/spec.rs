@@ -26,6 +26,11 @@ impl Spec {
     /// The documented path template matching `path`, e.g. `/operations/{id}` for `/operations/abc`.
     pub fn template_for(&self, path: &str) -> Option<String> {
         let paths = self.document["paths"].as_object()?;
+        // The server ignores a trailing slash, as the spec's description says.
+        let path = match path.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => path,
+        };
         let segments: Vec<_> = path.split('/').collect();
         paths
             .keys()
@@ -90,15 +95,25 @@ impl Spec {
             .unwrap_or("")
             .to_string();
         let context = format!("{method} {path} -> {status}");
+        // HEAD is answered wherever GET is, as the spec's description says: GET's statuses and headers, no body.
+        let documented_method = if method == Method::HEAD {
+            Method::GET
+        } else {
+            method.clone()
+        };
         let operation = self.template_for(path).and_then(|template| {
             self.document["paths"][&template]
-                .get(method.as_str().to_lowercase())
+                .get(documented_method.as_str().to_lowercase())
                 .cloned()
         });
         let Some(operation) = operation else {
             // Undocumented path or method: the spec's description promises 404 / 405 with an Error, or 204 for OPTIONS.
             match status {
                 204 if method == Method::OPTIONS => return,
+                404 | 405 if method == Method::HEAD => {
+                    assert!(body.is_empty(), "{context}: HEAD answered with a body");
+                    return;
+                }
                 404 | 405 => {
                     let json: Value = serde_json::from_slice(body)
                         .unwrap_or_else(|e| panic!("{context}: body is not JSON: {e}"));
@@ -116,7 +131,14 @@ impl Spec {
                 panic!("{context}: status {status} is not documented for this operation")
             });
         let response = self.resolve(response);
-        match response.get("content").and_then(Value::as_object) {
+        if method == Method::HEAD {
+            assert!(body.is_empty(), "{context}: HEAD answered with a body");
+        }
+        match response
+            .get("content")
+            .and_then(Value::as_object)
+            .filter(|_| method != Method::HEAD)
+        {
             None => assert!(
                 body.is_empty(),
                 "{context}: documented without a body, but got {} bytes",
@@ -194,11 +216,33 @@ impl SpecClient {
         path_and_query: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Checked {
+        match body {
+            Some((content_type, bytes)) => self.send_with(
+                method,
+                path_and_query,
+                &[("content-type", content_type)],
+                Some(bytes),
+            ),
+            None => self.send_with(method, path_and_query, &[], None),
+        }
+    }
+
+    /// Sends a request with these headers (and no others but what the HTTP client adds).
+    pub fn send_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Checked {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path_and_query}", self.base_url));
-        if let Some((content_type, bytes)) = body {
-            request = request.header("content-type", content_type).body(bytes);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(bytes) = body {
+            request = request.body(bytes);
         }
         let response: Response = request
             .send()
