@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 use daedalus_operations::store::spawn_expiry_sweeper;
 use daedalus_operations::types::{self, TypeOptions};
@@ -17,8 +17,14 @@ use crate::jmx_credentials::jmx_settings;
 use crate::signals::Signals;
 use crate::version::VersionInfo;
 
+/// Once operations are over, how long the HTTP server gets to finish the requests it is answering.
+const HTTP_DRAIN_SECS: u64 = 3;
+
 /// Extra time, beyond the grace period for operations, for the HTTP server to finish answering.
-const EXIT_MARGIN: Duration = Duration::from_secs(5);
+const EXIT_MARGIN: Duration = Duration::from_secs(HTTP_DRAIN_SECS + 2);
+
+/// File descriptors kept out of the connection limit, for JMX, object stores, SSTables and logs.
+const FDS_FOR_OTHER_USES: u64 = 256;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,22 +65,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: Arc::clone(&registry),
         executor: Arc::clone(&executor),
         version: VersionInfo::of_this_build(),
-        max_request_bytes: args.max_request_bytes,
+        body_limits: http::BodyLimits {
+            max_bytes: args.max_request_bytes,
+            timeout: args.request_body_timeout,
+        },
         shutting_down: Arc::clone(&shutting_down),
         cassandra_config: args.cassandra_config.clone(),
     });
     let cors = !args.disable_cors;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let limits = ConnectionLimits::new(args.max_connections);
+    tracing::info!(
+        max_connections = limits.total(),
+        workers = limits.workers,
+        open_files_limit = limits.open_files,
+        request_header_timeout = %humantime::format_duration(args.request_header_timeout),
+        request_body_timeout = %humantime::format_duration(args.request_body_timeout),
+        "connection limits"
+    );
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(middleware::from_fn(http::refuse_ambiguous_framing))
             .wrap(http::cors(cors))
             .configure(http::configure)
             .default_service(web::to(http::no_route))
     })
-    .workers(workers)
+    .workers(limits.workers)
+    .max_connections(limits.per_worker)
+    .client_request_timeout(args.request_header_timeout)
     .disable_signals()
-    .shutdown_timeout(args.shutdown_timeout.as_secs().max(1))
+    .shutdown_timeout(HTTP_DRAIN_SECS)
     .bind((args.listen.host.as_str(), args.listen.port))
     .with_context(|| {
         format!(
@@ -117,4 +137,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("shutdown did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// How many connections the HTTP workers hold at once. actix counts per worker; the total stays below the
+/// open-files limit, raised first to its hard limit, so a flood of connections cannot take the descriptors
+/// operations need (when all are taken, actix stops accepting until one closes; the rest wait in the backlog).
+struct ConnectionLimits {
+    workers: usize,
+    per_worker: usize,
+    open_files: Option<u64>,
+}
+
+impl ConnectionLimits {
+    fn new(requested: u32) -> Self {
+        let open_files = raise_open_files_limit();
+        let mut total = u64::from(requested);
+        if let Some(limit) = open_files {
+            let usable = limit
+                .saturating_sub(FDS_FOR_OTHER_USES.min(limit / 2))
+                .max(1);
+            if usable < total {
+                tracing::warn!(
+                    requested,
+                    open_files_limit = limit,
+                    max_connections = usable,
+                    "--max-connections lowered to fit the open-files limit"
+                );
+                total = usable;
+            }
+        }
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get().min(4))
+            .min(total);
+        Self {
+            workers,
+            per_worker: total / workers,
+            open_files,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.workers * self.per_worker
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the soft limit now in force.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-files limit");
+            rlimit::Resource::NOFILE.get().ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
 }

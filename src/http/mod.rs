@@ -2,6 +2,7 @@
 
 mod body;
 mod error;
+mod framing;
 mod info;
 mod node;
 mod operations;
@@ -15,14 +16,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use daedalus_operations::{Executor, Registry};
 
 use crate::version::VersionInfo;
+pub use body::BodyLimits;
 pub use error::ApiError;
+pub use framing::refuse_ambiguous_framing;
 
 /// What every request handler can see.
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub executor: Arc<Executor>,
     pub version: VersionInfo,
-    pub max_request_bytes: usize,
+    pub body_limits: BodyLimits,
     pub shutting_down: Arc<AtomicBool>,
     /// `cassandra.yaml` for `GET /config`; `None` searches where Icarus does.
     pub cassandra_config: Option<std::path::PathBuf>,
