@@ -113,14 +113,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal = signals.received() => signal,
         _ = shutdown_request.cancelled() => "stop operation",
     };
-    tracing::info!(reason, "shutting down");
     shutting_down.store(true, Ordering::Relaxed);
+    tracing::info!(reason, "shutting down");
 
     let finish = async {
-        let (report, ()) = tokio::join!(
-            executor.shutdown(args.shutdown_timeout),
-            server_handle.stop(true)
-        );
+        // The listener stays up while operations wind down, so clients get a 503 for new operations rather than
+        // a refused connection, and can poll the operations' last states.
+        let report = executor.shutdown(args.shutdown_timeout).await;
+        server_handle.stop(true).await;
         sweeper_stop.cancel();
         let _ = sweeper.await;
         let _ = server_task.await;
