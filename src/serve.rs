@@ -23,6 +23,9 @@ const HTTP_DRAIN_SECS: u64 = 3;
 /// Extra time, beyond the grace period for operations, for the HTTP server to finish answering.
 const EXIT_MARGIN: Duration = Duration::from_secs(HTTP_DRAIN_SECS + 2);
 
+/// How often the count of connections ended on protocol errors is logged (when there were any).
+const PROTOCOL_ERROR_REPORT_PERIOD: Duration = Duration::from_secs(60);
+
 /// File descriptors kept out of the connection limit, for JMX, object stores, SSTables and logs.
 const FDS_FOR_OTHER_USES: u64 = 256;
 
@@ -105,6 +108,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for address in server.addrs() {
         tracing::info!(%address, types = ?registry.type_ids(), jmx = %args.jmx.jmx_service, "listening");
     }
+    let protocol_errors = tokio::spawn(crate::logging::report_protocol_errors(
+        PROTOCOL_ERROR_REPORT_PERIOD,
+    ));
     let server = server.run();
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -121,6 +127,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // a refused connection, and can poll the operations' last states.
         let report = executor.shutdown(args.shutdown_timeout).await;
         server_handle.stop(true).await;
+        protocol_errors.abort();
         sweeper_stop.cancel();
         let _ = sweeper.await;
         let _ = server_task.await;

@@ -151,3 +151,31 @@ fn half_sent_bodies_get_408_and_do_not_starve_other_clients() {
     let listed = client.get("/operations").json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
+
+/// actix-http logs every connection it ends on a malformed request at ERROR; a flood of them must not flood the log.
+#[test]
+fn malformed_requests_get_400_without_an_error_line_each() {
+    let mut sidecar = Sidecar::start(&[]);
+    for _ in 0..20 {
+        let mut stream = connect(&sidecar);
+        stream
+            .write_all(b"GET /operations HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_until_closed(&mut stream).status, 400);
+    }
+    sidecar.send_signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(sidecar.wait_for_exit().expect("exits").success());
+    support::eventually("the last log line is read", || {
+        sidecar
+            .log_events()
+            .iter()
+            .any(|e| e["message"] == "stopped")
+            .then_some(())
+    });
+    let errors: Vec<Value> = sidecar
+        .log_events()
+        .into_iter()
+        .filter(|e| e["level"] == "ERROR")
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
