@@ -145,6 +145,19 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// How long a client may take to send a request's head (line and headers); then 408 and the connection closes.
+    #[arg(long, env = "DAEDALUS_REQUEST_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub request_header_timeout: Duration,
+
+    /// How long a client may take to send a request's body once the head is in; then 408 and the connection closes.
+    #[arg(long, env = "DAEDALUS_REQUEST_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub request_body_timeout: Duration,
+
+    /// Most HTTP connections open at once; more wait to be accepted. Lowered to fit the open-files limit.
+    #[arg(long, env = "DAEDALUS_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// The node's cassandra.yaml, served at GET /config; by default the first cassandra*.yaml under
     /// /var/lib/cassandra, as Icarus searches.
     #[arg(long, env = "DAEDALUS_CASSANDRA_CONFIG")]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::dev::Service;
 use actix_web::http::header;
-use actix_web::middleware::NormalizePath;
+use actix_web::middleware::{self, NormalizePath};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use daedalus_operations::store::spawn_expiry_sweeper;
@@ -22,8 +22,17 @@ use crate::jmx_credentials::jmx_settings;
 use crate::signals::Signals;
 use crate::version::VersionInfo;
 
+/// Once operations are over, how long the HTTP server gets to finish the requests it is answering.
+const HTTP_DRAIN_SECS: u64 = 3;
+
 /// Extra time, beyond the grace period for operations, for the HTTP server to finish answering.
-const EXIT_MARGIN: Duration = Duration::from_secs(5);
+const EXIT_MARGIN: Duration = Duration::from_secs(HTTP_DRAIN_SECS + 2);
+
+/// How often the count of connections ended on protocol errors is logged (when there were any).
+const PROTOCOL_ERROR_REPORT_PERIOD: Duration = Duration::from_secs(60);
+
+/// File descriptors kept out of the connection limit, for JMX, object stores, SSTables and logs.
+const FDS_FOR_OTHER_USES: u64 = 256;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -64,16 +73,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: Arc::clone(&registry),
         executor: Arc::clone(&executor),
         version: VersionInfo::of_this_build(),
-        max_request_bytes: args.max_request_bytes,
+        body_limits: http::BodyLimits {
+            max_bytes: args.max_request_bytes,
+            timeout: args.request_body_timeout,
+        },
         shutting_down: Arc::clone(&shutting_down),
         cassandra_config: args.cassandra_config.clone(),
         trust_forwarded_headers: args.trust_forwarded_headers,
     });
     let cors = CorsPolicy::new(!args.disable_cors, args.cors_allowed_origins.clone());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let limits = ConnectionLimits::new(args.max_connections);
+    tracing::info!(
+        max_connections = limits.total(),
+        workers = limits.workers,
+        open_files_limit = limits.open_files,
+        request_header_timeout = %humantime::format_duration(args.request_header_timeout),
+        request_body_timeout = %humantime::format_duration(args.request_body_timeout),
+        "connection limits"
+    );
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(middleware::from_fn(http::refuse_ambiguous_framing))
             .wrap_fn({
                 let cors = cors.clone();
                 move |request, service| {
@@ -101,9 +122,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             extensions.insert(LocalAddr(address));
         }
     })
-    .workers(workers)
+    .workers(limits.workers)
+    .max_connections(limits.per_worker)
+    .client_request_timeout(args.request_header_timeout)
     .disable_signals()
-    .shutdown_timeout(args.shutdown_timeout.as_secs().max(1))
+    .shutdown_timeout(HTTP_DRAIN_SECS)
     .bind((args.listen.host.as_str(), args.listen.port))
     .with_context(|| {
         format!(
@@ -114,6 +137,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for address in server.addrs() {
         tracing::info!(%address, types = ?registry.type_ids(), jmx = %args.jmx.jmx_service, "listening");
     }
+    let protocol_errors = tokio::spawn(crate::logging::report_protocol_errors(
+        PROTOCOL_ERROR_REPORT_PERIOD,
+    ));
     let server = server.run();
     let server_handle = server.handle();
     let server_task = tokio::spawn(server);
@@ -122,14 +148,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal = signals.received() => signal,
         _ = shutdown_request.cancelled() => "stop operation",
     };
-    tracing::info!(reason, "shutting down");
     shutting_down.store(true, Ordering::Relaxed);
+    tracing::info!(reason, "shutting down");
 
     let finish = async {
-        let (report, ()) = tokio::join!(
-            executor.shutdown(args.shutdown_timeout),
-            server_handle.stop(true)
-        );
+        // The listener stays up while operations wind down, so clients get a 503 for new operations rather than
+        // a refused connection, and can poll the operations' last states.
+        let report = executor.shutdown(args.shutdown_timeout).await;
+        server_handle.stop(true).await;
+        protocol_errors.abort();
         sweeper_stop.cancel();
         let _ = sweeper.await;
         let _ = server_task.await;
@@ -146,4 +173,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("shutdown did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// How many connections the HTTP workers hold at once. actix counts per worker; the total stays below the
+/// open-files limit, raised first to its hard limit, so a flood of connections cannot take the descriptors
+/// operations need (when all are taken, actix stops accepting until one closes; the rest wait in the backlog).
+struct ConnectionLimits {
+    workers: usize,
+    per_worker: usize,
+    open_files: Option<u64>,
+}
+
+impl ConnectionLimits {
+    fn new(requested: u32) -> Self {
+        let open_files = raise_open_files_limit();
+        let mut total = u64::from(requested);
+        if let Some(limit) = open_files {
+            let usable = limit
+                .saturating_sub(FDS_FOR_OTHER_USES.min(limit / 2))
+                .max(1);
+            if usable < total {
+                tracing::warn!(
+                    requested,
+                    open_files_limit = limit,
+                    max_connections = usable,
+                    "--max-connections lowered to fit the open-files limit"
+                );
+                total = usable;
+            }
+        }
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get().min(4))
+            .min(total);
+        Self {
+            workers,
+            per_worker: total / workers,
+            open_files,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.workers * self.per_worker
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the soft limit now in force.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-files limit");
+            rlimit::Resource::NOFILE.get().ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
 }

@@ -126,6 +126,52 @@ fn stop_waits_for_running_operations_then_exits() {
     }));
 }
 
+/// The port stays open while operations wind down: new operations get a JSON 503 instead of a refused connection,
+/// and clients can still poll; the process exits once the operations are over.
+#[test]
+fn while_operations_wind_down_new_ones_get_503_and_reads_still_answer() {
+    let mut sidecar = Sidecar::start(&["--enable-test-operations", "--shutdown-timeout", "1m"]);
+    let client = sidecar.client();
+    let winding =
+        id_of(&client.submit(json!({"type": "sleep", "duration": "1h", "windDown": "10s"})));
+    wait_for_state(&sidecar, &winding, "RUNNING");
+    sidecar.send_signal(Signal::SIGTERM);
+    eventually("the shutdown begins", || {
+        sidecar
+            .log_events()
+            .iter()
+            .any(|e| e["message"] == "shutting down")
+            .then_some(())
+    });
+
+    let refused = client.post_json("/operations", &json!({"type": "sleep", "duration": "1s"}));
+    assert_eq!(refused.status, 503);
+    let error = refused.json();
+    assert_eq!(error["code"], "unavailable");
+    assert!(
+        error["error"].as_str().unwrap().contains("shutting down"),
+        "{error}"
+    );
+    assert_eq!(client.operation(&winding)["state"], "RUNNING");
+    assert_eq!(
+        client.get("/operations").json().as_array().unwrap().len(),
+        1
+    );
+
+    let status = sidecar
+        .wait_for_exit()
+        .expect("the sidecar exits once the operation is over");
+    assert!(status.success(), "exit status {status}\n{}", sidecar.logs());
+    assert!(
+        sidecar
+            .log_events()
+            .iter()
+            .any(|e| e["message"] == "operation finished"
+                && e["state"] == "CANCELLED"
+                && e["operation"] == winding.as_str())
+    );
+}
+
 #[test]
 fn sigterm_right_after_start_is_a_clean_exit() {
     let mut sidecar = Sidecar::start(&["--enable-test-operations"]);

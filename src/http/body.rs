@@ -1,4 +1,7 @@
-//! Reading a JSON request body: content type checked, size bounded, syntax errors reported with their position.
+//! Reading a JSON request body: content type checked, size and time bounded, syntax errors reported with their
+//! position.
+
+use std::time::Duration;
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
@@ -31,13 +34,39 @@ fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// How much of a body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// From the end of the head to the end of the body. Without it, clients that send a head and then part of
+    /// a body hold a connection, its buffers and a file descriptor for ever.
+    pub timeout: Duration,
+}
+
 pub async fn read_json(
     request: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
+    payload: web::Payload,
+    limits: BodyLimits,
 ) -> Result<Value, ApiError> {
+    match tokio::time::timeout(limits.timeout, read_json_untimed(request, payload, limits)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::debug!(limit = ?limits.timeout, peer = ?request.peer_addr(), "request body too slow");
+            Err(ApiError::RequestTimeout {
+                limit: limits.timeout,
+            })
+        }
+    }
+}
+
+async fn read_json_untimed(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limits: BodyLimits,
+) -> Result<Value, ApiError> {
+    let limit = limits.max_bytes;
     if let Err(error) = check_content_type(request) {
-        discard(&mut payload).await;
+        discard(&mut payload, limits.timeout).await;
         return Err(error);
     }
     let declared = request
@@ -46,7 +75,7 @@ pub async fn read_json(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
-        discard(&mut payload).await;
+        discard(&mut payload, limits.timeout).await;
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let mut body = web::BytesMut::new();
@@ -56,7 +85,7 @@ pub async fn read_json(
             details: vec![],
         })?;
         if body.len() + chunk.len() > limit {
-            discard(&mut payload).await;
+            discard(&mut payload, limits.timeout).await;
             return Err(ApiError::PayloadTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
@@ -75,15 +104,19 @@ pub async fn read_json(
 
 /// Most clients only read the response once they have sent the whole body; answering 413 before that makes them
 /// see a broken pipe instead of the error. So read (and drop) a rejected body, up to a bound past which we close
-/// the connection rather than keep reading.
+/// the connection rather than keep reading. Time is bounded too: a body left unread when the answer goes out makes
+/// actix close the connection after it.
 const DISCARD_AT_MOST: usize = 64 * 1024 * 1024;
 
-pub async fn discard(payload: &mut web::Payload) {
-    let mut discarded = 0;
-    while discarded < DISCARD_AT_MOST {
-        match payload.next().await {
-            Some(Ok(chunk)) => discarded += chunk.len(),
-            _ => return,
+pub async fn discard(payload: &mut web::Payload, timeout: Duration) {
+    let drain = async {
+        let mut discarded = 0;
+        while discarded < DISCARD_AT_MOST {
+            match payload.next().await {
+                Some(Ok(chunk)) => discarded += chunk.len(),
+                _ => return,
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }

@@ -28,6 +28,18 @@ pub enum ApiError {
     #[error("request body too large: the limit is {limit} bytes")]
     PayloadTooLarge { limit: usize },
 
+    /// The body did not arrive within `--request-body-timeout`; the connection is closed after the answer.
+    #[error(
+        "the request body did not arrive within {}: the limit is --request-body-timeout",
+        humantime::format_duration(*limit)
+    )]
+    RequestTimeout { limit: std::time::Duration },
+
+    /// Both `Content-Length` and `Transfer-Encoding`: the body's end is ambiguous, so the request is refused and
+    /// the connection closed (RFC 9112 §6.1), since what follows on it cannot be trusted to be a new request.
+    #[error("the request has both Content-Length and Transfer-Encoding: send only one")]
+    AmbiguousFraming,
+
     #[error("unsupported content type '{0}': send the operation as application/json")]
     UnsupportedMediaType(String),
 
@@ -67,10 +79,11 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { .. } => "invalid_request",
+            ApiError::BadRequest { .. } | ApiError::AmbiguousFraming => "invalid_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::UnsupportedMediaType(_) | ApiError::MissingContentType => {
                 "unsupported_media_type"
             }
@@ -104,10 +117,11 @@ impl From<SubmitError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::AmbiguousFraming => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) | ApiError::MissingContentType => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -117,11 +131,23 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let framing = [FieldViolation::new(
+            "Transfer-Encoding",
+            "must not be sent with Content-Length",
+        )];
         let details = match self {
             ApiError::BadRequest { details, .. } => details.as_slice(),
+            ApiError::AmbiguousFraming => &framing,
             _ => &[],
         };
         let mut response = HttpResponse::build(self.status_code());
+        if matches!(
+            self,
+            ApiError::RequestTimeout { .. } | ApiError::AmbiguousFraming
+        ) {
+            // What is left of the request on the connection cannot be told from the start of the next one.
+            response.force_close();
+        }
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header(("Allow", allowed.as_str()));
         }

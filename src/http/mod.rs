@@ -3,6 +3,7 @@
 mod body;
 pub mod cors;
 mod error;
+mod framing;
 mod info;
 pub mod location;
 mod node;
@@ -17,14 +18,16 @@ use actix_web::{HttpRequest, HttpResponse, guard, web};
 use daedalus_operations::{Executor, Registry};
 
 use crate::version::VersionInfo;
+pub use body::BodyLimits;
 pub use error::ApiError;
+pub use framing::refuse_ambiguous_framing;
 
 /// What every request handler can see.
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub executor: Arc<Executor>,
     pub version: VersionInfo,
-    pub max_request_bytes: usize,
+    pub body_limits: BodyLimits,
     pub shutting_down: Arc<AtomicBool>,
     /// `cassandra.yaml` for `GET /config`; `None` searches where Icarus does.
     pub cassandra_config: Option<std::path::PathBuf>,

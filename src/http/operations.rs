@@ -20,12 +20,12 @@ pub async fn submit(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if state.is_shutting_down() {
-        super::body::discard(&mut payload).await;
+        super::body::discard(&mut payload, state.body_limits.timeout).await;
         return Err(ApiError::Unavailable(
             "the sidecar is shutting down and accepts no new operations".into(),
         ));
     }
-    let body = read_json(&request, payload, state.max_request_bytes).await?;
+    let body = read_json(&request, payload, state.body_limits).await?;
     let prepared = state.registry.prepare(body)?;
     let record = state.executor.submit(prepared)?;
     let location = operation_url(&request, state.trust_forwarded_headers, &record.id());

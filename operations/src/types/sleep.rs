@@ -19,6 +19,10 @@ pub struct SleepRequest {
     /// How long to sleep, e.g. `"30s"` or `{"value": 30, "unit": "SECONDS"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
+    /// How long it keeps going once cancelled, standing for the clean-up real operations do then (a backup
+    /// clearing its snapshot); not cancellable. Lets tests see what clients see while operations wind down.
+    #[serde(default, rename = "windDown", skip_serializing_if = "Option::is_none")]
+    pub wind_down: Option<HumanDuration>,
 }
 
 impl Validate for SleepRequest {
@@ -29,6 +33,11 @@ impl Validate for SleepRequest {
                 violations.add("duration", "must be at most 1 day")
             }
             Some(_) => {}
+        }
+        if let Some(HumanDuration(wind_down)) = self.wind_down
+            && wind_down > LONGEST
+        {
+            violations.add("windDown", "must be at most 1 day");
         }
     }
 }
@@ -46,12 +55,21 @@ impl Operation for Sleep {
     ) -> Result<(), OperationFailure> {
         let total = request.duration.map(|d| d.0).unwrap_or_default();
         let progress = context.progress();
-        for step in 1..=STEPS {
-            context
-                .cancellable(tokio::time::sleep(total / STEPS))
-                .await?;
-            progress.units(step.into(), STEPS.into());
+        let slept = async {
+            for step in 1..=STEPS {
+                context
+                    .cancellable(tokio::time::sleep(total / STEPS))
+                    .await?;
+                progress.units(step.into(), STEPS.into());
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        if slept.is_err()
+            && let Some(HumanDuration(wind_down)) = request.wind_down
+        {
+            tokio::time::sleep(wind_down).await;
+        }
+        slept
     }
 }
