@@ -159,7 +159,7 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             .contains("JSON object")
     );
 
-    let cases: [(Value, &str, &str); 15] = [
+    let cases: [(Value, &str, &str); 17] = [
         (json!({"type": "backup"}), "storageLocation", "is required"),
         (
             json!({"type": "backup", "storageLocation": "ftp://b"}),
@@ -186,6 +186,16 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             "restorationPhase": "DOWNLOAD", "import": {"sourceDir": "/var/lib/cassandra/data/x"}}),
             "import.sourceDir",
             "must not be",
+        ),
+        (
+            json!({"type": "commitlog-backup", "storageLocation": "file:///tmp/b/c/d/n", "commitLog": "/etc/shadow"}),
+            "commitLog",
+            "not a commit-log segment",
+        ),
+        (
+            json!({"type": "backup", "storageLocation": "s3://"}),
+            "storageLocation",
+            "",
         ),
         (json!({"type": "explode"}), "type", "unknown type 'explode'"),
         (json!({"keyspace": "ks"}), "type", "is required"),
