@@ -159,7 +159,7 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             .contains("JSON object")
     );
 
-    let cases: [(Value, &str, &str); 15] = [
+    let cases: [(Value, &str, &str); 17] = [
         (json!({"type": "backup"}), "storageLocation", "is required"),
         (
             json!({"type": "backup", "storageLocation": "ftp://b"}),
@@ -187,11 +187,21 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             "import.sourceDir",
             "must not be",
         ),
+        (
+            json!({"type": "commitlog-backup", "storageLocation": "file:///tmp/b/c/d/n", "commitLog": "/etc/shadow"}),
+            "commitLog",
+            "not a commit-log segment",
+        ),
+        (
+            json!({"type": "backup", "storageLocation": "s3://"}),
+            "storageLocation",
+            "",
+        ),
         (json!({"type": "explode"}), "type", "unknown type 'explode'"),
         (json!({"keyspace": "ks"}), "type", "is required"),
         (json!({"type": "flush"}), "keyspace", "is required"),
         (
-            json!({"type": "flush", "keyspace": 42}),
+            json!({"type": "flush", "keyspace": ["ks"]}),
             "keyspace",
             "invalid type",
         ),
@@ -361,6 +371,50 @@ fn operator_bodies_are_accepted() {
     ] {
         client.submit(body);
     }
+}
+
+/// Jackson took a number wherever a string was wanted, and Icarus clients write durations with Java's
+/// `TimeUnit` names in any case, or with the count as a string.
+#[test]
+fn numbers_for_strings_and_time_unit_durations_are_accepted() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let flush = client.submit(json!({"type": "flush", "keyspace": 123, "tables": [7, "t"]}));
+    assert_eq!(flush["keyspace"], "123");
+    assert_eq!(flush["tables"], json!(["7", "t"]));
+    let backup = client.submit(
+        json!({"type": "backup", "storageLocation": "s3://b/c/d/n", "snapshotTag": 2024,
+        "proxySettings": {"proxyHost": "proxy.local", "proxyPort": "3128", "proxyUsername": 42}}),
+    );
+    assert_eq!(backup["snapshotTag"], "2024");
+    assert_eq!(backup["proxySettings"]["proxyUsername"], "42");
+    for (duration, echoed) in [
+        (json!("1 HOURS"), json!({"value": 1, "unit": "HOURS"})),
+        (json!("60 MINUTES"), json!({"value": 1, "unit": "HOURS"})),
+        (json!("30 seconds"), json!({"value": 30, "unit": "SECONDS"})),
+        (json!("90 Minutes"), json!({"value": 90, "unit": "MINUTES"})),
+        (
+            json!({"value": "60", "unit": "MINUTES"}),
+            json!({"value": 1, "unit": "HOURS"}),
+        ),
+        (json!(45), json!({"value": 45, "unit": "SECONDS"})),
+    ] {
+        let backup = client.submit(
+            json!({"type": "backup", "storageLocation": "s3://b/c/d/n", "duration": duration}),
+        );
+        assert_eq!(backup["duration"], echoed, "{duration}");
+    }
+    let bad = client.post_json(
+        "/operations",
+        &json!({"type": "backup", "storageLocation": "s3://b/c/d/n", "duration": {"value": "soon", "unit": "HOURS"}}),
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.json()["details"][0]["field"],
+        "duration.value",
+        "{}",
+        bad.text()
+    );
 }
 
 #[test]

@@ -2,7 +2,10 @@
 //! `"true"` for booleans, `"4"` for numbers, `null` for "use the default", and durations both as Icarus's
 //! `{"value": 15, "unit": "MINUTES"}` object and as a string such as `"15m"` or `"1 hour"`.
 //!
-//! Use with `#[serde(default, deserialize_with = "decode::bool")]` and friends.
+//! Use with `#[serde(default, deserialize_with = "decode::bool")]` and friends. Numbers where strings are expected
+//! are taken for every field at once by [`request`].
+
+mod jackson;
 
 use std::fmt;
 use std::time::Duration;
@@ -10,6 +13,15 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
+
+/// Decodes a request body with Jackson's coercion of numbers to strings; a failure names the JSON path of the
+/// bad field (`retry.interval`) and what was wrong with it.
+pub fn request<T: serde::de::DeserializeOwned>(
+    body: serde_json::Value,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(jackson::Lenient(body))
+        .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
+}
 
 struct LenientBool;
 
@@ -130,15 +142,20 @@ const UNITS: [(&str, Duration); 7] = [
     ("NANOSECONDS", Duration::from_nanos(1)),
 ];
 
-/// Parses `"30s"`, `"15m"`, `"1h30m"`, `"2d"`, `"1 hour"`, `"90"` (seconds).
+/// Parses `"30s"`, `"15m"`, `"1h30m"`, `"2d"`, `"1 hour"`, `"90"` (seconds), and units as Java's `TimeUnit` names or
+/// Icarus's unit prefixes in any letter case: `"1 HOURS"`, `"60 MINUTES"`, `"30 seconds"`, `"5minute"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if let Ok(seconds) = trimmed.parse::<u64>() {
         return Ok(Duration::from_secs(seconds));
     }
-    // humantime wants "1hour"; Icarus clients also send "1 hour".
-    let mut compact = String::with_capacity(trimmed.len());
-    let mut chars = trimmed.chars().peekable();
+    if let Some(duration) = single_measure(trimmed) {
+        return Ok(duration);
+    }
+    // humantime wants "1hour" in lower case; Icarus clients also send "1 hour", in any case.
+    let lower = trimmed.to_lowercase();
+    let mut compact = String::with_capacity(lower.len());
+    let mut chars = lower.chars().peekable();
     while let Some(c) = chars.next() {
         if c.is_whitespace() {
             let after_digit = compact.chars().last().is_some_and(|p| p.is_ascii_digit());
@@ -149,8 +166,51 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         compact.push(c);
     }
-    humantime::parse_duration(&compact)
-        .map_err(|e| format!("'{text}' is not a duration ({e}); use e.g. 30s, 15m, 1h or 2d"))
+    humantime::parse_duration(&compact).map_err(|e| {
+        format!("'{text}' is not a duration ({e}); use e.g. 30s, 15m, 1h, 2d or \"1 HOURS\"")
+    })
+}
+
+/// `<number> <unit>` where the unit is a `TimeUnit` name (plural or singular) or, as Icarus's `MeasureConverter`
+/// reads it, a unique prefix of SECONDS, MINUTES, HOURS or DAYS; any letter case.
+fn single_measure(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let value = u32::try_from(number.parse::<u64>().ok()?).ok()?;
+    let unit = unit.trim().to_ascii_uppercase();
+    if unit.is_empty() {
+        return None;
+    }
+    let named = UNITS
+        .iter()
+        .find(|(name, _)| *name == unit || name.strip_suffix('S') == Some(unit.as_str()));
+    let size = match named {
+        Some((_, size)) => *size,
+        None => {
+            let mut prefixed = UNITS[..4]
+                .iter()
+                .filter(|(name, _)| name.starts_with(&unit));
+            match (prefixed.next(), prefixed.next()) {
+                (Some((_, size)), None) => *size,
+                _ => return None,
+            }
+        }
+    };
+    size.checked_mul(value)
+}
+
+/// `value` of Icarus's `Time` object: a count, also as a numeric string (Jackson coerced those).
+struct TimeValue(u64);
+
+impl<'de> Deserialize<'de> for TimeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_any(LenientInteger)? {
+            Some(value) => u64::try_from(value).map(TimeValue).map_err(|_| {
+                de::Error::invalid_value(de::Unexpected::Signed(value), &"a count of 0 or more")
+            }),
+            None => Err(de::Error::missing_field("value")),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
@@ -177,7 +237,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 let mut unit: Option<String> = None;
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "value" => value = Some(map.next_value()?),
+                        "value" => value = Some(map.next_value::<TimeValue>()?.0),
                         "unit" => unit = Some(map.next_value()?),
                         other => {
                             return Err(de::Error::unknown_field(other, &["value", "unit"]));
@@ -413,6 +473,38 @@ mod tests {
         );
         assert!(parse(json!("soon")).is_err());
         assert!(parse(json!({"value": 1, "unit": "FORTNIGHTS"})).is_err());
+    }
+
+    #[test]
+    fn durations_accept_time_unit_names_in_any_case_and_string_values() {
+        let parse = |v| serde_json::from_value::<HumanDuration>(v).map(|d| d.0);
+        for (text, secs) in [
+            ("1 HOURS", 3600),
+            ("60 MINUTES", 3600),
+            ("30 seconds", 30),
+            ("2 Days", 172_800),
+            ("1 hour", 3600),
+            ("5minute", 300),
+            ("15M", 900),
+            ("1H 30M", 5400),
+        ] {
+            assert_eq!(
+                parse(json!(text)).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse(json!("250 MILLISECONDS")).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse(json!({"value": "60", "unit": "MINUTES"})).unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert!(parse(json!({"value": "-1", "unit": "MINUTES"})).is_err());
+        assert!(parse(json!({"value": "soon", "unit": "MINUTES"})).is_err());
+        assert!(parse(json!("1 FORTNIGHTS")).is_err());
     }
 
     #[test]

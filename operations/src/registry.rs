@@ -106,11 +106,8 @@ trait ErasedOperation: Send + Sync {
 
 impl<O: Operation> ErasedOperation for Arc<O> {
     fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError> {
-        let request: O::Request =
-            serde_path_to_error::deserialize(body).map_err(|error| RequestError::Decode {
-                field: error.path().to_string(),
-                message: error.into_inner().to_string(),
-            })?;
+        let request: O::Request = crate::decode::request(body)
+            .map_err(|(field, message)| RequestError::Decode { field, message })?;
         let mut violations = Violations::default();
         crate::validation::Validate::validate(&request, &mut violations);
         let violations = violations.into_vec();

@@ -225,6 +225,12 @@ impl Cassandra {
         self.string(STORAGE_SERVICE, "CommitLogLocation").await
     }
 
+    /// `archive_command` of `commitlog_archiving.properties`; empty when archiving is off.
+    pub async fn commitlog_archive_command(&self) -> Result<String, CassandraError> {
+        self.string("org.apache.cassandra.db:type=Commitlog", "ArchiveCommand")
+            .await
+    }
+
     pub async fn saved_caches_location(&self) -> Result<String, CassandraError> {
         self.string(STORAGE_SERVICE, "SavedCachesLocation").await
     }

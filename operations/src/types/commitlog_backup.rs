@@ -89,6 +89,19 @@ impl Validate for CommitLogBackupRequest {
                 validation::absolute_path(violations, field, path);
             }
         }
+        // Refused here already, so no file other than a segment is ever read; where the segment may be is known only
+        // once Cassandra is asked (see `confine`).
+        if let Some(path) = &self.commit_log
+            && !Path::new(path)
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(is_segment_name)
+        {
+            violations.add(
+                "commitLog",
+                format!("'{path}' is not a commit-log segment (CommitLog-<version>-<id>.log)"),
+            );
+        }
         storage::concurrent_connections(violations, self.concurrent_connections);
         storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
         storage::kms_key_id(violations, &self.kms_key_id);
@@ -110,44 +123,54 @@ impl Operation for CommitLogBackup {
         let location =
             StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
                 .map_err(OperationFailure::Failed)?;
-        let needs_cassandra = request.online && location.node_path.is_none()
-            || request.cassandra_commit_log_directory.is_none() && request.commit_log.is_none();
-        let cassandra = if needs_cassandra {
-            Some(context.cassandra().await?)
-        } else {
-            None
-        };
-        let location = match (&cassandra, location.node_path.is_some()) {
-            (Some(cassandra), false) => {
+        // Cassandra is always asked: the directories it names are the only ones segments may be read from.
+        let cassandra = context.cassandra().await?;
+        let location = match location.node_path.is_some() {
+            false if request.online => {
                 context
-                    .cancellable(node_location(cassandra, &location))
+                    .cancellable(node_location(&cassandra, &location))
                     .await??
             }
             _ => location,
         };
+        let roots = context.cancellable(allowed_roots(&cassandra)).await??;
         let directory = match (
             &request.commit_log_archive_override,
             &request.cassandra_commit_log_directory,
         ) {
-            (Some(archive), _) if Path::new(archive).is_dir() => PathBuf::from(archive),
-            (_, Some(directory)) => PathBuf::from(directory),
-            _ => match &cassandra {
-                Some(cassandra) => PathBuf::from(
-                    context
-                        .cancellable(cassandra.commitlog_location())
-                        .await??,
-                ),
-                None => PathBuf::new(),
-            },
+            (Some(archive), _) if Path::new(archive).is_dir() => {
+                confine("commitLogArchiveOverride", Path::new(archive), &roots)?
+            }
+            (_, Some(directory)) => {
+                confine("cassandraCommitLogDirectory", Path::new(directory), &roots)?
+            }
+            _ => roots[0].clone(),
         };
         let segments = match &request.commit_log {
-            Some(file) => vec![PathBuf::from(file)],
-            None => commit_log_segments(&directory).map_err(|error| {
-                OperationFailure::Failed(format!(
-                    "cannot list commit-log segments in {}: {error}",
-                    directory.display()
-                ))
-            })?,
+            Some(file) => {
+                let segment = confine("commitLog", Path::new(file), &roots)?;
+                // The check at submit looked at the name given; a symbolic link may name something else.
+                if !segment
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(is_segment_name)
+                {
+                    return Err(OperationFailure::Failed(format!(
+                        "commitLog {file} is not a commit-log segment"
+                    )));
+                }
+                vec![segment]
+            }
+            None => commit_log_segments(&directory)
+                .map_err(|error| {
+                    OperationFailure::Failed(format!(
+                        "cannot list commit-log segments in {}: {error}",
+                        directory.display()
+                    ))
+                })?
+                .iter()
+                .map(|segment| confine("commitLog", segment, &roots))
+                .collect::<Result<Vec<_>, _>>()?,
         };
         let planned = segments
             .iter()
@@ -186,6 +209,58 @@ impl Operation for CommitLogBackup {
             "stats": stats,
         }));
         Ok(())
+    }
+}
+
+/// The directories segments may be read from: Cassandra's commit-log directory (first) and, when Cassandra archives
+/// segments, the directory its `archive_command` copies them to. Both resolved, symbolic links and all.
+async fn allowed_roots(
+    cassandra: &crate::cassandra::Cassandra,
+) -> Result<Vec<PathBuf>, OperationFailure> {
+    let commitlog = cassandra.commitlog_location().await?;
+    let mut roots = vec![std::fs::canonicalize(&commitlog).map_err(|error| {
+        OperationFailure::Failed(format!(
+            "cannot resolve Cassandra's commit-log directory {commitlog}: {error}"
+        ))
+    })?];
+    match cassandra.commitlog_archive_command().await {
+        Ok(command) => roots
+            .extend(archive_directory(&command).and_then(|dir| std::fs::canonicalize(dir).ok())),
+        // Archiving is optional; without its directory only the commit-log directory may be read.
+        Err(error) => tracing::debug!(%error, "cannot read Cassandra's commit-log archive command"),
+    }
+    Ok(roots)
+}
+
+/// The directory of the argument of an `archive_command` that names the target with `%name`
+/// (`/bin/ln %path /backup/%name` → `/backup`).
+fn archive_directory(command: &str) -> Option<PathBuf> {
+    let target = command
+        .split_whitespace()
+        .find(|arg| arg.contains("%name"))?;
+    let directory = Path::new(target).parent()?;
+    (directory.is_absolute() && !directory.to_string_lossy().contains('%'))
+        .then(|| directory.to_path_buf())
+}
+
+/// `path` with every symbolic link resolved, if that lies inside one of `roots`; otherwise the operation fails
+/// naming `field`, so a request cannot make the sidecar read and upload a file Cassandra's commit log does not hold.
+fn confine(field: &str, path: &Path, roots: &[PathBuf]) -> Result<PathBuf, OperationFailure> {
+    let resolved = std::fs::canonicalize(path).map_err(|error| {
+        OperationFailure::Failed(format!("{field} {}: {error}", path.display()))
+    })?;
+    if roots.iter().any(|root| resolved.starts_with(root)) {
+        Ok(resolved)
+    } else {
+        let allowed: Vec<_> = roots
+            .iter()
+            .map(|root| root.display().to_string())
+            .collect();
+        Err(OperationFailure::Failed(format!(
+            "{field} {} is outside the node's commit-log directories ({}): only segments there may be uploaded",
+            path.display(),
+            allowed.join(", ")
+        )))
     }
 }
 
@@ -255,5 +330,39 @@ mod tests {
         assert!(!is_segment_name("CommitLog-7-1700000000000.log.tmp"));
         assert!(!is_segment_name("CommitLog-7.log"));
         assert!(!is_segment_name("commitlog_archiving.properties"));
+    }
+
+    #[test]
+    fn archive_directories_come_from_the_archive_command() {
+        assert_eq!(
+            archive_directory("/bin/ln %path /backup/commitlog/%name"),
+            Some(PathBuf::from("/backup/commitlog"))
+        );
+        assert_eq!(archive_directory(""), None);
+        assert_eq!(archive_directory("/bin/cp %path %name"), None);
+    }
+
+    #[test]
+    fn only_paths_inside_the_roots_are_allowed_even_through_links() {
+        let base = std::env::temp_dir().join(format!("daedalus-confine-{}", std::process::id()));
+        let root = base.join("commitlog");
+        std::fs::create_dir_all(&root).unwrap();
+        let secret = base.join("secret");
+        std::fs::write(&secret, "x").unwrap();
+        let segment = root.join("CommitLog-7-1.log");
+        std::fs::write(&segment, "x").unwrap();
+        let link = root.join("CommitLog-7-2.log");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let roots = [std::fs::canonicalize(&root).unwrap()];
+        assert!(confine("commitLog", &segment, &roots).is_ok());
+        for outside in [secret.clone(), link.clone(), root.join("../secret")] {
+            let error = confine("commitLog", &outside, &roots).unwrap_err();
+            assert!(
+                matches!(&error, OperationFailure::Failed(m) if m.contains("outside")),
+                "{outside:?}: {error:?}"
+            );
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
