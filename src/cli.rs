@@ -114,6 +114,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_operations: u16,
 
+    /// How many operations may be pending or running at once; beyond it, POST /operations answers 429.
+    #[arg(long, env = "DAEDALUS_MAX_UNFINISHED_OPERATIONS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unfinished_operations: u32,
+
     /// Do not add CORS headers to responses.
     #[arg(long, env = "DAEDALUS_DISABLE_CORS")]
     pub disable_cors: bool,

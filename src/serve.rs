@@ -60,11 +60,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });
-    let executor = Arc::new(Executor::new(
-        services,
-        usize::from(args.max_concurrent_operations),
-        tokio::runtime::Handle::current(),
-    ));
+    let executor = Arc::new(
+        Executor::new(
+            services,
+            usize::from(args.max_concurrent_operations),
+            tokio::runtime::Handle::current(),
+        )
+        .with_max_unfinished(usize::try_from(args.max_unfinished_operations).unwrap_or(usize::MAX)),
+    );
     let sweeper_stop = CancellationToken::new();
     let sweeper = spawn_expiry_sweeper(store, args.operations_expiration, sweeper_stop.clone());
 

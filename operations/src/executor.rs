@@ -31,6 +31,10 @@ pub enum SubmitError {
         running_type: &'static str,
         running: Uuid,
     },
+    #[error(
+        "this node already has {limit} unfinished (pending or running) operations, the most it admits (--max-unfinished-operations); retry once some have finished"
+    )]
+    TooManyUnfinished { limit: usize },
 }
 
 /// How a graceful shutdown went.
@@ -48,8 +52,11 @@ pub struct Executor {
     root: CancellationToken,
     tasks: TaskTracker,
     runtime: Handle,
-    /// Makes "no conflicting operation is unfinished" and "store this one" a single step.
+    /// Makes "no conflicting operation is unfinished", "there is room" and "store this one" a single step.
     admission: std::sync::Mutex<()>,
+    /// Most operations pending or running at once; beyond it submissions are refused, so a flood of requests
+    /// cannot grow the queue and the store without bound.
+    max_unfinished: usize,
 }
 
 impl Executor {
@@ -62,7 +69,14 @@ impl Executor {
             tasks: TaskTracker::new(),
             runtime,
             admission: std::sync::Mutex::new(()),
+            max_unfinished: usize::MAX,
         }
+    }
+
+    /// Refuses submissions while `limit` operations are pending or running (no limit by default).
+    pub fn with_max_unfinished(mut self, limit: usize) -> Self {
+        self.max_unfinished = limit.max(1);
+        self
     }
 
     pub fn services(&self) -> &Arc<Services> {
@@ -75,6 +89,11 @@ impl Executor {
             return Err(SubmitError::ShuttingDown);
         }
         let admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+        if self.services.store.count(&OperationFilter::unfinished()) >= self.max_unfinished {
+            return Err(SubmitError::TooManyUnfinished {
+                limit: self.max_unfinished,
+            });
+        }
         if let Some(group) = prepared.exclusive {
             let unfinished = self.services.store.list(&OperationFilter::unfinished());
             if let Some(running) = unfinished.iter().find(|r| r.exclusive() == Some(group)) {
@@ -250,9 +269,13 @@ mod tests {
         }
     }
 
-    async fn run_to_end(type_id: &str) -> Arc<OperationRecord> {
+    fn registry() -> Registry {
         let mut registry = Registry::new();
         registry.register(Panics).register(ReportsAndReturns);
+        registry
+    }
+
+    fn executor(max_concurrent: usize) -> Executor {
         let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
         let services = Arc::new(Services {
             source: "test-host".into(),
@@ -261,7 +284,12 @@ mod tests {
             store,
             shutdown_request: CancellationToken::new(),
         });
-        let executor = Executor::new(services, 1, Handle::current());
+        Executor::new(services, max_concurrent, Handle::current())
+    }
+
+    async fn run_to_end(type_id: &str) -> Arc<OperationRecord> {
+        let registry = registry();
+        let executor = executor(1);
         let record = executor
             .submit(registry.prepare(json!({"type": type_id})).unwrap())
             .unwrap();
@@ -290,5 +318,25 @@ mod tests {
         let status = record.status();
         assert_eq!(status.state, OperationState::Failed);
         assert_eq!(status.errors.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn submissions_beyond_the_unfinished_limit_are_refused_until_one_ends() {
+        let registry = registry();
+        // Nothing runs (the one slot is taken), so every admitted operation stays pending.
+        let executor = executor(1).with_max_unfinished(2);
+        let _slot = Arc::clone(&executor.permits).acquire_owned().await.unwrap();
+        let prepare = || registry.prepare(json!({"type": "reports"})).unwrap();
+        let first = executor.submit(prepare()).unwrap();
+        executor.submit(prepare()).unwrap();
+        assert_eq!(
+            executor.submit(prepare()).unwrap_err(),
+            SubmitError::TooManyUnfinished { limit: 2 }
+        );
+        executor.cancel(&first.id());
+        assert_eq!(first.state(), OperationState::Cancelled);
+        executor
+            .submit(prepare())
+            .expect("a cancelled operation frees its place");
     }
 }

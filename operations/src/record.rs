@@ -1,7 +1,7 @@
 //! One operation as the store keeps it and as clients see it.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::ser::{SerializeMap, Serializer};
@@ -19,8 +19,27 @@ pub struct ReportedError {
     pub message: String,
 }
 
+/// A change of an operation's state, as a [`StateListener`] hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange {
+    /// `None` when the listener is first attached: `to` is then the state the record already has.
+    pub from: Option<OperationState>,
+    pub to: OperationState,
+    /// Set once the record is terminal.
+    pub completion_time: Option<DateTime<Utc>>,
+}
+
+/// Hears of every state change of the records it is attached to, e.g. a store keeping an index by state.
+///
+/// Called while the record's status lock is held, so the changes of one record arrive in order and none is missed
+/// between attaching and the first change. The listener must therefore not call back into the record beyond its
+/// immutable fields (`id`, `type_id`, `sequence`, ...): its status methods would deadlock.
+pub trait StateListener: Send + Sync + std::fmt::Debug {
+    fn state_changed(&self, record: &OperationRecord, change: StateChange);
+}
+
 /// What changes while an operation runs, guarded by one lock so a reader never sees half an update.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Status {
     state: OperationState,
     progress: f64,
@@ -30,6 +49,23 @@ struct Status {
     /// What the operation found out, for operations that answer a question (e.g. `list-snapshots`); rendered as
     /// `response`, the field Icarus's `list` uses.
     response: Option<Value>,
+    /// Weak, so a record kept alive by a client holding it does not keep a dropped store's index alive.
+    listener: Option<Weak<dyn StateListener>>,
+}
+
+impl Status {
+    fn notify(&self, record: &OperationRecord, from: Option<OperationState>) {
+        if let Some(listener) = self.listener.as_ref().and_then(Weak::upgrade) {
+            listener.state_changed(
+                record,
+                StateChange {
+                    from,
+                    to: self.state,
+                    completion_time: self.completion_time,
+                },
+            );
+        }
+    }
 }
 
 /// The fields the common part of the operation object owns; request fields with these names are not echoed.
@@ -102,6 +138,7 @@ impl OperationRecord {
                 start_time: None,
                 completion_time: None,
                 response: None,
+                listener: None,
             }),
         }
     }
@@ -156,6 +193,14 @@ impl OperationRecord {
         }
     }
 
+    /// Attaches the listener that hears of every later state change (replacing any earlier one), and tells it the
+    /// current state at once, in the same step, so it cannot miss a change.
+    pub fn attach(&self, listener: Weak<dyn StateListener>) {
+        let mut status = self.lock();
+        status.listener = Some(listener);
+        status.notify(self, None);
+    }
+
     /// The completion time of a terminal operation, `None` while it is pending or running.
     pub fn completion_time(&self) -> Option<DateTime<Utc>> {
         self.lock().completion_time
@@ -169,6 +214,7 @@ impl OperationRecord {
         }
         status.state = OperationState::Running;
         status.start_time = Some(now);
+        status.notify(self, Some(OperationState::Pending));
         true
     }
 
@@ -199,17 +245,20 @@ impl OperationRecord {
     }
 
     /// Moves a pending or running operation to a terminal state. A terminal operation is left as it is.
+    ///
+    /// Progress becomes 1.0 whatever the outcome, as Icarus sets it in `Operation.run()`'s `finally`: clients wait
+    /// for 1.0 to know an operation is over, "either successfully or with errors".
     pub fn finish(&self, state: OperationState, now: DateTime<Utc>) -> bool {
         debug_assert!(state.is_terminal());
         let mut status = self.lock();
         if status.state.is_terminal() {
             return false;
         }
+        let from = status.state;
         status.state = state;
         status.completion_time = Some(now);
-        if state == OperationState::Completed {
-            status.progress = 1.0;
-        }
+        status.progress = 1.0;
+        status.notify(self, Some(from));
         true
     }
 
@@ -229,7 +278,9 @@ fn timestamp(time: &DateTime<Utc>) -> String {
 /// Icarus's shape: the common fields first, then the request's own fields flattened into the same object.
 impl Serialize for OperationRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let status = self.status();
+        // Serialized under the lock rather than from a copy: no clone of the errors and the response (which can be
+        // large) for every record of a long list. Writing JSON to a buffer is quick, so progress updates wait little.
+        let status = self.lock();
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("type", self.type_id)?;
         map.serialize_entry("id", &self.id)?;
@@ -243,8 +294,8 @@ impl Serialize for OperationRecord {
         if let Some(end) = &status.completion_time {
             map.serialize_entry("completionTime", &timestamp(end))?;
         }
-        if let Some(response) = self.response() {
-            map.serialize_entry("response", &response)?;
+        if let Some(response) = &status.response {
+            map.serialize_entry("response", response)?;
         }
         for (key, value) in &self.request {
             if !value.is_null() && !COMMON_FIELDS.contains(&key.as_str()) {
@@ -311,5 +362,51 @@ mod tests {
         assert_eq!(op.status().progress, 1.0);
         op.set_progress(0.25);
         assert_eq!(op.status().progress, 0.25);
+    }
+
+    #[test]
+    fn every_terminal_state_has_progress_one() {
+        for state in [
+            OperationState::Completed,
+            OperationState::Failed,
+            OperationState::Cancelled,
+        ] {
+            let op = record(json!({}));
+            op.set_progress(0.25);
+            assert!(op.finish(state, Utc::now()));
+            assert_eq!(op.status().progress, 1.0, "{state}");
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<StateChange>>);
+    impl StateListener for Recorder {
+        fn state_changed(&self, _: &OperationRecord, change: StateChange) {
+            self.0.lock().unwrap().push(change);
+        }
+    }
+
+    #[test]
+    fn an_attached_listener_hears_the_current_state_then_every_change() {
+        let op = record(json!({}));
+        let recorder = std::sync::Arc::new(Recorder::default());
+        let weak = std::sync::Arc::downgrade(&recorder);
+        op.attach(weak);
+        let t = Utc.with_ymd_and_hms(2021, 1, 2, 3, 4, 5).unwrap();
+        assert!(op.start(t));
+        assert!(!op.start(t));
+        assert!(op.finish(OperationState::Failed, t));
+        assert!(!op.finish(OperationState::Cancelled, t));
+        let changes = recorder.0.lock().unwrap().clone();
+        let seen: Vec<_> = changes.iter().map(|c| (c.from, c.to)).collect();
+        assert_eq!(
+            seen,
+            [
+                (None, OperationState::Pending),
+                (Some(OperationState::Pending), OperationState::Running),
+                (Some(OperationState::Running), OperationState::Failed),
+            ]
+        );
+        assert_eq!(changes[2].completion_time, Some(t));
     }
 }

@@ -49,6 +49,13 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
 
+    /// The node already has as many unfinished operations as it admits.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u32,
+    },
+
     /// Another operation that cannot run beside this one is unfinished.
     #[error("{message}")]
     Conflict {
@@ -89,6 +96,7 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::TooManyRequests { .. } => "too_many_operations",
         }
     }
 }
@@ -110,6 +118,10 @@ impl From<SubmitError> for ApiError {
                 message: error.to_string(),
                 operation: running,
             },
+            SubmitError::TooManyUnfinished { .. } => ApiError::TooManyRequests {
+                message: error.to_string(),
+                retry_after_secs: 5,
+            },
         }
     }
 }
@@ -127,6 +139,7 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -150,6 +163,12 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header(("Allow", allowed.as_str()));
+        }
+        if let ApiError::TooManyRequests {
+            retry_after_secs, ..
+        } = self
+        {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
         }
         let operation_id = match self {
             ApiError::Conflict { operation, .. } => Some(*operation),

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use daedalus_operations::store::Page;
 use daedalus_operations::{OperationFilter, OperationRecord, OperationState};
+use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::AppState;
@@ -34,21 +36,99 @@ pub async fn submit(
         .json(record.as_ref()))
 }
 
-/// `GET /operations?type=..&state=..`: newest first. Filters may repeat and may hold comma-separated lists;
-/// `status` is accepted as another name for `state` (the Go client sends it).
+/// `GET /operations?type=..&state=..&limit=..&cursor=..`: newest first. Filters may repeat and may hold
+/// comma-separated lists; `status` is accepted as another name for `state` (the Go client sends it).
+///
+/// Without `limit` the whole list comes back, as from Icarus. With it, at most `limit` operations, and when more
+/// match, an `X-Next-Cursor` header whose value, sent back as `cursor`, asks for the next ones.
 pub async fn list(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = parse_filter(request.query_string())?;
-    let records: Vec<Arc<OperationRecord>> = state.executor.services().store.list(&filter);
-    Ok(HttpResponse::Ok().json(records))
+    let query = parse_list_query(request.query_string())?;
+    // One more than asked tells whether there is a next page.
+    let page = Page {
+        before: query.cursor,
+        limit: query.limit.map(|limit| limit.saturating_add(1)),
+    };
+    let mut records = state
+        .executor
+        .services()
+        .store
+        .list_page(&query.filter, page);
+    let mut response = HttpResponse::Ok();
+    if let Some(limit) = query.limit
+        && records.len() > limit
+    {
+        records.truncate(limit);
+        if let Some(last) = records.last() {
+            response.insert_header((NEXT_CURSOR, encode_cursor(last.sequence())));
+        }
+    }
+    if records.len() <= LIST_CHUNK {
+        return Ok(response.json(records));
+    }
+    Ok(response
+        .content_type("application/json")
+        .streaming(json_array(records)))
 }
 
-fn parse_filter(query: &str) -> Result<OperationFilter, ApiError> {
+/// The response header naming where the next page starts.
+pub const NEXT_CURSOR: &str = "X-Next-Cursor";
+
+/// Records rendered per chunk of a streamed list.
+const LIST_CHUNK: usize = 256;
+
+/// A long list as a JSON array written a chunk at a time while it is sent, so a list of 100,000 operations does
+/// not hold its whole text (about 400 bytes each) in memory, once per concurrent request.
+fn json_array(
+    records: Vec<Arc<OperationRecord>>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, serde_json::Error>> {
+    let chunks = records.len().div_ceil(LIST_CHUNK).max(1);
+    futures_util::stream::iter(0..chunks).map(move |chunk| {
+        let start = chunk * LIST_CHUNK;
+        let end = (start + LIST_CHUNK).min(records.len());
+        let mut text = Vec::with_capacity((end - start) * 512 + 2);
+        if chunk == 0 {
+            text.push(b'[');
+        }
+        for (at, record) in records[start..end].iter().enumerate() {
+            if start + at > 0 {
+                text.push(b',');
+            }
+            serde_json::to_writer(&mut text, record.as_ref())?;
+        }
+        if chunk + 1 == chunks {
+            text.push(b']');
+        }
+        Ok(web::Bytes::from(text))
+    })
+}
+
+struct ListQuery {
+    filter: OperationFilter,
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+/// A cursor is the creation sequence number of the last operation of a page, in a form clients should not
+/// take apart (so it may change).
+fn encode_cursor(sequence: u64) -> String {
+    format!("{CURSOR_PREFIX}{sequence:x}")
+}
+
+const CURSOR_PREFIX: &str = "c1.";
+
+fn decode_cursor(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.strip_prefix(CURSOR_PREFIX)?, 16).ok()
+}
+
+fn parse_list_query(query: &str) -> Result<ListQuery, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::bad_field("query", format!("cannot be parsed: {e}")))?;
     let mut filter = OperationFilter::default();
+    let mut limit = None;
+    let mut cursor = None;
     for (name, value) in &pairs {
         let values = value.split(',').map(str::trim).filter(|v| !v.is_empty());
         match name.as_str() {
@@ -65,11 +145,34 @@ fn parse_filter(query: &str) -> Result<OperationFilter, ApiError> {
                     filter.states.insert(parsed);
                 }
             }
+            "limit" => {
+                let parsed = value.trim().parse::<usize>().ok().filter(|n| *n > 0);
+                limit = Some(parsed.ok_or_else(|| {
+                    ApiError::bad_field(
+                        "limit",
+                        format!("'{value}' is not a positive whole number of operations"),
+                    )
+                })?);
+            }
+            "cursor" => {
+                cursor = Some(decode_cursor(value.trim()).ok_or_else(|| {
+                    ApiError::bad_field(
+                        "cursor",
+                        format!(
+                            "'{value}' is not a cursor this sidecar returned (send the {NEXT_CURSOR} header's value as it is)"
+                        ),
+                    )
+                })?);
+            }
             // Unknown parameters are ignored, as Icarus ignores them.
             _ => {}
         }
     }
-    Ok(filter)
+    Ok(ListQuery {
+        filter,
+        limit,
+        cursor,
+    })
 }
 
 fn parse_id(text: &str) -> Result<Uuid, ApiError> {

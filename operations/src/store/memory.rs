@@ -1,16 +1,19 @@
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use super::{OperationFilter, OperationStore};
-use crate::record::OperationRecord;
+use super::index::Index;
+use super::{OperationFilter, OperationStore, Page};
+use crate::record::{OperationRecord, StateListener};
 
-/// The default store: a concurrent map, lost when the process exits (as with Icarus).
+/// The default store: lost when the process exits (as with Icarus). A concurrent map answers lookups by id; the
+/// [`Index`] answers listings, counts and the expiry sweep.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     operations: DashMap<Uuid, Arc<OperationRecord>>,
+    index: Arc<Index>,
 }
 
 impl InMemoryStore {
@@ -29,7 +32,11 @@ impl InMemoryStore {
 
 impl OperationStore for InMemoryStore {
     fn insert(&self, record: Arc<OperationRecord>) {
-        self.operations.insert(record.id(), record);
+        self.operations.insert(record.id(), Arc::clone(&record));
+        self.index.add(&record);
+        // From here on the record reports its state changes to the index itself, starting with its current state.
+        let index: Arc<dyn StateListener> = self.index.clone();
+        record.attach(Arc::downgrade(&index) as Weak<dyn StateListener>);
     }
 
     fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
@@ -38,25 +45,20 @@ impl OperationStore for InMemoryStore {
             .map(|entry| Arc::clone(entry.value()))
     }
 
-    fn list(&self, filter: &OperationFilter) -> Vec<Arc<OperationRecord>> {
-        let mut found: Vec<_> = self
-            .operations
-            .iter()
-            .filter(|entry| filter.matches(entry.value()))
-            .map(|entry| Arc::clone(entry.value()))
-            .collect();
-        found.sort_unstable_by_key(|record| std::cmp::Reverse(record.sequence()));
-        found
+    fn list_page(&self, filter: &OperationFilter, page: Page) -> Vec<Arc<OperationRecord>> {
+        self.index.list(filter, page)
+    }
+
+    fn count(&self, filter: &OperationFilter) -> usize {
+        self.index.count(filter)
     }
 
     fn remove_completed_before(&self, cutoff: DateTime<Utc>) -> usize {
-        let before = self.operations.len();
-        self.operations.retain(|_, record| {
-            record
-                .completion_time()
-                .is_none_or(|completed| completed >= cutoff)
-        });
-        before.saturating_sub(self.operations.len())
+        let expired = self.index.remove_finished_before(cutoff);
+        for id in &expired {
+            self.operations.remove(id);
+        }
+        expired.len()
     }
 }
 
@@ -64,6 +66,7 @@ impl OperationStore for InMemoryStore {
 mod tests {
     use super::*;
     use crate::state::OperationState;
+    use crate::store::Page;
     use chrono::Duration;
     use serde_json::Map;
     use tokio_util::sync::CancellationToken;
@@ -129,5 +132,103 @@ mod tests {
         for kept in [&recent, &running, &pending] {
             assert!(store.get(&kept.id()).is_some());
         }
+    }
+
+    fn ids(records: &[Arc<OperationRecord>]) -> Vec<Uuid> {
+        records.iter().map(|r| r.id()).collect()
+    }
+
+    #[test]
+    fn the_index_follows_state_changes_made_through_the_record() {
+        let store = InMemoryStore::new();
+        let now = Utc::now();
+        let flush = add(&store, "flush");
+        let cleanup = add(&store, "cleanup");
+        let running = OperationFilter {
+            states: [OperationState::Running].into(),
+            ..Default::default()
+        };
+        assert_eq!(store.count(&OperationFilter::unfinished()), 2);
+        assert!(store.list(&running).is_empty());
+
+        flush.start(now);
+        assert_eq!(ids(&store.list(&running)), [flush.id()]);
+        assert_eq!(store.count(&OperationFilter::unfinished()), 2);
+
+        cleanup.finish(OperationState::Cancelled, now);
+        flush.finish(OperationState::Failed, now);
+        assert!(store.list(&running).is_empty());
+        assert_eq!(store.count(&OperationFilter::unfinished()), 0);
+        let failed = OperationFilter {
+            states: [OperationState::Failed, OperationState::Cancelled].into(),
+            ..Default::default()
+        };
+        assert_eq!(ids(&store.list(&failed)), [cleanup.id(), flush.id()]);
+
+        assert_eq!(store.remove_completed_before(now + Duration::seconds(1)), 2);
+        assert!(store.list(&failed).is_empty());
+        assert_eq!(store.count(&OperationFilter::default()), 0);
+    }
+
+    #[test]
+    fn a_record_finished_before_it_is_stored_is_indexed_as_finished() {
+        let store = InMemoryStore::new();
+        let record = Arc::new(OperationRecord::new(
+            "flush",
+            Map::new(),
+            CancellationToken::new(),
+        ));
+        let now = Utc::now();
+        record.finish(OperationState::Completed, now);
+        store.insert(Arc::clone(&record));
+        assert_eq!(store.count(&OperationFilter::unfinished()), 0);
+        assert_eq!(store.remove_completed_before(now + Duration::seconds(1)), 1);
+        assert!(store.get(&record.id()).is_none());
+    }
+
+    #[test]
+    fn pages_walk_the_list_newest_first_without_gaps_or_repeats() {
+        let store = InMemoryStore::new();
+        let records: Vec<_> = (0..7)
+            .map(|i| add(&store, if i % 2 == 0 { "flush" } else { "cleanup" }))
+            .collect();
+        let newest_first: Vec<_> = records.iter().rev().map(|r| r.id()).collect();
+        for filter in [
+            OperationFilter::default(),
+            OperationFilter::unfinished(),
+            OperationFilter {
+                types: ["flush".to_string(), "cleanup".to_string()].into(),
+                ..Default::default()
+            },
+        ] {
+            let mut seen = Vec::new();
+            let mut before = None;
+            loop {
+                let page = store.list_page(
+                    &filter,
+                    Page {
+                        before,
+                        limit: Some(3),
+                    },
+                );
+                assert!(page.len() <= 3);
+                let Some(last) = page.last() else { break };
+                before = Some(last.sequence());
+                seen.extend(ids(&page));
+            }
+            assert_eq!(seen, newest_first, "{filter:?}");
+        }
+        let flushes = OperationFilter {
+            types: ["flush".to_string()].into(),
+            ..Default::default()
+        };
+        let page = store.list_page(
+            &flushes,
+            Page {
+                before: Some(records[4].sequence()),
+                limit: Some(10),
+            },
+        );
+        assert_eq!(ids(&page), [records[2].id(), records[0].id()]);
     }
 }

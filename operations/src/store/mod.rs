@@ -3,6 +3,7 @@
 //! Handlers and routes only see the [`OperationStore`] trait, so a persistent store (etcd, planned) can replace the
 //! in-memory default without touching them.
 
+mod index;
 mod memory;
 mod sweeper;
 
@@ -13,7 +14,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use memory::InMemoryStore;
-pub use sweeper::spawn_expiry_sweeper;
+pub use sweeper::{release_freed_memory, spawn_expiry_sweeper};
 
 use crate::record::OperationRecord;
 use crate::state::OperationState;
@@ -31,6 +32,11 @@ impl OperationFilter {
             && (self.states.is_empty() || self.states.contains(&record.state()))
     }
 
+    /// Whether the filter lets every operation through.
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty() && self.states.is_empty()
+    }
+
     /// Operations that are not finished yet.
     pub fn unfinished() -> Self {
         OperationFilter {
@@ -40,13 +46,32 @@ impl OperationFilter {
     }
 }
 
+/// Which part of a listing to return, newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Only operations older than the one with this sequence number (see [`OperationRecord::sequence`]): where the
+    /// previous page ended.
+    pub before: Option<u64>,
+    /// At most this many; all of them when `None`.
+    pub limit: Option<usize>,
+}
+
 pub trait OperationStore: Send + Sync + std::fmt::Debug + 'static {
     fn insert(&self, record: Arc<OperationRecord>);
 
     fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>>;
 
     /// Matching operations, newest first.
-    fn list(&self, filter: &OperationFilter) -> Vec<Arc<OperationRecord>>;
+    fn list(&self, filter: &OperationFilter) -> Vec<Arc<OperationRecord>> {
+        self.list_page(filter, Page::default())
+    }
+
+    /// One page of the matching operations, newest first. A store should make this cost what it returns, not
+    /// what it holds.
+    fn list_page(&self, filter: &OperationFilter, page: Page) -> Vec<Arc<OperationRecord>>;
+
+    /// How many operations match.
+    fn count(&self, filter: &OperationFilter) -> usize;
 
     /// Drops terminal operations that completed before `cutoff`; returns how many were dropped.
     /// Pending and running operations are never dropped.

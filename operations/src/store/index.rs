@@ -1,0 +1,140 @@
+//! The in-memory store's index: operations in creation order, by (type, state), and the finished ones by completion
+//! time, so a filtered or paged listing and the expiry sweep cost what they return, not what the store holds.
+//!
+//! Records tell the index of their state changes themselves (it is their [`StateListener`]), inside their own
+//! status lock. Lock order is therefore always record, then index: the index never touches a record's status.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{OperationFilter, Page};
+use crate::record::{OperationRecord, StateChange, StateListener};
+use crate::state::OperationState;
+
+type Key = (&'static str, OperationState);
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// Every operation by sequence number (creation order).
+    all: BTreeMap<u64, Arc<OperationRecord>>,
+    /// Sequence numbers by type and current state; a key with no operations is removed.
+    by_key: HashMap<Key, BTreeSet<u64>>,
+    /// Finished operations by completion time, for the expiry sweep.
+    finished: BTreeMap<(DateTime<Utc>, u64), Key>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    entries: Mutex<Entries>,
+}
+
+impl Index {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // Every update below either completes or panics before changing anything that others rely on together,
+        // so the entries stay usable after a panic elsewhere.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a record to the creation order; its state arrives when it is attached (see `InMemoryStore::insert`).
+    pub(super) fn add(&self, record: &Arc<OperationRecord>) {
+        self.lock()
+            .all
+            .insert(record.sequence(), Arc::clone(record));
+    }
+
+    pub(super) fn list(&self, filter: &OperationFilter, page: Page) -> Vec<Arc<OperationRecord>> {
+        let entries = self.lock();
+        let before = page.before.unwrap_or(u64::MAX);
+        let limit = page.limit.unwrap_or(usize::MAX);
+        if filter.is_empty() {
+            return entries
+                .all
+                .range(..before)
+                .rev()
+                .take(limit)
+                .map(|(_, record)| Arc::clone(record))
+                .collect();
+        }
+        let mut sequences: Vec<u64> = entries
+            .by_key
+            .iter()
+            .filter(|(key, _)| matches(filter, key))
+            .flat_map(|(_, set)| set.range(..before).rev().take(limit).copied())
+            .collect();
+        sequences.sort_unstable_by(|a, b| b.cmp(a));
+        sequences.truncate(limit);
+        sequences
+            .iter()
+            .filter_map(|sequence| entries.all.get(sequence).map(Arc::clone))
+            .collect()
+    }
+
+    pub(super) fn count(&self, filter: &OperationFilter) -> usize {
+        let entries = self.lock();
+        if filter.is_empty() {
+            return entries.all.len();
+        }
+        entries
+            .by_key
+            .iter()
+            .filter(|(key, _)| matches(filter, key))
+            .map(|(_, set)| set.len())
+            .sum()
+    }
+
+    /// Drops the operations finished before `cutoff`; returns their ids.
+    pub(super) fn remove_finished_before(&self, cutoff: DateTime<Utc>) -> Vec<Uuid> {
+        let mut entries = self.lock();
+        let kept = entries.finished.split_off(&(cutoff, 0));
+        let expired = std::mem::replace(&mut entries.finished, kept);
+        expired
+            .into_iter()
+            .filter_map(|((_, sequence), key)| {
+                entries.remove_from(key, sequence);
+                entries.all.remove(&sequence).map(|record| record.id())
+            })
+            .collect()
+    }
+}
+
+fn matches(filter: &OperationFilter, (type_id, state): &Key) -> bool {
+    (filter.types.is_empty() || filter.types.contains(*type_id))
+        && (filter.states.is_empty() || filter.states.contains(state))
+}
+
+impl Entries {
+    fn remove_from(&mut self, key: Key, sequence: u64) {
+        if let Some(set) = self.by_key.get_mut(&key) {
+            set.remove(&sequence);
+            if set.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+}
+
+impl StateListener for Index {
+    fn state_changed(&self, record: &OperationRecord, change: StateChange) {
+        let mut entries = self.lock();
+        let sequence = record.sequence();
+        if !entries.all.contains_key(&sequence) {
+            // Not (or no longer) in this store: nothing to index.
+            return;
+        }
+        if let Some(from) = change.from {
+            entries.remove_from((record.type_id(), from), sequence);
+        }
+        let key = (record.type_id(), change.to);
+        entries.by_key.entry(key).or_default().insert(sequence);
+        if change.to.is_terminal()
+            && let Some(completed) = change.completion_time
+        {
+            entries.finished.insert((completed, sequence), key);
+        }
+    }
+}
