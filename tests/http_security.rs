@@ -85,6 +85,11 @@ fn the_default_cors_wildcard_never_allows_credentials() {
             response.header("access-control-allow-methods"),
             Some("GET, POST, PUT, DELETE, OPTIONS, HEAD")
         );
+        // A browser script reads the new operation's address and the next page of a list only if exposed.
+        assert_eq!(
+            response.header("access-control-expose-headers"),
+            Some("location, x-next-cursor, retry-after")
+        );
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 
 const ALLOW_HEADERS: &str = "origin, content-type, accept, authorization";
+const EXPOSE_HEADERS: &str = "location, x-next-cursor, retry-after";
 const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS, HEAD";
 
 /// The origins `--cors-allowed-origins` names.
@@ -119,6 +120,11 @@ impl CorsPolicy {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static(ALLOW_METHODS),
+        );
+        // Scripts only see the headers a response exposes: the new operation's address and the next page.
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
         );
     }
 }
