@@ -373,6 +373,44 @@ fn operator_bodies_are_accepted() {
     }
 }
 
+/// Defaults a client needs are decided when the request is accepted, so the 201 answer and the operation show them:
+/// a backup without `snapshotTag` gets Icarus's `autosnap-<epoch seconds>` (it used to be made only when the
+/// backup ran, and the client never learnt it), a snapshot `daedalus-<epoch millis>`.
+#[test]
+fn generated_snapshot_tags_are_in_the_201_answer_and_stay() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    let seconds: fn() -> i64 = || chrono::Utc::now().timestamp();
+    let millis: fn() -> i64 = || chrono::Utc::now().timestamp_millis();
+    for (body, prefix, clock) in [
+        (
+            json!({"type": "backup", "storageLocation": "s3://b/c/d/n"}),
+            "autosnap-",
+            seconds,
+        ),
+        (json!({"type": "snapshot"}), "daedalus-", millis),
+    ] {
+        let before = clock();
+        let accepted = client.submit(body.clone());
+        let after = clock();
+        let tag = accepted["snapshotTag"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}: the 201 answer names the tag: {accepted}"));
+        let when: i64 = tag
+            .strip_prefix(prefix)
+            .and_then(|time| time.parse().ok())
+            .unwrap_or_else(|| panic!("{tag} is {prefix}<time>"));
+        assert!(
+            (before..=after).contains(&when),
+            "{tag} is from when the request was accepted ({before}..={after})"
+        );
+        // Cassandra is not reachable here, so it fails; the tag stays what the client was told.
+        let id = accepted["id"].as_str().unwrap();
+        let finished = wait_for_state(&sidecar, id, "FAILED");
+        assert_eq!(finished["snapshotTag"], tag, "{finished}");
+    }
+}
+
 /// Jackson took a number wherever a string was wanted, and Icarus clients write durations with Java's
 /// `TimeUnit` names in any case, or with the count as a string.
 #[test]

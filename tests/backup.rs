@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use sha2::Digest;
 use support::stores::{self, Store};
-use support::{Sidecar, cassandra, run};
+use support::{Sidecar, cassandra, run, wait_for_state};
 
 const CLUSTER_PATH: &str = "daedalus-test/datacenter1/node1";
 
@@ -450,9 +450,18 @@ fn backup_to_azurite_and_a_directory() {
     let sidecar = sidecar_for(None, &root.join("cache"));
     keyspace_with_tables(&sidecar, "bk_file");
     let location = format!("file://{}/bucket/{CLUSTER_PATH}", root.display());
+    // No tag: the 201 answer names the one generated, and the manifest is named from it as the Esop command line
+    // names its default-tag backups, `<tag>-<schemaVersion>-<millis>`.
     let mut body = backup_body(&location, "bk_file", "files");
+    body.as_object_mut().unwrap().remove("snapshotTag");
     body["uploadClusterTopology"] = json!(true);
-    let done = run(&sidecar, body, "COMPLETED");
+    let accepted = sidecar.client().submit(body);
+    let told = accepted["snapshotTag"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the 201 answer names the tag: {accepted}"))
+        .to_string();
+    let done = wait_for_state(&sidecar, accepted["id"].as_str().unwrap(), "COMPLETED");
+    assert_eq!(done["snapshotTag"], told.as_str(), "{done}");
     let tag = done["response"]["snapshotTag"].as_str().unwrap();
     let topology: Value = serde_json::from_slice(
         &std::fs::read(root.join(format!("bucket/topology/{tag}.json"))).unwrap(),
@@ -463,11 +472,24 @@ fn backup_to_azurite_and_a_directory() {
         topology["topology"].as_array().unwrap().len(),
         cassandra::nodes()
     );
-    check_backup(
+    let manifest = check_backup(
         &sidecar,
         &InDirectory(root.join("bucket")),
         "bk_file",
         &done,
+    );
+    let schema_version = manifest["schemaVersion"].as_str().unwrap();
+    let millis: i64 = tag
+        .strip_prefix(&format!("{told}-{schema_version}-"))
+        .and_then(|millis| millis.parse().ok())
+        .unwrap_or_else(|| panic!("{tag} is {told}-{schema_version}-<millis>"));
+    let seconds: i64 = told
+        .strip_prefix("autosnap-")
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("{told} is autosnap-<epoch seconds>"));
+    assert!(
+        millis >= seconds * 1000,
+        "{tag}: taken after it was accepted"
     );
 }
 

@@ -30,6 +30,17 @@ pub trait Operation: Send + Sync + 'static {
     /// object, so it should serialize every field with its effective (defaulted) value.
     type Request: DeserializeOwned + Serialize + Validate + Send + 'static;
 
+    /// Fills in, once the request is valid, the defaults a client must learn from the 201 answer rather than when
+    /// the operation runs (a generated snapshot tag, ...). Every request passes here, in
+    /// [`crate::registry::Registry::prepare`]; what it sets is echoed in the operation object and is what
+    /// [`Operation::run`] receives. `accepted_at` is when the request was accepted. Most types have none.
+    fn fill_defaults(
+        &self,
+        _request: &mut Self::Request,
+        _accepted_at: chrono::DateTime<chrono::Utc>,
+    ) {
+    }
+
     /// Runs the operation to its end. Returning `Ok` completes it; an error fails it, or cancels it when the
     /// error is [`OperationFailure::Cancelled`]. Long work should watch [`OperationContext::cancellation`].
     fn run(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
@@ -101,12 +102,20 @@ impl fmt::Debug for PreparedOperation {
 
 /// Object-safe face of an [`Operation`], so types with different requests share one map.
 trait ErasedOperation: Send + Sync {
-    fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError>;
+    fn prepare(
+        &self,
+        body: Value,
+        accepted_at: DateTime<Utc>,
+    ) -> Result<PreparedOperation, RequestError>;
 }
 
 impl<O: Operation> ErasedOperation for Arc<O> {
-    fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError> {
-        let request: O::Request = crate::decode::request(body)
+    fn prepare(
+        &self,
+        body: Value,
+        accepted_at: DateTime<Utc>,
+    ) -> Result<PreparedOperation, RequestError> {
+        let mut request: O::Request = crate::decode::request(body)
             .map_err(|(field, message)| RequestError::Decode { field, message })?;
         let mut violations = Violations::default();
         crate::validation::Validate::validate(&request, &mut violations);
@@ -117,6 +126,8 @@ impl<O: Operation> ErasedOperation for Arc<O> {
                 violations,
             });
         }
+        // After validation, so a default never hides a field the client got wrong.
+        self.fill_defaults(&mut request, accepted_at);
         let request_fields = match serde_json::to_value(&request) {
             Ok(Value::Object(fields)) => fields,
             // A request type that does not serialize to an object (e.g. a unit struct) has no fields to echo.
@@ -184,8 +195,18 @@ impl Registry {
         self.operations.contains_key(type_id)
     }
 
-    /// Decodes and validates a POST body. Nothing is stored or run yet.
+    /// Decodes and validates a POST body and fills in the defaults decided at submit
+    /// ([`Operation::fill_defaults`]). Nothing is stored or run yet.
     pub fn prepare(&self, body: Value) -> Result<PreparedOperation, RequestError> {
+        self.prepare_at(body, Utc::now())
+    }
+
+    /// [`Registry::prepare`], as if accepted at `accepted_at`.
+    pub fn prepare_at(
+        &self,
+        body: Value,
+        accepted_at: DateTime<Utc>,
+    ) -> Result<PreparedOperation, RequestError> {
         let Value::Object(fields) = &body else {
             return Err(RequestError::NotAnObject);
         };
@@ -204,7 +225,7 @@ impl Registry {
             }
         };
         match self.operations.get(type_id.as_str()) {
-            Some(operation) => operation.prepare(body),
+            Some(operation) => operation.prepare(body, accepted_at),
             None => Err(RequestError::UnknownType {
                 hint: self.disabled.get(type_id.as_str()).copied(),
                 given: type_id,
@@ -244,6 +265,32 @@ mod tests {
             Value::Object(prepared.request),
             json!({"keyspace": "ks", "jobs": 2})
         );
+    }
+
+    #[test]
+    fn defaults_a_client_must_know_are_filled_in_at_submit() {
+        let accepted = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let registry = registry(TypeOptions::default());
+        let prepare = |body| registry.prepare_at(body, accepted);
+        let location = "s3://b/c/d/n";
+        let backup = prepare(json!({"type": "backup", "storageLocation": location})).unwrap();
+        assert_eq!(backup.request["snapshotTag"], "autosnap-1700000000");
+        let given = prepare(json!({"type": "backup", "storageLocation": location,
+            "snapshotTag": "nightly", "snapshotTagGenerated": true}))
+        .unwrap();
+        assert_eq!(given.request["snapshotTag"], "nightly");
+        assert!(
+            given.request.get("snapshotTagGenerated").is_none(),
+            "{:?}",
+            given.request
+        );
+        let snapshot = prepare(json!({"type": "snapshot"})).unwrap();
+        assert_eq!(snapshot.request["snapshotTag"], "daedalus-1700000000123");
+        // A field the client got wrong is reported, not defaulted over.
+        let error =
+            prepare(json!({"type": "backup", "storageLocation": location, "snapshotTag": ""}))
+                .unwrap_err();
+        assert_eq!(error.violations()[0].field, "snapshotTag");
     }
 
     #[test]

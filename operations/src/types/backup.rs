@@ -20,9 +20,17 @@ pub struct BackupRequest {
     /// Absent: the data directories Cassandra reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dirs: Option<Vec<String>>,
-    /// Absent: `autosnap-<epoch seconds>`; becomes `<tag>-<schemaVersion>-<millis>` when the backup runs.
+    /// Absent: `autosnap-<epoch seconds>`, filled in at submit so the client learns it from the 201 answer
+    /// ([`Backup::fill_defaults`]). When the backup runs it becomes `<tag>-<schemaVersion>-<millis>` (see
+    /// [`crate::backup::run::resolved_tag`]), the manifest's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_tag: Option<String>,
+    /// The tag was generated at submit, not given. Such a tag ends in a number (its seconds), which would make
+    /// Esop's rule keep it as the manifest name as it is; remembering where it came from lets it get
+    /// `-<schemaVersion>-<millis>` as the Esop command line gives its default tag. Never read from or written to
+    /// JSON: a client cannot set it.
+    #[serde(skip)]
+    pub snapshot_tag_generated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entities: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,11 +112,27 @@ impl Validate for BackupRequest {
     }
 }
 
+/// Icarus's default tag, from the instant the request was accepted.
+pub fn default_snapshot_tag(accepted_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("autosnap-{}", accepted_at.timestamp())
+}
+
 pub struct Backup;
 
 impl Operation for Backup {
     const TYPE: &'static str = "backup";
     type Request = BackupRequest;
+
+    fn fill_defaults(
+        &self,
+        request: &mut BackupRequest,
+        accepted_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        if request.snapshot_tag.is_none() {
+            request.snapshot_tag = Some(default_snapshot_tag(accepted_at));
+            request.snapshot_tag_generated = true;
+        }
+    }
 
     async fn run(
         &self,
@@ -126,5 +150,35 @@ impl Operation for Backup {
         let response = crate::backup::run::backup(&request, &context).await?;
         context.set_response(response);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(tag: Option<&str>) -> BackupRequest {
+        let mut body = serde_json::json!({"storageLocation": "s3://b/c/d/n"});
+        if let Some(tag) = tag {
+            body["snapshotTag"] = tag.into();
+        }
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn only_a_missing_tag_is_generated_and_marked_so() {
+        let accepted = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut missing = request(None);
+        Backup.fill_defaults(&mut missing, accepted);
+        assert_eq!(missing.snapshot_tag.as_deref(), Some("autosnap-1700000000"));
+        assert!(missing.snapshot_tag_generated);
+
+        let mut given = request(Some("autosnap-1600000000"));
+        Backup.fill_defaults(&mut given, accepted);
+        assert_eq!(given.snapshot_tag.as_deref(), Some("autosnap-1600000000"));
+        assert!(
+            !given.snapshot_tag_generated,
+            "a tag the client gave is theirs"
+        );
     }
 }

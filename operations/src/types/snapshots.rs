@@ -23,16 +23,17 @@ fn snapshot_tag(violations: &mut Violations, tag: &str) {
     }
 }
 
-fn default_tag() -> String {
-    format!("daedalus-{}", chrono::Utc::now().timestamp_millis())
+fn default_tag(accepted_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("daedalus-{}", accepted_at.timestamp_millis())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotRequest {
-    /// Default `daedalus-<epoch millis>`, fixed when the request is accepted, so the response names it.
-    #[serde(default = "default_tag")]
-    pub snapshot_tag: String,
+    /// Absent: `daedalus-<epoch millis>`, filled in when the request is accepted ([`Snapshot::fill_defaults`]), so
+    /// the response names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_tag: Option<String>,
     /// Absent or empty: every keyspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entities: Option<String>,
@@ -45,7 +46,9 @@ pub struct SnapshotRequest {
 
 impl Validate for SnapshotRequest {
     fn validate(&self, violations: &mut Violations) {
-        snapshot_tag(violations, &self.snapshot_tag);
+        if let Some(tag) = &self.snapshot_tag {
+            snapshot_tag(violations, tag);
+        }
         storage::entities(violations, &self.entities);
         if let Some(HumanDuration(ttl)) = self.ttl
             && ttl < MIN_TTL
@@ -60,6 +63,16 @@ pub struct Snapshot;
 impl Operation for Snapshot {
     const TYPE: &'static str = "snapshot";
     type Request = SnapshotRequest;
+
+    fn fill_defaults(
+        &self,
+        request: &mut SnapshotRequest,
+        accepted_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        request
+            .snapshot_tag
+            .get_or_insert_with(|| default_tag(accepted_at));
+    }
 
     async fn run(
         &self,
@@ -81,12 +94,11 @@ impl Operation for Snapshot {
             }
         };
         let entities = storage::entity_list(&request.entities);
-        let take = cassandra.take_snapshot(
-            &request.snapshot_tag,
-            &entities,
-            ttl.as_deref(),
-            request.skip_flush,
-        );
+        // Always filled in at submit; a request that did not go through the registry gets its tag now.
+        let tag = request
+            .snapshot_tag
+            .unwrap_or_else(|| default_tag(chrono::Utc::now()));
+        let take = cassandra.take_snapshot(&tag, &entities, ttl.as_deref(), request.skip_flush);
         context.cancellable(take).await??;
         Ok(())
     }
