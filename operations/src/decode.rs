@@ -232,6 +232,18 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 Ok(HumanDuration(Duration::from_secs(v)))
             }
 
+            /// `60.0` seconds, as Jackson reads a whole float into a long; a fraction is refused rather than cut.
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                let seconds = LenientInteger.visit_f64::<E>(v)?.unwrap_or_default();
+                self.visit_i64(seconds)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(|seconds| HumanDuration(Duration::from_secs(seconds)))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &"0 seconds or more"))
+            }
+
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut value: Option<u64> = None;
                 let mut unit: Option<String> = None;
@@ -473,6 +485,11 @@ mod tests {
         );
         assert!(parse(json!("soon")).is_err());
         assert!(parse(json!({"value": 1, "unit": "FORTNIGHTS"})).is_err());
+        // Seconds as a number, whole floats included (JSON Schema's integers; Jackson reads them too).
+        assert_eq!(parse(json!(90)).unwrap(), Duration::from_secs(90));
+        assert_eq!(parse(json!(60.0)).unwrap(), Duration::from_secs(60));
+        assert!(parse(json!(1.5)).is_err());
+        assert!(parse(json!(-1)).is_err());
     }
 
     #[test]
