@@ -13,7 +13,8 @@ use super::error::ApiError;
 
 /// `application/json` and `application/<anything>+json`, with or without parameters. A missing content type is
 /// refused too (as Icarus refused it): a browser sends a cross-site POST without a preflight only when its type
-/// is missing or form-like, so requiring JSON keeps other sites' pages from submitting operations.
+/// is missing or form-like, so requiring JSON makes every cross-site submission ask first; whether the answer
+/// lets it through is the CORS policy's say (`--cors-allowed-origins`: the default `*` does).
 fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
         return Err(ApiError::MissingContentType);

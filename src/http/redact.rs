@@ -11,8 +11,16 @@ use serde_yaml_ng::Value;
 /// What a secret's value becomes.
 pub const MARKER: &str = "<redacted>";
 
-/// Words that make a key secret, in any letter case and anywhere in its name.
-const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "credential"];
+/// Words that make a key secret, in any letter case and anywhere in its name. `private_key` is Cassandra 4.1's
+/// PEM key given inline (`ssl_context_factory.parameters.private_key`).
+const SECRET_WORDS: [&str; 6] = [
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "private_key",
+];
 
 /// Cassandra settings whose names contain one of the words but hold no secret: token ring layout and the
 /// credentials cache's sizes and times. Redacting them would hide what operators read `/config` for.
@@ -101,6 +109,19 @@ fn redact_lines(text: &str) -> String {
             }
             dropping = None;
             out.push_str(&std::mem::take(&mut held));
+        }
+        // A commented-out setting (`# keystore_password: old`) can hold a real secret too; it is not parsed, so
+        // the check against the parsed file below cannot catch it.
+        if let Some(comment) = body.strip_prefix('#')
+            && let Some((_, colon, _)) = secret_key_line(comment)
+        {
+            out.push_str(&content[..indent + 1]);
+            out.push_str(&comment[..=colon]);
+            out.push_str(" \"");
+            out.push_str(MARKER);
+            out.push('"');
+            out.push_str(&line[content.len()..]);
+            continue;
         }
         match secret_key_line(content) {
             Some((column, colon, value_empty)) => {
@@ -254,7 +275,43 @@ auth_token: \"<redacted>\"
 
     #[test]
     fn a_file_without_secrets_is_unchanged() {
-        let text = "cluster_name: c\n# password: not a key\nhints_directory: /x\n";
+        let text = "cluster_name: c\n# the password is below\nhints_directory: /x\n";
         assert_eq!(redact_yaml(text), text);
+    }
+
+    #[test]
+    fn commented_out_secrets_and_inline_private_keys_are_redacted() {
+        let text = "\
+cluster_name: c
+  # keystore_password: old-secret
+#truststore_password: other
+client_encryption_options:
+  ssl_context_factory:
+    parameters:
+      private_key: |
+        -----BEGIN PRIVATE KEY-----
+        MIIEvQ
+        -----END PRIVATE KEY-----
+      private_key_password: pem-secret
+";
+        let served = redact_yaml(text);
+        for secret in [
+            "old-secret",
+            "other",
+            "MIIEvQ",
+            "BEGIN PRIVATE KEY",
+            "pem-secret",
+        ] {
+            assert!(!served.contains(secret), "{secret} in {served}");
+        }
+        assert!(
+            served.contains("  # keystore_password: \"<redacted>\"\n"),
+            "{served}"
+        );
+        let value: Value = serde_yaml_ng::from_str(&served).unwrap();
+        assert_eq!(value["cluster_name"], "c");
+        let parameters = &value["client_encryption_options"]["ssl_context_factory"]["parameters"];
+        assert_eq!(parameters["private_key"], MARKER);
+        assert_eq!(parameters["private_key_password"], MARKER);
     }
 }

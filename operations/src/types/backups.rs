@@ -103,17 +103,12 @@ pub struct RemoveBackupRequest {
 impl Validate for RemoveBackupRequest {
     fn validate(&self, violations: &mut Violations) {
         node_location_field(violations, &self.storage_location, self.resolve_nodes);
-        if self.older_than.is_some_and(|d| d.0.is_zero()) {
-            violations.add("olderThan", "must be more than 0");
-        }
-        let chosen = [
-            self.backup_name.is_some(),
-            self.remove_oldest,
-            self.older_than.is_some(),
-        ]
-        .iter()
-        .filter(|chosen| **chosen)
-        .count();
+        // Zero is "not given": Esop's request defaults olderThan to zero, and its Java clients send it so.
+        let older_than = self.older_than.is_some_and(|d| !d.0.is_zero());
+        let chosen = [self.backup_name.is_some(), self.remove_oldest, older_than]
+            .iter()
+            .filter(|chosen| **chosen)
+            .count();
         if chosen != 1 {
             violations.add(
                 "backupName",

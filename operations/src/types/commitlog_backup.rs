@@ -239,8 +239,11 @@ fn archive_directory(command: &str) -> Option<PathBuf> {
         .split_whitespace()
         .find(|arg| arg.contains("%name"))?;
     let directory = Path::new(target).parent()?;
-    (directory.is_absolute() && !directory.to_string_lossy().contains('%'))
-        .then(|| directory.to_path_buf())
+    // `/` itself (`cp %path /%name`) would make every segment-named file on the host readable.
+    (directory.is_absolute()
+        && directory.parent().is_some()
+        && !directory.to_string_lossy().contains('%'))
+    .then(|| directory.to_path_buf())
 }
 
 /// `path` with every symbolic link resolved, if that lies inside one of `roots`; otherwise the operation fails
@@ -340,6 +343,7 @@ mod tests {
         );
         assert_eq!(archive_directory(""), None);
         assert_eq!(archive_directory("/bin/cp %path %name"), None);
+        assert_eq!(archive_directory("/bin/cp %path /%name"), None);
     }
 
     #[test]
