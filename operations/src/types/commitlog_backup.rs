@@ -92,10 +92,7 @@ impl Validate for CommitLogBackupRequest {
         // Refused here already, so no file other than a segment is ever read; where the segment may be is known only
         // once Cassandra is asked (see `confine`).
         if let Some(path) = &self.commit_log
-            && !Path::new(path)
-                .file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(is_segment_name)
+            && !names_a_segment(Path::new(path))
         {
             violations.add(
                 "commitLog",
@@ -150,11 +147,7 @@ impl Operation for CommitLogBackup {
             Some(file) => {
                 let segment = confine("commitLog", Path::new(file), &roots)?;
                 // The check at submit looked at the name given; a symbolic link may name something else.
-                if !segment
-                    .file_name()
-                    .and_then(|name| name.to_str())
-                    .is_some_and(is_segment_name)
-                {
+                if !names_a_segment(&segment) {
                     return Err(OperationFailure::Failed(format!(
                         "commitLog {file} is not a commit-log segment"
                     )));
@@ -279,6 +272,13 @@ fn commit_log_segments(directory: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     segments.sort();
     Ok(segments)
+}
+
+/// Whether the last component of `path` is a commit-log segment's name.
+fn names_a_segment(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(is_segment_name)
 }
 
 fn is_segment_name(name: &str) -> bool {
