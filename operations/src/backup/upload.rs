@@ -60,7 +60,7 @@ impl From<&crate::storage::request::Retry> for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         if self.exponential {
             self.interval.saturating_mul(2u32.saturating_pow(attempt))
         } else {
@@ -402,12 +402,12 @@ where
     }
 }
 
-fn should_retry(error: &StorageError, attempt: u32, policy: RetryPolicy) -> bool {
+pub(crate) fn should_retry(error: &StorageError, attempt: u32, policy: RetryPolicy) -> bool {
     // A local file that cannot be read, a cancellation or a missing bucket do not get better by trying again.
     matches!(error, StorageError::Object { .. }) && attempt < policy.max_attempts
 }
 
-async fn pause(delay: Duration, cancel: &CancellationToken) -> Result<(), StorageError> {
+pub(crate) async fn pause(delay: Duration, cancel: &CancellationToken) -> Result<(), StorageError> {
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(StorageError::Cancelled),

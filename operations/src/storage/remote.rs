@@ -41,7 +41,7 @@ impl Default for TransferMemory {
 impl TransferMemory {
     /// Waits until a part of `length` bytes fits in the budget; the permit holds its share until dropped. A part
     /// larger than the whole budget (files over ~350 GiB) takes all of it rather than waiting forever.
-    async fn reserve(&self, length: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    pub(crate) async fn reserve(&self, length: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
         let mib = length
             .div_ceil(1024 * 1024)
             .clamp(1, MEMORY_BUDGET_MIB as u64) as u32;
@@ -106,6 +106,38 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+
+    /// A downloaded object is not what the manifest says (size or hash): a damaged object, or a backup taken with
+    /// another hash algorithm than the restore's.
+    #[error("{store}: {key} does not match its manifest entry: expected {expected}, got {actual}")]
+    Corrupt {
+        store: String,
+        key: String,
+        expected: String,
+        actual: String,
+    },
+
+    /// A local file is not what the manifest says (size or hash), found when checking files already on disk.
+    #[error("{path} does not match its manifest entry: expected {expected}, found {actual}")]
+    Mismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An object being read: its size as the store announces it, and its bytes as they arrive.
+pub struct ObjectStream {
+    pub size: u64,
+    /// Chunks as the store sends them (their size is the store client's business); errors name store and object.
+    pub chunks: futures_util::stream::BoxStream<'static, Result<Bytes, StorageError>>,
 }
 
 /// An object of the node, by key relative to the node prefix.
@@ -226,6 +258,54 @@ impl RemoteStorage {
             .bytes()
             .await
             .map_err(|error| self.object_error("downloading", key, error))
+    }
+
+    /// Opens `key` for reading as a stream, so that an object of any size can be written out without holding it.
+    pub async fn get_stream(&self, key: &str) -> Result<ObjectStream, StorageError> {
+        let result = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|error| self.object_error("downloading", key, error))?;
+        let size = result.meta.size;
+        let store = self.location.store_name();
+        let full_key = format!("{}/{key}", self.prefix);
+        let chunks = result
+            .into_stream()
+            .map(move |chunk| {
+                chunk.map_err(|error| StorageError::Object {
+                    store: store.clone(),
+                    action: "downloading",
+                    key: full_key.clone(),
+                    source: Box::new(error),
+                })
+            })
+            .boxed();
+        Ok(ObjectStream { size, chunks })
+    }
+
+    /// The error for an object that is not what its manifest entry says.
+    pub fn corrupt(&self, key: &str, expected: String, actual: String) -> StorageError {
+        StorageError::Corrupt {
+            store: self.location.store_name(),
+            key: format!("{}/{key}", self.prefix),
+            expected,
+            actual,
+        }
+    }
+
+    /// The error for a stream that ended with another number of bytes than the store announced: a broken
+    /// connection the client did not notice, worth another try.
+    pub fn wrong_length(&self, key: &str, received: u64, announced: u64) -> StorageError {
+        self.object_error(
+            "downloading",
+            key,
+            object_store::Error::Generic {
+                store: "download",
+                source: format!("the store sent {received} bytes of an object of {announced}")
+                    .into(),
+            },
+        )
     }
 
     /// The node's objects under `sub_prefix` (e.g. `manifests`), keys relative to the node prefix.
