@@ -16,6 +16,7 @@ pub mod net;
 pub mod operation;
 pub mod record;
 pub mod registry;
+pub mod restore;
 pub mod state;
 pub mod storage;
 pub mod store;

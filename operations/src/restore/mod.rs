@@ -1,0 +1,3 @@
+mod atomic;
+pub mod commitlog;
+pub mod in_place;
