@@ -1,1 +1,4 @@
+mod atomic;
+pub mod commitlog;
 pub mod download;
+pub mod in_place;

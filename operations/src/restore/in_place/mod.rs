@@ -1,0 +1,22 @@
+//! The filesystem side of the IN_PLACE restore strategy (Esop §4.5), as blocking library functions the restore
+//! operation calls with the node down: which manifest tables to take ([`select`]), what to keep, delete and download
+//! in the data directories ([`plan`]), where the node's directories are ([`read_yaml_dirs`]), emptying hints, saved
+//! caches and commit logs ([`clean_node_dirs`]) and the `cassandra.yaml` edit ([`update_cassandra_yaml`]).
+
+mod node_dirs;
+mod plan;
+mod select;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use node_dirs::{CleanReport, NodeDirs, NodeDirsError, clean_node_dirs, read_yaml_dirs};
+pub use plan::{LocalPlan, OtherTableDir, PlanError, PlannedFile, plan};
+pub use select::{
+    Entities, SYSTEM_KEYSPACES, SelectedTable, SystemRestore, is_system_keyspace, select,
+    system_rules,
+};
+pub use yaml::{
+    AutoBootstrap, InitialToken, YamlChange, YamlError, edit_cassandra_yaml, update_cassandra_yaml,
+};
