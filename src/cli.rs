@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use daedalus_operations::JmxService;
+use daedalus_operations::cql::{CqlAddress, CqlSettings};
 use daedalus_operations::decode::parse_duration;
+use daedalus_operations::{JmxService, Secret};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -216,6 +217,90 @@ pub struct StorageArgs {
     /// (default: `$XDG_CACHE_HOME/daedalus` or `~/.cache/daedalus`).
     #[arg(long, global = true, env = "DAEDALUS_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Restores recreate dropped tables over CQL, so whatever reaches object storage also knows the CQL port.
+    #[command(flatten)]
+    pub cql: CqlArgs,
+}
+
+/// How to reach the node's CQL port. The password comes from `--cql-password-file` or `DAEDALUS_CQL_PASSWORD`,
+/// never from a flag, so it is not in the process's command line.
+#[derive(Debug, Args)]
+pub struct CqlArgs {
+    /// CQL (native protocol) address of the local Cassandra: `HOST[:PORT]`.
+    #[arg(
+        long,
+        global = true,
+        env = "DAEDALUS_CQL_ADDRESS",
+        default_value = "127.0.0.1:9042"
+    )]
+    pub cql_address: CqlAddress,
+
+    /// CQL user name (password authentication).
+    #[arg(long, global = true, env = "DAEDALUS_CQL_USERNAME")]
+    pub cql_username: Option<String>,
+
+    /// File holding the CQL password (one trailing newline ignored); or set `DAEDALUS_CQL_PASSWORD`.
+    #[arg(long, global = true, env = "DAEDALUS_CQL_PASSWORD_FILE")]
+    pub cql_password_file: Option<PathBuf>,
+}
+
+/// The variable carrying the CQL password when no password file is given.
+pub const CQL_PASSWORD_ENV: &str = "DAEDALUS_CQL_PASSWORD";
+
+/// Why the CQL flags cannot be used; never shows the password.
+#[derive(Debug, thiserror::Error)]
+pub enum CqlArgsError {
+    #[error("cannot read the CQL password file {path}: {source}")]
+    PasswordFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "give the CQL password either in --cql-password-file or in {CQL_PASSWORD_ENV}, not both"
+    )]
+    TwoPasswords,
+    #[error("a CQL password is given but no --cql-username")]
+    PasswordWithoutUser,
+}
+
+impl CqlArgs {
+    pub fn settings(&self) -> Result<CqlSettings, CqlArgsError> {
+        self.settings_with(
+            std::env::var(CQL_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty()),
+        )
+    }
+
+    fn settings_with(&self, env_password: Option<String>) -> Result<CqlSettings, CqlArgsError> {
+        let from_file = match &self.cql_password_file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| CqlArgsError::PasswordFile {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                // Files written by `echo` or editors end in a newline that is not part of the password.
+                let password = text.strip_suffix('\n').unwrap_or(&text);
+                Some(password.strip_suffix('\r').unwrap_or(password).to_string())
+            }
+            None => None,
+        };
+        let password = match (from_file, env_password) {
+            (Some(_), Some(_)) => return Err(CqlArgsError::TwoPasswords),
+            (file, env) => file.or(env).map(Secret::new),
+        };
+        if password.is_some() && self.cql_username.is_none() {
+            return Err(CqlArgsError::PasswordWithoutUser);
+        }
+        Ok(CqlSettings {
+            address: self.cql_address.clone(),
+            username: self.cql_username.clone(),
+            password,
+            ..CqlSettings::default()
+        })
+    }
 }
 
 impl StorageArgs {
@@ -348,6 +433,88 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    fn cql_args(args: &[&str]) -> CqlArgs {
+        let mut argv = vec!["daedalus", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(serve) => serve.storage.cql,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cql_flags_become_cql_settings() {
+        let defaults = cql_args(&[]).settings_with(None).unwrap();
+        assert_eq!(defaults.address.to_string(), "127.0.0.1:9042");
+        assert_eq!(defaults.username, None);
+        assert_eq!(defaults.password, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cql-password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let file = file.to_str().unwrap();
+        let args = cql_args(&[
+            "--cql-address",
+            "10.0.0.5:9142",
+            "--cql-username",
+            "restorer",
+            "--cql-password-file",
+            file,
+        ]);
+        let settings = args.settings_with(None).unwrap();
+        assert_eq!(settings.address.to_string(), "10.0.0.5:9142");
+        assert_eq!(settings.username.as_deref(), Some("restorer"));
+        assert_eq!(
+            settings.password.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert!(!format!("{settings:?}").contains("s3cret"));
+
+        let from_env = cql_args(&["--cql-username", "restorer"])
+            .settings_with(Some("from-env".into()))
+            .unwrap();
+        assert_eq!(
+            from_env.password.as_ref().map(Secret::expose),
+            Some("from-env")
+        );
+    }
+
+    #[test]
+    fn bad_cql_flags_are_refused_without_showing_the_password() {
+        assert!(Cli::try_parse_from(["daedalus", "serve", "--cql-address", "host:0"]).is_err());
+        let missing = cql_args(&[
+            "--cql-username",
+            "u",
+            "--cql-password-file",
+            "/nonexistent/cql-password",
+        ])
+        .settings_with(None)
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("/nonexistent/cql-password"), "{missing}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cql-password");
+        std::fs::write(&file, "s3cret").unwrap();
+        let file = file.to_str().unwrap();
+        let both = cql_args(&["--cql-username", "u", "--cql-password-file", file])
+            .settings_with(Some("other".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            both.contains("not both") && !both.contains("s3cret") && !both.contains("other"),
+            "{both}"
+        );
+        let no_user = cql_args(&[])
+            .settings_with(Some("s3cret".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            no_user.contains("--cql-username") && !no_user.contains("s3cret"),
+            "{no_user}"
+        );
     }
 
     #[test]

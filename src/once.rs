@@ -34,6 +34,7 @@ pub fn run(
         .build()
         .context("cannot start the async runtime")?;
     let jmx = jmx_settings(jmx)?;
+    let cql = storage.cql.settings()?;
     let storage = storage.settings();
     runtime.block_on(async move {
         // Before the operation starts, so a signal at any point of it cancels it rather than kill the process.
@@ -59,6 +60,7 @@ pub fn run(
             source: gethostname::gethostname().to_string_lossy().into_owned(),
             jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
             storage,
+            cql,
             store,
             shutdown_request: CancellationToken::new(),
         });

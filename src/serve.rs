@@ -57,6 +57,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
         jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
         storage: args.storage.settings(),
+        cql: args.storage.cql.settings()?,
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });

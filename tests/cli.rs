@@ -94,6 +94,22 @@ fn an_unreadable_credentials_file_stops_the_start() {
 }
 
 #[test]
+fn an_unreadable_cql_password_file_stops_the_start() {
+    let output = daedalus(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cql-username",
+        "restorer",
+        "--cql-password-file",
+        "/nonexistent/cql-password",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/cql-password"), "{stderr}");
+}
+
+#[test]
 fn environment_variables_set_flags() {
     let sidecar = Sidecar::start_with_env(
         &[],

@@ -281,6 +281,7 @@ mod tests {
             source: "test-host".into(),
             jmx: crate::JmxConnector::new(Default::default(), Handle::current()),
             storage: Default::default(),
+            cql: Default::default(),
             store,
             shutdown_request: CancellationToken::new(),
         });

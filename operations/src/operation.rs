@@ -83,6 +83,8 @@ pub struct Services {
     pub jmx: JmxConnector,
     /// How to reach object storage (backups).
     pub storage: crate::storage::StorageSettings,
+    /// How to reach the node over CQL (restores recreating dropped tables).
+    pub cql: crate::cql::CqlSettings,
     pub store: Arc<dyn OperationStore>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
     pub shutdown_request: CancellationToken,
@@ -158,6 +160,10 @@ impl OperationContext {
 
     pub fn storage_settings(&self) -> &crate::storage::StorageSettings {
         &self.services.storage
+    }
+
+    pub fn cql_settings(&self) -> &crate::cql::CqlSettings {
+        &self.services.cql
     }
 
     pub fn jmx_settings(&self) -> &JmxSettings {
