@@ -98,6 +98,12 @@ pub enum Command {
     RemoveBackup(crate::esop_cli::RemoveBackupArgs),
     /// Upload commit-log segments (Esop's `commitlog-backup`).
     CommitlogBackup(crate::esop_cli::CommitLogBackupArgs),
+    /// Restore a backup into this node (Esop's `restore`): IN_PLACE while Cassandra is stopped (an init
+    /// container), HARDLINKS or IMPORT while it runs.
+    Restore(Box<crate::esop_cli::RestoreArgs>),
+    /// Download archived commit logs and set up their replay to a point in time at the next start (Esop's
+    /// `commitlog-restore`); Cassandra stopped.
+    CommitlogRestore(crate::esop_cli::CommitLogRestoreArgs),
 }
 
 #[derive(Debug, Args)]

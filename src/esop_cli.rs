@@ -1,22 +1,42 @@
-//! `daedalus backup | list | remove-backup | commitlog-backup`: Esop's command-line flags, turned into the same
-//! request bodies the REST API takes, and run once in this process (see `once.rs`).
+//! `daedalus backup | list | remove-backup | commitlog-backup | restore | commitlog-restore`: Esop's command-line
+//! flags, turned into the same typed requests the REST API decodes, and run once in this process (see `once.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
-use serde_json::{Map, Value, json};
+use daedalus_operations::Operation;
+use daedalus_operations::backup::hashes::HashAlgorithm;
+use daedalus_operations::decode::{DataRate, HumanDuration};
+use daedalus_operations::registry::prepare_request;
+use daedalus_operations::storage::request::{Connection, ProxySettings, Retry, StorageRequest};
+use daedalus_operations::storage::{Entities, KeyspaceTable, StorageLocation};
+use daedalus_operations::types::backup::{Backup, BackupFields};
+use daedalus_operations::types::backups::{List, ListFields, RemoveBackup, RemoveBackupFields};
+use daedalus_operations::types::commitlog_backup::{CommitLogBackup, CommitLogBackupFields};
+use daedalus_operations::types::commitlog_restore::{CommitLogRestore, CommitLogRestoreFields};
+use daedalus_operations::types::import::ImportRequest;
+use daedalus_operations::types::restore::{Phase, Restore, RestoreFields, Strategy};
+use serde_json::Value;
 
 use crate::cli::{JmxArgs, StorageArgs};
 use crate::once;
+
+/// Parses a flag with the request field's own parser, so the command line and the REST API accept the same.
+fn parse_with<T>(
+    parse: fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<T, String> + Clone {
+    move |text| parse(text)
+}
 
 /// Flags every object-storage command shares (Esop's connection, proxy and retry flags).
 #[derive(Debug, Args)]
 pub struct ConnectionFlags {
     /// Where the backups live: `PROTOCOL://BUCKET/CLUSTER/DC/NODE` (`s3`, `gcp`, `azure`), or
     /// `file:///DIR/BUCKET/CLUSTER/DC/NODE`.
-    #[arg(long = "storage-location", visible_alias = "sl")]
-    pub storage_location: String,
+    #[arg(long = "storage-location", visible_alias = "sl", value_parser = parse_with(StorageLocation::parse))]
+    pub storage_location: StorageLocation,
 
     /// Parallel transfers.
     #[arg(
@@ -69,39 +89,48 @@ pub struct ConnectionFlags {
 }
 
 impl ConnectionFlags {
-    fn add_to(&self, body: &mut Map<String, Value>) {
-        body.insert("storageLocation".into(), json!(self.storage_location));
-        body.insert(
-            "concurrentConnections".into(),
-            json!(self.concurrent_connections),
-        );
-        body.insert("insecure".into(), json!(self.insecure_http));
-        body.insert(
-            "skipBucketVerification".into(),
-            json!(self.skip_bucket_verification),
-        );
-        if self.proxy_host.is_some() || self.proxy_port.is_some() {
-            body.insert(
-                "proxySettings".into(),
-                json!({
-                    "useProxy": self.use_proxy,
-                    "proxyHost": self.proxy_host,
-                    "proxyPort": self.proxy_port,
-                    "proxyUsername": self.proxy_username,
-                    "proxyPassword": self.proxy_password,
-                    "proxyProtocol": self.proxy_protocol,
-                }),
-            );
-        }
-        body.insert(
-            "retry".into(),
-            json!({
-                "interval": self.retry_interval,
-                "strategy": self.retry_strategy,
-                "maxAttempts": self.retry_max_attempts,
-                "enabled": self.retry_enabled,
+    fn connection(&self) -> Connection {
+        let proxy_settings =
+            (self.proxy_host.is_some() || self.proxy_port.is_some()).then(|| ProxySettings {
+                use_proxy: self.use_proxy,
+                proxy_host: self.proxy_host.clone(),
+                proxy_port: self.proxy_port,
+                proxy_username: self.proxy_username.clone(),
+                proxy_password: self.proxy_password.clone(),
+                proxy_protocol: self.proxy_protocol.clone(),
+            });
+        Connection {
+            storage_location: self.storage_location.clone(),
+            concurrent_connections: self.concurrent_connections,
+            insecure: self.insecure_http,
+            skip_bucket_verification: self.skip_bucket_verification,
+            proxy_settings,
+            retry: Some(Retry {
+                interval: self.retry_interval,
+                strategy: self.retry_strategy.to_ascii_uppercase(),
+                max_attempts: self.retry_max_attempts,
+                enabled: self.retry_enabled,
             }),
-        );
+        }
+    }
+
+    /// Runs `operation` with this connection and `fields`.
+    fn run<O, F>(
+        &self,
+        operation: O,
+        fields: F,
+        jmx: &JmxArgs,
+        storage: &StorageArgs,
+    ) -> anyhow::Result<once::OperationRecordOutcome>
+    where
+        O: Operation<Request = StorageRequest<F>>,
+    {
+        let request = StorageRequest {
+            connection: self.connection(),
+            fields,
+        };
+        let prepared = prepare_request(Arc::new(operation), request, chrono::Utc::now());
+        once::run(prepared, jmx, storage, self.json)
     }
 }
 
@@ -117,14 +146,14 @@ pub struct BackupArgs {
     #[arg(short = 's', long = "snapshot-tag", visible_alias = "st")]
     pub snapshot_tag: Option<String>,
     /// `ks1,ks2` or `ks1.t1,ks2.t2`; default everything.
-    #[arg(long)]
-    pub entities: Option<String>,
+    #[arg(long, value_parser = parse_with(Entities::parse), default_value = "")]
+    pub entities: Entities,
     /// Minimum rate: finish within this time even above --bandwidth, e.g. `1h`.
     #[arg(short = 'd', long)]
-    pub duration: Option<String>,
+    pub duration: Option<HumanDuration>,
     /// Maximum rate for the whole backup, e.g. `10MBPS`.
     #[arg(short = 'b', long)]
-    pub bandwidth: Option<String>,
+    pub bandwidth: Option<DataRate>,
     #[arg(long = "create-missing-bucket")]
     pub create_missing_bucket: bool,
     #[arg(long = "skip-refreshing")]
@@ -138,10 +167,10 @@ pub struct BackupArgs {
     #[arg(long = "uploadClusterTopology")]
     pub upload_cluster_topology: bool,
     /// `SHA-256` (default), `CRC` or `NONE`.
-    #[arg(long = "hash-algorithm", default_value = "SHA-256")]
-    pub hash_algorithm: String,
+    #[arg(long = "hash-algorithm", default_value = "SHA-256", value_parser = parse_with(parse_hash_algorithm))]
+    pub hash_algorithm: HashAlgorithm,
     #[arg(long = "schema-version")]
-    pub schema_version: Option<String>,
+    pub schema_version: Option<uuid::Uuid>,
     #[arg(long = "kmsKeyId")]
     pub kms_key_id: Option<String>,
     #[command(flatten)]
@@ -186,7 +215,7 @@ pub struct RemoveBackupArgs {
     pub oldest: bool,
     /// Remove every backup older than this, e.g. `14d`.
     #[arg(long = "older-than")]
-    pub older_than: Option<String>,
+    pub older_than: Option<HumanDuration>,
     /// Only say what would be removed.
     #[arg(short = 'd', long)]
     pub dry: bool,
@@ -216,19 +245,18 @@ pub struct CommitLogBackupArgs {
     #[arg(long)]
     pub online: bool,
     #[arg(short = 'd', long)]
-    pub duration: Option<String>,
+    pub duration: Option<HumanDuration>,
     #[arg(short = 'b', long)]
-    pub bandwidth: Option<String>,
+    pub bandwidth: Option<DataRate>,
     #[command(flatten)]
     pub jmx: JmxArgs,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
 
-fn insert_some(body: &mut Map<String, Value>, key: &str, value: Option<impl Into<Value>>) {
-    if let Some(value) = value {
-        body.insert(key.into(), value.into());
-    }
+fn parse_hash_algorithm(text: &str) -> Result<HashAlgorithm, String> {
+    serde_json::from_value(Value::String(text.to_string()))
+        .map_err(|_| format!("'{text}' is not a hash algorithm: use SHA-256, CRC or NONE"))
 }
 
 fn path_text(path: &Option<PathBuf>) -> Option<String> {
@@ -236,40 +264,29 @@ fn path_text(path: &Option<PathBuf>) -> Option<String> {
 }
 
 pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
-    let mut body = Map::new();
-    body.insert("type".into(), json!("backup"));
-    args.connection.add_to(&mut body);
-    if !args.data_dirs.is_empty() {
-        let dirs: Vec<String> = args
-            .data_dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect();
-        body.insert("dataDirs".into(), json!(dirs));
-    }
-    insert_some(&mut body, "snapshotTag", args.snapshot_tag);
-    insert_some(&mut body, "entities", args.entities);
-    insert_some(&mut body, "duration", args.duration);
-    insert_some(&mut body, "bandwidth", args.bandwidth);
-    insert_some(&mut body, "schemaVersion", args.schema_version);
-    insert_some(&mut body, "kmsKeyId", args.kms_key_id);
-    body.insert(
-        "createMissingBucket".into(),
-        json!(args.create_missing_bucket),
-    );
-    body.insert("skipRefreshing".into(), json!(args.skip_refreshing));
-    body.insert("metadataDirective".into(), json!(args.metadata_directive));
-    body.insert(
-        "uploadClusterTopology".into(),
-        json!(args.upload_cluster_topology),
-    );
-    body.insert("hashAlgorithm".into(), json!(args.hash_algorithm));
-    let outcome = once::run(
-        Value::Object(body),
-        &args.jmx,
-        &args.storage,
-        args.connection.json,
-    )?;
+    let fields = BackupFields {
+        data_dirs: (!args.data_dirs.is_empty()).then(|| {
+            args.data_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect()
+        }),
+        snapshot_tag: args.snapshot_tag,
+        entities: args.entities,
+        duration: args.duration,
+        bandwidth: args.bandwidth,
+        schema_version: args.schema_version,
+        kms_key_id: args.kms_key_id,
+        create_missing_bucket: args.create_missing_bucket,
+        skip_refreshing: args.skip_refreshing,
+        metadata_directive: args.metadata_directive.to_ascii_uppercase(),
+        upload_cluster_topology: args.upload_cluster_topology,
+        hash_algorithm: args.hash_algorithm,
+        ..BackupFields::new()
+    };
+    let outcome = args
+        .connection
+        .run(Backup, fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
         let response = &outcome.operation["response"];
         println!(
@@ -286,19 +303,16 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let mut body = Map::new();
-    body.insert("type".into(), json!("list"));
-    args.connection.add_to(&mut body);
-    body.insert("resolveNodes".into(), json!(args.resolve_nodes));
-    body.insert("humanUnits".into(), json!(args.human_units));
-    insert_some(&mut body, "fromTimestamp", args.from_timestamp);
-    insert_some(&mut body, "lastN", args.last_n);
-    let outcome = once::run(
-        Value::Object(body),
-        &args.jmx,
-        &args.storage,
-        args.connection.json,
-    )?;
+    let fields = ListFields {
+        resolve_nodes: args.resolve_nodes,
+        human_units: args.human_units,
+        from_timestamp: args.from_timestamp,
+        last_n: args.last_n,
+        ..ListFields::default()
+    };
+    let outcome = args
+        .connection
+        .run(List, fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
         print_report(&outcome.operation["response"], args.human_units);
     }
@@ -344,20 +358,17 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 pub fn remove_backup(args: RemoveBackupArgs) -> anyhow::Result<ExitCode> {
-    let mut body = Map::new();
-    body.insert("type".into(), json!("remove-backup"));
-    args.connection.add_to(&mut body);
-    insert_some(&mut body, "backupName", args.backup_name);
-    insert_some(&mut body, "olderThan", args.older_than);
-    body.insert("removeOldest".into(), json!(args.oldest));
-    body.insert("dry".into(), json!(args.dry));
-    body.insert("resolveNodes".into(), json!(args.resolve_nodes));
-    let outcome = once::run(
-        Value::Object(body),
-        &args.jmx,
-        &args.storage,
-        args.connection.json,
-    )?;
+    let fields = RemoveBackupFields {
+        backup_name: args.backup_name,
+        older_than: args.older_than,
+        remove_oldest: args.oldest,
+        dry: args.dry,
+        resolve_nodes: args.resolve_nodes,
+        ..RemoveBackupFields::default()
+    };
+    let outcome = args
+        .connection
+        .run(RemoveBackup, fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
         let response = &outcome.operation["response"];
         let verb = if args.dry { "would remove" } else { "removed" };
@@ -374,34 +385,248 @@ pub fn remove_backup(args: RemoveBackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn commitlog_backup(args: CommitLogBackupArgs) -> anyhow::Result<ExitCode> {
-    let mut body = Map::new();
-    body.insert("type".into(), json!("commitlog-backup"));
-    args.connection.add_to(&mut body);
-    insert_some(
-        &mut body,
-        "cassandraCommitLogDirectory",
-        path_text(&args.commit_log_dir),
-    );
-    insert_some(
-        &mut body,
-        "commitLogArchiveOverride",
-        path_text(&args.archive),
-    );
-    insert_some(&mut body, "commitLog", path_text(&args.commit_log));
-    insert_some(&mut body, "duration", args.duration);
-    insert_some(&mut body, "bandwidth", args.bandwidth);
-    body.insert("online".into(), json!(args.online));
-    let outcome = once::run(
-        Value::Object(body),
-        &args.jmx,
-        &args.storage,
-        args.connection.json,
-    )?;
+    let fields = CommitLogBackupFields {
+        cassandra_commit_log_directory: path_text(&args.commit_log_dir),
+        commit_log_archive_override: path_text(&args.archive),
+        commit_log: path_text(&args.commit_log),
+        duration: args.duration,
+        bandwidth: args.bandwidth,
+        online: args.online,
+        ..CommitLogBackupFields::default()
+    };
+    let outcome = args
+        .connection
+        .run(CommitLogBackup, fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
         let stats = &outcome.operation["response"]["stats"];
         println!(
             "commit logs backed up: {} segments, {} uploaded",
             stats["files"], stats["uploadedFiles"]
+        );
+    }
+    Ok(outcome.exit_code())
+}
+
+/// Esop's `restore` command: what an init container runs before Cassandra starts (IN_PLACE), or a restore into a
+/// running node (HARDLINKS, IMPORT).
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub connection: ConnectionFlags,
+    /// The backup: a tag (its newest backup) or a backup's full name.
+    #[arg(short = 's', long = "snapshot-tag", visible_alias = "st")]
+    pub snapshot_tag: String,
+    /// `IN_PLACE` (node stopped), `HARDLINKS` or `IMPORT` (node running).
+    #[arg(long = "restoration-strategy-type", visible_alias = "rst", value_parser = parse_with(parse_strategy))]
+    pub strategy: Strategy,
+    /// One phase of a HARDLINKS or IMPORT restore: INIT, DOWNLOAD, TRUNCATE, IMPORT or CLEANUP; default all, in order.
+    #[arg(long = "restoration-phase-type", visible_alias = "rp", value_parser = parse_with(parse_phase))]
+    pub phase: Option<Phase>,
+    /// Cassandra's directory (hints, saved caches and commit logs live under it).
+    #[arg(long = "cassandra-dir", visible_aliases = ["dd", "data-directory"], default_value = "/var/lib/cassandra")]
+    pub cassandra_dir: PathBuf,
+    /// Cassandra data directory (repeatable); default: those of cassandra.yaml, or the running node's.
+    #[arg(long = "data-dir")]
+    pub data_dirs: Vec<PathBuf>,
+    /// Where cassandra.yaml is.
+    #[arg(
+        long = "config-directory",
+        visible_alias = "cd",
+        default_value = "/etc/cassandra"
+    )]
+    pub config_directory: PathBuf,
+    /// `ks1,ks2` or `ks1.t1,ks2.t2`; default everything (system keyspaces by the rules of the strategy).
+    #[arg(long, value_parser = parse_with(Entities::parse), default_value = "")]
+    pub entities: Entities,
+    /// IN_PLACE: restore the system keyspaces too.
+    #[arg(long = "restore-system-keyspace", visible_alias = "rs")]
+    pub restore_system_keyspace: bool,
+    #[arg(long = "restore-system-auth", visible_alias = "ra")]
+    pub restore_system_auth: bool,
+    /// IN_PLACE: set auto_bootstrap false and initial_token to the backup's tokens in cassandra.yaml.
+    #[arg(long = "update-cassandra-yaml")]
+    pub update_cassandra_yaml: bool,
+    /// IN_PLACE into a node of a new cluster: restore its schema (system_schema) too.
+    #[arg(long = "restore-into-new-cluster")]
+    pub new_cluster: bool,
+    /// IN_PLACE: find the backed-up node by this pod's host name in the backup's topology.
+    #[arg(long = "resolve-host-id-from-topology")]
+    pub resolve_host_id_from_topology: bool,
+    #[arg(long = "restoration-no-delete-truncates")]
+    pub no_delete_truncates: bool,
+    #[arg(long = "restoration-no-delete-downloads")]
+    pub no_delete_downloads: bool,
+    #[arg(long = "restoration-no-download-data")]
+    pub no_download_data: bool,
+    #[arg(long = "schema-version")]
+    pub schema_version: Option<uuid::Uuid>,
+    #[arg(long = "exact-schema-version")]
+    pub exact_schema_version: bool,
+    /// Restore a table under another name, `ks.from=ks.to` (repeatable).
+    #[arg(long, value_parser = parse_with(parse_rename))]
+    pub rename: Vec<(KeyspaceTable, KeyspaceTable)>,
+    /// A cap on the download rate, e.g. `100MBPS`.
+    #[arg(short = 'b', long)]
+    pub bandwidth: Option<DataRate>,
+    /// HARDLINKS and IMPORT: where the backup is downloaded first.
+    #[arg(
+        long = "import-source-dir",
+        default_value = "/tmp/cassandra-import-source"
+    )]
+    pub import_source_dir: PathBuf,
+    #[arg(long = "import-keep-level")]
+    pub import_keep_level: bool,
+    #[arg(long = "import-keep-repaired")]
+    pub import_keep_repaired: bool,
+    #[arg(long = "import-no-verify")]
+    pub import_no_verify: bool,
+    #[arg(long = "import-no-verify-tokens")]
+    pub import_no_verify_tokens: bool,
+    #[arg(long = "import-no-invalidate-caches")]
+    pub import_no_invalidate_caches: bool,
+    #[arg(long = "import-quick")]
+    pub import_quick: bool,
+    #[arg(long = "import-extended-verify")]
+    pub import_extended_verify: bool,
+    #[command(flatten)]
+    pub jmx: JmxArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+fn parse_strategy(text: &str) -> Result<Strategy, String> {
+    Strategy::parse(text).ok_or_else(|| format!("must be one of {}", Strategy::NAMES.join(", ")))
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    Phase::parse(text).ok_or_else(|| format!("must be one of {}", Phase::NAMES.join(", ")))
+}
+
+fn parse_rename(text: &str) -> Result<(KeyspaceTable, KeyspaceTable), String> {
+    let (from, to) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not ks.from=ks.to"))?;
+    Ok((
+        KeyspaceTable::parse(from.trim())?,
+        KeyspaceTable::parse(to.trim())?,
+    ))
+}
+
+pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let live = args.strategy != Strategy::InPlace;
+    let import = live.then(|| ImportRequest {
+        source_dir: Some(args.import_source_dir.display().to_string()),
+        keep_level: args.import_keep_level,
+        keep_repaired: args.import_keep_repaired,
+        no_verify: args.import_no_verify,
+        no_verify_tokens: args.import_no_verify_tokens,
+        no_invalidate_caches: args.import_no_invalidate_caches,
+        quick: args.import_quick,
+        extended_verify: args.import_extended_verify,
+        ..ImportRequest::default()
+    });
+    let fields = RestoreFields {
+        data_dirs: (!args.data_dirs.is_empty()).then(|| {
+            args.data_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect()
+        }),
+        cassandra_directory: args.cassandra_dir.display().to_string(),
+        cassandra_config_directory: args.config_directory.display().to_string(),
+        entities: args.entities,
+        restoration_strategy_type: args.strategy,
+        restoration_phase: args.phase,
+        import,
+        no_delete_truncates: args.no_delete_truncates,
+        no_delete_downloads: args.no_delete_downloads,
+        no_download_data: args.no_download_data,
+        schema_version: args.schema_version,
+        exact_schema_version: args.exact_schema_version,
+        restore_system_keyspace: args.restore_system_keyspace,
+        restore_system_auth: args.restore_system_auth,
+        new_cluster: args.new_cluster,
+        update_cassandra_yaml: args.update_cassandra_yaml,
+        resolve_host_id_from_topology: args.resolve_host_id_from_topology,
+        rename: args.rename.into_iter().collect(),
+        bandwidth: args.bandwidth,
+        ..RestoreFields::new(args.snapshot_tag)
+    };
+    let outcome = args
+        .connection
+        .run(Restore, fields, &args.jmx, &args.storage)?;
+    if outcome.completed && !args.connection.json {
+        let response = &outcome.operation["response"];
+        println!(
+            "restore of {} complete ({}): {} tables, {} files downloaded, {} already there",
+            response["backup"].as_str().unwrap_or_default(),
+            response["strategy"].as_str().unwrap_or_default(),
+            response["tables"].as_array().map_or(0, Vec::len),
+            response["download"]["downloadedFiles"],
+            response["download"]["keptFiles"],
+        );
+    }
+    Ok(outcome.exit_code())
+}
+
+/// Esop's `commitlog-restore` command (point in time), run on a stopped node after restoring a snapshot.
+#[derive(Debug, Args)]
+pub struct CommitLogRestoreArgs {
+    #[command(flatten)]
+    pub connection: ConnectionFlags,
+    /// The node's commit-log directory; its segments are moved aside.
+    #[arg(
+        long = "commit-log-dir",
+        default_value = "/var/lib/cassandra/commitlog"
+    )]
+    pub commit_log_dir: PathBuf,
+    /// Accepted for Esop compatibility; unused.
+    #[arg(short = 'p', long = "shared-path", default_value = "/")]
+    pub shared_path: PathBuf,
+    /// Where cassandra.yaml and commitlog_archiving.properties are.
+    #[arg(
+        long = "config-directory",
+        visible_alias = "cd",
+        default_value = "/etc/cassandra"
+    )]
+    pub config_directory: PathBuf,
+    /// Segments archived from this instant (epoch millis).
+    #[arg(long = "timestamp-start", visible_alias = "ts", default_value_t = 0)]
+    pub timestamp_start: i64,
+    /// The point in time to replay to (epoch millis).
+    #[arg(long = "timestamp-end", visible_alias = "te")]
+    pub timestamp_end: i64,
+    /// Replay only these tables: `ks.t1,ks.t2`.
+    #[arg(long = "keyspace-tables", visible_alias = "kt", value_delimiter = ',', value_parser = parse_with(KeyspaceTable::parse))]
+    pub keyspace_tables: Vec<KeyspaceTable>,
+    /// Where the segments are downloaded, for Cassandra to replay from.
+    #[arg(long = "commitlog-download-dir")]
+    pub download_dir: PathBuf,
+    #[command(flatten)]
+    pub jmx: JmxArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+pub fn commitlog_restore(args: CommitLogRestoreArgs) -> anyhow::Result<ExitCode> {
+    let fields = CommitLogRestoreFields {
+        cassandra_commit_log_directory: args.commit_log_dir.display().to_string(),
+        shared_container_path: Some(args.shared_path.display().to_string()),
+        cassandra_config_directory: args.config_directory.display().to_string(),
+        commitlog_download_dir: args.download_dir.display().to_string(),
+        timestamp_start: args.timestamp_start,
+        timestamp_end: args.timestamp_end,
+        keyspace_tables: args.keyspace_tables,
+    };
+    let outcome = args
+        .connection
+        .run(CommitLogRestore, fields, &args.jmx, &args.storage)?;
+    if outcome.completed && !args.connection.json {
+        let response = &outcome.operation["response"];
+        println!(
+            "{} commit-log segments ready; Cassandra replays them to {} at its next start",
+            response["segments"].as_array().map_or(0, Vec::len),
+            response["pointInTime"].as_str().unwrap_or_default(),
         );
     }
     Ok(outcome.exit_code())

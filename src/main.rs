@@ -37,6 +37,8 @@ fn main() -> ExitCode {
         Command::List(args) => esop_cli::list(args),
         Command::RemoveBackup(args) => esop_cli::remove_backup(args),
         Command::CommitlogBackup(args) => esop_cli::commitlog_backup(args),
+        Command::Restore(args) => esop_cli::restore(*args),
+        Command::CommitlogRestore(args) => esop_cli::commitlog_restore(args),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use daedalus_operations::types::{self, TypeOptions};
+use daedalus_operations::registry::{PreparedOperation, RequestError};
 use daedalus_operations::{
     Executor, InMemoryStore, JmxConnector, OperationRecord, OperationState, OperationStore,
     Services,
@@ -22,9 +22,9 @@ use crate::signals::Signals;
 /// How often the plain (non-terminal) output reports progress.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
-/// Runs `request` (a JSON body with `type`) to its end; returns whether it completed.
+/// Runs the operation `prepared` (a typed request, checked and ready) to its end; returns how it ended.
 pub fn run(
-    request: Value,
+    prepared: Result<PreparedOperation, RequestError>,
     jmx: &JmxArgs,
     storage: &StorageArgs,
     json: bool,
@@ -39,8 +39,7 @@ pub fn run(
     runtime.block_on(async move {
         // Before the operation starts, so a signal at any point of it cancels it rather than kill the process.
         let signals = Signals::install();
-        let registry = types::registry(TypeOptions::default());
-        let prepared = registry.prepare(request).map_err(|error| {
+        let prepared = prepared.map_err(|error| {
             let details: Vec<String> = error
                 .violations()
                 .iter()

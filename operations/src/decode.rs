@@ -19,8 +19,34 @@ use serde::{Deserialize, Serialize};
 pub fn request<T: serde::de::DeserializeOwned>(
     body: serde_json::Value,
 ) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(jackson::Lenient(body))
-        .map_err(|error| (error.path().to_string(), error.into_inner().to_string()))
+    serde_path_to_error::deserialize(jackson::Lenient(body)).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        // serde reports a missing field at the object holding it, by its Rust-facing name in backticks: name
+        // the field itself, as validation does.
+        match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            Some(field) if path == "." => (field.to_string(), "is required".to_string()),
+            Some(field) => (format!("{path}.{field}"), "is required".to_string()),
+            None => (path, message),
+        }
+    })
+}
+
+/// How a request type is decoded from its POST body. Most types derive `Deserialize` and get [`request`] through
+/// the blanket implementation; a type made of field groups that share the body's one JSON object (see
+/// [`crate::storage::request::StorageRequest`]) decodes each group from the whole body, so an error still names the
+/// field's own path, which serde's `flatten` would lose.
+pub trait DecodeRequest: Sized {
+    fn decode_request(body: serde_json::Value) -> Result<Self, (String, String)>;
+}
+
+impl<T: serde::de::DeserializeOwned> DecodeRequest for T {
+    fn decode_request(body: serde_json::Value) -> Result<Self, (String, String)> {
+        request(body)
+    }
 }
 
 struct LenientBool;
@@ -113,6 +139,11 @@ pub fn i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> 
         .map_err(|_| de::Error::invalid_value(de::Unexpected::Signed(value), &"a 32-bit integer"))
 }
 
+/// A 64-bit integer (epoch millis) that may arrive as `4`, `"4"` or `null` (0).
+pub fn i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    Ok(deserializer.deserialize_any(LenientInteger)?.unwrap_or(0))
+}
+
 /// A 32-bit integer whose absence or `null` means `DEFAULT`, e.g.
 /// `#[serde(default = "...", deserialize_with = "decode::i32_or::<_, 10>")]`.
 pub fn i32_or<'de, D: Deserializer<'de>, const DEFAULT: i32>(
@@ -130,6 +161,14 @@ pub fn i32_or<'de, D: Deserializer<'de>, const DEFAULT: i32>(
 /// A length of time as Icarus clients send it; serialized back in Icarus's `{value, unit}` shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(HumanDuration)
+    }
+}
 
 /// Java `TimeUnit` names, as Icarus's `Time` object uses them, largest first.
 const UNITS: [(&str, Duration); 7] = [
@@ -348,6 +387,14 @@ impl DataRate {
 
 const RATE_HINT: &str =
     r#"a rate such as "10MBPS" or {"value": 10, "unit": "MBPS"} (units BPS, KBPS, MBPS, GBPS)"#;
+
+impl std::str::FromStr for DataRate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_rate(text)
+    }
+}
 
 fn parse_rate(text: &str) -> Result<DataRate, String> {
     let trimmed = text.trim();

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -28,7 +27,7 @@ pub trait Operation: Send + Sync + 'static {
 
     /// The request, decoded from the POST body. Serialized back, it becomes the request fields of the operation
     /// object, so it should serialize every field with its effective (defaulted) value.
-    type Request: DeserializeOwned + Serialize + Validate + Send + 'static;
+    type Request: crate::decode::DecodeRequest + Serialize + Validate + Send + 'static;
 
     /// Fills in, once the request is valid, the defaults a client must learn from the 201 answer rather than when
     /// the operation runs (a generated snapshot tag, ...). Every request passes here, in

@@ -115,34 +115,43 @@ impl<O: Operation> ErasedOperation for Arc<O> {
         body: Value,
         accepted_at: DateTime<Utc>,
     ) -> Result<PreparedOperation, RequestError> {
-        let mut request: O::Request = crate::decode::request(body)
+        let request = <O::Request as crate::decode::DecodeRequest>::decode_request(body)
             .map_err(|(field, message)| RequestError::Decode { field, message })?;
-        let mut violations = Violations::default();
-        crate::validation::Validate::validate(&request, &mut violations);
-        let violations = violations.into_vec();
-        if !violations.is_empty() {
-            return Err(RequestError::Invalid {
-                type_id: O::TYPE,
-                violations,
-            });
-        }
-        // After validation, so a default never hides a field the client got wrong.
-        self.fill_defaults(&mut request, accepted_at);
-        let request_fields = match serde_json::to_value(&request) {
-            Ok(Value::Object(fields)) => fields,
-            // A request type that does not serialize to an object (e.g. a unit struct) has no fields to echo.
-            _ => Map::new(),
-        };
-        let operation = Arc::clone(self);
-        Ok(PreparedOperation {
-            type_id: O::TYPE,
-            exclusive: O::EXCLUSIVE,
-            request: request_fields,
-            runner: Box::new(move |context| {
-                Box::pin(async move { operation.run(request, context).await })
-            }),
-        })
+        prepare_request(Arc::clone(self), request, accepted_at)
     }
+}
+
+/// Validates a request built in code (the command line builds typed requests), fills in its defaults and readies
+/// it to run, as [`Registry::prepare`] does for a POST body.
+pub fn prepare_request<O: Operation>(
+    operation: Arc<O>,
+    mut request: O::Request,
+    accepted_at: DateTime<Utc>,
+) -> Result<PreparedOperation, RequestError> {
+    let mut violations = Violations::default();
+    crate::validation::Validate::validate(&request, &mut violations);
+    let violations = violations.into_vec();
+    if !violations.is_empty() {
+        return Err(RequestError::Invalid {
+            type_id: O::TYPE,
+            violations,
+        });
+    }
+    // After validation, so a default never hides a field the client got wrong.
+    operation.fill_defaults(&mut request, accepted_at);
+    let request_fields = match serde_json::to_value(&request) {
+        Ok(Value::Object(fields)) => fields,
+        // A request type that does not serialize to an object (e.g. a unit struct) has no fields to echo.
+        _ => Map::new(),
+    };
+    Ok(PreparedOperation {
+        type_id: O::TYPE,
+        exclusive: O::EXCLUSIVE,
+        request: request_fields,
+        runner: Box::new(move |context| {
+            Box::pin(async move { operation.run(request, context).await })
+        }),
+    })
 }
 
 /// Every operation type this sidecar accepts.

@@ -19,7 +19,7 @@ pub fn version() -> String {
     std::env::var("CASSANDRA_VERSION").unwrap_or_else(|_| "5.0.8".to_string())
 }
 
-fn script() -> PathBuf {
+pub fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cassandra")
 }
 
@@ -81,6 +81,20 @@ pub fn cql(node: usize, statement: &str) -> Vec<Vec<String>> {
 pub fn solo(node: usize) {
     let output = Command::new(script())
         .args(["solo", &node.to_string()])
+        .output()
+        .expect("scripts/cassandra runs");
+    assert!(
+        output.status.success(),
+        "scripts/cassandra solo failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Starts node `n` alone with the `cassandra.yaml` it has (as a restore with `updateCassandraYaml` left it).
+pub fn solo_keeping_config(node: usize) {
+    let output = Command::new(script())
+        .args(["solo", &node.to_string()])
+        .env("KEEP_CONFIG", "1")
         .output()
         .expect("scripts/cassandra runs");
     assert!(

@@ -30,6 +30,28 @@ pub enum HashAlgorithm {
     None,
 }
 
+impl HashAlgorithm {
+    /// The algorithm that wrote `hash`, as a manifest holds it: 64 hex digits are SHA-256, a decimal number is
+    /// CRC32. A restore reads it from the backup rather than asking, since the two must match.
+    pub fn of_hash(hash: &str) -> Option<HashAlgorithm> {
+        if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Some(HashAlgorithm::Sha256)
+        } else if !hash.is_empty() && hash.len() <= 10 && hash.bytes().all(|b| b.is_ascii_digit()) {
+            Some(HashAlgorithm::Crc)
+        } else {
+            None
+        }
+    }
+
+    /// The algorithm of a backup: that of its first hashed entry; `None` when it has no hashes.
+    pub fn of_manifest(manifest: &crate::esop::manifest::Manifest) -> HashAlgorithm {
+        manifest
+            .entries()
+            .find_map(|entry| entry.hash.as_deref().and_then(HashAlgorithm::of_hash))
+            .unwrap_or(HashAlgorithm::None)
+    }
+}
+
 /// A hash being computed over a file's bytes as they stream past.
 pub enum Hasher {
     Sha256(sha2::Sha256),

@@ -12,67 +12,59 @@ use super::snapshot_files::{self, SnapshotTable};
 use super::upload::{self, PlannedFile, RetryPolicy, UploadSettings};
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::cluster_topology;
+use crate::decode::{DataRate, HumanDuration};
 use crate::esop::json::to_jackson_pretty;
 use crate::esop::sstable;
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::request as storage;
-use crate::storage::{RemoteStorage, StorageError, StorageLocation, StorageOptions, Throttle};
-use crate::types::backup::BackupRequest;
+use crate::storage::{Entities, RemoteStorage, Throttle};
 
-impl From<StorageError> for OperationFailure {
-    fn from(error: StorageError) -> Self {
-        match error {
-            StorageError::Cancelled => OperationFailure::Cancelled,
-            other => OperationFailure::Failed(other.to_string()),
-        }
-    }
+use super::hashes::HashAlgorithm;
+
+/// A backup in the engine's own terms: what to snapshot, under which tag, and how to upload it.
+#[derive(Debug, Clone)]
+pub struct BackupPlan {
+    pub entities: Entities,
+    /// None: the data directories Cassandra reports.
+    pub data_dirs: Option<Vec<PathBuf>>,
+    /// The tag asked for (see [`resolved_tag`]); None: one generated now.
+    pub tag: Option<String>,
+    /// The tag was generated at submit, not given by the client.
+    pub tag_generated: bool,
+    /// None: the node's current schema version.
+    pub schema_version: Option<String>,
+    pub upload_topology: bool,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    /// Esop's throttle: at most `bandwidth`, at least what finishes within `duration`.
+    pub bandwidth: Option<DataRate>,
+    pub duration: Option<HumanDuration>,
+    pub algorithm: HashAlgorithm,
 }
 
-/// Runs the backup; returns what it did, for the operation's `response`.
+/// Runs the backup of this node into `remote`; returns what it did, for the operation's `response`.
 pub async fn backup(
-    request: &BackupRequest,
+    plan: &BackupPlan,
+    remote: &RemoteStorage,
+    cassandra: &Cassandra,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
-    storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
-    let location = StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
-        .map_err(OperationFailure::Failed)?;
-    let cassandra = context.cassandra().await?;
-    let entities = storage::entity_list(&request.entities);
     context
-        .cancellable(require_entities(&cassandra, &entities))
+        .cancellable(require_entities(cassandra, &plan.entities))
         .await??;
-    let location = match location.node_path {
-        Some(_) => location,
-        None => {
-            context
-                .cancellable(node_location(&cassandra, &location))
-                .await??
-        }
-    };
-    let options = StorageOptions::of_request(request.proxy_settings.as_ref(), request.insecure);
-    let remote = open_bucket(
-        context,
-        location,
-        &options,
-        !request.skip_bucket_verification,
-        request.create_missing_bucket,
-    )
-    .await?;
-
-    let schema_version = match &request.schema_version {
+    let schema_version = match &plan.schema_version {
         Some(version) => version.clone(),
         None => context.cancellable(cassandra.schema_version()).await??,
     };
     let tag = resolved_tag(
-        request.snapshot_tag.as_deref(),
-        request.snapshot_tag_generated,
+        plan.tag.as_deref(),
+        plan.tag_generated,
         &schema_version,
         chrono::Utc::now(),
     );
     let mut tokens = context.cancellable(cassandra.tokens()).await??;
     tokens.sort();
-    let data_dirs: Vec<PathBuf> = match &request.data_dirs {
-        Some(dirs) => dirs.iter().map(PathBuf::from).collect(),
+    let data_dirs: Vec<PathBuf> = match &plan.data_dirs {
+        Some(dirs) => dirs.clone(),
         None => context
             .cancellable(cassandra.data_file_locations())
             .await??
@@ -96,13 +88,16 @@ pub async fn backup(
 
     tracing::info!(%tag, location = %remote.location(), "taking the snapshot");
     // Not cancellable, like the clearing below: a snapshot taken is always cleared, even one that failed half-way.
-    let uploaded = match cassandra.take_snapshot(&tag, &entities, None, false).await {
+    let uploaded = match cassandra
+        .take_snapshot(&tag, &plan.entities.to_list(), None, false)
+        .await
+    {
         Ok(()) => {
             upload_snapshot(
-                request,
+                plan,
                 context,
-                &cassandra,
-                &remote,
+                cassandra,
+                remote,
                 &data_dirs,
                 &tag,
                 &schema_version,
@@ -128,7 +123,7 @@ pub async fn backup(
 
 #[allow(clippy::too_many_arguments)]
 async fn upload_snapshot(
-    request: &BackupRequest,
+    plan: &BackupPlan,
     context: &OperationContext,
     cassandra: &Cassandra,
     remote: &RemoteStorage,
@@ -154,13 +149,18 @@ async fn upload_snapshot(
              data directories (dataDirs)?"
         )));
     }
-    let planned = plan(&tables).await?;
+    let planned = plan_uploads(&tables).await?;
     let total_size: u64 = tables.iter().map(SnapshotTable::size).sum();
-    let settings = upload_settings(request, total_size);
+    let settings = UploadSettings {
+        concurrency: plan.concurrency,
+        retry: plan.retry,
+        throttle: Throttle::new(upload::rate(plan.bandwidth, plan.duration, total_size)),
+        algorithm: plan.algorithm,
+    };
     let storage = context.storage_settings();
     let cache = Mutex::new(HashCache::load(
         storage.cache_dir.as_deref(),
-        request.hash_algorithm,
+        plan.algorithm,
     ));
     let reporter = context.progress();
     let progress: upload::Progress = Arc::new(move |done, total| reporter.units(done, total));
@@ -184,7 +184,7 @@ async fn upload_snapshot(
     context
         .cancellable(remote.put(&manifest_key, manifest.into()))
         .await??;
-    if request.upload_cluster_topology {
+    if plan.upload_topology {
         let topology = context.cancellable(cluster_topology(cassandra)).await??;
         let json = to_jackson_pretty(&topology).map_err(|error| {
             OperationFailure::Failed(format!("cannot write the topology: {error}"))
@@ -203,7 +203,7 @@ async fn upload_snapshot(
 }
 
 /// Each snapshot file with its Esop object key; digests are read from disk, off the async workers.
-async fn plan(tables: &[SnapshotTable]) -> Result<Vec<PlannedFile>, OperationFailure> {
+async fn plan_uploads(tables: &[SnapshotTable]) -> Result<Vec<PlannedFile>, OperationFailure> {
     let tables = tables.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut digests = std::collections::HashMap::new();
@@ -249,84 +249,13 @@ async fn plan(tables: &[SnapshotTable]) -> Result<Vec<PlannedFile>, OperationFai
     .map_err(OperationFailure::Failed)
 }
 
-fn upload_settings(request: &BackupRequest, total_size: u64) -> UploadSettings {
-    UploadSettings {
-        concurrency: usize::try_from(request.concurrent_connections).unwrap_or(1),
-        retry: RetryPolicy::from(&request.retry.clone().unwrap_or_default()),
-        throttle: Throttle::new(upload::rate(
-            request.bandwidth,
-            request.duration,
-            total_size,
-        )),
-        algorithm: request.hash_algorithm,
-    }
-}
-
-/// The node's storage at `location`; checks that the bucket exists (`verify`), creating it when missing if
-/// `create` (`createMissingBucket`).
-pub async fn open_bucket(
-    context: &OperationContext,
-    location: StorageLocation,
-    options: &StorageOptions,
-    verify: bool,
-    create: bool,
-) -> Result<RemoteStorage, OperationFailure> {
-    let settings = context.storage_settings();
-    let opened = match settings.open(&location, options) {
-        Err(StorageError::MissingBucket { .. }) if create => {
-            context
-                .cancellable(settings.create_bucket(&location, options))
-                .await??;
-            settings.open(&location, options)?
-        }
-        opened => opened?,
-    };
-    let remote = RemoteStorage::new(opened, location.clone())?;
-    if verify {
-        match context.cancellable(remote.check_bucket()).await? {
-            Err(StorageError::MissingBucket { .. }) if create => {
-                tracing::info!(bucket = %location.store_name(), "creating the missing bucket");
-                context
-                    .cancellable(settings.create_bucket(&location, options))
-                    .await??;
-            }
-            checked => checked?,
-        }
-    }
-    Ok(remote)
-}
-
-/// Completes `protocol://bucket` with this node's cluster, data centre and host id, as Esop does.
-pub async fn node_location(
-    cassandra: &Cassandra,
-    location: &StorageLocation,
-) -> Result<StorageLocation, OperationFailure> {
-    let cluster = cassandra.cluster_name().await?;
-    // Icarus writes cluster names with their whitespace replaced, as they are path segments.
-    let cluster = cluster.split_whitespace().collect::<Vec<_>>().join("-");
-    let dc = cassandra.local_datacenter().await?;
-    let host_id = cassandra.local_host_id().await?;
-    Ok(location.for_node(&cluster, &dc, &host_id))
-}
-
 /// Every keyspace, or `keyspace.table`, named must exist before a snapshot is taken.
 async fn require_entities(
     cassandra: &Cassandra,
-    entities: &[String],
+    entities: &Entities,
 ) -> Result<(), OperationFailure> {
-    let mut tables_by_keyspace: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for entity in entities {
-        match entity.split_once('.') {
-            Some((keyspace, table)) => tables_by_keyspace
-                .entry(keyspace)
-                .or_default()
-                .push(table.to_string()),
-            None => {
-                tables_by_keyspace.entry(entity).or_default();
-            }
-        }
-    }
-    for (keyspace, tables) in tables_by_keyspace {
+    for (keyspace, tables) in entities.by_keyspace() {
+        let tables: Vec<String> = tables.into_iter().map(str::to_string).collect();
         cassandra.require_tables(keyspace, &tables).await?;
     }
     Ok(())
@@ -346,13 +275,18 @@ pub fn resolved_tag(
 ) -> String {
     let (tag, generated) = match tag {
         Some(tag) => (tag.to_string(), generated),
-        None => (crate::types::backup::default_snapshot_tag(now), true),
+        None => (default_snapshot_tag(now), true),
     };
     if !generated && ends_in_timestamp(&tag) {
         tag
     } else {
         format!("{tag}-{schema_version}-{}", now.timestamp_millis())
     }
+}
+
+/// Icarus's default tag, from the instant the request was accepted.
+pub fn default_snapshot_tag(accepted_at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("autosnap-{}", accepted_at.timestamp())
 }
 
 /// Esop's `Snapshots.snapshotContainsTimestamp`: the tag has a `-` but neither starts nor ends with one, and the
@@ -396,7 +330,7 @@ mod tests {
         let accepted = chrono::DateTime::from_timestamp_millis(1_700_000_000_999).unwrap();
         let now = chrono::DateTime::from_timestamp_millis(1_700_000_042_123).unwrap();
         let schema = "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2";
-        let generated = crate::types::backup::default_snapshot_tag(accepted);
+        let generated = default_snapshot_tag(accepted);
         assert_eq!(generated, "autosnap-1700000000");
         assert_eq!(
             resolved_tag(Some(&generated), true, schema, now),

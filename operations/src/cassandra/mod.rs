@@ -4,6 +4,7 @@
 //! of Cassandra 4.0, 4.1 and 5.0; where the versions differ, the facade picks the call for the node's version.
 
 mod maintenance;
+mod restore_checks;
 pub mod topology;
 mod version;
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Cassandra, CassandraError};
 
@@ -12,7 +12,7 @@ use super::{Cassandra, CassandraError};
 const HOST_NAME_TTL: Duration = Duration::from_secs(300);
 
 /// Icarus's `ClusterTopology`.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterTopology {
     pub timestamp: i64,
@@ -21,7 +21,7 @@ pub struct ClusterTopology {
     pub topology: Vec<NodeTopology>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeTopology {
     pub hostname: String,

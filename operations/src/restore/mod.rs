@@ -1,4 +1,47 @@
+//! The restore engine: which backup, which tables, and the strategies that put them back — IN_PLACE into a
+//! stopped node's directories, HARDLINKS and IMPORT into a running node in Esop's phases.
+
 mod atomic;
+pub mod choice;
 pub mod commitlog;
 pub mod download;
 pub mod in_place;
+pub mod live;
+pub mod stopped_node;
+pub mod tables;
+
+use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::request::StorageRequest;
+use crate::types::restore::{RestoreRequest, Strategy};
+
+/// Runs one node's restore; returns what it did, for the operation's `response`.
+pub async fn restore(
+    request: RestoreRequest,
+    context: &OperationContext,
+) -> Result<serde_json::Value, OperationFailure> {
+    let StorageRequest { connection, fields } = request;
+    match fields.restoration_strategy_type {
+        Strategy::InPlace => stopped_node::restore(&connection, &fields, context).await,
+        Strategy::Hardlinks | Strategy::Import => {
+            live::restore(&connection, &fields, context).await
+        }
+    }
+}
+
+/// IN_PLACE and commitlog-restore change files a running Cassandra holds open: they refuse to run while the node
+/// answers over JMX.
+pub async fn require_node_down(
+    context: &OperationContext,
+    what: &str,
+) -> Result<(), OperationFailure> {
+    let Ok(cassandra) = context.cassandra().await else {
+        return Ok(());
+    };
+    if context.cancellable(cassandra.answers()).await? {
+        return Err(OperationFailure::Failed(format!(
+            "Cassandra answers on {}: {what} works on a stopped node only; stop Cassandra first",
+            cassandra.jmx().address()
+        )));
+    }
+    Ok(())
+}

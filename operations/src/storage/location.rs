@@ -109,6 +109,20 @@ impl std::fmt::Display for StorageLocation {
     }
 }
 
+/// Parsed when a request is decoded, so a bad location is refused naming `storageLocation`; echoed as text.
+impl<'de> serde::Deserialize<'de> for StorageLocation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        StorageLocation::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for StorageLocation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,15 @@
 //! Everything above this module talks to [`RemoteStorage`], keys relative to a node's prefix
 //! (`<cluster>/<dc>/<node>/`), and never to a provider SDK.
 
+pub mod entities;
 pub mod location;
+pub mod node;
 pub mod remote;
 pub mod request;
 pub mod settings;
 pub mod throttle;
 
+pub use entities::{Entities, KeyspaceTable};
 pub use location::StorageLocation;
 pub use remote::{RemoteStorage, StorageError};
 pub use settings::{StorageOptions, StorageSettings};

@@ -248,6 +248,39 @@ impl RemoteStorage {
             })
     }
 
+    /// Reads an object at the bucket root (`topology/...`), outside the node prefix.
+    pub async fn get_in_bucket(&self, key: &str) -> Result<Bytes, StorageError> {
+        let error = |source| StorageError::Object {
+            store: self.location.store_name(),
+            action: "downloading",
+            key: key.into(),
+            source: Box::new(source),
+        };
+        let result = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(error)?;
+        result.bytes().await.map_err(error)
+    }
+
+    /// The keys at the bucket root under `prefix` (`topology/`), whole.
+    pub async fn list_in_bucket(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let path = ObjectPath::from(prefix);
+        let mut keys = Vec::new();
+        let mut listing = self.store.list(Some(&path));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|source| StorageError::Object {
+                store: self.location.store_name(),
+                action: "listing",
+                key: prefix.into(),
+                source: Box::new(source),
+            })?;
+            keys.push(meta.location.to_string());
+        }
+        Ok(keys)
+    }
+
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let result = self
             .store

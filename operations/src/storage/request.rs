@@ -1,82 +1,143 @@
-//! Request parts shared by the object-storage operations (backup, restore): where the backup lives, which
-//! keyspaces and tables, and how to reach the store. Field names and defaults are Esop's.
+//! Request parts shared by the object-storage operations (backup, restore, list, remove-backup, commit logs): the
+//! [`Connection`] group (where the backups live, how to reach the store), the [`StorageRequest`] that pairs it with
+//! a type's own fields, and the rules several types share. Field names and defaults are Esop's.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::StorageLocation;
-use crate::decode;
-use crate::validation::{self, Violations};
+use super::{StorageLocation, StorageOptions};
+use crate::backup::upload::RetryPolicy;
+use crate::decode::{self, DecodeRequest};
+use crate::validation::{self, Validate, Violations};
 
-/// A required `storageLocation` field.
-pub fn storage_location(violations: &mut Violations, location: &Option<String>) {
-    match location {
-        None => violations.add("storageLocation", "is required"),
-        Some(text) => {
-            if let Err(message) = StorageLocation::parse(text) {
-                violations.add("storageLocation", message);
-            }
+/// Esop's connection fields, which every storage operation takes: where the backups live and how to reach the
+/// store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// `protocol://bucket[/cluster/dc/node]`; parsed when the request is decoded.
+    pub storage_location: StorageLocation,
+    /// Parallel transfers.
+    #[serde(
+        default = "default_concurrent_connections",
+        deserialize_with = "decode::i32_or::<_, 10>"
+    )]
+    pub concurrent_connections: i32,
+    /// Plain HTTP to the store.
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub insecure: bool,
+    #[serde(default, deserialize_with = "decode::bool")]
+    pub skip_bucket_verification: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_settings: Option<ProxySettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+impl Connection {
+    pub fn new(storage_location: StorageLocation) -> Self {
+        Connection {
+            storage_location,
+            concurrent_connections: DEFAULT_CONCURRENT_CONNECTIONS,
+            insecure: false,
+            skip_bucket_verification: false,
+            proxy_settings: None,
+            retry: None,
         }
+    }
+
+    /// What the request adds to the sidecar's storage settings for its own connections.
+    pub fn options(&self) -> StorageOptions {
+        StorageOptions::of_request(self.proxy_settings.as_ref(), self.insecure)
+    }
+
+    /// Files transferred at once (validated to be at least 1).
+    pub fn concurrency(&self) -> usize {
+        usize::try_from(self.concurrent_connections)
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::from(&self.retry.clone().unwrap_or_default())
     }
 }
 
-/// `entities`: `""` (everything), keyspaces `"ks1,ks2"`, or tables `"ks1.t1 ks2.t2"`; commas or spaces
-/// separate; the two forms may not be mixed.
-pub fn entities(violations: &mut Violations, entities: &Option<String>) {
-    let Some(text) = entities else { return };
-    let items: Vec<&str> = text
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let tables = items.iter().filter(|item| item.contains('.')).count();
-    if tables != 0 && tables != items.len() {
-        violations.add(
-            "entities",
-            "mixes keyspaces and keyspace.table entries; use one form",
-        );
-        return;
-    }
-    for item in items {
-        let (keyspace, table) = item.split_once('.').unwrap_or((item, ""));
-        if !validation::is_keyspace_name(keyspace)
-            || (!table.is_empty() || item.contains('.')) && !validation::is_table_name(table)
-        {
+impl Validate for Connection {
+    fn validate(&self, violations: &mut Violations) {
+        if self.concurrent_connections < 1 {
             violations.add(
-                "entities",
-                format!("'{item}' is not a keyspace or keyspace.table name"),
+                "concurrentConnections",
+                format!("must be 1 or more, got {}", self.concurrent_connections),
             );
         }
+        if let Some(proxy) = &self.proxy_settings {
+            proxy.validate(violations);
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate(violations);
+        }
     }
 }
 
-/// `entities` as Esop writes it (`"ks1,ks2"` or `"ks1.t1 ks2.t2"`), as the list `takeSnapshot` takes.
-pub fn entity_list(entities: &Option<String>) -> Vec<String> {
-    entities
-        .as_deref()
-        .unwrap_or_default()
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+/// A storage operation's request: the [`Connection`] group and the type's own `fields`, side by side in one JSON
+/// object as Esop has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageRequest<F> {
+    #[serde(flatten)]
+    pub connection: Connection,
+    #[serde(flatten)]
+    pub fields: F,
+}
+
+impl<F: DeserializeOwned> DecodeRequest for StorageRequest<F> {
+    fn decode_request(body: serde_json::Value) -> Result<Self, (String, String)> {
+        let connection = decode::request(body.clone())?;
+        let fields = decode::request(body)?;
+        Ok(StorageRequest { connection, fields })
+    }
+}
+
+/// The rules of a storage type's own fields, which may depend on the connection (a location that must name the
+/// node unless it is to be completed from Cassandra, say).
+pub trait StorageFields {
+    fn validate(&self, connection: &Connection, violations: &mut Violations);
+}
+
+impl<F: StorageFields> Validate for StorageRequest<F> {
+    fn validate(&self, violations: &mut Violations) {
+        self.connection.validate(violations);
+        self.fields.validate(&self.connection, violations);
+    }
+}
+
+/// A location that names the node (`PROTOCOL://BUCKET/CLUSTER/DC/NODE`), unless `completed_by` (the flag that
+/// completes it from Cassandra) is set.
+pub fn node_location(
+    violations: &mut Violations,
+    connection: &Connection,
+    completed_by: Option<(&str, bool)>,
+) {
+    if connection.storage_location.node_path.is_some() {
+        return;
+    }
+    match completed_by {
+        Some((_, true)) => {}
+        Some((flag, false)) => violations.add(
+            "storageLocation",
+            format!("must name the node (PROTOCOL://BUCKET/CLUSTER/DC/NODE) unless {flag} is true"),
+        ),
+        None => violations.add(
+            "storageLocation",
+            "must name the node (PROTOCOL://BUCKET/CLUSTER/DC/NODE)",
+        ),
+    }
 }
 
 /// `dataDirs`: absolute paths; absent means "ask Cassandra".
 pub fn data_dirs(violations: &mut Violations, dirs: &Option<Vec<String>>) {
     for (index, dir) in dirs.iter().flatten().enumerate() {
         validation::absolute_path(violations, &format!("dataDirs[{index}]"), dir);
-    }
-}
-
-/// `schemaVersion`, when given, is a schema UUID.
-pub fn schema_version(violations: &mut Violations, version: &Option<String>) {
-    if let Some(version) = version
-        && uuid::Uuid::parse_str(version).is_err()
-    {
-        violations.add(
-            "schemaVersion",
-            format!("'{version}' is not a schema version (a UUID)"),
-        );
     }
 }
 
@@ -101,16 +162,6 @@ pub fn default_concurrent_connections() -> i32 {
     DEFAULT_CONCURRENT_CONNECTIONS
 }
 
-/// At least one connection.
-pub fn concurrent_connections(violations: &mut Violations, connections: i32) {
-    if connections < 1 {
-        violations.add(
-            "concurrentConnections",
-            format!("must be 1 or more, got {connections}"),
-        );
-    }
-}
-
 const NO_CLIENT_SIDE_ENCRYPTION: &str = "client-side encryption with a KMS key (Esop's kmsKeyId) is not supported: \
      nothing would be encrypted; use the bucket's default encryption (SSE-KMS) instead";
 
@@ -132,20 +183,6 @@ pub fn refuse_kms_from_environment() -> Result<(), String> {
             "AWS_KMS_KEY_ID is set in the sidecar's environment: {NO_CLIENT_SIDE_ENCRYPTION}"
         )),
         _ => Ok(()),
-    }
-}
-
-/// The transfer settings every storage request may carry.
-pub fn proxy_and_retry(
-    violations: &mut Violations,
-    proxy: &Option<ProxySettings>,
-    retry: &Option<Retry>,
-) {
-    if let Some(proxy) = proxy {
-        proxy.validate(violations);
-    }
-    if let Some(retry) = retry {
-        retry.validate(violations);
     }
 }
 
@@ -329,20 +366,5 @@ mod tests {
         );
         assert!(!format!("{url:?}").contains(":p@"));
         assert!(!format!("{proxy:?}").contains("\"p\""), "{proxy:?}");
-    }
-
-    #[test]
-    fn entities_take_one_form() {
-        let check = |text: &str| {
-            let mut violations = Violations::default();
-            entities(&mut violations, &Some(text.to_string()));
-            violations.into_vec().len()
-        };
-        assert_eq!(check(""), 0);
-        assert_eq!(check("ks1,ks2"), 0);
-        assert_eq!(check("ks1.t1 ks2.t2"), 0);
-        assert_eq!(check("ks1, ks2.t2"), 1);
-        assert_eq!(check("ks-1"), 1);
-        assert_eq!(check("ks1."), 1);
     }
 }

@@ -2,21 +2,26 @@
 //! `<cluster>/<dc>/<node>/data/...`, then the manifest under `manifests/<tag>.json`, last, so a manifest marks a
 //! complete backup. The snapshot is cleared at the end whatever happened.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::backup::hashes::HashAlgorithm;
+use crate::backup::run::{BackupPlan, default_snapshot_tag};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::storage::request::{self as storage, ProxySettings, Retry};
-use crate::validation::{Validate, Violations};
+use crate::storage::Entities;
+use crate::storage::node::{self, BucketCheck, NodePath};
+use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::validation::Violations;
 
-/// Esop's `BackupOperationRequest`; the fields old clients add (`k8sSecretName`, `k8sNamespace`,
-/// `cassandraDirectory`) are accepted and ignored, as Icarus 3 ignores them.
+/// Esop's `BackupOperationRequest`: the connection fields and these. The fields old clients add
+/// (`k8sSecretName`, `k8sNamespace`, `cassandraDirectory`) are accepted and ignored, as Icarus 3 ignores them.
+pub type BackupRequest = StorageRequest<BackupFields>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BackupRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_location: Option<String>,
+pub struct BackupFields {
     /// Absent: the data directories Cassandra reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dirs: Option<Vec<String>>,
@@ -31,8 +36,8 @@ pub struct BackupRequest {
     /// JSON: a client cannot set it.
     #[serde(skip)]
     pub snapshot_tag_generated: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entities: Option<String>,
+    #[serde(default, skip_serializing_if = "Entities::is_all")]
+    pub entities: Entities,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dc: Option<String>,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -43,14 +48,9 @@ pub struct BackupRequest {
     )]
     pub timeout: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_version: Option<String>,
+    pub schema_version: Option<uuid::Uuid>,
     #[serde(default, deserialize_with = "decode::bool")]
     pub upload_cluster_topology: bool,
-    #[serde(
-        default = "storage::default_concurrent_connections",
-        deserialize_with = "decode::i32_or::<_, 10>"
-    )]
-    pub concurrent_connections: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,22 +58,44 @@ pub struct BackupRequest {
     #[serde(default, deserialize_with = "decode::bool")]
     pub create_missing_bucket: bool,
     #[serde(default, deserialize_with = "decode::bool")]
-    pub skip_bucket_verification: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
     pub skip_refreshing: bool,
     #[serde(default = "copy", deserialize_with = "metadata_directive")]
     pub metadata_directive: String,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub insecure: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_settings: Option<ProxySettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     /// Esop's `--hash-algorithm`: `SHA-256` (default), `CRC`, or `NONE`.
     #[serde(default)]
     pub hash_algorithm: HashAlgorithm,
+}
+
+impl BackupFields {
+    /// A backup of everything with Esop's defaults.
+    pub fn new() -> Self {
+        BackupFields {
+            data_dirs: None,
+            snapshot_tag: None,
+            snapshot_tag_generated: false,
+            entities: Entities::All,
+            dc: None,
+            global_request: false,
+            timeout: storage::DEFAULT_TIMEOUT_HOURS,
+            schema_version: None,
+            upload_cluster_topology: false,
+            duration: None,
+            bandwidth: None,
+            create_missing_bucket: false,
+            skip_refreshing: false,
+            metadata_directive: copy(),
+            kms_key_id: None,
+            hash_algorithm: HashAlgorithm::default(),
+        }
+    }
+}
+
+impl Default for BackupFields {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn copy() -> String {
@@ -86,13 +108,9 @@ fn metadata_directive<'de, D: serde::Deserializer<'de>>(
     Ok(decode::upper_case(deserializer)?.unwrap_or_else(copy))
 }
 
-impl Validate for BackupRequest {
-    fn validate(&self, violations: &mut Violations) {
-        storage::storage_location(violations, &self.storage_location);
+impl StorageFields for BackupFields {
+    fn validate(&self, _connection: &Connection, violations: &mut Violations) {
         storage::data_dirs(violations, &self.data_dirs);
-        storage::entities(violations, &self.entities);
-        storage::schema_version(violations, &self.schema_version);
-        storage::concurrent_connections(violations, self.concurrent_connections);
         if let Some(tag) = &self.snapshot_tag
             && (tag.is_empty() || tag.contains(['/', '\\']))
         {
@@ -107,14 +125,8 @@ impl Validate for BackupRequest {
                 format!("must be COPY or REPLACE, got '{}'", self.metadata_directive),
             );
         }
-        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
         storage::kms_key_id(violations, &self.kms_key_id);
     }
-}
-
-/// Icarus's default tag, from the instant the request was accepted.
-pub fn default_snapshot_tag(accepted_at: chrono::DateTime<chrono::Utc>) -> String {
-    format!("autosnap-{}", accepted_at.timestamp())
 }
 
 pub struct Backup;
@@ -128,9 +140,10 @@ impl Operation for Backup {
         request: &mut BackupRequest,
         accepted_at: chrono::DateTime<chrono::Utc>,
     ) {
-        if request.snapshot_tag.is_none() {
-            request.snapshot_tag = Some(default_snapshot_tag(accepted_at));
-            request.snapshot_tag_generated = true;
+        let fields = &mut request.fields;
+        if fields.snapshot_tag.is_none() {
+            fields.snapshot_tag = Some(default_snapshot_tag(accepted_at));
+            fields.snapshot_tag_generated = true;
         }
     }
 
@@ -139,7 +152,7 @@ impl Operation for Backup {
         request: BackupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        if request.global_request {
+        if request.fields.global_request {
             return Err(OperationFailure::NotYetAvailable {
                 operation: Self::TYPE,
                 missing:
@@ -147,7 +160,32 @@ impl Operation for Backup {
                         .into(),
             });
         }
-        let response = crate::backup::run::backup(&request, &context).await?;
+        storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
+        let StorageRequest { connection, fields } = request;
+        let cassandra = context.cassandra().await?;
+        let remote = node::open(
+            &context,
+            &connection,
+            NodePath::FromCassandra,
+            BucketCheck::of(&connection, fields.create_missing_bucket),
+        )
+        .await?;
+        let plan = BackupPlan {
+            entities: fields.entities,
+            data_dirs: fields
+                .data_dirs
+                .map(|dirs| dirs.into_iter().map(PathBuf::from).collect()),
+            tag: fields.snapshot_tag,
+            tag_generated: fields.snapshot_tag_generated,
+            schema_version: fields.schema_version.map(|version| version.to_string()),
+            upload_topology: fields.upload_cluster_topology,
+            concurrency: connection.concurrency(),
+            retry: connection.retry_policy(),
+            bandwidth: fields.bandwidth,
+            duration: fields.duration,
+            algorithm: fields.hash_algorithm,
+        };
+        let response = crate::backup::run::backup(&plan, &remote, &cassandra, &context).await?;
         context.set_response(response);
         Ok(())
     }
@@ -162,7 +200,7 @@ mod tests {
         if let Some(tag) = tag {
             body["snapshotTag"] = tag.into();
         }
-        serde_json::from_value(body).unwrap()
+        crate::decode::DecodeRequest::decode_request(body).unwrap()
     }
 
     #[test]
@@ -170,14 +208,20 @@ mod tests {
         let accepted = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let mut missing = request(None);
         Backup.fill_defaults(&mut missing, accepted);
-        assert_eq!(missing.snapshot_tag.as_deref(), Some("autosnap-1700000000"));
-        assert!(missing.snapshot_tag_generated);
+        assert_eq!(
+            missing.fields.snapshot_tag.as_deref(),
+            Some("autosnap-1700000000")
+        );
+        assert!(missing.fields.snapshot_tag_generated);
 
         let mut given = request(Some("autosnap-1600000000"));
         Backup.fill_defaults(&mut given, accepted);
-        assert_eq!(given.snapshot_tag.as_deref(), Some("autosnap-1600000000"));
+        assert_eq!(
+            given.fields.snapshot_tag.as_deref(),
+            Some("autosnap-1600000000")
+        );
         assert!(
-            !given.snapshot_tag_generated,
+            !given.fields.snapshot_tag_generated,
             "a tag the client gave is theirs"
         );
     }

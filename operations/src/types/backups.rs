@@ -4,24 +4,24 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::run::node_location;
 use crate::decode::{self, HumanDuration};
 use std::collections::{BTreeSet, HashSet};
 
 use crate::esop::manifest::{Manifest, manifest_key};
 use crate::esop::report::{AllManifestsReport, ManifestReport};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::storage::request::{self as storage, ProxySettings, Retry};
-use crate::storage::{RemoteStorage, StorageLocation, StorageOptions};
-use crate::validation::{Validate, Violations};
+use crate::storage::RemoteStorage;
+use crate::storage::node::{self, BucketCheck, NodePath};
+use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::validation::Violations;
 
 /// Esop's `ListOperationRequest`. The printing options of the Esop CLI (`json`, `humanUnits`, `toFile`, ...) are
 /// accepted and echoed; the report is always in the operation's `response`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub type ListRequest = StorageRequest<ListFields>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ListRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_location: Option<String>,
+pub struct ListFields {
     /// Fill an incomplete location with this node's cluster, data centre and host id.
     #[serde(default, deserialize_with = "decode::bool")]
     pub resolve_nodes: bool,
@@ -45,34 +45,29 @@ pub struct ListRequest {
     pub skip_download: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<String>,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub insecure: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub skip_bucket_verification: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_settings: Option<ProxySettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
 }
 
-impl Validate for ListRequest {
-    fn validate(&self, violations: &mut Violations) {
-        node_location_field(violations, &self.storage_location, self.resolve_nodes);
+impl StorageFields for ListFields {
+    fn validate(&self, connection: &Connection, violations: &mut Violations) {
+        storage::node_location(
+            violations,
+            connection,
+            Some(("resolveNodes", self.resolve_nodes)),
+        );
         if let Some(n) = self.last_n
             && n < 1
         {
             violations.add("lastN", format!("must be 1 or more, got {n}"));
         }
-        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
     }
 }
 
 /// Esop's `RemoveBackupRequest`: exactly one of `backupName`, `removeOldest`, `olderThan`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub type RemoveBackupRequest = StorageRequest<RemoveBackupFields>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RemoveBackupRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_location: Option<String>,
+pub struct RemoveBackupFields {
     /// A manifest name without `.json`, e.g. `daily-<schema>-<millis>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_name: Option<String>,
@@ -90,19 +85,15 @@ pub struct RemoveBackupRequest {
     pub global_request: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<String>,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub insecure: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub skip_bucket_verification: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_settings: Option<ProxySettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
 }
 
-impl Validate for RemoveBackupRequest {
-    fn validate(&self, violations: &mut Violations) {
-        node_location_field(violations, &self.storage_location, self.resolve_nodes);
+impl StorageFields for RemoveBackupFields {
+    fn validate(&self, connection: &Connection, violations: &mut Violations) {
+        storage::node_location(
+            violations,
+            connection,
+            Some(("resolveNodes", self.resolve_nodes)),
+        );
         // Zero is "not given": Esop's request defaults olderThan to zero, and its Java clients send it so.
         let older_than = self.older_than.is_some_and(|d| !d.0.is_zero());
         let chosen = [self.backup_name.is_some(), self.remove_oldest, older_than]
@@ -120,49 +111,27 @@ impl Validate for RemoveBackupRequest {
         {
             violations.add("backupName", format!("'{name}' is not a backup name"));
         }
-        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
-    }
-}
-
-/// A location that names the node, or `resolveNodes` to complete it from Cassandra.
-fn node_location_field(violations: &mut Violations, location: &Option<String>, resolve: bool) {
-    storage::storage_location(violations, location);
-    if let Some(text) = location
-        && let Ok(parsed) = StorageLocation::parse(text)
-        && parsed.node_path.is_none()
-        && !resolve
-    {
-        violations.add(
-            "storageLocation",
-            "must name the node (PROTOCOL://BUCKET/CLUSTER/DC/NODE) unless resolveNodes is true",
-        );
     }
 }
 
 /// The node's storage, the location completed from Cassandra when asked.
 async fn open_node_storage(
     context: &OperationContext,
-    location: &Option<String>,
+    connection: &Connection,
     resolve_nodes: bool,
-    proxy: Option<&ProxySettings>,
-    insecure: bool,
-    verify_bucket: bool,
 ) -> Result<RemoteStorage, OperationFailure> {
-    let mut location = StorageLocation::parse(location.as_deref().unwrap_or_default())
-        .map_err(OperationFailure::Failed)?;
-    if location.node_path.is_none() && resolve_nodes {
-        let cassandra = context.cassandra().await?;
-        location = context
-            .cancellable(node_location(&cassandra, &location))
-            .await??;
-    }
-    let options = StorageOptions::of_request(proxy, insecure);
-    let store = context.storage_settings().open(&location, &options)?;
-    let remote = RemoteStorage::new(store, location)?;
-    if verify_bucket {
-        context.cancellable(remote.check_bucket()).await??;
-    }
-    Ok(remote)
+    let node_path = if resolve_nodes {
+        NodePath::FromCassandra
+    } else {
+        NodePath::AsGiven
+    };
+    node::open(
+        context,
+        connection,
+        node_path,
+        BucketCheck::of(connection, false),
+    )
+    .await
 }
 
 /// Every manifest of the node, read from the bucket: (name, manifest object size, manifest).
@@ -223,15 +192,11 @@ impl Operation for List {
         request: ListRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let remote = open_node_storage(
-            &context,
-            &request.storage_location,
-            request.resolve_nodes,
-            request.proxy_settings.as_ref(),
-            request.insecure,
-            !request.skip_bucket_verification,
-        )
-        .await?;
+        let StorageRequest {
+            connection,
+            fields: request,
+        } = request;
+        let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
         let manifests = manifests(&context, &remote).await?;
         let mut report = report_of(&remote, &manifests)?;
         if let Some(until) = request.from_timestamp {
@@ -258,6 +223,10 @@ impl Operation for RemoveBackup {
         request: RemoveBackupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
+        let StorageRequest {
+            connection,
+            fields: request,
+        } = request;
         if request.global_request {
             return Err(OperationFailure::NotYetAvailable {
                 operation: Self::TYPE,
@@ -265,15 +234,7 @@ impl Operation for RemoveBackup {
                     .into(),
             });
         }
-        let remote = open_node_storage(
-            &context,
-            &request.storage_location,
-            request.resolve_nodes,
-            request.proxy_settings.as_ref(),
-            request.insecure,
-            !request.skip_bucket_verification,
-        )
-        .await?;
+        let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
         let manifests = manifests(&context, &remote).await?;
         let report = report_of(&remote, &manifests)?;
         let chosen: Vec<&ManifestReport> = if let Some(name) = &request.backup_name {

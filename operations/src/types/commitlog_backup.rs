@@ -8,20 +8,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backup::hashes::{HashAlgorithm, HashCache};
-use crate::backup::run::{node_location, open_bucket};
-use crate::backup::upload::{self, LocalFile, PlannedFile, RetryPolicy, UploadSettings};
+use crate::backup::upload::{self, LocalFile, PlannedFile, UploadSettings};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::storage::request::{self as storage, ProxySettings, Retry};
-use crate::storage::{StorageLocation, StorageOptions, Throttle};
-use crate::validation::{self, Validate, Violations};
+use crate::restore::commitlog::is_segment_name;
+use crate::storage::Throttle;
+use crate::storage::node::{self, BucketCheck, NodePath};
+use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::validation::{self, Violations};
 
 /// Esop's `BackupCommitLogsOperationRequest`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub type CommitLogBackupRequest = StorageRequest<CommitLogBackupFields>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommitLogBackupRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_location: Option<String>,
+pub struct CommitLogBackupFields {
     /// Absent: the directory Cassandra reports (`commitlog_directory`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cassandra_commit_log_directory: Option<String>,
@@ -38,42 +39,19 @@ pub struct CommitLogBackupRequest {
     pub duration: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<DataRate>,
-    #[serde(
-        default = "storage::default_concurrent_connections",
-        deserialize_with = "decode::i32_or::<_, 10>"
-    )]
-    pub concurrent_connections: i32,
     #[serde(default, deserialize_with = "decode::bool")]
     pub create_missing_bucket: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub skip_bucket_verification: bool,
     #[serde(default, deserialize_with = "decode::bool")]
     pub skip_refreshing: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_directive: Option<String>,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub insecure: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_settings: Option<ProxySettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
 }
 
-impl Validate for CommitLogBackupRequest {
-    fn validate(&self, violations: &mut Violations) {
-        storage::storage_location(violations, &self.storage_location);
-        if let Some(text) = &self.storage_location
-            && let Ok(location) = StorageLocation::parse(text)
-            && location.node_path.is_none()
-            && !self.online
-        {
-            violations.add(
-                "storageLocation",
-                "must name the node (PROTOCOL://BUCKET/CLUSTER/DC/NODE) unless online is true",
-            );
-        }
+impl StorageFields for CommitLogBackupFields {
+    fn validate(&self, connection: &Connection, violations: &mut Violations) {
+        storage::node_location(violations, connection, Some(("online", self.online)));
         for (field, path) in [
             (
                 "cassandraCommitLogDirectory",
@@ -99,8 +77,6 @@ impl Validate for CommitLogBackupRequest {
                 format!("'{path}' is not a commit-log segment (CommitLog-<version>-<id>.log)"),
             );
         }
-        storage::concurrent_connections(violations, self.concurrent_connections);
-        storage::proxy_and_retry(violations, &self.proxy_settings, &self.retry);
         storage::kms_key_id(violations, &self.kms_key_id);
     }
 }
@@ -117,19 +93,12 @@ impl Operation for CommitLogBackup {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
-        let location =
-            StorageLocation::parse(request.storage_location.as_deref().unwrap_or_default())
-                .map_err(OperationFailure::Failed)?;
+        let StorageRequest {
+            connection,
+            fields: request,
+        } = request;
         // Cassandra is always asked: the directories it names are the only ones segments may be read from.
         let cassandra = context.cassandra().await?;
-        let location = match location.node_path.is_some() {
-            false if request.online => {
-                context
-                    .cancellable(node_location(&cassandra, &location))
-                    .await??
-            }
-            _ => location,
-        };
         let roots = context.cancellable(allowed_roots(&cassandra)).await??;
         let directory = match (
             &request.commit_log_archive_override,
@@ -170,19 +139,22 @@ impl Operation for CommitLogBackup {
             .map(|path| planned_segment(path))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let options = StorageOptions::of_request(request.proxy_settings.as_ref(), request.insecure);
-        let remote = open_bucket(
+        let node_path = if request.online {
+            NodePath::FromCassandra
+        } else {
+            NodePath::AsGiven
+        };
+        let remote = node::open(
             &context,
-            location,
-            &options,
-            !request.skip_bucket_verification,
-            request.create_missing_bucket,
+            &connection,
+            node_path,
+            BucketCheck::of(&connection, request.create_missing_bucket),
         )
         .await?;
         let total: u64 = planned.iter().map(|p| p.file.size).sum();
         let settings = UploadSettings {
-            concurrency: usize::try_from(request.concurrent_connections).unwrap_or(1),
-            retry: RetryPolicy::from(&request.retry.clone().unwrap_or_default()),
+            concurrency: connection.concurrency(),
+            retry: connection.retry_policy(),
             throttle: Throttle::new(upload::rate(request.bandwidth, request.duration, total)),
             algorithm: HashAlgorithm::None,
         };
@@ -279,22 +251,6 @@ fn names_a_segment(path: &Path) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
         .is_some_and(is_segment_name)
-}
-
-fn is_segment_name(name: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix("CommitLog-")
-        .and_then(|rest| rest.strip_suffix(".log"))
-    else {
-        return false;
-    };
-    let mut parts = rest.split('-');
-    matches!(
-        (parts.next(), parts.next(), parts.next()),
-        (Some(version), Some(id), None)
-            if !version.is_empty() && !id.is_empty()
-                && version.bytes().chain(id.bytes()).all(|b| b.is_ascii_digit())
-    )
 }
 
 fn planned_segment(path: &Path) -> Result<PlannedFile, OperationFailure> {

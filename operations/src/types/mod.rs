@@ -4,6 +4,7 @@ pub mod backup;
 pub mod backups;
 pub mod cleanup;
 pub mod commitlog_backup;
+pub mod commitlog_restore;
 pub mod compaction;
 pub mod decommission;
 pub mod drain;
@@ -28,6 +29,9 @@ use crate::registry::Registry;
 /// The group of operations that change what the node is (decommission, drain, rebuild): one at a time.
 pub const NODE_STATE: &str = "node-state";
 
+/// Restores write into the node's tables and directories: one at a time.
+pub const RESTORE: &str = "restore";
+
 /// Switches for the types that are off unless asked for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TypeOptions {
@@ -46,6 +50,7 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(backups::RemoveBackup)
         .register(cleanup::Cleanup)
         .register(commitlog_backup::CommitLogBackup)
+        .register(commitlog_restore::CommitLogRestore)
         .register(compaction::Compact)
         .register(compaction::GarbageCollect)
         .register(compaction::SetThroughput)

@@ -1,48 +1,124 @@
-//! `restore`: download a backup from object storage and load it into Cassandra (Esop's strategies and
-//! phases). Decoded and validated as it will be when restores arrive; until then it ends FAILED saying so.
+//! `restore`: download a backup from object storage and load it into Cassandra, with Esop's strategies and
+//! phases (the work itself is in [`crate::restore`]).
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decode;
+use crate::decode::{self, DataRate};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::storage::request::{self as storage, ProxySettings, Retry};
-use crate::validation::{self, Validate, Violations};
+use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::{Entities, KeyspaceTable};
+use crate::types::import::ImportRequest;
+use crate::validation::{self, Violations};
 
-const STRATEGIES: [&str; 3] = ["IN_PLACE", "HARDLINKS", "IMPORT"];
-const PHASES: [&str; 5] = ["INIT", "DOWNLOAD", "TRUNCATE", "IMPORT", "CLEANUP"];
-
-/// The `import` part of a restore: where downloaded SSTables go, and the import checks to skip.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RestoreImport {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_dir: Option<String>,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub keep_level: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub keep_repaired: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub no_verify: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub no_verify_tokens: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub no_invalidate_caches: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub quick: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub extended_verify: bool,
+/// How a backup gets into Cassandra (Esop's `restorationStrategyType`, any letter case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Node down: files go straight into the data directories.
+    #[default]
+    InPlace,
+    /// Node up: downloaded, then hard-linked into the table directories and loaded (`loadNewSSTables`).
+    Hardlinks,
+    /// Node up: downloaded, then imported (`importNewSSTables`, Cassandra 4.0+).
+    Import,
 }
 
-/// Esop's `RestoreOperationRequest`. Enums accept any letter case, as Jackson did.
+/// A step of a HARDLINKS or IMPORT restore (Esop's `restorationPhase`, any letter case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Init,
+    Download,
+    Truncate,
+    Import,
+    Cleanup,
+}
+
+/// Enum values as Esop writes them, read in any letter case as Jackson did.
+macro_rules! esop_enum {
+    ($type:ty, [$($variant:path => $name:literal),+ $(,)?]) => {
+        impl $type {
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($variant => $name),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text.trim().to_ascii_uppercase().as_str() {
+                    $($name => Some($variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                <$type>::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "must be one of {}, got '{text}'",
+                        Self::NAMES.join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
+esop_enum!(Strategy, [
+    Strategy::InPlace => "IN_PLACE",
+    Strategy::Hardlinks => "HARDLINKS",
+    Strategy::Import => "IMPORT",
+]);
+
+esop_enum!(Phase, [
+    Phase::Init => "INIT",
+    Phase::Download => "DOWNLOAD",
+    Phase::Truncate => "TRUNCATE",
+    Phase::Import => "IMPORT",
+    Phase::Cleanup => "CLEANUP",
+]);
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::Init,
+        Phase::Download,
+        Phase::Truncate,
+        Phase::Import,
+        Phase::Cleanup,
+    ];
+}
+
+/// `null` is the default, as Jackson reads it.
+fn strategy_or_default<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Strategy, D::Error> {
+    Ok(Option::<Strategy>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Esop's `RestoreOperationRequest`: the connection fields and these.
+pub type RestoreRequest = StorageRequest<RestoreFields>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RestoreRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_location: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_tag: Option<String>,
+pub struct RestoreFields {
+    /// A tag (the newest backup whose name starts with it) or a backup's full name.
+    pub snapshot_tag: String,
+    /// Absent: the data directories Cassandra reports (IN_PLACE: those of `cassandra.yaml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dirs: Option<Vec<String>>,
     #[serde(
@@ -52,18 +128,16 @@ pub struct RestoreRequest {
     pub cassandra_directory: String,
     #[serde(default = "cassandra_config_directory")]
     pub cassandra_config_directory: String,
+    #[serde(default, skip_serializing_if = "Entities::is_all")]
+    pub entities: Entities,
+    #[serde(default, deserialize_with = "strategy_or_default")]
+    pub restoration_strategy_type: Strategy,
+    /// Absent for HARDLINKS and IMPORT: every phase in order (Esop requires one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entities: Option<String>,
-    #[serde(default = "in_place", deserialize_with = "strategy")]
-    pub restoration_strategy_type: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "decode::upper_case"
-    )]
-    pub restoration_phase: Option<String>,
+    pub restoration_phase: Option<Phase>,
+    /// Esop's `import` object: `sourceDir`, where HARDLINKS and IMPORT download to, and the import checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub import: Option<RestoreImport>,
+    pub import: Option<ImportRequest>,
     #[serde(default, deserialize_with = "decode::bool")]
     pub global_request: bool,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -82,7 +156,7 @@ pub struct RestoreRequest {
     #[serde(default, deserialize_with = "decode::bool")]
     pub no_download_data: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema_version: Option<String>,
+    pub schema_version: Option<uuid::Uuid>,
     #[serde(default, deserialize_with = "decode::bool")]
     pub exact_schema_version: bool,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -97,29 +171,57 @@ pub struct RestoreRequest {
     pub resolve_host_id_from_topology: bool,
     /// `"ks.from": "ks.to"`: restore a table under another name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub rename: BTreeMap<String, String>,
-    #[serde(
-        default = "storage::default_concurrent_connections",
-        deserialize_with = "decode::i32_or::<_, 10>"
-    )]
-    pub concurrent_connections: i32,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub insecure: bool,
-    #[serde(default, deserialize_with = "decode::bool")]
-    pub skip_bucket_verification: bool,
+    pub rename: BTreeMap<KeyspaceTable, KeyspaceTable>,
+    /// Beyond Esop: a cap on the whole download's rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_settings: Option<ProxySettings>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
+    pub bandwidth: Option<DataRate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
 }
 
-fn cassandra_directory() -> String {
+impl RestoreFields {
+    /// A restore of `snapshot_tag` with Esop's defaults (IN_PLACE, everything).
+    pub fn new(snapshot_tag: impl Into<String>) -> Self {
+        RestoreFields {
+            snapshot_tag: snapshot_tag.into(),
+            data_dirs: None,
+            cassandra_directory: cassandra_directory(),
+            cassandra_config_directory: cassandra_config_directory(),
+            entities: Entities::All,
+            restoration_strategy_type: Strategy::InPlace,
+            restoration_phase: None,
+            import: None,
+            global_request: false,
+            single_phase: false,
+            dc: None,
+            timeout: storage::DEFAULT_TIMEOUT_HOURS,
+            no_delete_truncates: false,
+            no_delete_downloads: false,
+            no_download_data: false,
+            schema_version: None,
+            exact_schema_version: false,
+            restore_system_keyspace: false,
+            restore_system_auth: false,
+            new_cluster: false,
+            update_cassandra_yaml: false,
+            resolve_host_id_from_topology: false,
+            rename: BTreeMap::new(),
+            bandwidth: None,
+            kms_key_id: None,
+        }
+    }
+
+    /// Where HARDLINKS and IMPORT download to (validated present for them).
+    pub fn source_dir(&self) -> Option<&str> {
+        self.import.as_ref().and_then(|i| i.source_dir.as_deref())
+    }
+}
+
+pub fn cassandra_directory() -> String {
     "/var/lib/cassandra".into()
 }
 
-fn cassandra_config_directory() -> String {
+pub fn cassandra_config_directory() -> String {
     "/etc/cassandra".into()
 }
 
@@ -136,51 +238,27 @@ fn directory_or_default<'de, D: serde::Deserializer<'de>>(
     )
 }
 
-fn in_place() -> String {
-    "IN_PLACE".into()
-}
-
-fn strategy<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    Ok(decode::upper_case(deserializer)?.unwrap_or_else(in_place))
-}
-
-impl Validate for RestoreRequest {
-    fn validate(&self, v: &mut Violations) {
-        storage::storage_location(v, &self.storage_location);
-        match &self.snapshot_tag {
-            None => v.add("snapshotTag", "is required"),
-            Some(tag) if tag.trim().is_empty() => v.add("snapshotTag", "must not be empty"),
-            Some(_) => {}
+impl StorageFields for RestoreFields {
+    fn validate(&self, connection: &Connection, v: &mut Violations) {
+        if self.snapshot_tag.trim().is_empty() {
+            v.add("snapshotTag", "must not be empty");
+        } else if self.snapshot_tag.contains(['/', '\\']) {
+            v.add(
+                "snapshotTag",
+                format!("'{}' cannot name a backup", self.snapshot_tag),
+            );
         }
         storage::data_dirs(v, &self.data_dirs);
-        storage::entities(v, &self.entities);
-        storage::schema_version(v, &self.schema_version);
-        storage::concurrent_connections(v, self.concurrent_connections);
         validation::absolute_path(v, "cassandraDirectory", &self.cassandra_directory);
         validation::absolute_path(
             v,
             "cassandraConfigDirectory",
             &self.cassandra_config_directory,
         );
-        storage::proxy_and_retry(v, &self.proxy_settings, &self.retry);
-
-        let strategy = self.restoration_strategy_type.as_str();
-        if !STRATEGIES.contains(&strategy) {
-            v.add(
-                "restorationStrategyType",
-                format!("must be one of {}, got '{strategy}'", STRATEGIES.join(", ")),
-            );
-            return;
-        }
-        if let Some(phase) = &self.restoration_phase
-            && !PHASES.contains(&phase.as_str())
-        {
-            v.add(
-                "restorationPhase",
-                format!("must be one of {}, got '{phase}'", PHASES.join(", ")),
-            );
-        }
-        if strategy == "IN_PLACE" {
+        storage::kms_key_id(v, &self.kms_key_id);
+        if self.restoration_strategy_type == Strategy::InPlace {
+            // The node is down: nothing can complete the location.
+            storage::node_location(v, connection, None);
             if self.restoration_phase.is_some() {
                 v.add(
                     "restorationPhase",
@@ -190,18 +268,21 @@ impl Validate for RestoreRequest {
             if !self.rename.is_empty() {
                 v.add("rename", "cannot be used with the IN_PLACE strategy");
             }
-        } else {
-            if self.restoration_phase.is_none() {
+            if self.global_request {
                 v.add(
-                    "restorationPhase",
-                    format!("is required with the {strategy} strategy"),
+                    "globalRequest",
+                    "cannot be used with the IN_PLACE strategy: each node restores itself while it is down",
                 );
             }
+        } else {
             if self.restore_system_keyspace {
                 v.add(
                     "restoreSystemKeyspace",
                     "works only with the IN_PLACE strategy",
                 );
+            }
+            if self.single_phase && self.restoration_phase.is_none() {
+                v.add("restorationPhase", "is required with singlePhase");
             }
             self.validate_import(v);
         }
@@ -209,10 +290,10 @@ impl Validate for RestoreRequest {
     }
 }
 
-impl RestoreRequest {
+impl RestoreFields {
     /// HARDLINKS and IMPORT download into `import.sourceDir`, which must lie outside Cassandra's own data.
     fn validate_import(&self, v: &mut Violations) {
-        let Some(source) = self.import.as_ref().and_then(|i| i.source_dir.as_deref()) else {
+        let Some(source) = self.source_dir() else {
             v.add(
                 "import.sourceDir",
                 format!(
@@ -225,10 +306,8 @@ impl RestoreRequest {
         validation::absolute_path(v, "import.sourceDir", source);
         let source = source.trim_end_matches('/');
         let data = format!("{}/data", self.cassandra_directory);
-        if source == self.cassandra_directory
-            || source == data
-            || source.starts_with(&format!("{data}/"))
-        {
+        let inside = |dir: &str| source == dir || source.starts_with(&format!("{dir}/"));
+        if source == self.cassandra_directory || inside(&data) {
             v.add(
                 "import.sourceDir",
                 format!(
@@ -237,6 +316,14 @@ impl RestoreRequest {
                 ),
             );
         }
+        for (index, dir) in self.data_dirs.iter().flatten().enumerate() {
+            if inside(dir.trim_end_matches('/')) {
+                v.add(
+                    "import.sourceDir",
+                    format!("'{source}' must not lie inside dataDirs[{index}] ({dir})"),
+                );
+            }
+        }
     }
 
     /// Esop's rules: distinct targets, no chains, table-form entities that hold every source and no target.
@@ -244,43 +331,36 @@ impl RestoreRequest {
         if self.rename.is_empty() {
             return;
         }
-        let entities: Vec<&str> = self
-            .entities
-            .as_deref()
-            .unwrap_or_default()
-            .split([',', ' '])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if entities.is_empty() || entities.iter().any(|e| !e.contains('.')) {
-            v.add("rename", "needs entities listing keyspace.table entries");
-        }
-        let mut targets: Vec<&str> = Vec::new();
+        let tables = match &self.entities {
+            Entities::Tables(tables) => tables.as_slice(),
+            _ => {
+                v.add("rename", "needs entities listing keyspace.table entries");
+                &[]
+            }
+        };
+        let mut targets: Vec<&KeyspaceTable> = Vec::new();
         for (from, to) in &self.rename {
-            if targets.contains(&to.as_str()) {
+            let field = format!("rename.{from}");
+            if targets.contains(&to) {
                 v.add(
-                    format!("rename.{from}"),
+                    field.clone(),
                     format!("'{to}' is the target of more than one table"),
                 );
             }
             targets.push(to);
-            if self.rename.contains_key(to) {
+            if from == to {
+                v.add(field.clone(), "renames a table to itself");
+            } else if self.rename.contains_key(to) {
                 v.add(
-                    format!("rename.{from}"),
+                    field.clone(),
                     format!("'{to}' is itself renamed; chains are not allowed"),
                 );
             }
-            if !entities.is_empty() && !entities.contains(&from.as_str()) {
-                v.add(
-                    format!("rename.{from}"),
-                    "is not among the entities restored",
-                );
+            if !tables.is_empty() && !tables.contains(from) {
+                v.add(field.clone(), "is not among the entities restored");
             }
-            if entities.contains(&to.as_str()) {
-                v.add(
-                    format!("rename.{from}"),
-                    format!("target '{to}' is also restored as itself"),
-                );
+            if tables.contains(to) {
+                v.add(field, format!("target '{to}' is also restored as itself"));
             }
         }
     }
@@ -290,16 +370,24 @@ pub struct Restore;
 
 impl Operation for Restore {
     const TYPE: &'static str = "restore";
+    const EXCLUSIVE: Option<&'static str> = Some(super::RESTORE);
     type Request = RestoreRequest;
 
     async fn run(
         &self,
-        _request: RestoreRequest,
-        _context: OperationContext,
+        request: RestoreRequest,
+        context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        Err(OperationFailure::NotYetAvailable {
-            operation: Self::TYPE,
-            missing: "downloads from object storage are still to come".into(),
-        })
+        if request.fields.global_request {
+            return Err(OperationFailure::NotYetAvailable {
+                operation: Self::TYPE,
+                missing:
+                    "cluster-wide restores (globalRequest) are still to come; restore each node"
+                        .into(),
+            });
+        }
+        let response = crate::restore::restore(request, &context).await?;
+        context.set_response(response);
+        Ok(())
     }
 }

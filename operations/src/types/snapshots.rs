@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::decode::{self, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::storage::request as storage;
+use crate::storage::Entities;
 use crate::validation::{self, Validate, Violations};
 
 /// Cassandra refuses snapshot TTLs under a minute (`cassandra.snapshot.min_allowed_ttl_seconds`).
@@ -35,8 +35,8 @@ pub struct SnapshotRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_tag: Option<String>,
     /// Absent or empty: every keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entities: Option<String>,
+    #[serde(default, skip_serializing_if = "Entities::is_all")]
+    pub entities: Entities,
     /// Cassandra 4.1+ removes the snapshot after this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<HumanDuration>,
@@ -49,7 +49,6 @@ impl Validate for SnapshotRequest {
         if let Some(tag) = &self.snapshot_tag {
             snapshot_tag(violations, tag);
         }
-        storage::entities(violations, &self.entities);
         if let Some(HumanDuration(ttl)) = self.ttl
             && ttl < MIN_TTL
         {
@@ -93,7 +92,7 @@ impl Operation for Snapshot {
                 Some(format!("{}s", ttl.as_secs()))
             }
         };
-        let entities = storage::entity_list(&request.entities);
+        let entities = request.entities.to_list();
         // Always filled in at submit; a request that did not go through the registry gets its tag now.
         let tag = request
             .snapshot_tag

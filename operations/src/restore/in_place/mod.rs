@@ -13,10 +13,7 @@ mod tests;
 
 pub use node_dirs::{CleanReport, NodeDirs, NodeDirsError, clean_node_dirs, read_yaml_dirs};
 pub use plan::{LocalPlan, OtherTableDir, PlanError, PlannedFile, plan};
-pub use select::{
-    Entities, SYSTEM_KEYSPACES, SelectedTable, SystemRestore, is_system_keyspace, select,
-    system_rules,
-};
+pub use select::{SelectedTable, SystemRestore, select, system_rules};
 pub use yaml::{
     AutoBootstrap, InitialToken, YamlChange, YamlError, edit_cassandra_yaml, update_cassandra_yaml,
 };

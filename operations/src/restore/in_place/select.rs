@@ -1,8 +1,8 @@
 //! Which tables of a manifest an IN_PLACE restore takes: the `entities` filter, then Esop's system-keyspace rules.
 
-use std::collections::BTreeSet;
-
 use crate::esop::manifest::{EntryType, Manifest, ManifestEntry};
+use crate::restore::tables::is_system_keyspace;
+use crate::storage::Entities;
 
 /// The request flags that let system tables through (Esop §4.5).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,73 +13,6 @@ pub struct SystemRestore {
     pub restore_system_keyspace: bool,
     /// `restoreSystemAuth`: `system_auth` (roles and permissions).
     pub restore_system_auth: bool,
-}
-
-/// The `entities` of a request: everything when both sets are empty, else the named keyspaces and tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Entities {
-    pub keyspaces: BTreeSet<String>,
-    pub tables: BTreeSet<(String, String)>,
-}
-
-impl Entities {
-    /// Everything in the backup.
-    pub fn all() -> Entities {
-        Entities::default()
-    }
-
-    /// From the items of `entities` (`storage::request::entity_list`): `ks` or `ks.table` each. The request
-    /// validation refuses a mix of the two forms; here a mix simply means the union.
-    pub fn from_items<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Entities {
-        let mut entities = Entities::default();
-        for item in items {
-            let item = item.as_ref().trim();
-            if item.is_empty() {
-                continue;
-            }
-            match item.split_once('.') {
-                Some((keyspace, table)) => {
-                    entities
-                        .tables
-                        .insert((keyspace.to_owned(), table.to_owned()));
-                }
-                None => {
-                    entities.keyspaces.insert(item.to_owned());
-                }
-            }
-        }
-        entities
-    }
-
-    pub fn is_all(&self) -> bool {
-        self.keyspaces.is_empty() && self.tables.is_empty()
-    }
-
-    pub fn contains(&self, keyspace: &str, table: &str) -> bool {
-        self.is_all()
-            || self.keyspaces.contains(keyspace)
-            || self
-                .tables
-                .contains(&(keyspace.to_owned(), table.to_owned()))
-    }
-}
-
-/// Keyspaces Cassandra owns. The virtual ones (`system_views`, `system_virtual_schema`) have no SSTables and so
-/// never appear in a manifest; they are listed so that a future Cassandra writing them would not make them "user"
-/// keyspaces. `system_cluster_metadata` is 5.1's transactional metadata log.
-pub const SYSTEM_KEYSPACES: [&str; 8] = [
-    "system",
-    "system_schema",
-    "system_auth",
-    "system_distributed",
-    "system_traces",
-    "system_views",
-    "system_virtual_schema",
-    "system_cluster_metadata",
-];
-
-pub fn is_system_keyspace(keyspace: &str) -> bool {
-    SYSTEM_KEYSPACES.contains(&keyspace)
 }
 
 /// Whether Esop's system-keyspace rules let `keyspace.table` into an IN_PLACE restore: user tables always; the schema
@@ -132,7 +65,7 @@ pub fn select(
     manifest
         .tables()
         .filter(|(keyspace, name, _)| {
-            entities.contains(keyspace, name) && system_rules(keyspace, name, flags)
+            entities.includes(keyspace, name) && system_rules(keyspace, name, flags)
         })
         .map(|(keyspace, name, table)| SelectedTable {
             keyspace: keyspace.to_owned(),
@@ -199,7 +132,7 @@ mod tests {
     #[test]
     fn without_flags_only_user_tables() {
         assert_eq!(
-            selected(&Entities::all(), SystemRestore::default()),
+            selected(&Entities::All, SystemRestore::default()),
             ["ks1.t1", "ks1.t2", "ks2.t1"]
         );
     }
@@ -211,7 +144,7 @@ mod tests {
             ..SystemRestore::default()
         };
         assert_eq!(
-            selected(&Entities::all(), flags),
+            selected(&Entities::All, flags),
             [
                 "ks1.t1",
                 "ks1.t2",
@@ -229,7 +162,7 @@ mod tests {
             ..SystemRestore::default()
         };
         assert_eq!(
-            selected(&Entities::all(), flags),
+            selected(&Entities::All, flags),
             ["ks1.t1", "ks1.t2", "ks2.t1", "system_auth.roles"]
         );
     }
@@ -240,29 +173,29 @@ mod tests {
             restore_system_keyspace: true,
             ..SystemRestore::default()
         };
-        assert_eq!(selected(&Entities::all(), flags).len(), ALL.len());
+        assert_eq!(selected(&Entities::All, flags).len(), ALL.len());
     }
 
     #[test]
     fn entities_filter_keyspaces_and_tables() {
         let flags = SystemRestore::default();
         assert_eq!(
-            selected(&Entities::from_items(["ks1"]), flags),
+            selected(&Entities::parse("ks1").unwrap(), flags),
             ["ks1.t1", "ks1.t2"]
         );
         assert_eq!(
-            selected(&Entities::from_items(["ks1.t2", "ks2.t1", ""]), flags),
+            selected(&Entities::parse("ks1.t2,ks2.t1").unwrap(), flags),
             ["ks1.t2", "ks2.t1"]
         );
         assert_eq!(
-            selected(&Entities::from_items(["nope"]), flags),
+            selected(&Entities::parse("nope").unwrap(), flags),
             Vec::<String>::new()
         );
     }
 
     #[test]
     fn system_rules_apply_after_the_entity_filter() {
-        let entities = Entities::from_items(["system_auth"]);
+        let entities = Entities::parse("system_auth").unwrap();
         assert!(selected(&entities, SystemRestore::default()).is_empty());
         let flags = SystemRestore {
             restore_system_auth: true,
@@ -275,7 +208,7 @@ mod tests {
     fn only_file_entries_are_taken() {
         let tables = select(
             &manifest(&[("ks1", "t1")]),
-            &Entities::all(),
+            &Entities::All,
             SystemRestore::default(),
         );
         assert_eq!(tables.len(), 1);

@@ -1,0 +1,174 @@
+//! Which backup a restore takes: Esop's rules over the node's manifests. A full backup name is taken as it is; a
+//! tag picks the newest backup taken under it (`<tag>-<schemaVersion>-<millis>`), with `exactSchemaVersion` only
+//! among those of one schema version.
+
+use crate::esop::manifest::{Manifest, ManifestName, manifest_key};
+use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::RemoteStorage;
+
+/// The backup chosen, with its manifest.
+#[derive(Debug, Clone)]
+pub struct ChosenBackup {
+    pub name: String,
+    pub manifest: Manifest,
+}
+
+/// How many tag names an error lists at most.
+const LISTED_TAGS: usize = 20;
+
+/// The name of the backup `tag` designates among `names` (manifest names without `.json`). Beyond Esop, a tag
+/// matches `<tag>-...` only, so `snap1` never picks a backup of `snap10`.
+pub fn designated<'n>(
+    names: &'n [String],
+    tag: &str,
+    schema_version: Option<&str>,
+) -> Option<&'n str> {
+    if schema_version.is_none()
+        && let Some(exact) = names.iter().find(|name| *name == tag)
+    {
+        return Some(exact);
+    }
+    let prefix = match schema_version {
+        Some(version) => format!("{tag}-{version}-"),
+        None => format!("{tag}-"),
+    };
+    names
+        .iter()
+        .filter(|name| name.starts_with(&prefix))
+        .filter_map(|name| {
+            ManifestName::parse(name).map(|parsed| (parsed.timestamp_millis(), name))
+        })
+        .max()
+        .map(|(_, name)| name.as_str())
+}
+
+/// The tags the backups in `names` were taken under (`<tag>-<schema uuid>-<millis>` less its suffix), sorted.
+pub fn tags(names: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let parts: Vec<&str> = name.rsplitn(7, '-').collect();
+            // millis, then the five groups of the schema uuid, then the tag.
+            match parts.as_slice() {
+                [_, e, d, c, b, a, tag]
+                    if uuid::Uuid::parse_str(&format!("{a}-{b}-{c}-{d}-{e}")).is_ok() =>
+                {
+                    tag.to_string()
+                }
+                _ => name.clone(),
+            }
+        })
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// Finds and reads the manifest of the backup `tag` designates in the node's storage.
+pub async fn choose(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    tag: &str,
+    schema_version: Option<&str>,
+) -> Result<ChosenBackup, OperationFailure> {
+    let objects = context.cancellable(remote.list("manifests/")).await??;
+    let names: Vec<String> = objects
+        .iter()
+        .filter_map(|object| {
+            object
+                .key
+                .strip_prefix("manifests/")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    let Some(name) = designated(&names, tag, schema_version) else {
+        let known = tags(&names);
+        let listed = if known.is_empty() {
+            "it holds no backups".to_string()
+        } else {
+            let more = known.len().saturating_sub(LISTED_TAGS);
+            format!(
+                "its backups are tagged {}{}",
+                known
+                    .iter()
+                    .take(LISTED_TAGS)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let schema = schema_version
+            .map(|version| format!(" of schema version {version}"))
+            .unwrap_or_default();
+        return Err(OperationFailure::Failed(format!(
+            "no backup {tag}{schema} in {}: {listed}",
+            remote.location()
+        )));
+    };
+    let key = manifest_key(name);
+    let bytes = context.cancellable(remote.get(&key)).await??;
+    let manifest = Manifest::from_json(&bytes).map_err(|error| {
+        OperationFailure::Failed(format!(
+            "{}/{key} is not a backup manifest: {error}",
+            remote.location()
+        ))
+    })?;
+    Ok(ChosenBackup {
+        name: name.to_string(),
+        manifest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA_A: &str = "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2";
+    const SCHEMA_B: &str = "136fcce3-f30b-3c74-8014-b9e1812fdb46";
+
+    fn names() -> Vec<String> {
+        vec![
+            format!("nightly-{SCHEMA_A}-1000"),
+            format!("nightly-{SCHEMA_A}-3000"),
+            format!("nightly-{SCHEMA_B}-2000"),
+            format!("nightly10-{SCHEMA_B}-9000"),
+            "legacy".to_string(),
+        ]
+    }
+
+    #[test]
+    fn a_tag_designates_its_newest_backup() {
+        let names = names();
+        assert_eq!(
+            designated(&names, "nightly", None),
+            Some(format!("nightly-{SCHEMA_A}-3000").as_str())
+        );
+        assert_eq!(
+            designated(&names, "nightly", Some(SCHEMA_B)),
+            Some(format!("nightly-{SCHEMA_B}-2000").as_str())
+        );
+        let full = format!("nightly-{SCHEMA_A}-1000");
+        assert_eq!(designated(&names, &full, None), Some(full.as_str()));
+        assert_eq!(designated(&names, "legacy", None), Some("legacy"));
+        assert_eq!(designated(&names, "weekly", None), None);
+        assert_eq!(
+            designated(
+                &names,
+                "nightly",
+                Some("00000000-0000-0000-0000-000000000000")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn unknown_tags_are_answered_with_the_tags_there_are() {
+        assert_eq!(tags(&names()), ["legacy", "nightly", "nightly10"]);
+    }
+}
