@@ -306,9 +306,8 @@ fn a_corrupt_object_or_a_stopped_store_fails_naming_it_and_imports_nothing() {
     let mut store = minio();
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "fa", &["t"], 40);
-    cassandra::load_rows(NODE, "fa", "big", 0, 0);
     cql("CREATE TABLE IF NOT EXISTS fa.big (id int PRIMARY KEY, v text)");
-    cassandra::load_rows(NODE, "fa", "big", 4000, 4000);
+    cassandra::load_rows(NODE, "fa", "big", 6000, 4000);
     run(
         &sidecar,
         json!({"type": "flush", "keyspace": "fa"}),
@@ -354,12 +353,16 @@ fn a_corrupt_object_or_a_stopped_store_fails_naming_it_and_imports_nothing() {
 
     // The store killed mid-download (the download throttled so it is still going).
     let mut slow = restore_body("IMPORT", "fa1", "fa", &downloads);
-    slow["bandwidth"] = json!("4MBPS");
+    // One connection at a time, so the bytes the kernel already holds for open streams (socket buffers of a few
+    // MiB each) cannot hold the whole rest of the backup.
+    slow["bandwidth"] = json!("2MBPS");
+    slow["concurrentConnections"] = json!(1);
+    slow["retry"] = json!({"interval": 1, "maxAttempts": 1});
     let client = sidecar.client();
     let id = client.submit(slow)["id"].as_str().unwrap().to_string();
     eventually("the download is under way", || {
         let operation = client.operation(&id);
-        (operation["progress"].as_f64().unwrap_or(0.0) > 0.2).then_some(())
+        (operation["progress"].as_f64().unwrap_or(0.0) > 0.1).then_some(())
     });
     store.kill();
     let failed = wait_for_state(&sidecar, &id, "FAILED");
@@ -451,7 +454,7 @@ fn bad_nodes_and_tokens_fail_clearly() {
     let store = minio();
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "tk", &["t"], 10);
-    backup(&sidecar, "tk", "tk1");
+    let name = backup(&sidecar, "tk", "tk1");
     let location = node_location(&sidecar);
 
     // A node that does not answer.
@@ -462,23 +465,29 @@ fn bad_nodes_and_tokens_fail_clearly() {
     let error = failed["errors"][0]["message"].as_str().unwrap();
     assert!(error.contains("cannot be reached"), "{error}");
 
-    // Node 1 of the main cluster owns other tokens than node 10.
-    cassandra::cluster();
-    let other = sidecar_with_jmx(&store, &cassandra::jmx_service(1));
-    cassandra::cql(
-        1,
-        "CREATE KEYSPACE IF NOT EXISTS tk WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    // The backup of a node that owned other tokens: node 10's manifest with the tokens changed, under another
+    // node's prefix (DOWNLOAD checks the tokens before it fetches anything).
+    let prefix = location.trim_start_matches(&format!("s3://{BUCKET}/"));
+    let manifest_key = store
+        .objects(BUCKET)
+        .into_keys()
+        .find(|key| key.starts_with(&format!("{prefix}/manifests/{name}")))
+        .expect("the backup's manifest");
+    let mut manifest: Value = serde_json::from_slice(&store.get(BUCKET, &manifest_key)).unwrap();
+    manifest["tokens"] = json!(["-3074457345618258603", "3074457345618258602"]);
+    let other_node = format!("{}/other-node", prefix.rsplit_once('/').unwrap().0);
+    store.put(
+        BUCKET,
+        &manifest_key.replace(prefix, &other_node),
+        manifest.to_string().as_bytes(),
     );
-    cassandra::cql(
-        1,
-        "CREATE TABLE IF NOT EXISTS tk.t (id int PRIMARY KEY, v text)",
-    );
-    let failed = run(&other, body, "FAILED");
+    body["storageLocation"] = json!(format!("s3://{BUCKET}/{other_node}"));
+    let failed = run(&sidecar, body, "FAILED");
     let error = failed["errors"][0]["message"].as_str().unwrap();
     assert!(error.contains("tokens differ"), "{error}");
     assert!(
-        error.contains("-9223372036854775808"),
-        "shows the backup's tokens: {error}"
+        error.contains("-9223372036854775808") && error.contains("3074457345618258602"),
+        "shows both sides: {error}"
     );
 
     // An unknown tag names the ones there are.
