@@ -536,11 +536,15 @@ fn in_place_restores_a_stopped_node_from_the_command_line() {
     run(&sidecar, json!({"type": "drain"}), "COMPLETED");
     cassandra::stop(NODE);
     let dir = cassandra::node_dir(NODE);
+    // As an init container knows its node: by its host name (here the address, which loopback names are), found in
+    // the topology the backup uploaded.
+    let by_host_name = format!("{}/127.0.0.{NODE}", location.rsplit_once('/').unwrap().0);
     let output = restore_command(
         &store,
         &[
             "--storage-location",
-            &location,
+            &by_host_name,
+            "--resolve-host-id-from-topology",
             "--snapshot-tag",
             "ip1",
             "--restoration-strategy-type",
