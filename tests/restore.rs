@@ -702,15 +702,7 @@ fn in_place_into_a_new_cluster_starts_with_the_backed_up_tokens_and_data() {
     cassandra::stop(NEW_NODE);
     let dir = cassandra::node_dir(NEW_NODE);
     let _ = std::fs::remove_dir_all(&dir);
-    let configured = Command::new(cassandra::script())
-        .args(["configure", &NEW_NODE.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        configured.status.success(),
-        "{}",
-        String::from_utf8_lossy(&configured.stderr)
-    );
+    cassandra::configure(NEW_NODE);
     // A fresh node would pick tokens of its own: no initial_token, several vnodes, and bootstrapping on.
     let yaml_path = dir.join("conf/cassandra.yaml");
     let yaml: String = std::fs::read_to_string(&yaml_path)

@@ -19,7 +19,7 @@ pub fn version() -> String {
     std::env::var("CASSANDRA_VERSION").unwrap_or_else(|_| "5.0.8".to_string())
 }
 
-pub fn script() -> PathBuf {
+fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cassandra")
 }
 
@@ -79,27 +79,28 @@ pub fn cql(node: usize, statement: &str) -> Vec<Vec<String>> {
 
 /// Starts node `n` alone, as a one-node cluster of its own, for tests that may kill it.
 pub fn solo(node: usize) {
-    let output = Command::new(script())
-        .args(["solo", &node.to_string()])
-        .output()
-        .expect("scripts/cassandra runs");
-    assert!(
-        output.status.success(),
-        "scripts/cassandra solo failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    script_or_panic(&["solo", &node.to_string()], &[]);
 }
 
 /// Starts node `n` alone with the `cassandra.yaml` it has (as a restore with `updateCassandraYaml` left it).
 pub fn solo_keeping_config(node: usize) {
+    script_or_panic(&["solo", &node.to_string()], &[("KEEP_CONFIG", "1")]);
+}
+
+/// Writes node `n`'s files for a solo start without starting it: a node that has never run.
+pub fn configure(node: usize) {
+    script_or_panic(&["configure", &node.to_string()], &[]);
+}
+
+fn script_or_panic(args: &[&str], env: &[(&str, &str)]) {
     let output = Command::new(script())
-        .args(["solo", &node.to_string()])
-        .env("KEEP_CONFIG", "1")
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("scripts/cassandra runs");
     assert!(
         output.status.success(),
-        "scripts/cassandra solo failed:\n{}",
+        "scripts/cassandra {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

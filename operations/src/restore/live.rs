@@ -7,7 +7,6 @@
 //! coordinator sends them) need nothing but the files on disk from the one before.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::json;
 
@@ -52,11 +51,7 @@ pub async fn restore(
             )));
         }
     }
-    let bucket = if connection.skip_bucket_verification {
-        BucketCheck::Skip
-    } else {
-        BucketCheck::Verify
-    };
+    let bucket = BucketCheck::of(connection, false);
     let remote = node::open(context, connection, NodePath::FromCassandra, bucket).await?;
     let restore = LiveRestore {
         context,
@@ -271,16 +266,7 @@ impl LiveRestore<'_> {
             throttle: Throttle::new(self.fields.bandwidth.map(|rate| rate.bytes_per_second())),
             algorithm,
         };
-        let reporter = self.context.progress();
-        let progress: download::Progress = Arc::new(move |done, total| reporter.units(done, total));
-        let stats = download::download(
-            &self.remote,
-            files,
-            &settings,
-            progress,
-            self.context.cancellation(),
-        )
-        .await?;
+        let stats = super::download_for(self.context, &self.remote, files, &settings).await?;
         tracing::info!(
             files = stats.files,
             downloaded = stats.downloaded_files,

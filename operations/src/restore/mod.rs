@@ -45,3 +45,16 @@ pub async fn require_node_down(
     }
     Ok(())
 }
+
+/// Downloads `files` for this operation: its progress, its cancellation, errors as its failure.
+pub async fn download_for(
+    context: &OperationContext,
+    remote: &crate::storage::RemoteStorage,
+    files: Vec<download::PlannedDownload>,
+    settings: &download::DownloadSettings,
+) -> Result<download::DownloadStats, OperationFailure> {
+    let reporter = context.progress();
+    let progress: download::Progress =
+        std::sync::Arc::new(move |done, total| reporter.units(done, total));
+    Ok(download::download(remote, files, settings, progress, context.cancellation()).await?)
+}

@@ -4,12 +4,11 @@
 //! `cassandra.yaml` gets the backup's tokens so the node starts as the one backed up.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::json;
 
 use super::choice::{self, ChosenBackup};
-use super::download::{self, DownloadSettings, PlannedDownload};
+use super::download::{DownloadSettings, PlannedDownload};
 use super::in_place::{self, NodeDirs, SystemRestore};
 use crate::backup::hashes::HashAlgorithm;
 use crate::cassandra::topology::ClusterTopology;
@@ -25,11 +24,7 @@ pub async fn restore(
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
     super::require_node_down(context, "an IN_PLACE restore").await?;
-    let bucket = if connection.skip_bucket_verification {
-        BucketCheck::Skip
-    } else {
-        BucketCheck::Verify
-    };
+    let bucket = BucketCheck::of(connection, false);
     let mut remote = node::open_location(
         context,
         connection.storage_location.clone(),
@@ -113,15 +108,7 @@ pub async fn restore(
         throttle: Throttle::new(fields.bandwidth.map(|rate| rate.bytes_per_second())),
         algorithm: HashAlgorithm::of_manifest(&backup.manifest),
     };
-    let reporter = context.progress();
-    let stats = download::download(
-        &remote,
-        files,
-        &settings,
-        Arc::new(move |done, total| reporter.units(done, total)),
-        context.cancellation(),
-    )
-    .await?;
+    let stats = super::download_for(context, &remote, files, &settings).await?;
 
     let cassandra_dir = PathBuf::from(&fields.cassandra_directory);
     let (yaml, update_yaml, tokens) = (

@@ -5,7 +5,6 @@
 //! Esop's fields; Esop's own REST path is broken (its `keyspaceTables` cannot be decoded), this one works.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,7 +12,7 @@ use serde_json::json;
 use crate::backup::hashes::HashAlgorithm;
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog;
-use crate::restore::download::{self, DownloadSettings, PlannedDownload};
+use crate::restore::download::{DownloadSettings, PlannedDownload};
 use crate::storage::node::{self, BucketCheck, NodePath};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::{KeyspaceTable, Throttle};
@@ -149,11 +148,7 @@ impl Operation for CommitLogRestore {
     ) -> Result<(), OperationFailure> {
         let StorageRequest { connection, fields } = request;
         crate::restore::require_node_down(&context, Self::TYPE).await?;
-        let bucket = if connection.skip_bucket_verification {
-            BucketCheck::Skip
-        } else {
-            BucketCheck::Verify
-        };
+        let bucket = BucketCheck::of(&connection, false);
         let remote = node::open(&context, &connection, NodePath::AsGiven, bucket).await?;
         let objects = context
             .cancellable(remote.list(commitlog::COMMITLOG_PREFIX))
@@ -185,15 +180,7 @@ impl Operation for CommitLogRestore {
             throttle: Throttle::unlimited(),
             algorithm: HashAlgorithm::None,
         };
-        let reporter = context.progress();
-        let stats = download::download(
-            &remote,
-            files,
-            &settings,
-            Arc::new(move |done, total| reporter.units(done, total)),
-            context.cancellation(),
-        )
-        .await?;
+        let stats = crate::restore::download_for(&context, &remote, files, &settings).await?;
 
         // Only now that every segment is here does the node's state change.
         let now = chrono::Utc::now().timestamp_millis();
