@@ -159,7 +159,7 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             .contains("JSON object")
     );
 
-    let cases: [(Value, &str, &str); 17] = [
+    let cases: Vec<(Value, &str, &str)> = vec![
         (json!({"type": "backup"}), "storageLocation", "is required"),
         (
             json!({"type": "backup", "storageLocation": "ftp://b"}),
@@ -186,6 +186,70 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             "restorationPhase": "DOWNLOAD", "import": {"sourceDir": "/var/lib/cassandra/data/x"}}),
             "import.sourceDir",
             "must not be",
+        ),
+        (
+            json!({"type": "restore", "snapshotTag": "t"}),
+            "storageLocation",
+            "is required",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "HARDLINKS",
+            "cassandraDirectory": "/srv/cassandra/", "import": {"sourceDir": "/srv/cassandra/data/downloads"}}),
+            "import.sourceDir",
+            "inside /srv/cassandra/data",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "import",
+            "dataDirs": ["/data1", "/data2/"], "import": {"sourceDir": "/data2/restore"}}),
+            "import.sourceDir",
+            "dataDirs[1]",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "HARDLINKS",
+            "import": {"sourceDir": "/srv/restore"}, "entities": "ks.a,ks.b",
+            "rename": {"ks.a": "ks.b", "ks.b": "ks.c"}}),
+            "rename.ks.a",
+            "chains are not allowed",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "HARDLINKS",
+            "import": {"sourceDir": "/srv/restore"}, "entities": "ks.a,ks.b", "rename": {"ks.a": "ks.b"}}),
+            "rename.ks.a",
+            "target 'ks.b' is also restored",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b/c/d/n", "snapshotTag": "t",
+            "restorationStrategyType": "in_place", "restorationPhase": "DOWNLOAD"}),
+            "restorationPhase",
+            "not used with the IN_PLACE strategy",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b/c/d/n", "snapshotTag": "t",
+            "restorationStrategyType": "COPY"}),
+            "restorationStrategyType",
+            "must be one of IN_PLACE, HARDLINKS, IMPORT, got 'COPY'",
+        ),
+        (
+            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t"}),
+            "storageLocation",
+            "must name the node",
+        ),
+        (
+            json!({"type": "commitlog-restore", "storageLocation": "s3://b/c/d/n", "commitlogDownloadDir": "/srv/cl"}),
+            "timestampEnd",
+            "is required",
+        ),
+        (
+            json!({"type": "commitlog-restore", "storageLocation": "s3://b/c/d/n", "commitlogDownloadDir": "/srv/cl",
+            "timestampStart": 1732784400000_i64, "timestampEnd": 1732780800000_i64}),
+            "timestampEnd",
+            "must not be before timestampStart",
+        ),
+        (
+            json!({"type": "commitlog-restore", "storageLocation": "s3://b/c/d/n", "commitlogDownloadDir": "restored",
+            "timestampEnd": 1732780800000_i64}),
+            "commitlogDownloadDir",
+            "must be an absolute path",
         ),
         (
             json!({"type": "commitlog-backup", "storageLocation": "file:///tmp/b/c/d/n", "commitLog": "/etc/shadow"}),
@@ -253,7 +317,7 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
         .json();
     assert!(
         unknown["error"].as_str().unwrap().contains(
-            "known types: backup, cleanup, clear-snapshot, commitlog-backup, compact, decommission"
+            "known types: backup, cleanup, clear-snapshot, commitlog-backup, commitlog-restore, compact"
         ),
         "{unknown}"
     );
@@ -370,6 +434,79 @@ fn operator_bodies_are_accepted() {
         json!({"type": "decommission", "force": "false"}),
     ] {
         client.submit(body);
+    }
+}
+
+/// Storage requests echo what the server decoded, in the shapes the spec gives: restore's enums in upper case and
+/// no `restorationPhase` when every phase runs, `entities` left out when it means everything, `keyspaceTables` as a
+/// list whichever form it came in, and the connection's `concurrentConnections` on `list` and `remove-backup` too.
+#[test]
+fn storage_requests_echo_what_the_server_decoded() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    // An empty directory: every operation here ends FAILED before writing anything.
+    let store = tempfile::tempdir().unwrap();
+    let location = format!("file://{}/bucket/cluster/dc1/node1", store.path().display());
+    let id = |operation: &Value| operation["id"].as_str().unwrap().to_string();
+
+    let restore = client.submit(json!({"type": "restore", "storageLocation": location, "snapshotTag": "nightly",
+        "restorationStrategyType": "Import", "import": {"type": "import", "sourceDir": "/srv/restore"},
+        "entities": "", "bandwidth": "10MBPS", "schemaVersion": "3A6E8C46-2C8E-3F1D-9B4C-6F6A6D2B1C0E"}));
+    assert_eq!(restore["restorationStrategyType"], "IMPORT");
+    assert!(
+        restore.get("restorationPhase").is_none(),
+        "absent: every phase, in order"
+    );
+    assert!(restore.get("entities").is_none(), "{restore}");
+    assert_eq!(restore["bandwidth"], json!({"value": 10, "unit": "MBPS"}));
+    assert_eq!(
+        restore["schemaVersion"],
+        "3a6e8c46-2c8e-3f1d-9b4c-6f6a6d2b1c0e"
+    );
+    assert_eq!(restore["import"]["sourceDir"], "/srv/restore");
+    wait_for_state(&sidecar, &id(&restore), "FAILED");
+
+    let in_place = client.submit(
+        json!({"type": "restore", "storageLocation": location, "snapshotTag": "nightly",
+        "restorationStrategyType": "in_place", "cassandraDirectory": "/srv/cassandra/"}),
+    );
+    assert_eq!(in_place["restorationStrategyType"], "IN_PLACE");
+    assert_eq!(in_place["cassandraDirectory"], "/srv/cassandra");
+    wait_for_state(&sidecar, &id(&in_place), "FAILED");
+
+    for keyspace_tables in [
+        json!("ks.t1, ks.t2"),
+        json!(["ks.t1", "ks.t2"]),
+        json!({"ks": ["t1", "t2"]}),
+    ] {
+        let operation = client.submit(
+            json!({"type": "commitlog-restore", "storageLocation": location,
+            "commitlogDownloadDir": "/srv/commitlog-restore", "timestampEnd": "1732780800000",
+            "keyspaceTables": keyspace_tables}),
+        );
+        assert_eq!(
+            operation["keyspaceTables"],
+            json!(["ks.t1", "ks.t2"]),
+            "{keyspace_tables}"
+        );
+        assert_eq!(operation["timestampEnd"], 1732780800000_i64);
+        assert_eq!(operation["timestampStart"], 0);
+        assert_eq!(
+            operation["cassandraCommitLogDirectory"],
+            "/var/lib/cassandra/commitlog"
+        );
+        wait_for_state(&sidecar, &id(&operation), "FAILED");
+    }
+
+    let list = client
+        .submit(json!({"type": "list", "storageLocation": location, "concurrentConnections": "4"}));
+    assert_eq!(list["concurrentConnections"], 4);
+    let remove = client.submit(
+        json!({"type": "remove-backup", "storageLocation": location, "removeOldest": true}),
+    );
+    assert_eq!(remove["concurrentConnections"], 10);
+    for operation in [list, remove] {
+        wait_for_state(&sidecar, &id(&operation), "FAILED");
     }
 }
 
