@@ -116,17 +116,23 @@ pub fn kill(node: usize) {
     });
 }
 
-/// The data directory of `keyspace.table` on node `n`, if the table exists there.
+/// The data directory of `keyspace.table` on node `n`, if the table exists there: the live table's, as Cassandra
+/// reports it (a table dropped and created again leaves the old `<table>-<id>` directory behind, so the name alone
+/// does not tell).
 pub fn table_dir(node: usize, keyspace: &str, table: &str) -> Option<PathBuf> {
-    std::fs::read_dir(node_dir(node).join("data").join(keyspace))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{table}-")))
-        })
+    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args(["jmx", "--jmx-service", &jmx_service(node), "get"])
+        .arg(format!(
+            "org.apache.cassandra.db:type=Tables,keyspace={keyspace},table={table}"
+        ))
+        .arg("DataPaths")
+        .output()
+        .expect("daedalus jmx runs");
+    if !output.status.success() {
+        return None;
+    }
+    let paths: Vec<String> = serde_json::from_slice(&output.stdout).expect("DataPaths, a list");
+    paths.into_iter().next().map(PathBuf::from)
 }
 
 /// The SSTables (`*-Data.db` files) of `keyspace.table` on node `n`.
