@@ -66,10 +66,27 @@ fn minio() -> Store {
     store
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A path under the temporary directory, for a restore to fill; removed, with what is in it, when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("daedalus-restore-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    Scratch(dir)
 }
 
 /// A keyspace on node 10 (replicated once: the node holds every row) with `tables`, each `(id int PRIMARY KEY, v
