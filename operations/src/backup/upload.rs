@@ -69,13 +69,20 @@ impl RetryPolicy {
     }
 }
 
+/// How a transfer runs, uploads and restore downloads alike.
 #[derive(Debug)]
-pub struct UploadSettings {
+pub struct TransferSettings {
+    /// Files transferred at once (Esop's `concurrentConnections`); 0 counts as 1.
     pub concurrency: usize,
+    /// Retries of a failed store request; a download fetches the whole object again from its first byte.
     pub retry: RetryPolicy,
+    /// One limit for the whole transfer, however many connections share it.
     pub throttle: Throttle,
+    /// How files are hashed (upload), or how the manifest's hashes were made (download; `NONE` checks sizes only).
     pub algorithm: HashAlgorithm,
 }
+
+pub type UploadSettings = TransferSettings;
 
 /// What a backup did, for its `response` and for operators who wonder where the time went.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]

@@ -21,9 +21,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::hashes::{HashAlgorithm, Hasher};
-use crate::backup::upload::{RetryPolicy, pause, should_retry};
+use crate::backup::upload::{pause, should_retry};
 use crate::storage::remote::TransferMemory;
-use crate::storage::{RemoteStorage, StorageError, Throttle};
+use crate::storage::{RemoteStorage, StorageError};
 
 /// Bytes gathered from the network before they are hashed and written in one go: large enough that writes and
 /// throttle waits are few, small enough that ten connections stay far below the memory budget.
@@ -45,17 +45,7 @@ pub struct PlannedDownload {
     pub hash: Option<String>,
 }
 
-#[derive(Debug)]
-pub struct DownloadSettings {
-    /// Files downloaded at once (Esop's `concurrentConnections`); 0 counts as 1.
-    pub concurrency: usize,
-    /// Retries of a failed store request; the whole object is fetched again from its first byte.
-    pub retry: RetryPolicy,
-    /// One limit for the whole download, however many connections share it.
-    pub throttle: Throttle,
-    /// The algorithm the manifest's hashes were made with; `NONE` checks sizes only.
-    pub algorithm: HashAlgorithm,
-}
+pub type DownloadSettings = crate::backup::upload::TransferSettings;
 
 /// What a download did, for the restore's `response`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -557,6 +547,8 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
 
+    use crate::backup::upload::RetryPolicy;
+    use crate::storage::Throttle;
     use bytes::Bytes;
     use futures_util::stream::BoxStream;
     use object_store::memory::InMemory;
