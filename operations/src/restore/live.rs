@@ -21,6 +21,13 @@ use crate::storage::request::Connection;
 use crate::storage::{KeyspaceTable, RemoteStorage, Throttle};
 use crate::types::restore::{Phase, RestoreFields, Strategy};
 
+/// One restored table on this node: its data directories, where its files are downloaded, and those files.
+struct TableFiles {
+    table_paths: Vec<PathBuf>,
+    download_dir: PathBuf,
+    files: Vec<PlannedDownload>,
+}
+
 /// A restore into this running node.
 struct LiveRestore<'a> {
     context: &'a OperationContext,
@@ -215,7 +222,7 @@ impl LiveRestore<'_> {
         &self,
         restored: &[RestoredTable<'_>],
         recreate: bool,
-    ) -> Result<Vec<(PathBuf, Vec<PlannedDownload>)>, OperationFailure> {
+    ) -> Result<Vec<TableFiles>, OperationFailure> {
         let mut planned = Vec::new();
         for table in restored {
             let paths = self.table_paths(table, recreate).await?;
@@ -238,7 +245,11 @@ impl LiveRestore<'_> {
                     })
                 })
                 .collect::<Result<Vec<_>, OperationFailure>>()?;
-            planned.push((dir, files));
+            planned.push(TableFiles {
+                table_paths: paths,
+                download_dir: dir,
+                files,
+            });
         }
         Ok(planned)
     }
@@ -257,7 +268,7 @@ impl LiveRestore<'_> {
             .planned_downloads(restored, true)
             .await?
             .into_iter()
-            .flat_map(|(_, files)| files)
+            .flat_map(|table| table.files)
             .collect();
         let algorithm = HashAlgorithm::of_manifest(&backup.manifest);
         let settings = DownloadSettings {
@@ -338,7 +349,7 @@ impl LiveRestore<'_> {
         let planned = self.planned_downloads(restored, false).await?;
         let all: Vec<PlannedDownload> = planned
             .iter()
-            .flat_map(|(_, files)| files.clone())
+            .flat_map(|table| table.files.clone())
             .collect();
         let algorithm = HashAlgorithm::of_manifest(&backup.manifest);
         download::verify(&all, algorithm, self.context.cancellation())
@@ -348,7 +359,8 @@ impl LiveRestore<'_> {
                     "the downloaded files are not all there and intact; run the DOWNLOAD phase again: {error}"
                 ))
             })?;
-        for (table, (dir, files)) in restored.iter().zip(&planned) {
+        for (table, local) in restored.iter().zip(&planned) {
+            let files = &local.files;
             // Each table is loaded by one call that is never interrupted: a cancel stops before the next table.
             if self.context.cancellation().is_cancelled() {
                 return Err(OperationFailure::Cancelled);
@@ -358,7 +370,7 @@ impl LiveRestore<'_> {
                 continue;
             }
             match self.fields.restoration_strategy_type {
-                Strategy::Hardlinks => self.link_and_load(table, files).await?,
+                Strategy::Hardlinks => self.link_and_load(target, local).await?,
                 _ => {
                     let checks = self.fields.import.clone().unwrap_or_default().checks();
                     let failed = self
@@ -366,7 +378,7 @@ impl LiveRestore<'_> {
                         .import(
                             &target.keyspace,
                             &target.table,
-                            &[dir.display().to_string()],
+                            &[local.download_dir.display().to_string()],
                             checks,
                         )
                         .await?;
@@ -388,12 +400,10 @@ impl LiveRestore<'_> {
     /// be made undoes the ones made before, so the table gets all of its files or none.
     async fn link_and_load(
         &self,
-        table: &RestoredTable<'_>,
-        files: &[PlannedDownload],
+        target: &KeyspaceTable,
+        local: &TableFiles,
     ) -> Result<(), OperationFailure> {
-        let target = &table.target;
-        let paths = self.table_paths(table, false).await?;
-        let links = link_plan(files, &paths);
+        let links = link_plan(&local.files, &local.table_paths);
         let made = tokio::task::spawn_blocking(move || make_links(&links))
             .await
             .map_err(|error| OperationFailure::Failed(error.to_string()))?

@@ -49,7 +49,6 @@ pub async fn restore(
     };
     let backup = choice::choose(context, &remote, &fields.snapshot_tag, schema.as_deref()).await?;
 
-    let dirs = node_dirs(fields).map_err(OperationFailure::Failed)?;
     let flags = SystemRestore {
         new_cluster: fields.new_cluster,
         restore_system_keyspace: fields.restore_system_keyspace,
@@ -57,14 +56,18 @@ pub async fn restore(
     };
     let selected = in_place::select(&backup.manifest, &fields.entities, flags);
     require_named_entities(&backup, &fields.entities, &selected)?;
-    let plan = {
-        let (selected, data) = (selected.clone(), dirs.data.clone());
-        tokio::task::spawn_blocking(move || in_place::plan(&selected, &data))
-            .await
-            .map_err(|error| OperationFailure::Failed(error.to_string()))?
-            .map_err(|error| {
-                OperationFailure::Failed(format!("cannot plan the restore: {error}"))
-            })?
+    // cassandra.yaml is read and the data directories walked off the async workers.
+    let (dirs, plan) = {
+        let (selected, fields) = (selected.clone(), fields.clone());
+        tokio::task::spawn_blocking(move || {
+            let dirs = node_dirs(&fields)?;
+            let plan = in_place::plan(&selected, &dirs.data)
+                .map_err(|error| format!("cannot plan the restore: {error}"))?;
+            Ok::<_, String>((dirs, plan))
+        })
+        .await
+        .map_err(|error| OperationFailure::Failed(error.to_string()))?
+        .map_err(OperationFailure::Failed)?
     };
     for other in &plan.other_table_dirs {
         tracing::warn!(
