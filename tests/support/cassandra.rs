@@ -246,6 +246,17 @@ pub fn group(first: usize, count: usize) {
     );
 }
 
+/// Starts whichever of nodes `first..first+count` are down as a cluster of their own across two data centres
+/// (`scripts/cassandra cluster-2dc`): nodes alternate between `dc1` and `dc2`, starting with `first` in `dc1`,
+/// all in `rack1`. Nodes 13 and 14 are kept for it (`two_dc_group(13, 2)`: node 13 in dc1, node 14 in dc2). A node
+/// whose directory holds data of another command's cluster does not start: remove it first.
+pub fn two_dc_group(first: usize, count: usize) {
+    script_or_panic(
+        &["cluster-2dc", &first.to_string(), &count.to_string()],
+        &[],
+    );
+}
+
 /// Runs `daedalus jmx ARGS` against node `n` (test set-up that no operation does, e.g. a streaming limit);
 /// returns its standard output.
 pub fn jmx(node: usize, args: &[&str]) -> String {
