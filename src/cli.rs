@@ -176,10 +176,55 @@ pub struct ServeArgs {
     pub cassandra_config: Option<PathBuf>,
 
     #[command(flatten)]
+    pub peers: PeerArgs,
+
+    #[command(flatten)]
     pub jmx: JmxArgs,
 
     #[command(flatten)]
     pub storage: StorageArgs,
+}
+
+/// How this sidecar reaches the other nodes' sidecars when it coordinates a cluster-wide operation
+/// (`globalRequest`): at `SCHEME://<node address>:PORT`.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// The peers' port; default: the port this sidecar listens on, as Icarus assumes.
+    #[arg(long, env = "DAEDALUS_PEER_PORT")]
+    pub peer_port: Option<u16>,
+
+    /// `http` or `https`.
+    #[arg(long, env = "DAEDALUS_PEER_SCHEME", default_value = "http", value_parser = ["http", "https"])]
+    pub peer_scheme: String,
+
+    /// How long connecting to a peer may take.
+    #[arg(long, env = "DAEDALUS_PEER_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub peer_connect_timeout: Duration,
+
+    /// How long one call to a peer may take, answer included.
+    #[arg(long, env = "DAEDALUS_PEER_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_positive_duration)]
+    pub peer_request_timeout: Duration,
+
+    /// Extra attempts of a peer call that did not get through (never of a submission the peer may have received).
+    #[arg(long, env = "DAEDALUS_PEER_RETRIES", default_value_t = 2)]
+    pub peer_retries: u32,
+
+    /// How often each node's part of a cluster-wide operation is polled.
+    #[arg(long, env = "DAEDALUS_PEER_POLL_INTERVAL", default_value = "2s", value_parser = parse_positive_duration)]
+    pub peer_poll_interval: Duration,
+}
+
+impl PeerArgs {
+    pub fn settings(&self) -> daedalus_operations::cluster::PeerSettings {
+        let mut settings = daedalus_operations::cluster::PeerSettings::default();
+        settings.scheme = self.peer_scheme.clone();
+        settings.port = self.peer_port;
+        settings.connect_timeout = self.peer_connect_timeout;
+        settings.request_timeout = self.peer_request_timeout;
+        settings.retries = self.peer_retries;
+        settings.poll_interval = self.peer_poll_interval;
+        settings
+    }
 }
 
 /// How to reach object storage for backups. Credentials come from the providers' standard environment variables

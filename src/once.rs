@@ -60,6 +60,8 @@ pub fn run(
             jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
             storage,
             cql,
+            // The command line runs one node's operations; nothing here coordinates peers.
+            peers: Default::default(),
             store,
             shutdown_request: CancellationToken::new(),
         });

@@ -58,6 +58,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
         storage: args.storage.settings(),
         cql: args.storage.cql.settings()?,
+        peers: args.peers.settings(),
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });
@@ -138,6 +139,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen.host, args.listen.port
         )
     })?;
+    if let Some(address) = server.addrs().first() {
+        executor.services().peers.set_own_port(address.port());
+    }
     for address in server.addrs() {
         tracing::info!(%address, types = ?registry.type_ids(), jmx = %args.jmx.jmx_service, "listening");
     }

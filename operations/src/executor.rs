@@ -282,6 +282,7 @@ mod tests {
             jmx: crate::JmxConnector::new(Default::default(), Handle::current()),
             storage: Default::default(),
             cql: Default::default(),
+            peers: Default::default(),
             store,
             shutdown_request: CancellationToken::new(),
         });

@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod cassandra;
+pub mod cluster;
 pub mod cql;
 pub mod decode;
 pub mod esop;

@@ -25,6 +25,12 @@ pub trait Operation: Send + Sync + 'static {
     /// the node is); a second one is refused while the first is unfinished.
     const EXCLUSIVE: Option<&'static str> = None;
 
+    /// The exclusive group of this request: [`Operation::EXCLUSIVE`] unless the type decides per request (a
+    /// cluster-wide restore's coordinator must not exclude the restore it sends its own node).
+    fn exclusive(&self, _request: &Self::Request) -> Option<&'static str> {
+        Self::EXCLUSIVE
+    }
+
     /// The request, decoded from the POST body. Serialized back, it becomes the request fields of the operation
     /// object, so it should serialize every field with its effective (defaulted) value.
     type Request: crate::decode::DecodeRequest + Serialize + Validate + Send + 'static;
@@ -84,6 +90,8 @@ pub struct Services {
     pub storage: crate::storage::StorageSettings,
     /// How to reach the node over CQL (restores recreating dropped tables).
     pub cql: crate::cql::CqlSettings,
+    /// How a cluster-wide operation reaches the other nodes' sidecars.
+    pub peers: crate::cluster::PeerSettings,
     pub store: Arc<dyn OperationStore>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
     pub shutdown_request: CancellationToken,
@@ -147,6 +155,20 @@ impl OperationContext {
     /// Records what the operation found out; clients read it as the operation's `response` field.
     pub fn set_response(&self, response: serde_json::Value) {
         self.record.set_response(response);
+    }
+
+    /// Publishes a cluster-wide operation's view of every node's part (its `nodes` field).
+    pub fn set_nodes(&self, nodes: serde_json::Value) {
+        self.record.set_nodes(nodes);
+    }
+
+    /// Adds an error reported by another sidecar, under that sidecar's name, as Icarus relays its peers' errors.
+    pub fn relay_error(&self, error: ReportedError) {
+        self.record.add_error(error);
+    }
+
+    pub fn peer_settings(&self) -> &crate::cluster::PeerSettings {
+        &self.services.peers
     }
 
     /// Adds an entry to the operation's `errors` without ending it (the operation then ends FAILED).

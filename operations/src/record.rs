@@ -49,6 +49,8 @@ struct Status {
     /// What the operation found out, for operations that answer a question (e.g. `list-snapshots`); rendered as
     /// `response`, the field Icarus's `list` uses.
     response: Option<Value>,
+    /// A cluster-wide operation's view of each node's part, rendered as `nodes` (beyond Icarus).
+    nodes: Option<Value>,
     /// Weak, so a record kept alive by a client holding it does not keep a dropped store's index alive.
     listener: Option<Weak<dyn StateListener>>,
 }
@@ -69,7 +71,7 @@ impl Status {
 }
 
 /// The fields the common part of the operation object owns; request fields with these names are not echoed.
-const COMMON_FIELDS: [&str; 9] = [
+const COMMON_FIELDS: [&str; 10] = [
     "type",
     "id",
     "creationTime",
@@ -79,6 +81,7 @@ const COMMON_FIELDS: [&str; 9] = [
     "startTime",
     "completionTime",
     "response",
+    "nodes",
 ];
 
 /// Orders operations created within the same clock tick, so "newest first" is exact.
@@ -138,6 +141,7 @@ impl OperationRecord {
                 start_time: None,
                 completion_time: None,
                 response: None,
+                nodes: None,
                 listener: None,
             }),
         }
@@ -236,6 +240,11 @@ impl OperationRecord {
         self.lock().response = Some(response);
     }
 
+    /// Replaces the per-node view of a cluster-wide operation.
+    pub fn set_nodes(&self, nodes: Value) {
+        self.lock().nodes = Some(nodes);
+    }
+
     pub fn response(&self) -> Option<Value> {
         self.lock().response.clone()
     }
@@ -296,6 +305,9 @@ impl Serialize for OperationRecord {
         }
         if let Some(response) = &status.response {
             map.serialize_entry("response", response)?;
+        }
+        if let Some(nodes) = &status.nodes {
+            map.serialize_entry("nodes", nodes)?;
         }
         for (key, value) in &self.request {
             if !value.is_null() && !COMMON_FIELDS.contains(&key.as_str()) {

@@ -139,6 +139,7 @@ pub fn prepare_request<O: Operation>(
     }
     // After validation, so a default never hides a field the client got wrong.
     operation.fill_defaults(&mut request, accepted_at);
+    let exclusive = operation.exclusive(&request);
     let request_fields = match serde_json::to_value(&request) {
         Ok(Value::Object(fields)) => fields,
         // A request type that does not serialize to an object (e.g. a unit struct) has no fields to echo.
@@ -146,7 +147,7 @@ pub fn prepare_request<O: Operation>(
     };
     Ok(PreparedOperation {
         type_id: O::TYPE,
-        exclusive: O::EXCLUSIVE,
+        exclusive,
         request: request_fields,
         runner: Box::new(move |context| {
             Box::pin(async move { operation.run(request, context).await })

@@ -37,9 +37,14 @@ impl Sidecar {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Sidecar {
+        Self::start_listening("127.0.0.1:0", args, env)
+    }
+
+    /// Starts `daedalus serve --listen LISTEN` (a sidecar of a cluster-wide test binds its node's address).
+    pub fn start_listening(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Sidecar {
         let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
         command
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--log-format", "json", "serve", "--listen", listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -11,7 +11,7 @@ use super::manifest_builder;
 use super::snapshot_files::{self, SnapshotTable};
 use super::upload::{self, PlannedFile, RetryPolicy, UploadSettings};
 use crate::cassandra::Cassandra;
-use crate::cassandra::topology::cluster_topology;
+use crate::cassandra::topology::{ClusterTopology, cluster_topology};
 use crate::decode::{DataRate, HumanDuration};
 use crate::esop::json::to_jackson_pretty;
 use crate::esop::sstable;
@@ -186,12 +186,7 @@ async fn upload_snapshot(
         .await??;
     if plan.upload_topology {
         let topology = context.cancellable(cluster_topology(cassandra)).await??;
-        let json = to_jackson_pretty(&topology).map_err(|error| {
-            OperationFailure::Failed(format!("cannot write the topology: {error}"))
-        })?;
-        context
-            .cancellable(remote.put_in_bucket(&format!("topology/{tag}.json"), json.into()))
-            .await??;
+        upload_topology(context, remote, &topology, tag).await?;
     }
     tracing::info!(%tag, files = stats.files, uploaded = stats.uploaded_files, "backup complete");
     Ok(json!({
@@ -287,6 +282,21 @@ pub fn resolved_tag(
 /// Icarus's default tag, from the instant the request was accepted.
 pub fn default_snapshot_tag(accepted_at: chrono::DateTime<chrono::Utc>) -> String {
     format!("autosnap-{}", accepted_at.timestamp())
+}
+
+/// Writes `topology/<tag>.json` at the bucket's root, as Esop does: what a restore into new nodes maps them by.
+pub async fn upload_topology(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    topology: &ClusterTopology,
+    tag: &str,
+) -> Result<(), OperationFailure> {
+    let json = to_jackson_pretty(topology)
+        .map_err(|error| OperationFailure::Failed(format!("cannot write the topology: {error}")))?;
+    context
+        .cancellable(remote.put_in_bucket(&format!("topology/{tag}.json"), json.into()))
+        .await??;
+    Ok(())
 }
 
 /// Esop's `Snapshots.snapshotContainsTimestamp`: the tag has a `-` but neither starts nor ends with one, and the

@@ -164,6 +164,22 @@ impl Cassandra {
         self.strings(STORAGE_SERVICE, "Tokens").await
     }
 
+    /// The tokens of any node of the ring (`StorageService.getTokens(endpoint)`).
+    pub async fn tokens_of(&self, endpoint: &str) -> Result<Vec<String>, CassandraError> {
+        let value = self
+            .jmx
+            .invoke(
+                STORAGE_SERVICE,
+                "getTokens",
+                &[JavaArg::String(endpoint.into())],
+                &["java.lang.String"],
+            )
+            .await?;
+        value
+            .to_strings()
+            .ok_or_else(|| self.unexpected("getTokens", &value))
+    }
+
     pub async fn local_datacenter(&self) -> Result<String, CassandraError> {
         self.string(ENDPOINT_SNITCH_INFO, "Datacenter").await
     }

@@ -60,15 +60,38 @@ pub async fn restore(
     }
     let bucket = BucketCheck::of(connection, false);
     let remote = node::open(context, connection, NodePath::FromCassandra, bucket).await?;
+    let source_dir = match fields.source_dir() {
+        Some(dir) => PathBuf::from(dir),
+        None => default_source_dir(context, &cassandra).await?,
+    };
     let restore = LiveRestore {
         context,
         fields,
         connection,
         cassandra,
         remote,
-        source_dir: PathBuf::from(fields.source_dir().unwrap_or_default()),
+        source_dir,
     };
     restore.run().await
+}
+
+/// Without `import.sourceDir`: `downloadedsstables` beside the node's first data directory (the name the
+/// Kubernetes operators use). It is on the data's file system, as HARDLINKS needs, outside the data itself, and each
+/// node has its own, so one cluster-wide request fits nodes whose directories differ.
+async fn default_source_dir(
+    context: &OperationContext,
+    cassandra: &Cassandra,
+) -> Result<PathBuf, OperationFailure> {
+    let locations = context
+        .cancellable(cassandra.data_file_locations())
+        .await??;
+    let first = locations.first().ok_or_else(|| {
+        OperationFailure::Failed(
+            "Cassandra reports no data directory; give import.sourceDir".into(),
+        )
+    })?;
+    let first = Path::new(first.trim_end_matches('/'));
+    Ok(first.parent().unwrap_or(first).join("downloadedsstables"))
 }
 
 impl LiveRestore<'_> {

@@ -179,6 +179,35 @@ impl RemoteStorage {
         &self.location
     }
 
+    /// Another node's objects in the same bucket, over the same connection.
+    pub fn at(&self, location: StorageLocation) -> Result<RemoteStorage, StorageError> {
+        RemoteStorage::new(Arc::clone(&self.store), location)
+    }
+
+    /// The names of the "directories" right under `prefix` in the bucket (`a/b/` for `a/b/c`), one listing level
+    /// deep: how node prefixes are found without listing every object.
+    pub async fn child_prefixes_in_bucket(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        let path = ObjectPath::from(prefix);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(|source| StorageError::Object {
+                store: self.location.store_name(),
+                action: "listing",
+                key: prefix.into(),
+                source: Box::new(source),
+            })?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|child| child.filename().map(str::to_string))
+            .collect())
+    }
+
     /// The object path of a node-relative key.
     fn path(&self, key: &str) -> ObjectPath {
         ObjectPath::from(format!("{}/{key}", self.prefix))

@@ -141,22 +141,89 @@ pub fn data_dirs(violations: &mut Violations, dirs: &Option<Vec<String>>) {
     }
 }
 
-/// `timeout` of a global request, in hours; Icarus turns values below 1 into its default, 5.
-pub fn timeout_hours<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
-    let hours = decode::i32(deserializer)?;
-    Ok(if hours < 1 {
-        DEFAULT_TIMEOUT_HOURS
-    } else {
-        hours
-    })
+/// `timeout` of a cluster-wide request: whole hours as Icarus takes them (values below 1 are its default, 5), or,
+/// beyond Icarus, a duration such as `"90s"` or `"2h 30m"`. Echoed as hours when whole, as a duration otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub std::time::Duration);
+
+pub const DEFAULT_TIMEOUT_HOURS: u64 = 5;
+
+impl Default for Timeout {
+    fn default() -> Self {
+        Timeout::hours(DEFAULT_TIMEOUT_HOURS)
+    }
 }
 
-pub const DEFAULT_TIMEOUT_HOURS: i32 = 5;
+impl Timeout {
+    pub fn hours(hours: u64) -> Timeout {
+        Timeout(std::time::Duration::from_secs(hours * 3600))
+    }
+
+    fn from_hours(hours: i64) -> Timeout {
+        if hours < 1 {
+            Timeout::default()
+        } else {
+            Timeout::hours(
+                u64::try_from(hours)
+                    .unwrap_or(u64::MAX / 3600)
+                    .min(u64::MAX / 3600),
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Hours(i64),
+            // Jackson reads 1.5 into an int field as 1.
+            Fraction(f64),
+            Text(String),
+            Null(()),
+        }
+        match Given::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "must be a number of hours or a duration such as \"90s\" or \"2h\"",
+            )
+        })? {
+            Given::Hours(hours) => Ok(Timeout::from_hours(hours)),
+            Given::Fraction(hours) => Ok(Timeout::from_hours(hours as i64)),
+            Given::Null(()) => Ok(Timeout::default()),
+            Given::Text(text) => {
+                if let Ok(hours) = text.trim().parse::<i64>() {
+                    return Ok(Timeout::from_hours(hours));
+                }
+                match humantime::parse_duration(text.trim()) {
+                    Ok(duration) if !duration.is_zero() => Ok(Timeout(duration)),
+                    _ => Err(serde::de::Error::custom(format!(
+                        "'{text}' is neither a number of hours nor a duration such as \"90s\" or \"2h\""
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+impl Serialize for Timeout {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let seconds = self.0.as_secs();
+        if self.0.subsec_nanos() == 0 && seconds % 3600 == 0 {
+            serializer.serialize_u64(seconds / 3600)
+        } else {
+            serializer.collect_str(self)
+        }
+    }
+}
+
 pub const DEFAULT_CONCURRENT_CONNECTIONS: i32 = 10;
-
-pub fn default_timeout_hours() -> i32 {
-    DEFAULT_TIMEOUT_HOURS
-}
 
 pub fn default_concurrent_connections() -> i32 {
     DEFAULT_CONCURRENT_CONNECTIONS

@@ -42,11 +42,8 @@ pub struct BackupFields {
     pub dc: Option<String>,
     #[serde(default, deserialize_with = "decode::bool")]
     pub global_request: bool,
-    #[serde(
-        default = "storage::default_timeout_hours",
-        deserialize_with = "storage::timeout_hours"
-    )]
-    pub timeout: i32,
+    #[serde(default)]
+    pub timeout: storage::Timeout,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<uuid::Uuid>,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -78,7 +75,7 @@ impl BackupFields {
             entities: Entities::All,
             dc: None,
             global_request: false,
-            timeout: storage::DEFAULT_TIMEOUT_HOURS,
+            timeout: storage::Timeout::default(),
             schema_version: None,
             upload_cluster_topology: false,
             duration: None,
@@ -153,12 +150,9 @@ impl Operation for Backup {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         if request.fields.global_request {
-            return Err(OperationFailure::NotYetAvailable {
-                operation: Self::TYPE,
-                missing:
-                    "cluster-wide backups (globalRequest) are still to come; back up each node"
-                        .into(),
-            });
+            let response = crate::cluster::backup::backup(request, &context).await?;
+            context.set_response(response);
+            return Ok(());
         }
         storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
         let StorageRequest { connection, fields } = request;

@@ -92,7 +92,10 @@ impl StorageFields for RemoveBackupFields {
         storage::node_location(
             violations,
             connection,
-            Some(("resolveNodes", self.resolve_nodes)),
+            Some((
+                "resolveNodes or globalRequest",
+                self.resolve_nodes || self.global_request,
+            )),
         );
         // Zero is "not given": Esop's request defaults olderThan to zero, and its Java clients send it so.
         let older_than = self.older_than.is_some_and(|d| !d.0.is_zero());
@@ -228,72 +231,91 @@ impl Operation for RemoveBackup {
             fields: request,
         } = request;
         if request.global_request {
-            return Err(OperationFailure::NotYetAvailable {
-                operation: Self::TYPE,
-                missing: "removing the backups of every node (globalRequest) is still to come; remove each node's"
-                    .into(),
-            });
+            let removed = crate::cluster::remove::remove(&connection, &request, &context).await?;
+            context.set_response(serde_json::json!({ "dry": request.dry, "removed": removed }));
+            return Ok(());
         }
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let manifests = manifests(&context, &remote).await?;
-        let report = report_of(&remote, &manifests)?;
-        let chosen: Vec<&ManifestReport> = if let Some(name) = &request.backup_name {
-            let found = report.get(name).ok_or_else(|| {
-                OperationFailure::Failed(format!("{}: no backup named {name}", remote.location()))
-            })?;
-            vec![found]
-        } else if request.remove_oldest {
-            report.oldest().into_iter().collect()
-        } else {
-            let age = request.older_than.map(|d| d.0).unwrap_or_default();
-            // An age reaching back before the calendar's start leaves nothing older.
-            let cutoff = chrono::Duration::from_std(age)
-                .ok()
-                .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
-            cutoff.map_or_else(Vec::new, |cutoff| {
-                report.older_than(cutoff.timestamp_millis())
-            })
-        };
-        let chosen_names: BTreeSet<&str> = chosen.iter().map(|entry| entry.name.as_str()).collect();
-        // A backup that finished while the manifests were read refers to objects too; it is read just before
-        // deleting (a backup still uploading checks its skipped objects again before writing its manifest).
-        let known: BTreeSet<&str> = manifests.iter().map(|(name, _, _)| name.as_str()).collect();
-        let newer = if request.dry {
-            Vec::new()
-        } else {
-            manifests_except(&context, &remote, &known).await?
-        };
-        // What the backups that stay refer to is kept, even when several removed backups shared it (Esop counts
-        // each removed backup against all the others, and so never deletes objects only they shared).
-        let kept: HashSet<&str> = manifests
-            .iter()
-            .chain(&newer)
-            .filter(|(name, _, _)| !chosen_names.contains(name.as_str()))
-            .flat_map(|(_, _, manifest)| manifest.entries().map(|entry| entry.object_key.as_str()))
-            .collect();
-        let mut deleted: HashSet<&str> = HashSet::new();
-        let mut removed = Vec::new();
-        for (name, _, manifest) in manifests
-            .iter()
-            .filter(|(name, _, _)| chosen_names.contains(name.as_str()))
-        {
-            let mut objects = Vec::new();
-            let mut bytes = 0;
-            for entry in manifest.entries() {
-                let key = entry.object_key.as_str();
-                if !kept.contains(key) && deleted.insert(key) {
-                    objects.push(key.to_string());
-                    bytes += entry.size;
-                }
+        let removed = remove_from_node(&context, &remote, &request, Topology::Delete).await?;
+        context.set_response(serde_json::json!({ "dry": request.dry, "removed": removed }));
+        Ok(())
+    }
+}
+
+/// Whether removing a backup also deletes its topology file (a cluster-wide removal deletes it once, at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Delete,
+    Keep,
+}
+
+/// Removes the backups `request` selects from one node's storage; returns what was removed, one JSON object per
+/// backup (`name`, `removedObjects`, `reclaimedSpace`).
+pub async fn remove_from_node(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    request: &RemoveBackupFields,
+    topology: Topology,
+) -> Result<Vec<serde_json::Value>, OperationFailure> {
+    let manifests = manifests(context, &remote).await?;
+    let report = report_of(&remote, &manifests)?;
+    let chosen: Vec<&ManifestReport> = if let Some(name) = &request.backup_name {
+        let found = report.get(name).ok_or_else(|| {
+            OperationFailure::Failed(format!("{}: no backup named {name}", remote.location()))
+        })?;
+        vec![found]
+    } else if request.remove_oldest {
+        report.oldest().into_iter().collect()
+    } else {
+        let age = request.older_than.map(|d| d.0).unwrap_or_default();
+        // An age reaching back before the calendar's start leaves nothing older.
+        let cutoff = chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
+        cutoff.map_or_else(Vec::new, |cutoff| {
+            report.older_than(cutoff.timestamp_millis())
+        })
+    };
+    let chosen_names: BTreeSet<&str> = chosen.iter().map(|entry| entry.name.as_str()).collect();
+    // A backup that finished while the manifests were read refers to objects too; it is read just before
+    // deleting (a backup still uploading checks its skipped objects again before writing its manifest).
+    let known: BTreeSet<&str> = manifests.iter().map(|(name, _, _)| name.as_str()).collect();
+    let newer = if request.dry {
+        Vec::new()
+    } else {
+        manifests_except(context, &remote, &known).await?
+    };
+    // What the backups that stay refer to is kept, even when several removed backups shared it (Esop counts
+    // each removed backup against all the others, and so never deletes objects only they shared).
+    let kept: HashSet<&str> = manifests
+        .iter()
+        .chain(&newer)
+        .filter(|(name, _, _)| !chosen_names.contains(name.as_str()))
+        .flat_map(|(_, _, manifest)| manifest.entries().map(|entry| entry.object_key.as_str()))
+        .collect();
+    let mut deleted: HashSet<&str> = HashSet::new();
+    let mut removed = Vec::new();
+    for (name, _, manifest) in manifests
+        .iter()
+        .filter(|(name, _, _)| chosen_names.contains(name.as_str()))
+    {
+        let mut objects = Vec::new();
+        let mut bytes = 0;
+        for entry in manifest.entries() {
+            let key = entry.object_key.as_str();
+            if !kept.contains(key) && deleted.insert(key) {
+                objects.push(key.to_string());
+                bytes += entry.size;
             }
-            tracing::info!(backup = %name, objects = objects.len(), dry = request.dry, "removing a backup");
-            if !request.dry {
-                // The manifest goes first: a removal cut short then leaves unreferenced objects (reused by a later
-                // backup of the same SSTables, or deleted by hand), never a listed backup with files missing.
-                context
-                    .cancellable(remote.delete(&[manifest_key(name)]))
-                    .await??;
-                context
+        }
+        tracing::info!(backup = %name, objects = objects.len(), dry = request.dry, "removing a backup");
+        if !request.dry {
+            // The manifest goes first: a removal cut short then leaves unreferenced objects (reused by a later
+            // backup of the same SSTables, or deleted by hand), never a listed backup with files missing.
+            context
+                .cancellable(remote.delete(&[manifest_key(name)]))
+                .await??;
+            context
                     .cancellable(remote.delete(&objects))
                     .await?
                     .map_err(|error| {
@@ -304,17 +326,17 @@ impl Operation for RemoveBackup {
                             objects.len()
                         ))
                     })?;
+            if topology == Topology::Delete {
                 context
                     .cancellable(remote.delete_in_bucket(&format!("topology/{name}.json")))
                     .await??;
             }
-            removed.push(serde_json::json!({
-                "name": name,
-                "removedObjects": objects.len(),
-                "reclaimedSpace": bytes,
-            }));
         }
-        context.set_response(serde_json::json!({ "dry": request.dry, "removed": removed }));
-        Ok(())
+        removed.push(serde_json::json!({
+            "name": name,
+            "removedObjects": objects.len(),
+            "reclaimedSpace": bytes,
+        }));
     }
+    Ok(removed)
 }

@@ -23,6 +23,7 @@ mod target;
 pub mod truncate;
 pub mod upgradesstables;
 
+use crate::cluster::rolling::RollingOperation;
 use crate::operation::Operation;
 use crate::registry::Registry;
 
@@ -31,6 +32,9 @@ pub const NODE_STATE: &str = "node-state";
 
 /// Restores write into the node's tables and directories: one at a time.
 pub const RESTORE: &str = "restore";
+
+/// Cluster-wide restores: one coordinator at a time on a node.
+pub const GLOBAL_RESTORE: &str = "global-restore";
 
 /// Switches for the types that are off unless asked for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,26 +52,26 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(backup::Backup)
         .register(backups::List)
         .register(backups::RemoveBackup)
-        .register(cleanup::Cleanup)
+        .register(RollingOperation(cleanup::Cleanup))
         .register(commitlog_backup::CommitLogBackup)
         .register(commitlog_restore::CommitLogRestore)
-        .register(compaction::Compact)
-        .register(compaction::GarbageCollect)
+        .register(RollingOperation(compaction::Compact))
+        .register(RollingOperation(compaction::GarbageCollect))
         .register(compaction::SetThroughput)
         .register(decommission::Decommission)
         .register(drain::Drain)
-        .register(flush::Flush)
+        .register(RollingOperation(flush::Flush))
         .register(import::Import)
         .register(rebuild::Rebuild)
         .register(refresh::Refresh)
-        .register(repair::Repair)
+        .register(RollingOperation(repair::Repair))
         .register(restore::Restore)
-        .register(scrub::Scrub)
+        .register(RollingOperation(scrub::Scrub))
         .register(snapshots::Snapshot)
         .register(snapshots::ClearSnapshot)
         .register(snapshots::ListSnapshots)
         .register(stop::Stop)
-        .register(upgradesstables::UpgradeSSTables);
+        .register(RollingOperation(upgradesstables::UpgradeSSTables));
     if options.enable_truncate {
         registry.register(truncate::Truncate);
     } else {

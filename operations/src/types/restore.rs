@@ -144,11 +144,8 @@ pub struct RestoreFields {
     pub single_phase: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dc: Option<String>,
-    #[serde(
-        default = "storage::default_timeout_hours",
-        deserialize_with = "storage::timeout_hours"
-    )]
-    pub timeout: i32,
+    #[serde(default)]
+    pub timeout: storage::Timeout,
     #[serde(default, deserialize_with = "decode::bool")]
     pub no_delete_truncates: bool,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -194,7 +191,7 @@ impl RestoreFields {
             global_request: false,
             single_phase: false,
             dc: None,
-            timeout: storage::DEFAULT_TIMEOUT_HOURS,
+            timeout: storage::Timeout::default(),
             no_delete_truncates: false,
             no_delete_downloads: false,
             no_download_data: false,
@@ -211,7 +208,7 @@ impl RestoreFields {
         }
     }
 
-    /// Where HARDLINKS and IMPORT download to (validated present for them).
+    /// Where HARDLINKS and IMPORT download to, when given.
     pub fn source_dir(&self) -> Option<&str> {
         self.import.as_ref().and_then(|i| i.source_dir.as_deref())
     }
@@ -284,6 +281,17 @@ impl StorageFields for RestoreFields {
             if self.single_phase && self.restoration_phase.is_none() {
                 v.add("restorationPhase", "is required with singlePhase");
             }
+            if self.global_request
+                && !self.single_phase
+                && self
+                    .restoration_phase
+                    .is_some_and(|phase| phase != Phase::Init)
+            {
+                v.add(
+                    "restorationPhase",
+                    "a cluster-wide restore runs every phase from INIT: give INIT or leave it out, or set singlePhase to run one phase on every node",
+                );
+            }
             self.validate_import(v);
         }
         self.validate_rename(v);
@@ -293,14 +301,8 @@ impl StorageFields for RestoreFields {
 impl RestoreFields {
     /// HARDLINKS and IMPORT download into `import.sourceDir`, which must lie outside Cassandra's own data.
     fn validate_import(&self, v: &mut Violations) {
+        // Absent: beside the node's first data directory (see `crate::restore::live`).
         let Some(source) = self.source_dir() else {
-            v.add(
-                "import.sourceDir",
-                format!(
-                    "is required with the {} strategy",
-                    self.restoration_strategy_type
-                ),
-            );
             return;
         };
         validation::absolute_path(v, "import.sourceDir", source);
@@ -373,18 +375,25 @@ impl Operation for Restore {
     const EXCLUSIVE: Option<&'static str> = Some(super::RESTORE);
     type Request = RestoreRequest;
 
+    /// A cluster-wide restore's coordinator sends its own node a restore too: coordinators exclude each other,
+    /// not the node's own restore.
+    fn exclusive(&self, request: &RestoreRequest) -> Option<&'static str> {
+        if request.fields.global_request {
+            Some(super::GLOBAL_RESTORE)
+        } else {
+            Self::EXCLUSIVE
+        }
+    }
+
     async fn run(
         &self,
         request: RestoreRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         if request.fields.global_request {
-            return Err(OperationFailure::NotYetAvailable {
-                operation: Self::TYPE,
-                missing:
-                    "cluster-wide restores (globalRequest) are still to come; restore each node"
-                        .into(),
-            });
+            let response = crate::cluster::restore::restore(request, &context).await?;
+            context.set_response(response);
+            return Ok(());
         }
         let response = crate::restore::restore(request, &context).await?;
         context.set_response(response);

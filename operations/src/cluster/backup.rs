@@ -1,0 +1,89 @@
+//! A cluster-wide backup, as Icarus coordinates it (§4.2 of the Icarus/Esop notes): one tag and schema version for
+//! every node, each node's part written under `<cluster>/<dc>/<hostId>`, the bucket checked once by the coordinator,
+//! and the topology uploaded once, after every node completed, at `topology/<tag>.json`.
+
+use serde_json::{Value, json};
+
+use super::coordinator::{Coordinator, Step};
+use super::peers::participants;
+use super::{deadline_after, storage_part_body};
+use crate::backup::run::{resolved_tag, upload_topology};
+use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::node::{self, BucketCheck};
+use crate::types::backup::BackupRequest;
+
+pub async fn backup(
+    request: BackupRequest,
+    context: &OperationContext,
+) -> Result<Value, OperationFailure> {
+    let deadline = deadline_after(request.fields.timeout.0);
+    let cassandra = context.cassandra().await?;
+    let cluster = participants(context, &cassandra, request.fields.dc.as_deref()).await?;
+    let topology = cluster.topology;
+    // One tag for all: Icarus's `<tag>-<schemaVersion>-<timestamp>`, from the coordinator's schema and clock.
+    let at = chrono::DateTime::from_timestamp_millis(topology.timestamp)
+        .unwrap_or_else(chrono::Utc::now);
+    let tag = resolved_tag(
+        request.fields.snapshot_tag.as_deref(),
+        request.fields.snapshot_tag_generated,
+        &topology.schema_version,
+        at,
+    );
+    let nodes = cluster.peers.len();
+    let coordinator = Coordinator::new(context, "backup", cluster.peers, nodes + 1)?;
+    coordinator.preflight().await?;
+
+    let location = &request.connection.storage_location;
+    let first = &coordinator.peers()[0];
+    let bucket = node::open_location(
+        context,
+        location.for_node(&topology.cluster_name, &first.dc, &first.host_id),
+        &request.connection,
+        BucketCheck::of(&request.connection, request.fields.create_missing_bucket),
+    )
+    .await?;
+
+    let template = storage_part_body("backup", &request)?;
+    let parts = coordinator
+        .peers()
+        .iter()
+        .enumerate()
+        .map(|(index, peer)| {
+            let mut body = template.clone();
+            body.insert(
+                "storageLocation".into(),
+                location
+                    .for_node(&topology.cluster_name, &peer.dc, &peer.host_id)
+                    .to_string()
+                    .into(),
+            );
+            body.insert("snapshotTag".into(), tag.clone().into());
+            body.insert(
+                "schemaVersion".into(),
+                topology.schema_version.clone().into(),
+            );
+            body.insert("skipBucketVerification".into(), true.into());
+            body.insert("createMissingBucket".into(), false.into());
+            body.insert("uploadClusterTopology".into(), false.into());
+            (index, body.into())
+        })
+        .collect();
+    coordinator
+        .run_step(Step {
+            phase: None,
+            parts,
+            concurrency: nodes,
+            deadline: Some(deadline),
+            timeout_text: request.fields.timeout.to_string(),
+        })
+        .await?;
+
+    upload_topology(context, &bucket, &topology, &tag).await?;
+    coordinator.finish_unit();
+    tracing::info!(%tag, nodes, "cluster-wide backup complete");
+    Ok(json!({
+        "snapshotTag": tag,
+        "schemaVersion": topology.schema_version,
+        "topology": format!("topology/{tag}.json"),
+    }))
+}

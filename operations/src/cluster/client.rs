@@ -1,0 +1,242 @@
+//! The one HTTP client a coordinator uses for its peers: connect and whole-request timeouts on every call, and
+//! bounded retries where a retry cannot start work twice.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::PeerSettings;
+use crate::record::ReportedError;
+use crate::state::OperationState;
+
+/// How much of a peer's error answer is quoted.
+const QUOTED_ANSWER: usize = 400;
+
+/// A call to a peer sidecar that did not give what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    #[error("{url} did not answer: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{url} answered {status}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url} answered with something that is not an operation: {message}")]
+    Garbled { url: String, message: String },
+}
+
+/// The part of a peer's operation object a coordinator follows.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteOperation {
+    pub id: Uuid,
+    pub state: OperationState,
+    /// Icarus can answer `"NaN"`; anything not a number is read as 0.
+    #[serde(default, deserialize_with = "lenient_progress")]
+    pub progress: f64,
+    #[serde(default)]
+    pub errors: Vec<ReportedError>,
+}
+
+fn lenient_progress<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(value
+        .as_f64()
+        .filter(|p| p.is_finite())
+        .unwrap_or(0.0)
+        .clamp(0.0, 1.0))
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    retries: u32,
+}
+
+impl PeerClient {
+    pub fn new(settings: &PeerSettings) -> Result<PeerClient, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            // Peers are named by address; a proxy from the environment has no business between sidecars.
+            .no_proxy()
+            .user_agent(concat!("daedalus/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client for peer sidecars: {error}"))?;
+        Ok(PeerClient {
+            http,
+            retries: settings.retries,
+        })
+    }
+
+    /// `POST /operations`: starts `body` on the peer. Retried only when the connection could not be made, so a
+    /// peer never runs the same request twice.
+    pub async fn submit(&self, base: &str, body: &Value) -> Result<RemoteOperation, PeerError> {
+        let url = format!("{base}/operations");
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            let request = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone());
+            match request.send().await {
+                Ok(response) => return operation_from(&url, response, 201).await,
+                Err(error) if error.is_connect() && attempt < self.retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(error) => return Err(unreachable(&url, &error)),
+            }
+        }
+    }
+
+    /// `GET /operations/{id}`.
+    pub async fn operation(&self, base: &str, id: Uuid) -> Result<RemoteOperation, PeerError> {
+        let url = format!("{base}/operations/{id}");
+        let response = self.idempotent(&url, reqwest::Method::GET).await?;
+        operation_from(&url, response, 200).await
+    }
+
+    /// `DELETE /operations/{id}`: asks the peer to cancel. An operation the peer no longer has is not an error.
+    pub async fn cancel(&self, base: &str, id: Uuid) -> Result<(), PeerError> {
+        let url = format!("{base}/operations/{id}");
+        let response = self.idempotent(&url, reqwest::Method::DELETE).await?;
+        let status = response.status().as_u16();
+        if response.status().is_success() || status == 404 {
+            Ok(())
+        } else {
+            Err(refused(&url, response).await)
+        }
+    }
+
+    /// The pre-flight check: the peer answers `GET /version` and is ready for operations (`/health/ready`; an Icarus
+    /// peer, which has no readiness probe, must reach its Cassandra: `/version/cassandra`).
+    pub async fn check_ready(&self, base: &str) -> Result<(), PeerError> {
+        let version = format!("{base}/version");
+        let response = self.idempotent(&version, reqwest::Method::GET).await?;
+        if !response.status().is_success() {
+            return Err(refused(&version, response).await);
+        }
+        let ready = format!("{base}/health/ready");
+        let response = self.idempotent(&ready, reqwest::Method::GET).await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        if response.status() != reqwest::StatusCode::NOT_FOUND {
+            return Err(refused(&ready, response).await);
+        }
+        let cassandra = format!("{base}/version/cassandra");
+        let response = self.idempotent(&cassandra, reqwest::Method::GET).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(refused(&cassandra, response).await)
+        }
+    }
+
+    /// A call that may be repeated: retried on transport errors and 5xx answers.
+    async fn idempotent(
+        &self,
+        url: &str,
+        method: reqwest::Method,
+    ) -> Result<reqwest::Response, PeerError> {
+        let mut attempt = 0;
+        loop {
+            let outcome = self.http.request(method.clone(), url).send().await;
+            let retry = match &outcome {
+                Ok(response) => response.status().is_server_error(),
+                Err(_) => true,
+            };
+            if !retry || attempt >= self.retries {
+                return outcome.map_err(|error| unreachable(url, &error));
+            }
+            attempt += 1;
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, ...: short, as every call is already bounded by its own timeout.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(5))
+}
+
+fn unreachable(url: &str, error: &reqwest::Error) -> PeerError {
+    let message = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        "connection failed".to_string()
+    } else {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
+        message
+    };
+    PeerError::Unreachable {
+        url: url.to_string(),
+        message,
+    }
+}
+
+async fn refused(url: &str, response: reqwest::Response) -> PeerError {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    // Our own and Icarus's error bodies carry a `message`; anything else is quoted as it came.
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|body| {
+            body.get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or(text);
+    PeerError::Refused {
+        url: url.to_string(),
+        status,
+        message: message.chars().take(QUOTED_ANSWER).collect(),
+    }
+}
+
+async fn operation_from(
+    url: &str,
+    response: reqwest::Response,
+    expected: u16,
+) -> Result<RemoteOperation, PeerError> {
+    if response.status().as_u16() != expected {
+        return Err(refused(url, response).await);
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| unreachable(url, &error))?;
+    serde_json::from_slice(&bytes).map_err(|error| PeerError::Garbled {
+        url: url.to_string(),
+        message: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_icarus_operations_including_nan_progress() {
+        let operation: RemoteOperation = serde_json::from_value(serde_json::json!({
+            "id": "7b3a4f1e-8e4b-4c3a-9a55-1f2e3d4c5b6a", "type": "backup", "state": "RUNNING",
+            "progress": "NaN", "errors": [{"source": "node2", "message": "disk full"}],
+            "creationTime": "2026-01-01T00:00:00.000Z"
+        }))
+        .unwrap();
+        assert_eq!(operation.state, OperationState::Running);
+        assert_eq!(operation.progress, 0.0);
+        assert_eq!(operation.errors[0].source, "node2");
+    }
+}

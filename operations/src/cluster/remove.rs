@@ -1,0 +1,111 @@
+//! A cluster-wide `remove-backup`: the coordinator itself removes the chosen backups from every node's prefix in
+//! the bucket (`<cluster>/<dc>/<node>`, every data centre, nodes that have left the cluster included) and then the
+//! topology files once. Storage is all it touches, so no peer sidecar is involved and a node that is down does not
+//! keep its backups from being removed.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::esop::manifest::manifest_key;
+use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::node::{self, BucketCheck};
+use crate::storage::request::Connection;
+use crate::types::backups::{RemoveBackupFields, Topology, remove_from_node};
+
+/// Returns what was removed, one object per backup and node (`node`, `name`, `removedObjects`, `reclaimedSpace`).
+pub async fn remove(
+    connection: &Connection,
+    request: &RemoveBackupFields,
+    context: &OperationContext,
+) -> Result<Vec<Value>, OperationFailure> {
+    let location = &connection.storage_location;
+    let cluster = match &location.node_path {
+        Some((cluster, _, _)) => cluster.clone(),
+        None => {
+            let cassandra = context.cassandra().await?;
+            let own = node::node_location(&cassandra, location).await?;
+            own.node_path
+                .map(|(cluster, _, _)| cluster)
+                .unwrap_or_default()
+        }
+    };
+    let bucket = node::open_location(
+        context,
+        location.for_node(&cluster, "-", "-"),
+        connection,
+        BucketCheck::of(connection, false),
+    )
+    .await?;
+    let mut nodes = Vec::new();
+    for dc in context
+        .cancellable(bucket.child_prefixes_in_bucket(&cluster))
+        .await??
+    {
+        let prefix = format!("{cluster}/{dc}");
+        for node in context
+            .cancellable(bucket.child_prefixes_in_bucket(&prefix))
+            .await??
+        {
+            nodes.push(location.for_node(&cluster, &dc, &node));
+        }
+    }
+    let mut removed = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut failed = Vec::new();
+    for (done, node_location) in nodes.iter().enumerate() {
+        let remote = bucket.at(node_location.clone())?;
+        let has_backup = match &request.backup_name {
+            Some(name) => context
+                .cancellable(remote.size_of(&manifest_key(name)))
+                .await??
+                .is_some(),
+            None => true,
+        };
+        if has_backup {
+            match remove_from_node(context, &remote, request, Topology::Keep).await {
+                Ok(backups) => {
+                    for mut backup in backups {
+                        if let Some(name) = backup["name"].as_str() {
+                            names.insert(name.to_string());
+                        }
+                        backup["node"] = node_location.node_prefix().unwrap_or_default().into();
+                        removed.push(backup);
+                    }
+                }
+                Err(OperationFailure::Cancelled) => return Err(OperationFailure::Cancelled),
+                // The other nodes' backups are still removed; the operation then fails naming this one.
+                Err(error) => {
+                    context.report_error(format!("{node_location}: {error}"));
+                    failed.push(node_location.to_string());
+                }
+            }
+        }
+        context
+            .progress()
+            .units(done as u64 + 1, nodes.len() as u64 + 1);
+    }
+    if let Some(name) = &request.backup_name
+        && names.is_empty()
+        && failed.is_empty()
+    {
+        return Err(OperationFailure::Failed(format!(
+            "no node of cluster {cluster} in {} has a backup named {name}",
+            location.store_name()
+        )));
+    }
+    if !request.dry {
+        for name in &names {
+            context
+                .cancellable(bucket.delete_in_bucket(&format!("topology/{name}.json")))
+                .await??;
+        }
+    }
+    if !failed.is_empty() {
+        return Err(OperationFailure::Failed(format!(
+            "the backups could not be removed from {}",
+            failed.join(", ")
+        )));
+    }
+    Ok(removed)
+}

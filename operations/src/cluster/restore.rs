@@ -1,0 +1,338 @@
+//! A cluster-wide HARDLINKS or IMPORT restore (§4.3 of the Icarus/Esop notes): the phases INIT, DOWNLOAD, TRUNCATE,
+//! IMPORT and CLEANUP, each run on every node (TRUNCATE on one: it truncates cluster-wide) and waited for before the
+//! next. Beyond Icarus: every node restores the same backup (its full name is settled once); nodes whose host ids
+//! are not in the backup (a new cluster) are matched to the backed-up nodes by their tokens; after a failed phase
+//! CLEANUP still removes what was downloaded (unless `noDeleteDownloads`), keeping the truncation snapshots.
+
+use serde_json::{Map, Value, json};
+
+use super::coordinator::{Coordinator, Step};
+use super::peers::{Peer, participants};
+use super::{deadline_after, storage_part_body};
+use crate::cassandra::Cassandra;
+use crate::cassandra::topology::ClusterTopology;
+use crate::esop::manifest::{Manifest, manifest_key};
+use crate::operation::{OperationContext, OperationFailure};
+use crate::restore::choice::designated;
+use crate::storage::node::{self, BucketCheck};
+use crate::storage::{RemoteStorage, StorageLocation};
+use crate::types::restore::{Phase, RestoreFields, RestoreRequest};
+
+/// How long the CLEANUP after a failed phase may take (the request's own timeout may be what ran out).
+const CLEANUP_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Which backup every node restores and where each node finds its part.
+struct Plan {
+    /// The backup's full name when the coordinator settled it; the tag as given otherwise (each node then picks
+    /// its newest, as Icarus lets them).
+    backup: String,
+    /// Pinned by name: the nodes need no schema filter.
+    pinned: bool,
+    /// Per peer, in the coordinator's order.
+    locations: Vec<StorageLocation>,
+}
+
+pub async fn restore(
+    request: RestoreRequest,
+    context: &OperationContext,
+) -> Result<Value, OperationFailure> {
+    let fields = &request.fields;
+    let deadline = deadline_after(fields.timeout.0);
+    let cassandra = context.cassandra().await?;
+    let cluster = participants(context, &cassandra, fields.dc.as_deref()).await?;
+    let phases: Vec<Phase> = match (fields.single_phase, fields.restoration_phase) {
+        (true, Some(phase)) => vec![phase],
+        _ => Phase::ALL.to_vec(),
+    };
+    let nodes = cluster.peers.len();
+    // Icarus's count: INIT, DOWNLOAD, IMPORT and CLEANUP on every node and one TRUNCATE; one per node for a
+    // single phase.
+    let units = if phases.len() == 1 {
+        nodes
+    } else {
+        nodes * 4 + 1
+    };
+    let coordinator = Coordinator::new(context, "restore", cluster.peers, units)?;
+    coordinator.preflight().await?;
+
+    let location = &request.connection.storage_location;
+    let first = &coordinator.peers()[0];
+    let bucket = node::open_location(
+        context,
+        location.for_node(&cluster.topology.cluster_name, &first.dc, &first.host_id),
+        &request.connection,
+        BucketCheck::of(&request.connection, false),
+    )
+    .await?;
+    let plan = plan(
+        context,
+        &cassandra,
+        &bucket,
+        location,
+        &cluster.topology,
+        coordinator.peers(),
+        fields,
+    )
+    .await?;
+    tracing::info!(backup = %plan.backup, pinned = plan.pinned, nodes, "cluster-wide restore planned");
+
+    let mut template = storage_part_body("restore", &request)?;
+    template.insert("snapshotTag".into(), plan.backup.clone().into());
+    template.insert("singlePhase".into(), false.into());
+    if plan.pinned {
+        template.insert("exactSchemaVersion".into(), false.into());
+        template.remove("schemaVersion");
+    }
+    let truncating = truncating_node(coordinator.peers());
+    let timeout_text = fields.timeout.to_string();
+    let mut downloaded = false;
+    for phase in phases.iter().copied() {
+        let step = Step {
+            phase: Some(phase.name()),
+            parts: parts(
+                &template,
+                &plan,
+                phase,
+                coordinator.peers().len(),
+                truncating,
+            ),
+            concurrency: nodes,
+            deadline: Some(deadline),
+            timeout_text: timeout_text.clone(),
+        };
+        downloaded |= phase == Phase::Download;
+        if let Err(failure) = coordinator.run_step(step).await {
+            let cleanup = phases.len() > 1
+                && downloaded
+                && !fields.no_delete_downloads
+                && !matches!(failure, OperationFailure::Cancelled);
+            if cleanup {
+                clean_up_after_failure(&coordinator, &template, &plan, &failure).await;
+            }
+            return Err(failure);
+        }
+    }
+    Ok(json!({
+        "backup": plan.backup,
+        "phases": phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "truncatedOn": phases.contains(&Phase::Truncate).then(|| coordinator.peers()[truncating].node.clone()),
+    }))
+}
+
+/// TRUNCATE runs once (it empties the tables on every node): on the node with the smallest host id, so the same
+/// node is chosen whichever sidecar coordinates.
+fn truncating_node(peers: &[Peer]) -> usize {
+    peers
+        .iter()
+        .enumerate()
+        .min_by(|(_, a), (_, b)| a.host_id.cmp(&b.host_id))
+        .map_or(0, |(index, _)| index)
+}
+
+fn parts(
+    template: &Map<String, Value>,
+    plan: &Plan,
+    phase: Phase,
+    nodes: usize,
+    truncating: usize,
+) -> Vec<(usize, Value)> {
+    (0..nodes)
+        .filter(|index| phase != Phase::Truncate || *index == truncating)
+        .map(|index| {
+            let mut body = template.clone();
+            body.insert("restorationPhase".into(), phase.name().into());
+            body.insert(
+                "storageLocation".into(),
+                plan.locations[index].to_string().into(),
+            );
+            (index, body.into())
+        })
+        .collect()
+}
+
+/// After a failed phase the downloads go (unless `noDeleteDownloads`); the truncation snapshots stay: once
+/// TRUNCATE ran they hold the only copy of what the tables had.
+async fn clean_up_after_failure(
+    coordinator: &Coordinator,
+    template: &Map<String, Value>,
+    plan: &Plan,
+    failure: &OperationFailure,
+) {
+    let mut template = template.clone();
+    template.insert("noDeleteTruncates".into(), true.into());
+    tracing::info!(%failure, "the restore failed; removing the downloaded files on every node");
+    let step = Step {
+        phase: Some(Phase::Cleanup.name()),
+        parts: parts(
+            &template,
+            plan,
+            Phase::Cleanup,
+            coordinator.peers().len(),
+            usize::MAX,
+        ),
+        concurrency: coordinator.peers().len(),
+        deadline: Some(super::deadline_after(CLEANUP_AFTER_FAILURE)),
+        timeout_text: humantime::format_duration(CLEANUP_AFTER_FAILURE).to_string(),
+    };
+    if let Err(error) = coordinator.run_step(step).await {
+        tracing::warn!(%error, "the CLEANUP after a failed restore failed too");
+    }
+}
+
+/// Settles the backup and each node's place in the bucket. With the backup's topology (`topology/<name>.json`,
+/// written by a cluster-wide backup) every node restores that backup by name, from the backed-up node with its
+/// host id or, in a new cluster, with its tokens. Without one, as Icarus: the current cluster, data centre and host
+/// ids, and the tag as given.
+async fn plan(
+    context: &OperationContext,
+    cassandra: &Cassandra,
+    bucket: &RemoteStorage,
+    location: &StorageLocation,
+    current: &ClusterTopology,
+    peers: &[Peer],
+    fields: &RestoreFields,
+) -> Result<Plan, OperationFailure> {
+    let names: Vec<String> = context
+        .cancellable(bucket.list_in_bucket("topology/"))
+        .await??
+        .iter()
+        .filter_map(|key| {
+            key.strip_prefix("topology/")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    let schema = fields.exact_schema_version.then(|| {
+        fields
+            .schema_version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| current.schema_version.clone())
+    });
+    let Some(name) = designated(&names, &fields.snapshot_tag, schema.as_deref()) else {
+        return Ok(Plan {
+            backup: fields.snapshot_tag.clone(),
+            pinned: false,
+            locations: peers
+                .iter()
+                .map(|peer| location.for_node(&current.cluster_name, &peer.dc, &peer.host_id))
+                .collect(),
+        });
+    };
+    let key = format!("topology/{name}.json");
+    let bytes = context.cancellable(bucket.get_in_bucket(&key)).await??;
+    let backed_up: ClusterTopology = serde_json::from_slice(&bytes).map_err(|error| {
+        OperationFailure::Failed(format!(
+            "{}/{key} is not a cluster topology: {error}",
+            location.store_name()
+        ))
+    })?;
+    let locations = if peers.iter().all(|peer| {
+        backed_up
+            .topology
+            .iter()
+            .any(|node| node.node_id == peer.host_id)
+    }) {
+        peers
+            .iter()
+            .map(|peer| {
+                let node = backed_up
+                    .topology
+                    .iter()
+                    .find(|node| node.node_id == peer.host_id);
+                let dc = node.map_or(peer.dc.as_str(), |node| node.dc.as_str());
+                location.for_node(&backed_up.cluster_name, dc, &peer.host_id)
+            })
+            .collect()
+    } else {
+        by_tokens(
+            context, cassandra, bucket, location, &backed_up, peers, name,
+        )
+        .await?
+    };
+    Ok(Plan {
+        backup: name.to_string(),
+        pinned: true,
+        locations,
+    })
+}
+
+/// Matches each node to the backed-up node that owned the same tokens (a restore into new nodes, which must have
+/// been given the old ones, e.g. by IN_PLACE's `initial_token`).
+async fn by_tokens(
+    context: &OperationContext,
+    cassandra: &Cassandra,
+    bucket: &RemoteStorage,
+    location: &StorageLocation,
+    backed_up: &ClusterTopology,
+    peers: &[Peer],
+    name: &str,
+) -> Result<Vec<StorageLocation>, OperationFailure> {
+    let mut owners = Vec::new();
+    for node in &backed_up.topology {
+        let node_location = location.for_node(&backed_up.cluster_name, &node.dc, &node.node_id);
+        let remote = bucket.at(node_location.clone())?;
+        let bytes = context
+            .cancellable(remote.get(&manifest_key(name)))
+            .await??;
+        let manifest = Manifest::from_json(&bytes).map_err(|error| {
+            OperationFailure::Failed(format!(
+                "{node_location}/{}: not a backup manifest: {error}",
+                manifest_key(name)
+            ))
+        })?;
+        owners.push((sorted(manifest.tokens), node_location));
+    }
+    let mut locations = Vec::new();
+    for peer in peers {
+        let tokens = sorted(
+            context
+                .cancellable(cassandra.tokens_of(&peer.node))
+                .await??,
+        );
+        let owner = owners.iter().find(|(owned, _)| *owned == tokens).ok_or_else(|| {
+            OperationFailure::Failed(format!(
+                "{peer} is not in backup {name} (host ids differ) and no backed-up node owned its tokens; a restore \
+                 into new nodes needs them to own the backed-up nodes' tokens"
+            ))
+        })?;
+        locations.push(owner.1.clone());
+    }
+    Ok(locations)
+}
+
+fn sorted(mut tokens: Vec<String>) -> Vec<String> {
+    tokens.sort();
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(host_id: &str) -> Peer {
+        Peer {
+            node: format!("10.0.0.{}", host_id.len()),
+            host_id: host_id.into(),
+            dc: "dc1".into(),
+            peer: "http://x:4567".into(),
+        }
+    }
+
+    #[test]
+    fn truncate_runs_on_the_node_with_the_smallest_host_id() {
+        let peers = [peer("c0"), peer("a1"), peer("b2")];
+        assert_eq!(truncating_node(&peers), 1);
+        let plan = Plan {
+            backup: "b".into(),
+            pinned: true,
+            locations: (0..3)
+                .map(|i| StorageLocation::parse(&format!("s3://bucket/c/dc1/n{i}")).unwrap())
+                .collect(),
+        };
+        let truncate = parts(&Map::new(), &plan, Phase::Truncate, 3, 1);
+        assert_eq!(truncate.len(), 1);
+        assert_eq!(truncate[0].1["storageLocation"], "s3://bucket/c/dc1/n1");
+        assert_eq!(truncate[0].1["restorationPhase"], "TRUNCATE");
+        assert_eq!(parts(&Map::new(), &plan, Phase::Import, 3, 1).len(), 3);
+    }
+}

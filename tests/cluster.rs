@@ -1,0 +1,653 @@
+//! Cluster-wide operations (`globalRequest`) across real sidecars of a real cluster: the three nodes of the main
+//! cluster (127.0.0.1–3), each with its own sidecar bound to its node's address on one shared port, so that the
+//! coordinator forms peer URLs exactly as in production (`http://<node address>:<its own port>`). Backups go to
+//! MinIO. The data-centre filter runs on a two-data-centre cluster of its own (nodes 13 and 14).
+//!
+//! Every keyspace is created up front ([`schema`]): a restore checks that the cluster agrees on one schema version,
+//! which a test creating a table at the same moment would briefly break.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use support::stores::{self, Store};
+use support::{Sidecar, cassandra, eventually};
+
+const NODES: [usize; 3] = [1, 2, 3];
+const BUCKET: &str = "cluster-wide";
+const SLOW_ROWS: usize = 3000;
+/// Each node's part of a slow backup or restore moves a few MiB at this rate: tens of seconds.
+const SLOW: &str = r#"{"value": 100, "unit": "KBPS"}"#;
+
+/// Every keyspace of this file, created once, with its rows.
+fn schema() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        cassandra::cluster();
+        for keyspace in [
+            "cw_restore",
+            "cw_killed",
+            "cw_stopped",
+            "cw_preflight",
+            "cw_cancel",
+            "cw_rolling",
+        ] {
+            cassandra::cql(
+                1,
+                &format!(
+                    "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
+                     {{'class': 'SimpleStrategy', 'replication_factor': 2}}; \
+                     CREATE TABLE IF NOT EXISTS {keyspace}.t (id int PRIMARY KEY, v text)"
+                ),
+            );
+        }
+        cassandra::cql(1, "TRUNCATE cw_restore.t");
+        let inserts: String = (0..300)
+            .map(|id| format!("INSERT INTO cw_restore.t (id, v) VALUES ({id}, 'value {id}');"))
+            .collect();
+        cassandra::cql(
+            1,
+            &format!("CONSISTENCY ALL; BEGIN UNLOGGED BATCH {inserts} APPLY BATCH"),
+        );
+        for keyspace in ["cw_killed", "cw_stopped", "cw_cancel"] {
+            cassandra::load_rows(1, keyspace, "t", SLOW_ROWS, 1000);
+        }
+        for keyspace in ["cw_preflight", "cw_rolling"] {
+            cassandra::cql(
+                1,
+                &format!("INSERT INTO {keyspace}.t (id, v) VALUES (1, 'one')"),
+            );
+        }
+    });
+}
+
+fn minio() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let store = Store::minio();
+        store.create_bucket(BUCKET);
+        store
+    })
+}
+
+/// A port free on every address of `nodes` at once.
+fn shared_port(nodes: &[usize]) -> u16 {
+    for _ in 0..20 {
+        let first = TcpListener::bind(format!("127.0.0.{}:0", nodes[0])).expect("a free port");
+        let port = first.local_addr().unwrap().port();
+        if nodes[1..]
+            .iter()
+            .all(|node| TcpListener::bind(format!("127.0.0.{node}:{port}")).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no port free on every node address");
+}
+
+/// One sidecar per node, each bound to its node's address, all on the same port.
+struct Sidecars {
+    nodes: Vec<usize>,
+    sidecars: Vec<Sidecar>,
+}
+
+impl Sidecars {
+    fn start(nodes: &[usize]) -> Sidecars {
+        let port = shared_port(nodes);
+        let store = minio();
+        let sidecars = nodes
+            .iter()
+            .map(|node| {
+                let jmx = cassandra::jmx_service(*node);
+                let cql = format!("127.0.0.{node}:9042");
+                let endpoint = store.endpoint();
+                let args = [
+                    "--jmx-service",
+                    &jmx,
+                    "--cql-address",
+                    &cql,
+                    "--s3-endpoint",
+                    &endpoint,
+                    "--storage-allow-http",
+                    "--peer-poll-interval",
+                    "300ms",
+                    "--peer-connect-timeout",
+                    "1s",
+                    "--peer-request-timeout",
+                    "3s",
+                ];
+                Sidecar::start_listening(
+                    &format!("127.0.0.{node}:{port}"),
+                    &args,
+                    &[
+                        ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
+                        ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
+                    ],
+                )
+            })
+            .collect();
+        Sidecars {
+            nodes: nodes.to_vec(),
+            sidecars,
+        }
+    }
+
+    /// The sidecar of node `node`.
+    fn of(&self, node: usize) -> &Sidecar {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| *n == node)
+            .expect("a node of this test");
+        &self.sidecars[index]
+    }
+
+    fn of_mut(&mut self, node: usize) -> &mut Sidecar {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| *n == node)
+            .expect("a node of this test");
+        &mut self.sidecars[index]
+    }
+
+    /// Submits `body` to node `node`'s sidecar; returns the operation's id.
+    fn submit(&self, node: usize, body: Value) -> String {
+        self.of(node).client().submit(body)["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn operation(&self, node: usize, id: &str) -> Value {
+        self.of(node).client().operation(id)
+    }
+
+    /// Waits up to `patience` for the operation to end; returns it.
+    fn finished(&self, node: usize, id: &str, patience: Duration) -> Value {
+        let deadline = Instant::now() + patience;
+        loop {
+            let operation = self.operation(node, id);
+            if !matches!(operation["state"].as_str(), Some("PENDING" | "RUNNING")) {
+                return operation;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still unfinished after {patience:?}: {operation:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The parts of a cluster-wide operation as its `nodes` shows them, read from each part's own sidecar.
+    fn parts(&self, operation: &Value) -> Vec<(usize, Value)> {
+        operation["nodes"]
+            .as_array()
+            .expect("a cluster-wide operation lists its nodes")
+            .iter()
+            .filter_map(|view| {
+                let id = view["operationId"].as_str()?;
+                let node = self.node_of(view);
+                Some((node, self.operation(node, id)))
+            })
+            .collect()
+    }
+
+    fn node_of(&self, view: &Value) -> usize {
+        let address = view["node"].as_str().unwrap();
+        address.rsplit('.').next().unwrap().parse().unwrap()
+    }
+}
+
+/// Waits until every node's part of the operation is RUNNING (and the phase is `phase`, if given).
+fn all_parts_running(
+    sidecars: &Sidecars,
+    coordinator: usize,
+    id: &str,
+    nodes: usize,
+    phase: Option<&str>,
+) {
+    eventually(&format!("every part of {id} runs"), || {
+        let operation = sidecars.operation(coordinator, id);
+        assert_eq!(operation["state"], "RUNNING", "{operation:#}");
+        let views = operation["nodes"].as_array()?;
+        let running = views
+            .iter()
+            .filter(|v| v["state"] == "RUNNING" && phase.is_none_or(|p| v["phase"] == p))
+            .count();
+        (running == nodes).then_some(())
+    });
+}
+
+fn host_ids(nodes: &[usize]) -> BTreeMap<usize, String> {
+    nodes
+        .iter()
+        .map(|node| {
+            (
+                *node,
+                cassandra::cql(*node, "SELECT host_id FROM system.local")[0][0].clone(),
+            )
+        })
+        .collect()
+}
+
+fn cluster_name(node: usize) -> String {
+    cassandra::cql(node, "SELECT cluster_name FROM system.local")[0][0]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn backup(keyspace: &str, tag: &str) -> Value {
+    json!({"type": "backup", "storageLocation": format!("s3://{BUCKET}"), "snapshotTag": tag,
+           "entities": keyspace, "globalRequest": true})
+}
+
+fn slow_backup(keyspace: &str, tag: &str) -> Value {
+    let mut body = backup(keyspace, tag);
+    body["bandwidth"] = serde_json::from_str(SLOW).unwrap();
+    body["concurrentConnections"] = 1.into();
+    body
+}
+
+fn errors(operation: &Value) -> String {
+    operation["errors"].to_string()
+}
+
+/// Snapshot directories named after `tag` under node `node`'s copy of `keyspace.t`.
+fn snapshots_tagged(node: usize, keyspace: &str, tag: &str) -> Vec<String> {
+    let Some(table) = cassandra::table_dir(node, keyspace, "t") else {
+        return Vec::new();
+    };
+    std::fs::read_dir(table.join("snapshots"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(tag))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_back() {
+    schema();
+    let sidecars = Sidecars::start(&NODES);
+    let ids = host_ids(&NODES);
+    let cluster = cluster_name(1);
+
+    let id = sidecars.submit(1, backup("cw_restore", "cwnightly"));
+    let done = sidecars.finished(1, &id, Duration::from_secs(120));
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    assert_eq!(done["progress"], 1.0);
+    let tag = done["response"]["snapshotTag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        tag.starts_with("cwnightly-"),
+        "one resolved tag for all: {tag}"
+    );
+    let parts = sidecars.parts(&done);
+    assert_eq!(parts.len(), 3, "{done:#}");
+    for (node, part) in &parts {
+        assert_eq!(part["state"], "COMPLETED", "node {node}: {part:#}");
+        assert_eq!(
+            part["snapshotTag"],
+            tag.as_str(),
+            "node {node} kept the shared tag"
+        );
+        assert_eq!(part["globalRequest"], false);
+        assert_eq!(part["skipBucketVerification"], true);
+    }
+
+    let objects = minio().objects(BUCKET);
+    let manifests: Vec<&String> = objects
+        .keys()
+        .filter(|key| key.ends_with(&format!("/manifests/{tag}.json")))
+        .collect();
+    assert_eq!(manifests.len(), 3, "one manifest per node: {manifests:?}");
+    for (node, host_id) in &ids {
+        let prefix = format!("{cluster}/datacenter1/{host_id}/");
+        assert!(
+            manifests.iter().any(|key| key.starts_with(&prefix)),
+            "node {node}'s manifest under {prefix}: {manifests:?}"
+        );
+        assert!(
+            objects
+                .keys()
+                .any(|key| key.starts_with(&format!("{prefix}data/cw_restore/t-"))),
+            "node {node}'s SSTables under {prefix}"
+        );
+    }
+    let topology: Vec<&String> = objects
+        .keys()
+        .filter(|key| key.starts_with("topology/"))
+        .collect();
+    assert!(
+        topology.contains(&&format!("topology/{tag}.json")),
+        "{topology:?}"
+    );
+    let uploaded: Value =
+        serde_json::from_slice(&minio().get(BUCKET, &format!("topology/{tag}.json"))).unwrap();
+    assert_eq!(
+        uploaded["topology"].as_array().unwrap().len(),
+        3,
+        "{uploaded:#}"
+    );
+
+    for strategy in ["IMPORT", "HARDLINKS"] {
+        cassandra::cql(1, "CONSISTENCY ALL; TRUNCATE cw_restore.t");
+        assert_eq!(cassandra::count_all("cw_restore", "t"), 0);
+        let id = sidecars.submit(
+            2,
+            json!({"type": "restore", "storageLocation": format!("s3://{BUCKET}"), "snapshotTag": "cwnightly",
+                   "entities": "cw_restore.t", "restorationStrategyType": strategy, "globalRequest": true}),
+        );
+        let done = sidecars.finished(2, &id, Duration::from_secs(180));
+        assert_eq!(done["state"], "COMPLETED", "{strategy}: {done:#}");
+        assert_eq!(done["response"]["backup"], tag.as_str(), "{done:#}");
+        assert_eq!(
+            cassandra::count_all("cw_restore", "t"),
+            300,
+            "{strategy}: every row is back"
+        );
+        for node in NODES {
+            let downloads = cassandra::node_dir(node).join("downloadedsstables");
+            assert!(
+                !downloads.join("cw_restore").exists(),
+                "CLEANUP removed {}",
+                downloads.display()
+            );
+        }
+    }
+
+    let id = sidecars.submit(
+        3,
+        json!({"type": "remove-backup", "storageLocation": format!("s3://{BUCKET}"), "backupName": tag,
+               "globalRequest": true}),
+    );
+    let done = sidecars.finished(3, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    assert_eq!(
+        done["response"]["removed"].as_array().unwrap().len(),
+        3,
+        "{done:#}"
+    );
+    let left: Vec<String> = minio()
+        .objects(BUCKET)
+        .into_keys()
+        .filter(|key| key.contains(&tag) || key.contains("/data/cw_restore/"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "every node's backup and the topology are gone: {left:?}"
+    );
+}
+
+#[test]
+fn a_peer_killed_mid_backup_fails_it_naming_that_node_and_cancels_the_others() {
+    schema();
+    let mut sidecars = Sidecars::start(&NODES);
+    let id = sidecars.submit(1, slow_backup("cw_killed", "cwkilled"));
+    all_parts_running(&sidecars, 1, &id, 3, None);
+    let parts = sidecars.parts(&sidecars.operation(1, &id));
+    sidecars.of_mut(3).send_signal(Signal::SIGKILL);
+    let killed_at = Instant::now();
+
+    let done = sidecars.finished(1, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    assert!(
+        errors(&done).contains("127.0.0.3"),
+        "the error names the node: {}",
+        errors(&done)
+    );
+    // The poll interval, the retries of the last poll and the others' cancellation, with a wide margin.
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    for (node, part) in parts.into_iter().filter(|(node, _)| *node != 3) {
+        let part = sidecars.finished(node, part["id"].as_str().unwrap(), Duration::from_secs(30));
+        assert_eq!(part["state"], "CANCELLED", "node {node}: {part:#}");
+        eventually(&format!("node {node}'s snapshot is cleared"), || {
+            snapshots_tagged(node, "cw_killed", "cwkilled")
+                .is_empty()
+                .then_some(())
+        });
+    }
+}
+
+#[test]
+fn a_peer_that_stops_answering_fails_the_backup_at_its_timeout_naming_it() {
+    schema();
+    let sidecars = Sidecars::start(&NODES);
+    let mut body = slow_backup("cw_stopped", "cwstopped");
+    body["timeout"] = "10s".into();
+    let submitted = Instant::now();
+    let id = sidecars.submit(1, body);
+    all_parts_running(&sidecars, 1, &id, 3, None);
+    sidecars.of(2).send_signal(Signal::SIGSTOP);
+    let done = std::panic::catch_unwind(|| sidecars.finished(1, &id, Duration::from_secs(90)));
+    sidecars.of(2).send_signal(Signal::SIGCONT);
+    let done = done.unwrap();
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    let errors = errors(&done);
+    assert!(
+        errors.contains("timeout (10s)") && errors.contains("127.0.0.2"),
+        "{errors}"
+    );
+    // The timeout, then at most the grace the parts get to confirm their cancellation.
+    assert!(
+        submitted.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        submitted.elapsed()
+    );
+    for view in done["nodes"].as_array().unwrap() {
+        let node = sidecars.node_of(view);
+        if node != 2 {
+            let part = sidecars.finished(
+                node,
+                view["operationId"].as_str().unwrap(),
+                Duration::from_secs(30),
+            );
+            assert_eq!(part["state"], "CANCELLED", "node {node}: {part:#}");
+        }
+    }
+}
+
+#[test]
+fn a_peer_down_at_submit_fails_the_pre_flight_and_nothing_starts() {
+    schema();
+    let mut sidecars = Sidecars::start(&NODES);
+    sidecars.of_mut(3).send_signal(Signal::SIGKILL);
+    let _ = sidecars.of_mut(3).wait_for_exit();
+    let id = sidecars.submit(1, backup("cw_preflight", "cwpreflight"));
+    let done = sidecars.finished(1, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    let errors = errors(&done);
+    assert!(
+        errors.contains("pre-flight") && errors.contains("127.0.0.3"),
+        "{errors}"
+    );
+    for node in [1, 2] {
+        let started: Vec<Value> = sidecars
+            .of(node)
+            .client()
+            .get("/operations?type=backup")
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|operation| operation["globalRequest"] == false)
+            .cloned()
+            .collect();
+        assert!(
+            started.is_empty(),
+            "node {node} started nothing: {started:?}"
+        );
+    }
+    assert!(
+        !minio()
+            .objects(BUCKET)
+            .keys()
+            .any(|key| key.contains("cwpreflight")),
+        "nothing was uploaded"
+    );
+}
+
+#[test]
+fn deleting_a_global_backup_or_a_restore_in_download_cancels_every_part() {
+    schema();
+    let sidecars = Sidecars::start(&NODES);
+    let id = sidecars.submit(2, slow_backup("cw_cancel", "cwcancelled"));
+    all_parts_running(&sidecars, 2, &id, 3, None);
+    assert_eq!(
+        sidecars
+            .of(2)
+            .client()
+            .delete(&format!("/operations/{id}"))
+            .status,
+        202
+    );
+    let done = sidecars.finished(2, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "CANCELLED", "{done:#}");
+    let parts = sidecars.parts(&done);
+    assert_eq!(parts.len(), 3);
+    for (node, part) in parts {
+        let part = sidecars.finished(node, part["id"].as_str().unwrap(), Duration::from_secs(30));
+        assert_eq!(part["state"], "CANCELLED", "node {node}: {part:#}");
+    }
+
+    // A backup to restore from, then a restore slowed down in its DOWNLOAD phase.
+    let id = sidecars.submit(2, backup("cw_cancel", "cwtorestore"));
+    let done = sidecars.finished(2, &id, Duration::from_secs(120));
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    let id = sidecars.submit(
+        1,
+        json!({"type": "restore", "storageLocation": format!("s3://{BUCKET}"), "snapshotTag": "cwtorestore",
+               "entities": "cw_cancel.t", "restorationStrategyType": "IMPORT", "globalRequest": true,
+               "bandwidth": serde_json::from_str::<Value>(SLOW).unwrap(), "concurrentConnections": 1}),
+    );
+    all_parts_running(&sidecars, 1, &id, 3, Some("DOWNLOAD"));
+    assert_eq!(
+        sidecars
+            .of(1)
+            .client()
+            .delete(&format!("/operations/{id}"))
+            .status,
+        202
+    );
+    let done = sidecars.finished(1, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "CANCELLED", "{done:#}");
+    for (node, part) in sidecars.parts(&done) {
+        let part = sidecars.finished(node, part["id"].as_str().unwrap(), Duration::from_secs(30));
+        assert_eq!(part["state"], "CANCELLED", "node {node}: {part:#}");
+        assert_eq!(part["restorationPhase"], "DOWNLOAD");
+    }
+    assert_eq!(
+        cassandra::count_all("cw_cancel", "t"),
+        SLOW_ROWS as i64,
+        "nothing was truncated"
+    );
+}
+
+#[test]
+fn rolling_cleanup_runs_one_node_at_a_time_and_stops_at_the_first_failure() {
+    schema();
+    let sidecars = Sidecars::start(&NODES);
+    let id = sidecars.submit(
+        3,
+        json!({"type": "cleanup", "keyspace": "cw_rolling", "globalRequest": true}),
+    );
+    let done = sidecars.finished(3, &id, Duration::from_secs(120));
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    let mut intervals: Vec<(String, String)> = sidecars
+        .parts(&done)
+        .into_iter()
+        .map(|(node, part)| {
+            assert_eq!(part["state"], "COMPLETED", "node {node}: {part:#}");
+            (
+                part["startTime"].as_str().unwrap().to_string(),
+                part["completionTime"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(intervals.len(), 3);
+    intervals.sort();
+    for pair in intervals.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "one node at a time: {intervals:?}");
+    }
+
+    let id = sidecars.submit(
+        3,
+        json!({"type": "cleanup", "keyspace": "cw_no_such_keyspace", "globalRequest": true}),
+    );
+    let done = sidecars.finished(3, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    let views = done["nodes"].as_array().unwrap();
+    assert_eq!(views[0]["state"], "FAILED", "{done:#}");
+    assert!(
+        errors(&done).contains(views[0]["node"].as_str().unwrap()),
+        "{}",
+        errors(&done)
+    );
+    assert!(
+        views[1..]
+            .iter()
+            .all(|view| view.get("operationId").is_none()),
+        "no node after the failed one started: {done:#}"
+    );
+}
+
+#[test]
+fn a_dc_filtered_global_backup_touches_only_that_data_centre() {
+    cassandra::two_dc_group(13, 2);
+    let dc2_node = 14;
+    cassandra::cql(
+        13,
+        "CREATE KEYSPACE IF NOT EXISTS cw_dcs WITH replication = \
+         {'class': 'NetworkTopologyStrategy', 'dc1': 1, 'dc2': 1}; \
+         CREATE TABLE IF NOT EXISTS cw_dcs.t (id int PRIMARY KEY, v text); \
+         CONSISTENCY ALL; INSERT INTO cw_dcs.t (id, v) VALUES (1, 'one')",
+    );
+    let sidecars = Sidecars::start(&[13, 14]);
+    let cluster = cluster_name(13);
+    let host_ids = host_ids(&[13, 14]);
+
+    let mut body = backup("cw_dcs", "cwdc2");
+    body["dc"] = "dc2".into();
+    let id = sidecars.submit(13, body);
+    let done = sidecars.finished(13, &id, Duration::from_secs(120));
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    assert_eq!(done["nodes"].as_array().unwrap().len(), 1, "{done:#}");
+    let ours: Vec<String> = minio()
+        .objects(BUCKET)
+        .into_keys()
+        .filter(|key| key.starts_with(&format!("{cluster}/")))
+        .collect();
+    assert!(!ours.is_empty());
+    let dc2_prefix = format!("{cluster}/dc2/{}/", host_ids[&dc2_node]);
+    assert!(
+        ours.iter().all(|key| key.starts_with(&dc2_prefix)),
+        "only dc2's node: {ours:?}"
+    );
+
+    let mut body = backup("cw_dcs", "cwdc3");
+    body["dc"] = "dc3".into();
+    let id = sidecars.submit(14, body);
+    let done = sidecars.finished(14, &id, Duration::from_secs(60));
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    assert!(
+        errors(&done).contains("no data centre 'dc3'"),
+        "{}",
+        errors(&done)
+    );
+}
