@@ -66,3 +66,89 @@ pub fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
     now.checked_add(timeout)
         .unwrap_or(now + std::time::Duration::from_secs(100 * 365 * 86_400))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::registry::Registry;
+    use crate::types::{TypeOptions, registry};
+
+    fn prepare(
+        registry: &Registry,
+        body: serde_json::Value,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        match registry.prepare(body.clone()) {
+            Ok(prepared) => prepared.request,
+            Err(error) => panic!("{body} refused: {error}"),
+        }
+    }
+
+    /// A part as an Icarus coordinator sends it (Jackson writes every field, nulls included) is taken as it is:
+    /// the resolved tag stays the manifest's name, and nothing is defaulted over what the coordinator settled.
+    #[test]
+    fn parts_sent_by_an_icarus_coordinator_are_accepted_unchanged() {
+        let registry = registry(TypeOptions::default());
+        let tag = "nightly-9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e-1764000000123";
+        let backup = prepare(
+            &registry,
+            json!({"type": "backup", "storageLocation": "s3://bucket/Test-Cluster/dc1/7f0c3c2e-8b4f-4a51-9d1e-1c5a2b3d4e5f",
+                "snapshotTag": tag, "schemaVersion": "9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e", "globalRequest": false,
+                "skipBucketVerification": true, "uploadClusterTopology": false, "createMissingBucket": false,
+                "dataDirs": ["/var/lib/cassandra/data/data"], "entities": "", "dc": null, "timeout": 5,
+                "concurrentConnections": 10, "metadataDirective": "COPY", "insecure": false, "skipRefreshing": false,
+                "duration": null, "bandwidth": null, "kmsKeyId": null, "proxySettings": null,
+                "retry": {"interval": 10, "strategy": "LINEAR", "maxAttempts": 3, "enabled": true},
+                "k8sNamespace": "default", "k8sSecretName": "cloud-backup-secrets"}),
+        );
+        assert_eq!(backup["snapshotTag"], tag);
+        assert_eq!(backup["skipBucketVerification"], true);
+        assert_eq!(backup["globalRequest"], false);
+        let version = backup["schemaVersion"].as_str().unwrap();
+        let now = chrono::Utc::now();
+        assert_eq!(
+            crate::backup::run::resolved_tag(Some(tag), false, version, now),
+            tag
+        );
+
+        let restore = prepare(
+            &registry,
+            json!({"type": "restore", "storageLocation": "s3://bucket/Test-Cluster/dc1/7f0c3c2e-8b4f-4a51-9d1e-1c5a2b3d4e5f",
+                "snapshotTag": tag, "restorationStrategyType": "HARDLINKS", "restorationPhase": "DOWNLOAD",
+                "globalRequest": false, "singlePhase": false, "skipBucketVerification": true, "timeout": 5,
+                "import": {"type": "import", "sourceDir": "/var/lib/cassandra/downloadedsstables", "keepLevel": false},
+                "dataDirs": ["/var/lib/cassandra/data/data"], "cassandraDirectory": "/var/lib/cassandra",
+                "entities": "ks.t", "rename": {}, "schemaVersion": null, "exactSchemaVersion": false,
+                "noDeleteTruncates": false, "noDeleteDownloads": false, "noDownloadData": false, "dc": null,
+                "k8sNamespace": "default", "k8sSecretName": null}),
+        );
+        assert_eq!(restore["restorationPhase"], "DOWNLOAD");
+        assert_eq!(restore["snapshotTag"], tag);
+    }
+
+    #[test]
+    fn timeouts_are_icarus_hours_or_durations() {
+        use crate::storage::request::Timeout;
+        let read = |value| serde_json::from_value::<Timeout>(value);
+        assert_eq!(read(json!(2)).unwrap(), Timeout::hours(2));
+        assert_eq!(read(json!("3")).unwrap(), Timeout::hours(3));
+        assert_eq!(
+            read(json!(0)).unwrap(),
+            Timeout::hours(5),
+            "below 1: Icarus's default"
+        );
+        assert_eq!(read(json!(null)).unwrap(), Timeout::hours(5));
+        assert_eq!(read(json!("90s")).unwrap().0.as_secs(), 90);
+        assert!(
+            read(json!("soon"))
+                .unwrap_err()
+                .to_string()
+                .contains("number of hours")
+        );
+        assert_eq!(serde_json::to_value(Timeout::hours(5)).unwrap(), json!(5));
+        assert_eq!(
+            serde_json::to_value(read(json!("90m")).unwrap()).unwrap(),
+            json!("1h 30m")
+        );
+    }
+}

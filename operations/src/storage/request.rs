@@ -215,7 +215,7 @@ impl<'de> Deserialize<'de> for Timeout {
 impl Serialize for Timeout {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let seconds = self.0.as_secs();
-        if self.0.subsec_nanos() == 0 && seconds % 3600 == 0 {
+        if self.0.subsec_nanos() == 0 && seconds.is_multiple_of(3600) {
             serializer.serialize_u64(seconds / 3600)
         } else {
             serializer.collect_str(self)

@@ -257,8 +257,8 @@ pub async fn remove_from_node(
     request: &RemoveBackupFields,
     topology: Topology,
 ) -> Result<Vec<serde_json::Value>, OperationFailure> {
-    let manifests = manifests(context, &remote).await?;
-    let report = report_of(&remote, &manifests)?;
+    let manifests = manifests(context, remote).await?;
+    let report = report_of(remote, &manifests)?;
     let chosen: Vec<&ManifestReport> = if let Some(name) = &request.backup_name {
         let found = report.get(name).ok_or_else(|| {
             OperationFailure::Failed(format!("{}: no backup named {name}", remote.location()))
@@ -283,7 +283,7 @@ pub async fn remove_from_node(
     let newer = if request.dry {
         Vec::new()
     } else {
-        manifests_except(context, &remote, &known).await?
+        manifests_except(context, remote, &known).await?
     };
     // What the backups that stay refer to is kept, even when several removed backups shared it (Esop counts
     // each removed backup against all the others, and so never deletes objects only they shared).
