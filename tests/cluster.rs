@@ -342,22 +342,41 @@ fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_
         "{uploaded:#}"
     );
 
-    for strategy in ["IMPORT", "HARDLINKS"] {
+    // HARDLINKS restores a copy of the backup that names other host ids, as a backup of another cluster's nodes
+    // (with the same tokens) would: each node is matched to the backed-up node that owned its tokens.
+    let moved = tag.replacen("cwnightly", "cwmoved", 1);
+    let made_up = as_if_from_other_nodes(&cluster, &tag, &moved, &ids);
+    for (strategy, snapshot, backup) in [
+        ("IMPORT", "cwnightly", &tag),
+        ("HARDLINKS", "cwmoved", &moved),
+    ] {
         cassandra::cql(1, "CONSISTENCY ALL; TRUNCATE cw_restore.t");
         assert_eq!(cassandra::count_all("cw_restore", "t"), 0);
         let id = sidecars.submit(
             2,
-            json!({"type": "restore", "storageLocation": format!("s3://{BUCKET}"), "snapshotTag": "cwnightly",
+            json!({"type": "restore", "storageLocation": format!("s3://{BUCKET}"), "snapshotTag": snapshot,
                    "entities": "cw_restore.t", "restorationStrategyType": strategy, "globalRequest": true}),
         );
         let done = sidecars.finished(2, &id, Duration::from_secs(180));
         assert_eq!(done["state"], "COMPLETED", "{strategy}: {done:#}");
-        assert_eq!(done["response"]["backup"], tag.as_str(), "{done:#}");
+        assert_eq!(done["response"]["backup"], backup.as_str(), "{done:#}");
         assert_eq!(
             cassandra::count_all("cw_restore", "t"),
             300,
             "{strategy}: every row is back"
         );
+        for (node, part) in sidecars.parts(&done) {
+            let location = part["storageLocation"].as_str().unwrap();
+            let expected = if strategy == "HARDLINKS" {
+                &made_up[&ids[&node]]
+            } else {
+                &ids[&node]
+            };
+            assert!(
+                location.ends_with(expected.as_str()),
+                "node {node} restored {location}"
+            );
+        }
         for node in NODES {
             let downloads = cassandra::node_dir(node).join("downloadedsstables");
             assert!(
@@ -368,27 +387,72 @@ fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_
         }
     }
 
-    let id = sidecars.submit(
-        3,
-        json!({"type": "remove-backup", "storageLocation": format!("s3://{BUCKET}"), "backupName": tag,
-               "globalRequest": true}),
-    );
-    let done = sidecars.finished(3, &id, Duration::from_secs(60));
-    assert_eq!(done["state"], "COMPLETED", "{done:#}");
-    assert_eq!(
-        done["response"]["removed"].as_array().unwrap().len(),
-        3,
-        "{done:#}"
-    );
+    for (name, node) in [(&tag, 3), (&moved, 1)] {
+        let id = sidecars.submit(
+            node,
+            json!({"type": "remove-backup", "storageLocation": format!("s3://{BUCKET}"), "backupName": name,
+                   "globalRequest": true}),
+        );
+        let done = sidecars.finished(node, &id, Duration::from_secs(60));
+        assert_eq!(done["state"], "COMPLETED", "{done:#}");
+        assert_eq!(
+            done["response"]["removed"].as_array().unwrap().len(),
+            3,
+            "{done:#}"
+        );
+    }
     let left: Vec<String> = minio()
         .objects(BUCKET)
         .into_keys()
-        .filter(|key| key.contains(&tag) || key.contains("/data/cw_restore/"))
+        .filter(|key| {
+            key.contains(&tag) || key.contains(&moved) || key.contains("/data/cw_restore/")
+        })
         .collect();
     assert!(
         left.is_empty(),
-        "every node's backup and the topology are gone: {left:?}"
+        "every node's backups and the topologies are gone: {left:?}"
     );
+}
+
+/// Copies backup `tag` of every node to made-up host ids under the name `moved`, with a topology naming those ids:
+/// what a backup of another cluster whose nodes had these nodes' tokens looks like. Returns real → made-up host id.
+fn as_if_from_other_nodes(
+    cluster: &str,
+    tag: &str,
+    moved: &str,
+    ids: &BTreeMap<usize, String>,
+) -> BTreeMap<String, String> {
+    let store = minio();
+    let objects = store.objects(BUCKET);
+    let mut made_up = BTreeMap::new();
+    for (node, host_id) in ids {
+        let fake = format!("00000000-0000-4000-8000-0000000000{node:02}");
+        let from = format!("{cluster}/datacenter1/{host_id}/");
+        for key in objects.keys().filter(|key| key.starts_with(&from)) {
+            let rest = &key[from.len()..];
+            let rest = if rest == format!("manifests/{tag}.json") {
+                format!("manifests/{moved}.json")
+            } else if rest.starts_with("manifests/") {
+                continue;
+            } else {
+                rest.to_string()
+            };
+            let to = format!("{cluster}/datacenter1/{fake}/{rest}");
+            store.put(BUCKET, &to, &store.get(BUCKET, key));
+        }
+        made_up.insert(host_id.clone(), fake);
+    }
+    let mut topology =
+        String::from_utf8(store.get(BUCKET, &format!("topology/{tag}.json"))).unwrap();
+    for (real, fake) in &made_up {
+        topology = topology.replace(real.as_str(), fake);
+    }
+    store.put(
+        BUCKET,
+        &format!("topology/{moved}.json"),
+        topology.as_bytes(),
+    );
+    made_up
 }
 
 #[test]

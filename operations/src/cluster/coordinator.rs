@@ -98,7 +98,7 @@ impl Coordinator {
         total_units: usize,
     ) -> Result<Coordinator, OperationFailure> {
         let settings = context.peer_settings();
-        let client = PeerClient::new(settings).map_err(OperationFailure::Failed)?;
+        let client = settings.client().map_err(OperationFailure::Failed)?;
         let views = peers
             .iter()
             .map(|peer| NodeView {

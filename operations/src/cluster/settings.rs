@@ -12,6 +12,8 @@ pub struct PeerSettings {
     pub port: Option<u16>,
     /// The port this sidecar listens on, known once it is bound (it may have been asked for port 0).
     own_port: OnceLock<u16>,
+    /// The one HTTP client of every peer call, built on first use (its connection pool is shared).
+    client: OnceLock<Result<super::PeerClient, String>>,
     pub connect_timeout: Duration,
     /// Bound on one whole HTTP exchange with a peer.
     pub request_timeout: Duration,
@@ -28,6 +30,7 @@ impl Default for PeerSettings {
             scheme: "http".into(),
             port: None,
             own_port: OnceLock::new(),
+            client: OnceLock::new(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             retries: 2,
@@ -40,6 +43,13 @@ impl PeerSettings {
     /// Records the port this sidecar listens on (the first call wins).
     pub fn set_own_port(&self, port: u16) {
         let _ = self.own_port.set(port);
+    }
+
+    /// The client for peer calls, with these timeouts and retries.
+    pub fn client(&self) -> Result<super::PeerClient, String> {
+        self.client
+            .get_or_init(|| super::PeerClient::new(self))
+            .clone()
     }
 
     /// The port peers listen on, if known.

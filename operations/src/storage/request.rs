@@ -202,7 +202,8 @@ impl<'de> Deserialize<'de> for Timeout {
                     return Ok(Timeout::from_hours(hours));
                 }
                 match humantime::parse_duration(text.trim()) {
-                    Ok(duration) if !duration.is_zero() => Ok(Timeout(duration)),
+                    Ok(duration) if duration.is_zero() => Ok(Timeout::default()),
+                    Ok(duration) => Ok(Timeout(duration)),
                     _ => Err(serde::de::Error::custom(format!(
                         "'{text}' is neither a number of hours nor a duration such as \"90s\" or \"2h\""
                     ))),
