@@ -568,7 +568,7 @@ fn a_peer_down_at_submit_fails_the_pre_flight_and_nothing_starts() {
 }
 
 #[test]
-fn deleting_a_global_backup_or_a_restore_in_download_cancels_every_part() {
+fn deleting_a_global_operation_cancels_every_part_and_a_part_cancelled_on_its_peer_fails_it() {
     schema();
     let sidecars = Sidecars::start(&NODES);
     let id = sidecars.submit(2, slow_backup("cw_cancel", "cwcancelled"));
@@ -615,6 +615,66 @@ fn deleting_a_global_backup_or_a_restore_in_download_cancels_every_part() {
         let part = sidecars.finished(node, part["id"].as_str().unwrap(), Duration::from_secs(30));
         assert_eq!(part["state"], "CANCELLED", "node {node}: {part:#}");
         assert_eq!(part["restorationPhase"], "DOWNLOAD");
+    }
+    assert_eq!(
+        cassandra::count_all("cw_cancel", "t"),
+        SLOW_ROWS as i64,
+        "nothing was truncated"
+    );
+
+    // A part cancelled on its own peer fails the restore naming that node; CLEANUP still removes the downloads.
+    let id = sidecars.submit(
+        1,
+        json!({"type": "restore", "storageLocation": format!("s3://{BUCKET}"), "snapshotTag": "cwtorestore",
+               "entities": "cw_cancel.t", "restorationStrategyType": "IMPORT", "globalRequest": true,
+               "bandwidth": serde_json::from_str::<Value>(SLOW).unwrap(), "concurrentConnections": 1}),
+    );
+    all_parts_running(&sidecars, 1, &id, 3, Some("DOWNLOAD"));
+    let downloads = |node: usize| {
+        cassandra::node_dir(node)
+            .join("downloadedsstables")
+            .join("cw_cancel")
+    };
+    eventually("the downloads are under way on every node", || {
+        NODES
+            .iter()
+            .all(|node| downloads(*node).exists())
+            .then_some(())
+    });
+    let running = sidecars.operation(1, &id);
+    let third = running["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|view| view["node"] == "127.0.0.3")
+        .unwrap()["operationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        sidecars
+            .of(3)
+            .client()
+            .delete(&format!("/operations/{third}"))
+            .status,
+        202
+    );
+    let done = sidecars.finished(1, &id, Duration::from_secs(120));
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    assert!(errors(&done).contains("127.0.0.3"), "{}", errors(&done));
+    for view in done["nodes"].as_array().unwrap() {
+        assert_eq!(
+            (&view["phase"], &view["state"]),
+            (&json!("CLEANUP"), &json!("COMPLETED")),
+            "{done:#}"
+        );
+    }
+    for node in NODES {
+        assert!(
+            !downloads(node).exists(),
+            "node {node}: CLEANUP removed {}",
+            downloads(node).display()
+        );
     }
     assert_eq!(
         cassandra::count_all("cw_cancel", "t"),
