@@ -15,6 +15,10 @@ use std::process::ExitCode;
 
 use crate::cli::Command;
 
+/// Stack of each thread that runs operations. Tokio's default, 2 MiB, is too tight for a restore that recreates a
+/// table over the CQL driver in a debug build; the memory is only reserved, and touched as far as it is used.
+const OPERATIONS_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 fn main() -> ExitCode {
     pin_mmap_threshold();
     let (cli, secrets_on_command_line) = cli::parse();

@@ -31,6 +31,7 @@ pub fn run(
 ) -> anyhow::Result<OperationRecordOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(crate::OPERATIONS_STACK_BYTES)
         .build()
         .context("cannot start the async runtime")?;
     let jmx = jmx_settings(jmx)?;

@@ -38,6 +38,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("daedalus-ops")
+        .thread_stack_size(crate::OPERATIONS_STACK_BYTES)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args))

@@ -134,6 +134,17 @@ impl Sidecar {
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
+        // A failing test shows what its sidecar logged last, and how it ended.
+        if std::thread::panicking() {
+            let logs = self.logs.lock().map(|l| l.clone()).unwrap_or_default();
+            let ended = self.child.try_wait().ok().flatten();
+            eprintln!(
+                "--- sidecar {} ({}), its last log lines:\n{}",
+                self.base_url,
+                ended.map_or_else(|| "still running".to_string(), |s| format!("exited: {s}")),
+                logs[logs.len().saturating_sub(40)..].join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

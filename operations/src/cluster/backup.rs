@@ -2,6 +2,7 @@
 //! every node, each node's part written under `<cluster>/<dc>/<hostId>`, the bucket checked once by the coordinator,
 //! and the topology uploaded once, after every node completed, at `topology/<tag>.json`.
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::coordinator::{Coordinator, Step};
@@ -12,7 +13,16 @@ use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::node::{self, BucketCheck};
 use crate::types::backup::BackupRequest;
 
-pub async fn backup(
+/// Boxed, and built in this function's own frame: the coordinator's future is large, and a node's own backup,
+/// which shares `Backup::run` with it, should not carry its size.
+pub fn backup(
+    request: BackupRequest,
+    context: &OperationContext,
+) -> BoxFuture<'_, Result<Value, OperationFailure>> {
+    Box::pin(coordinate(request, context))
+}
+
+async fn coordinate(
     request: BackupRequest,
     context: &OperationContext,
 ) -> Result<Value, OperationFailure> {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::esop::manifest::manifest_key;
@@ -14,7 +15,16 @@ use crate::storage::request::Connection;
 use crate::types::backups::{RemoveBackupFields, Topology, remove_from_node};
 
 /// Returns what was removed, one object per backup and node (`node`, `name`, `removedObjects`, `reclaimedSpace`).
-pub async fn remove(
+/// Boxed, as the other cluster-wide entry points (see [`super::backup::backup`]).
+pub fn remove<'a>(
+    connection: &'a Connection,
+    request: &'a RemoveBackupFields,
+    context: &'a OperationContext,
+) -> BoxFuture<'a, Result<Vec<Value>, OperationFailure>> {
+    Box::pin(remove_everywhere(connection, request, context))
+}
+
+async fn remove_everywhere(
     connection: &Connection,
     request: &RemoveBackupFields,
     context: &OperationContext,

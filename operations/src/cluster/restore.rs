@@ -4,6 +4,7 @@
 //! are not in the backup (a new cluster) are matched to the backed-up nodes by their tokens; after a failed phase
 //! CLEANUP still removes what was downloaded (unless `noDeleteDownloads`), keeping the truncation snapshots.
 
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
 use super::coordinator::{Coordinator, Step};
@@ -13,7 +14,7 @@ use crate::cassandra::Cassandra;
 use crate::cassandra::topology::ClusterTopology;
 use crate::esop::manifest::{Manifest, manifest_key};
 use crate::operation::{OperationContext, OperationFailure};
-use crate::restore::choice::designated;
+use crate::restore::choice::backup_topology;
 use crate::storage::node::{self, BucketCheck};
 use crate::storage::{RemoteStorage, StorageLocation};
 use crate::types::restore::{Phase, RestoreFields, RestoreRequest};
@@ -32,7 +33,16 @@ struct Plan {
     locations: Vec<StorageLocation>,
 }
 
-pub async fn restore(
+/// Boxed, and built in this function's own frame: the coordinator's future is large, and a node's own restore,
+/// which shares `Restore::run` with it, should not carry its size.
+pub fn restore(
+    request: RestoreRequest,
+    context: &OperationContext,
+) -> BoxFuture<'_, Result<Value, OperationFailure>> {
+    Box::pin(coordinate(request, context))
+}
+
+async fn coordinate(
     request: RestoreRequest,
     context: &OperationContext,
 ) -> Result<Value, OperationFailure> {
@@ -192,23 +202,14 @@ async fn plan(
     peers: &[Peer],
     fields: &RestoreFields,
 ) -> Result<Plan, OperationFailure> {
-    let names: Vec<String> = context
-        .cancellable(bucket.list_in_bucket("topology/"))
-        .await??
-        .iter()
-        .filter_map(|key| {
-            key.strip_prefix("topology/")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect();
     let schema = fields.exact_schema_version.then(|| {
         fields
             .schema_version
             .map(|v| v.to_string())
             .unwrap_or_else(|| current.schema_version.clone())
     });
-    let Some(name) = designated(&names, &fields.snapshot_tag, schema.as_deref()) else {
+    let found = backup_topology(context, bucket, &fields.snapshot_tag, schema.as_deref()).await?;
+    let Some((name, backed_up)) = found else {
         return Ok(Plan {
             backup: fields.snapshot_tag.clone(),
             pinned: false,
@@ -218,14 +219,6 @@ async fn plan(
                 .collect(),
         });
     };
-    let key = format!("topology/{name}.json");
-    let bytes = context.cancellable(bucket.get_in_bucket(&key)).await??;
-    let backed_up: ClusterTopology = serde_json::from_slice(&bytes).map_err(|error| {
-        OperationFailure::Failed(format!(
-            "{}/{key} is not a cluster topology: {error}",
-            location.store_name()
-        ))
-    })?;
     let locations = if peers.iter().all(|peer| {
         backed_up
             .topology
@@ -245,12 +238,12 @@ async fn plan(
             .collect()
     } else {
         by_tokens(
-            context, cassandra, bucket, location, &backed_up, peers, name,
+            context, cassandra, bucket, location, &backed_up, peers, &name,
         )
         .await?
     };
     Ok(Plan {
-        backup: name.to_string(),
+        backup: name,
         pinned: true,
         locations,
     })

@@ -121,7 +121,16 @@ where
     }
 }
 
-async fn roll<R: Serialize>(
+/// Boxed, as the other cluster-wide entry points (see [`super::backup::backup`]).
+fn roll<'a, R: Serialize + Sync>(
+    type_id: &'static str,
+    request: &'a Rolling<R>,
+    context: &'a OperationContext,
+) -> futures_util::future::BoxFuture<'a, Result<(), OperationFailure>> {
+    Box::pin(roll_through(type_id, request, context))
+}
+
+async fn roll_through<R: Serialize + Sync>(
     type_id: &'static str,
     request: &Rolling<R>,
     context: &OperationContext,

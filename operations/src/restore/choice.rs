@@ -2,6 +2,7 @@
 //! tag picks the newest backup taken under it (`<tag>-<schemaVersion>-<millis>`), with `exactSchemaVersion` only
 //! among those of one schema version.
 
+use crate::cassandra::topology::ClusterTopology;
 use crate::esop::manifest::{Manifest, ManifestName, manifest_key};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::RemoteStorage;
@@ -62,6 +63,38 @@ pub fn tags(names: &[String]) -> Vec<String> {
     tags.sort();
     tags.dedup();
     tags
+}
+
+/// The topology of the backup `tag` designates, as a cluster-wide backup writes it at the bucket's root
+/// (`topology/<name>.json`), with the backup's name; `None` when the bucket holds no such file.
+pub async fn backup_topology(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    tag: &str,
+    schema_version: Option<&str>,
+) -> Result<Option<(String, ClusterTopology)>, OperationFailure> {
+    let names: Vec<String> = context
+        .cancellable(remote.list_in_bucket("topology/"))
+        .await??
+        .iter()
+        .filter_map(|key| {
+            key.strip_prefix("topology/")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    let Some(name) = designated(&names, tag, schema_version) else {
+        return Ok(None);
+    };
+    let key = format!("topology/{name}.json");
+    let bytes = context.cancellable(remote.get_in_bucket(&key)).await??;
+    let topology = serde_json::from_slice(&bytes).map_err(|error| {
+        OperationFailure::Failed(format!(
+            "{}/{key} is not a cluster topology: {error}",
+            remote.location().store_name()
+        ))
+    })?;
+    Ok(Some((name.to_string(), topology)))
 }
 
 /// Finds and reads the manifest of the backup `tag` designates in the node's storage.

@@ -11,7 +11,6 @@ use super::choice::{self, ChosenBackup};
 use super::download::{DownloadSettings, PlannedDownload};
 use super::in_place::{self, NodeDirs, SystemRestore};
 use crate::backup::hashes::HashAlgorithm;
-use crate::cassandra::topology::ClusterTopology;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::node::{self, BucketCheck};
 use crate::storage::request::Connection;
@@ -219,33 +218,16 @@ async fn backed_up_node(
             "storageLocation must name the node".into(),
         ));
     };
-    let keys = context
-        .cancellable(remote.list_in_bucket("topology/"))
-        .await??;
-    let names: Vec<String> = keys
-        .iter()
-        .filter_map(|key| {
-            key.strip_prefix("topology/")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect();
     let schema = fields.schema_version.map(|version| version.to_string());
-    let Some(name) = choice::designated(&names, &fields.snapshot_tag, schema.as_deref()) else {
+    let found =
+        choice::backup_topology(context, remote, &fields.snapshot_tag, schema.as_deref()).await?;
+    let Some((name, topology)) = found else {
         return Err(OperationFailure::Failed(format!(
             "resolveHostIdFromTopology: {} holds no topology of a backup {}",
             location.store_name(),
             fields.snapshot_tag
         )));
     };
-    let key = format!("topology/{name}.json");
-    let bytes = context.cancellable(remote.get_in_bucket(&key)).await??;
-    let topology: ClusterTopology = serde_json::from_slice(&bytes).map_err(|error| {
-        OperationFailure::Failed(format!(
-            "{}/{key} is not a cluster topology: {error}",
-            location.store_name()
-        ))
-    })?;
     let node = topology
         .topology
         .iter()
@@ -253,7 +235,7 @@ async fn backed_up_node(
         .or_else(|| topology.topology.iter().find(|node| node.hostname.starts_with(node_name.as_str())))
         .ok_or_else(|| {
             OperationFailure::Failed(format!(
-                "resolveHostIdFromTopology: no node of {}/{key} has host id or a host name starting with {node_name}",
+                "resolveHostIdFromTopology: no node of {}/topology/{name}.json has host id or a host name starting with {node_name}",
                 location.store_name()
             ))
         })?;
