@@ -69,13 +69,6 @@ pub enum OperationFailure {
     #[error(transparent)]
     Cassandra(#[from] crate::cassandra::CassandraError),
 
-    /// The request is valid but this build cannot carry it out yet; `missing` says what is still to come.
-    #[error("the {operation} operation is not available in this build yet: {missing}")]
-    NotYetAvailable {
-        operation: &'static str,
-        missing: String,
-    },
-
     #[error("{0}")]
     Failed(String),
 }
