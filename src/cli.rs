@@ -175,6 +175,27 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_CASSANDRA_CONFIG")]
     pub cassandra_config: Option<PathBuf>,
 
+    /// A file holding one bearer token that may read (GET, HEAD); repeatable. With no token file at all, the API
+    /// is open, as Icarus's is. Files are re-read when they change.
+    #[arg(
+        long = "read-token-file",
+        env = "DAEDALUS_READ_TOKEN_FILES",
+        value_delimiter = ','
+    )]
+    pub read_token_files: Vec<PathBuf>,
+
+    /// A file holding one bearer token that may do anything (also POST and DELETE); repeatable.
+    #[arg(
+        long = "admin-token-file",
+        env = "DAEDALUS_ADMIN_TOKEN_FILES",
+        value_delimiter = ','
+    )]
+    pub admin_token_files: Vec<PathBuf>,
+
+    /// Let `/health/live` and `/health/ready` answer without a token (for probes).
+    #[arg(long, env = "DAEDALUS_OPEN_HEALTH_PROBES")]
+    pub open_health_probes: bool,
+
     #[command(flatten)]
     pub peers: PeerArgs,
 
@@ -209,6 +230,11 @@ pub struct PeerArgs {
     #[arg(long, env = "DAEDALUS_PEER_RETRIES", default_value_t = 2)]
     pub peer_retries: u32,
 
+    /// The bearer token sent to peers (they must accept it as an admin token); default: the first
+    /// --admin-token-file.
+    #[arg(long, env = "DAEDALUS_PEER_TOKEN_FILE")]
+    pub peer_token_file: Option<PathBuf>,
+
     /// How often each node's part of a cluster-wide operation is polled.
     #[arg(long, env = "DAEDALUS_PEER_POLL_INTERVAL", default_value = "2s", value_parser = parse_positive_duration)]
     pub peer_poll_interval: Duration,
@@ -223,6 +249,7 @@ impl PeerArgs {
         settings.request_timeout = self.peer_request_timeout;
         settings.retries = self.peer_retries;
         settings.poll_interval = self.peer_poll_interval;
+        settings.token_file = self.peer_token_file.clone();
         settings
     }
 }

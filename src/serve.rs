@@ -15,6 +15,7 @@ use daedalus_operations::{Executor, InMemoryStore, JmxConnector, OperationStore,
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
+use crate::http::auth::Authenticator;
 use crate::http::cors::CorsPolicy;
 use crate::http::location::LocalAddr;
 use crate::http::{self, AppState};
@@ -48,6 +49,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Listen for signals before anything else, so a SIGTERM right after start is a graceful stop too.
     let mut signals = Signals::install();
     let jmx = jmx_settings(&args.jmx)?;
+    let authenticator = web::Data::new(
+        Authenticator::new(
+            &args.read_token_files,
+            &args.admin_token_files,
+            args.open_health_probes,
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    warn_if_open(&args, authenticator.is_some());
     let registry = Arc::new(types::registry(TypeOptions {
         enable_truncate: args.enable_truncate,
         enable_test_operations: args.enable_test_operations,
@@ -59,7 +69,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
         storage: args.storage.settings(),
         cql: args.storage.cql.settings()?,
-        peers: args.peers.settings(),
+        peers: {
+            let mut peers = args.peers.settings();
+            // Peers take the admin token this sidecar takes, unless told otherwise.
+            if peers.token_file.is_none() {
+                peers.token_file = args.admin_token_files.first().cloned();
+            }
+            peers
+        },
         store: Arc::clone(&store),
         shutdown_request: shutdown_request.clone(),
     });
@@ -100,6 +117,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(authenticator.clone())
+            // Innermost: CORS headers go on its 401s and 403s too.
+            .wrap(middleware::from_fn(http::auth::authenticate))
             .wrap(middleware::from_fn(http::refuse_ambiguous_framing))
             .wrap_fn({
                 let cors = cors.clone();
@@ -182,6 +202,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("shutdown did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// Anyone who reaches an open API can decommission the node or truncate a table: say so when it is reachable from
+/// elsewhere than this machine.
+fn warn_if_open(args: &ServeArgs, authenticated: bool) {
+    let host = args.listen.host.trim_matches(['[', ']']);
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !authenticated && !loopback {
+        tracing::warn!(
+            listen = %format!("{}:{}", args.listen.host, args.listen.port),
+            "the API listens beyond this machine without authentication: anyone who reaches it can run any \
+             operation; give --admin-token-file (and --read-token-file)"
+        );
+    }
 }
 
 /// How many connections the HTTP workers hold at once. actix counts per worker; the total stays below the

@@ -98,6 +98,11 @@ struct Sidecars {
 
 impl Sidecars {
     fn start(nodes: &[usize]) -> Sidecars {
+        Self::start_with(nodes, &[])
+    }
+
+    /// With `extra` arguments for every sidecar.
+    fn start_with(nodes: &[usize], extra: &[&str]) -> Sidecars {
         let port = shared_port(nodes);
         let store = minio();
         let sidecars = nodes
@@ -106,7 +111,7 @@ impl Sidecars {
                 let jmx = cassandra::jmx_service(*node);
                 let cql = format!("127.0.0.{node}:9042");
                 let endpoint = store.endpoint();
-                let args = [
+                let mut args = vec![
                     "--jmx-service",
                     &jmx,
                     "--cql-address",
@@ -121,6 +126,7 @@ impl Sidecars {
                     "--peer-request-timeout",
                     "3s",
                 ];
+                args.extend(extra);
                 Sidecar::start_listening(
                     &format!("127.0.0.{node}:{port}"),
                     &args,
@@ -773,5 +779,91 @@ fn a_dc_filtered_global_backup_touches_only_that_data_centre() {
         errors(&done).contains("no data centre 'dc3'"),
         "{}",
         errors(&done)
+    );
+}
+
+#[test]
+fn peer_calls_carry_the_admin_token_and_a_peer_refusing_it_fails_the_pre_flight() {
+    schema();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "cluster-admin-token-5f1e2d3c").unwrap();
+    let token_arg = token.to_str().unwrap();
+    let sidecars = Sidecars::start_with(&NODES, &["--admin-token-file", token_arg]);
+    let call = |node: usize, method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut headers = vec![("authorization", "Bearer cluster-admin-token-5f1e2d3c")];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        sidecars
+            .of(node)
+            .client()
+            .send_with(
+                method,
+                path,
+                &headers,
+                body.map(|b| b.to_string().into_bytes()),
+            )
+            .json()
+    };
+    let flush = json!({"type": "flush", "keyspace": "cw_rolling", "globalRequest": true});
+    let id = call(1, reqwest::Method::POST, "/operations", Some(flush.clone()))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = eventually("the rolling flush ends", || {
+        let operation = call(1, reqwest::Method::GET, &format!("/operations/{id}"), None);
+        (!matches!(operation["state"].as_str(), Some("PENDING" | "RUNNING"))).then_some(operation)
+    });
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    assert_eq!(done["nodes"].as_array().unwrap().len(), 3);
+
+    // A coordinator whose peer token (--peer-token-file) the peers do not accept fails in pre-flight.
+    let other = dir.path().join("peer-token");
+    std::fs::write(&other, "some-other-token-7a8b9c").unwrap();
+    drop(sidecars);
+    let sidecars = Sidecars::start_with(
+        &NODES,
+        &[
+            "--admin-token-file",
+            token_arg,
+            "--peer-token-file",
+            other.to_str().unwrap(),
+        ],
+    );
+    let id = sidecars
+        .of(2)
+        .client()
+        .send_with(
+            reqwest::Method::POST,
+            "/operations",
+            &[
+                ("authorization", "Bearer cluster-admin-token-5f1e2d3c"),
+                ("content-type", "application/json"),
+            ],
+            Some(flush.to_string().into_bytes()),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = eventually("the refused flush ends", || {
+        let operation = sidecars
+            .of(2)
+            .client()
+            .send_with(
+                reqwest::Method::GET,
+                &format!("/operations/{id}"),
+                &[("authorization", "Bearer cluster-admin-token-5f1e2d3c")],
+                None,
+            )
+            .json();
+        (!matches!(operation["state"].as_str(), Some("PENDING" | "RUNNING"))).then_some(operation)
+    });
+    assert_eq!(done["state"], "FAILED", "{done:#}");
+    let errors = errors(&done);
+    assert!(
+        errors.contains("pre-flight") && errors.contains("401"),
+        "{errors}"
     );
 }

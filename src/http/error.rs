@@ -56,6 +56,14 @@ pub enum ApiError {
         retry_after_secs: u32,
     },
 
+    /// No bearer token, or one the sidecar does not know (`presented`).
+    #[error("{}", if *presented { "the bearer token is not one this sidecar accepts" } else { "this sidecar needs a bearer token: send Authorization: Bearer <token>" })]
+    Unauthorized { presented: bool },
+
+    /// A token whose scope does not cover the request.
+    #[error("{0}")]
+    Forbidden(String),
+
     /// Another operation that cannot run beside this one is unfinished.
     #[error("{message}")]
     Conflict {
@@ -97,6 +105,8 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Conflict { .. } => "conflict",
             ApiError::TooManyRequests { .. } => "too_many_operations",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -140,6 +150,8 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -160,6 +172,15 @@ impl ResponseError for ApiError {
         ) {
             // What is left of the request on the connection cannot be told from the start of the next one.
             response.force_close();
+        }
+        if let ApiError::Unauthorized { presented } = self {
+            // RFC 6750 §3: which scheme to use, and whether the token given was the problem.
+            let challenge = if *presented {
+                r#"Bearer realm="daedalus", error="invalid_token""#
+            } else {
+                r#"Bearer realm="daedalus""#
+            };
+            response.insert_header(("WWW-Authenticate", challenge));
         }
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header(("Allow", allowed.as_str()));

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, shared state, error rendering and CORS.
 
+pub mod auth;
 mod body;
 pub mod cors;
 mod error;

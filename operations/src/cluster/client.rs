@@ -54,6 +54,7 @@ fn lenient_progress<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
 pub struct PeerClient {
     http: reqwest::Client,
     retries: u32,
+    token_file: Option<std::path::PathBuf>,
 }
 
 impl PeerClient {
@@ -69,6 +70,7 @@ impl PeerClient {
         Ok(PeerClient {
             http,
             retries: settings.retries,
+            token_file: settings.token_file.clone(),
         })
     }
 
@@ -80,8 +82,8 @@ impl PeerClient {
         let mut attempt = 0;
         loop {
             let request = self
-                .http
-                .post(&url)
+                .authorized(self.http.post(&url))
+                .await
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone());
             match request.send().await {
@@ -139,6 +141,21 @@ impl PeerClient {
         }
     }
 
+    /// The request with the peer token, read from its file now (a rotated token is picked up); without one, or
+    /// when the file cannot be read, as it is (the peer then answers 401, which names the problem).
+    async fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let Some(path) = &self.token_file else {
+            return request;
+        };
+        match tokio::fs::read_to_string(path).await {
+            Ok(token) if !token.trim().is_empty() => request.bearer_auth(token.trim()),
+            Ok(_) | Err(_) => {
+                tracing::warn!(file = %path.display(), "cannot read the peer token file; calling peers without a token");
+                request
+            }
+        }
+    }
+
     /// A call that may be repeated: retried on transport errors and 5xx answers.
     async fn idempotent(
         &self,
@@ -147,7 +164,10 @@ impl PeerClient {
     ) -> Result<reqwest::Response, PeerError> {
         let mut attempt = 0;
         loop {
-            let outcome = self.http.request(method.clone(), url).send().await;
+            let request = self
+                .authorized(self.http.request(method.clone(), url))
+                .await;
+            let outcome = request.send().await;
             let retry = match &outcome {
                 Ok(response) => response.status().is_server_error(),
                 Err(_) => true,

@@ -20,6 +20,8 @@ pub struct PeerSettings {
     /// Extra attempts of a call that failed without reaching the peer's application (refused connection,
     /// timeout, 5xx answer). A submission is retried only when it cannot have been received.
     pub retries: u32,
+    /// The bearer token sent to peers, read from this file at every call (so a rotated Secret is picked up).
+    pub token_file: Option<std::path::PathBuf>,
     /// How often a running sub-operation is polled (Icarus: 5 s; the Instaclustr operator polls every 2 s).
     pub poll_interval: Duration,
 }
@@ -35,6 +37,7 @@ impl Default for PeerSettings {
             request_timeout: Duration::from_secs(15),
             retries: 2,
             poll_interval: Duration::from_secs(2),
+            token_file: None,
         }
     }
 }
