@@ -175,6 +175,18 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_CASSANDRA_CONFIG")]
     pub cassandra_config: Option<PathBuf>,
 
+    /// PEM certificate chain for TLS on the API (with --tls-key-file); re-read when it changes.
+    #[arg(long, env = "DAEDALUS_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "DAEDALUS_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA certificates: clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "DAEDALUS_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
     /// A file holding one bearer token that may read (GET, HEAD); repeatable. With no token file at all, the API
     /// is open, as Icarus's is. Files are re-read when they change.
     #[arg(
@@ -238,6 +250,17 @@ pub struct PeerArgs {
     /// How often each node's part of a cluster-wide operation is polled.
     #[arg(long, env = "DAEDALUS_PEER_POLL_INTERVAL", default_value = "2s", value_parser = parse_positive_duration)]
     pub peer_poll_interval: Duration,
+}
+
+impl ServeArgs {
+    /// The TLS files, when TLS is asked for.
+    pub fn tls(&self) -> Option<crate::http::tls::TlsFiles> {
+        Some(crate::http::tls::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+        })
+    }
 }
 
 impl PeerArgs {

@@ -58,6 +58,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?,
     );
     warn_if_open(&args, authenticator.is_some());
+    let tls = args
+        .tls()
+        .map(|files| crate::http::tls::server_config(&files))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let registry = Arc::new(types::registry(TypeOptions {
         enable_truncate: args.enable_truncate,
         enable_test_operations: args.enable_test_operations,
@@ -152,8 +157,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .max_connections(limits.per_worker)
     .client_request_timeout(args.request_header_timeout)
     .disable_signals()
-    .shutdown_timeout(HTTP_DRAIN_SECS)
-    .bind((args.listen.host.as_str(), args.listen.port))
+    .shutdown_timeout(HTTP_DRAIN_SECS);
+    let address = (args.listen.host.as_str(), args.listen.port);
+    let server = match &tls {
+        Some(config) => server.bind_rustls_0_23(address, config.clone()),
+        None => server.bind(address),
+    }
     .with_context(|| {
         format!(
             "cannot listen on {}:{} (is another sidecar running? see --listen)",
@@ -164,7 +173,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         executor.services().peers.set_own_port(address.port());
     }
     for address in server.addrs() {
-        tracing::info!(%address, types = ?registry.type_ids(), jmx = %args.jmx.jmx_service, "listening");
+        tracing::info!(%address, tls = tls.is_some(), types = ?registry.type_ids(), jmx = %args.jmx.jmx_service, "listening");
     }
     let protocol_errors = tokio::spawn(crate::logging::report_protocol_errors(
         PROTOCOL_ERROR_REPORT_PERIOD,

@@ -10,6 +10,7 @@ pub mod location;
 mod node;
 mod operations;
 mod redact;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,251 @@
+//! TLS on the API with certificates made by `openssl` for each test: a client trusting the CA gets 200 (and
+//! `Location` says https), plain HTTP to the TLS port gets no answer, certificate files replaced on disk are served
+//! to new connections without a restart, and with a client CA (mTLS) a client without a certificate, or with one of
+//! another CA, is refused.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use reqwest::{Certificate, Identity};
+use support::{Sidecar, eventually};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA: `<name>.pem` and `<name>.key` in `dir`.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// A certificate `<name>.pem` and key `<name>.key` signed by CA `ca`, for a server on 127.0.0.1 or for a client.
+fn leaf(dir: &Path, name: &str, ca: &str, server: bool) {
+    let extensions = if server {
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    } else {
+        "extendedKeyUsage=clientAuth\n"
+    };
+    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+fn file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+fn read(path: PathBuf) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// A client trusting only CA `ca`, presenting `identity` (`<name>` of a leaf) if given.
+fn client(dir: &Path, ca: &str, identity: Option<&str>) -> Client {
+    let mut builder = Client::builder()
+        .tls_certs_only([Certificate::from_pem(&read(file(dir, &format!("{ca}.pem")))).unwrap()])
+        .timeout(Duration::from_secs(10));
+    if let Some(name) = identity {
+        let mut pem = read(file(dir, &format!("{name}.pem")));
+        pem.extend(read(file(dir, &format!("{name}.key"))));
+        builder = builder.identity(Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+fn start(dir: &Path, extra: &[&str]) -> (Sidecar, String) {
+    let cert = file(dir, "server.pem");
+    let key = file(dir, "server.key");
+    let mut args = vec![
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--enable-test-operations",
+    ];
+    args.extend(extra);
+    let sidecar = Sidecar::start(&args);
+    let https = sidecar.base_url.replacen("http://", "https://", 1);
+    (sidecar, https)
+}
+
+#[test]
+fn a_client_trusting_the_ca_is_served_plain_http_is_not_and_replaced_certificates_are_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ca(dir, "ca1");
+    ca(dir, "ca2");
+    leaf(dir, "server", "ca1", true);
+    let (sidecar, https) = start(dir, &[]);
+
+    let trusting = client(dir, "ca1", None);
+    let version = trusting.get(format!("{https}/version")).send().unwrap();
+    assert_eq!(version.status(), 200);
+    let created = trusting
+        .post(format!("{https}/operations"))
+        .header("content-type", "application/json")
+        .body(r#"{"type": "sleep", "duration": "1s"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("https://"), "{location}");
+
+    let plain = Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(
+        plain
+            .get(format!("{}/version", sidecar.base_url))
+            .send()
+            .is_err(),
+        "plain HTTP to the TLS port gets no HTTP answer"
+    );
+    let other_ca = client(dir, "ca2", None);
+    assert!(other_ca.get(format!("{https}/version")).send().is_err());
+
+    // cert-manager replaces the files in place: a certificate of another CA is served to new connections.
+    leaf(dir, "next", "ca2", true);
+    std::fs::copy(file(dir, "next.key"), file(dir, "server.key")).unwrap();
+    std::fs::copy(file(dir, "next.pem"), file(dir, "server.pem")).unwrap();
+    eventually("the new certificate is served", || {
+        // A new client each time: no connection is reused.
+        client(dir, "ca2", None)
+            .get(format!("{https}/version"))
+            .send()
+            .ok()
+            .filter(|response| response.status() == 200)
+    });
+    assert!(
+        client(dir, "ca1", None)
+            .get(format!("{https}/version"))
+            .send()
+            .is_err()
+    );
+    assert!(sidecar.logs().contains("TLS certificate re-read"));
+}
+
+#[test]
+fn with_a_client_ca_only_clients_it_signed_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ca(dir, "ca1");
+    ca(dir, "rogue");
+    leaf(dir, "server", "ca1", true);
+    leaf(dir, "client", "ca1", false);
+    leaf(dir, "intruder", "rogue", false);
+    let client_ca = file(dir, "ca1.pem");
+    let (_sidecar, https) = start(dir, &["--tls-client-ca-file", client_ca.to_str().unwrap()]);
+
+    let signed = client(dir, "ca1", Some("client"));
+    assert_eq!(
+        signed
+            .get(format!("{https}/version"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let anonymous = client(dir, "ca1", None);
+    assert!(
+        anonymous.get(format!("{https}/version")).send().is_err(),
+        "no client certificate"
+    );
+    let intruder = client(dir, "ca1", Some("intruder"));
+    assert!(
+        intruder.get(format!("{https}/version")).send().is_err(),
+        "a certificate of another CA"
+    );
+}
+
+#[test]
+fn a_key_that_does_not_match_the_certificate_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ca(dir, "ca1");
+    leaf(dir, "server", "ca1", true);
+    leaf(dir, "other", "ca1", true);
+    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert-file"])
+        .arg(file(dir, "server.pem"))
+        .arg("--tls-key-file")
+        .arg(file(dir, "other.key"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("do not make a certificate and its key"),
+        "{stderr}"
+    );
+}
