@@ -226,9 +226,14 @@ pub struct PeerArgs {
     #[arg(long, env = "DAEDALUS_PEER_PORT")]
     pub peer_port: Option<u16>,
 
-    /// `http` or `https`.
-    #[arg(long, env = "DAEDALUS_PEER_SCHEME", default_value = "http", value_parser = ["http", "https"])]
-    pub peer_scheme: String,
+    /// `http` or `https`; default: `https` when this sidecar serves TLS (--tls-cert-file), `http` otherwise.
+    #[arg(long, env = "DAEDALUS_PEER_SCHEME", value_parser = ["http", "https"])]
+    pub peer_scheme: Option<String>,
+
+    /// PEM CA certificates that signed the peers' server certificates; default: --tls-client-ca-file if given,
+    /// else the system's roots.
+    #[arg(long, env = "DAEDALUS_PEER_CA_FILE")]
+    pub peer_ca_file: Option<PathBuf>,
 
     /// How long connecting to a peer may take.
     #[arg(long, env = "DAEDALUS_PEER_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
@@ -266,7 +271,10 @@ impl ServeArgs {
 impl PeerArgs {
     pub fn settings(&self) -> daedalus_operations::cluster::PeerSettings {
         let mut settings = daedalus_operations::cluster::PeerSettings::default();
-        settings.scheme = self.peer_scheme.clone();
+        if let Some(scheme) = &self.peer_scheme {
+            settings.scheme = scheme.clone();
+        }
+        settings.ca_file = self.peer_ca_file.clone();
         settings.port = self.peer_port;
         settings.connect_timeout = self.peer_connect_timeout;
         settings.request_timeout = self.peer_request_timeout;

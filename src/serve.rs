@@ -76,9 +76,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cql: args.storage.cql.settings()?,
         peers: {
             let mut peers = args.peers.settings();
-            // Peers take the admin token this sidecar takes, unless told otherwise.
+            // Peers are configured as this sidecar is, unless told otherwise: they take its admin token, serve
+            // TLS when it does, and want its client certificate when it wants theirs.
             if peers.token_file.is_none() {
                 peers.token_file = args.admin_token_files.first().cloned();
+            }
+            if let Some(files) = args.tls() {
+                if args.peers.peer_scheme.is_none() {
+                    peers.scheme = "https".into();
+                }
+                if peers.ca_file.is_none() {
+                    peers.ca_file = files.client_ca.clone();
+                }
+                if files.client_ca.is_some() {
+                    peers.identity_files = Some((files.cert, files.key));
+                }
             }
             peers
         },

@@ -867,3 +867,70 @@ fn peer_calls_carry_the_admin_token_and_a_peer_refusing_it_fails_the_pre_flight(
         "{errors}"
     );
 }
+
+#[test]
+fn peers_are_called_over_tls_with_a_client_certificate_and_the_token() {
+    use support::tls::{ca, client, file, leaf};
+    schema();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    ca(path, "cluster-ca");
+    leaf(
+        path,
+        "sidecar",
+        "cluster-ca",
+        &["127.0.0.1", "127.0.0.2", "127.0.0.3"],
+        true,
+    );
+    leaf(path, "operator", "cluster-ca", &[], false);
+    let token = file(path, "admin-token");
+    std::fs::write(&token, "tls-cluster-token-4d5e6f").unwrap();
+    let (cert, key, ca_file) = (
+        file(path, "sidecar.pem"),
+        file(path, "sidecar.key"),
+        file(path, "cluster-ca.pem"),
+    );
+    let sidecars = Sidecars::start_with(
+        &NODES,
+        &[
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--tls-client-ca-file",
+            ca_file.to_str().unwrap(),
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let https = sidecars.of(2).base_url.replacen("http://", "https://", 1);
+    let operator = client(path, "cluster-ca", Some("operator"));
+    let created: Value = operator
+        .post(format!("{https}/operations"))
+        .bearer_auth("tls-cluster-token-4d5e6f")
+        .header("content-type", "application/json")
+        .body(json!({"type": "flush", "keyspace": "cw_rolling", "globalRequest": true}).to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let done = eventually("the flush over TLS ends", || {
+        let operation: Value = operator
+            .get(format!("{https}/operations/{id}"))
+            .bearer_auth("tls-cluster-token-4d5e6f")
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (!matches!(operation["state"].as_str(), Some("PENDING" | "RUNNING"))).then_some(operation)
+    });
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    for view in done["nodes"].as_array().unwrap() {
+        assert!(
+            view["peer"].as_str().unwrap().starts_with("https://"),
+            "{view}"
+        );
+        assert_eq!(view["state"], "COMPLETED", "{view}");
+    }
+}

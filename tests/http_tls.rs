@@ -5,122 +5,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
-use reqwest::{Certificate, Identity};
+use support::tls::{ca, client, file, leaf};
 use support::{Sidecar, eventually};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (scripts/test installs it)");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA: `<name>.pem` and `<name>.key` in `dir`.
-fn ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// A certificate `<name>.pem` and key `<name>.key` signed by CA `ca`, for a server on 127.0.0.1 or for a client.
-fn leaf(dir: &Path, name: &str, ca: &str, server: bool) {
-    let extensions = if server {
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-    } else {
-        "extendedKeyUsage=clientAuth\n"
-    };
-    std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ],
-    );
-}
-
-fn file(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
-}
-
-fn read(path: PathBuf) -> Vec<u8> {
-    std::fs::read(path).unwrap()
-}
-
-/// A client trusting only CA `ca`, presenting `identity` (`<name>` of a leaf) if given.
-fn client(dir: &Path, ca: &str, identity: Option<&str>) -> Client {
-    let mut builder = Client::builder()
-        .tls_certs_only([Certificate::from_pem(&read(file(dir, &format!("{ca}.pem")))).unwrap()])
-        .timeout(Duration::from_secs(10));
-    if let Some(name) = identity {
-        let mut pem = read(file(dir, &format!("{name}.pem")));
-        pem.extend(read(file(dir, &format!("{name}.key"))));
-        builder = builder.identity(Identity::from_pem(&pem).unwrap());
-    }
-    builder.build().unwrap()
-}
 
 fn start(dir: &Path, extra: &[&str]) -> (Sidecar, String) {
     let cert = file(dir, "server.pem");
@@ -144,7 +35,7 @@ fn a_client_trusting_the_ca_is_served_plain_http_is_not_and_replaced_certificate
     let dir = dir.path();
     ca(dir, "ca1");
     ca(dir, "ca2");
-    leaf(dir, "server", "ca1", true);
+    leaf(dir, "server", "ca1", &["127.0.0.1"], true);
     let (sidecar, https) = start(dir, &[]);
 
     let trusting = client(dir, "ca1", None);
@@ -175,7 +66,7 @@ fn a_client_trusting_the_ca_is_served_plain_http_is_not_and_replaced_certificate
     assert!(other_ca.get(format!("{https}/version")).send().is_err());
 
     // cert-manager replaces the files in place: a certificate of another CA is served to new connections.
-    leaf(dir, "next", "ca2", true);
+    leaf(dir, "next", "ca2", &["127.0.0.1"], true);
     std::fs::copy(file(dir, "next.key"), file(dir, "server.key")).unwrap();
     std::fs::copy(file(dir, "next.pem"), file(dir, "server.pem")).unwrap();
     eventually("the new certificate is served", || {
@@ -201,9 +92,9 @@ fn with_a_client_ca_only_clients_it_signed_are_served() {
     let dir = dir.path();
     ca(dir, "ca1");
     ca(dir, "rogue");
-    leaf(dir, "server", "ca1", true);
-    leaf(dir, "client", "ca1", false);
-    leaf(dir, "intruder", "rogue", false);
+    leaf(dir, "server", "ca1", &["127.0.0.1"], true);
+    leaf(dir, "client", "ca1", &[], false);
+    leaf(dir, "intruder", "rogue", &[], false);
     let client_ca = file(dir, "ca1.pem");
     let (_sidecar, https) = start(dir, &["--tls-client-ca-file", client_ca.to_str().unwrap()]);
 
@@ -233,8 +124,8 @@ fn a_key_that_does_not_match_the_certificate_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     ca(dir, "ca1");
-    leaf(dir, "server", "ca1", true);
-    leaf(dir, "other", "ca1", true);
+    leaf(dir, "server", "ca1", &["127.0.0.1"], true);
+    leaf(dir, "other", "ca1", &["127.0.0.1"], true);
     let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
         .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert-file"])
         .arg(file(dir, "server.pem"))

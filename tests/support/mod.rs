@@ -7,6 +7,7 @@ pub mod cassandra;
 pub mod jvm;
 pub mod spec;
 pub mod stores;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};

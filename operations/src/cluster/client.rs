@@ -59,12 +59,37 @@ pub struct PeerClient {
 
 impl PeerClient {
     pub fn new(settings: &PeerSettings) -> Result<PeerClient, String> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             // Peers are named by address; a proxy from the environment has no business between sidecars.
             .no_proxy()
-            .user_agent(concat!("daedalus/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("daedalus/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|error| {
+                format!("cannot read the peer CA file {}: {error}", path.display())
+            })?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|error| format!("{}: not PEM certificates: {error}", path.display()))?;
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some((cert, key)) = &settings.identity_files {
+            let mut pem = std::fs::read(cert)
+                .map_err(|error| format!("cannot read {}: {error}", cert.display()))?;
+            pem.extend(
+                std::fs::read(key)
+                    .map_err(|error| format!("cannot read {}: {error}", key.display()))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|error| {
+                format!(
+                    "{} and {}: not a PEM certificate and key: {error}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
             .build()
             .map_err(|error| format!("cannot build the HTTP client for peer sidecars: {error}"))?;
         Ok(PeerClient {

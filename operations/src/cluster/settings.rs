@@ -20,6 +20,10 @@ pub struct PeerSettings {
     /// Extra attempts of a call that failed without reaching the peer's application (refused connection,
     /// timeout, 5xx answer). A submission is retried only when it cannot have been received.
     pub retries: u32,
+    /// PEM CA certificates that signed the peers' server certificates (`https` peers); none: the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate chain and key presented to peers that require client certificates (mTLS).
+    pub identity_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The bearer token sent to peers, read from this file at every call (so a rotated Secret is picked up).
     pub token_file: Option<std::path::PathBuf>,
     /// How often a running sub-operation is polled (Icarus: 5 s; the Instaclustr operator polls every 2 s).
@@ -38,6 +42,8 @@ impl Default for PeerSettings {
             retries: 2,
             poll_interval: Duration::from_secs(2),
             token_file: None,
+            ca_file: None,
+            identity_files: None,
         }
     }
 }
@@ -48,8 +54,12 @@ impl PeerSettings {
         let _ = self.own_port.set(port);
     }
 
-    /// The client for peer calls, with these timeouts and retries.
+    /// The client for peer calls, with these timeouts and retries. With TLS files it is built anew for each
+    /// cluster-wide operation, so that rotated certificates are read; without, one client is shared.
     pub fn client(&self) -> Result<super::PeerClient, String> {
+        if self.ca_file.is_some() || self.identity_files.is_some() {
+            return super::PeerClient::new(self);
+        }
         self.client
             .get_or_init(|| super::PeerClient::new(self))
             .clone()
