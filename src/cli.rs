@@ -208,6 +208,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_OPEN_HEALTH_PROBES")]
     pub open_health_probes: bool,
 
+    /// Let `/metrics` answer without a token (for a Prometheus scraper).
+    #[arg(long, env = "DAEDALUS_OPEN_METRICS")]
+    pub open_metrics: bool,
+
     #[command(flatten)]
     pub peers: PeerArgs,
 

@@ -63,6 +63,7 @@ pub fn run(
             cql,
             // The command line runs one node's operations; nothing here coordinates peers.
             peers: Default::default(),
+            metrics: Default::default(),
             store,
             shutdown_request: CancellationToken::new(),
         });

@@ -54,6 +54,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &args.read_token_files,
             &args.admin_token_files,
             args.open_health_probes,
+            args.open_metrics,
         )
         .map_err(anyhow::Error::msg)?,
     );
@@ -69,9 +70,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }));
     let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
     let shutdown_request = CancellationToken::new();
+    let metrics = Arc::new(daedalus_operations::metrics::Metrics::new());
     let services = Arc::new(Services {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
-        jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current()),
+        jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current())
+            .observed_by(Arc::clone(&metrics) as Arc<dyn jmx::CallObserver>),
+        metrics,
         storage: args.storage.settings(),
         cql: args.storage.cql.settings()?,
         peers: {
@@ -137,6 +141,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .app_data(authenticator.clone())
             // Innermost: CORS headers go on its 401s and 403s too.
             .wrap(middleware::from_fn(http::auth::authenticate))
+            .wrap(middleware::from_fn(http::metrics::count_requests))
             .wrap(middleware::from_fn(http::refuse_ambiguous_framing))
             .wrap_fn({
                 let cors = cors.clone();

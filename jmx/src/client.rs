@@ -155,6 +155,8 @@ pub struct JmxClient {
 
 struct Inner {
     config: JmxConfig,
+    /// Told of every call once it ended (metrics).
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
     address: String,
     dialer: Dialer,
     session: Mutex<Arc<Session>>,
@@ -171,15 +173,58 @@ impl std::fmt::Debug for JmxClient {
     }
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
     fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self
     }
+
+    fn named(mut self, member: &'a str) -> Self {
+        self.member = Some(member);
+        self
+    }
+
+    /// What an observer calls this call.
+    fn member(&self) -> &'a str {
+        if let Some(member) = self.member {
+            return member;
+        }
+        match self.hash {
+            hashes::GET_ATTRIBUTES => "getAttributes",
+            hashes::QUERY_NAMES => "queryNames",
+            hashes::GET_MBEAN_INFO => "getMBeanInfo",
+            hashes::IS_REGISTERED => "isRegistered",
+            hashes::GET_DEFAULT_DOMAIN => "getDefaultDomain",
+            hashes::FETCH_NOTIFICATIONS => "fetchNotifications",
+            hashes::ADD_NOTIFICATION_LISTENERS => "addNotificationListeners",
+            hashes::REMOVE_NOTIFICATION_LISTENERS => "removeNotificationListeners",
+            hashes::CLOSE => "close",
+            _ => "call",
+        }
+    }
+}
+
+/// A call as an observer hears of it once it ended.
+#[derive(Debug)]
+pub struct ObservedCall<'a> {
+    /// The MBean, for calls on one.
+    pub mbean: Option<&'a str>,
+    /// The attribute read or written, or the operation invoked; otherwise the remote method
+    /// (`getAttributes`, `queryNames`, ...).
+    pub member: &'a str,
+    pub elapsed: Duration,
+    pub error: Option<&'a JmxError>,
+}
+
+/// Hears of every call a client makes (for metrics): set with [`JmxClient::observe`].
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    fn observed(&self, call: &ObservedCall<'_>);
 }
 
 /// One call: which remote method, its arguments, and what comes back.
 struct Call<'a> {
+    /// The attribute or operation, when the call names one.
+    member: Option<&'a str>,
     hash: i64,
     primitives: Vec<u8>,
     args: Vec<u8>,
@@ -225,6 +270,7 @@ impl JmxClient {
                 session: Mutex::new(Arc::new(session)),
                 reconnecting: tokio::sync::Mutex::new(()),
                 reconnects: AtomicU64::new(0),
+                observer: std::sync::OnceLock::new(),
             }),
         };
         if let Some(interval) = client.inner.config.keepalive {
@@ -255,7 +301,8 @@ impl JmxClient {
                 ReturnKind::Object,
                 Some(mbean),
             )
-            .idempotent();
+            .idempotent()
+            .named(attribute);
         self.value(call).await.map_err(|e| match e {
             JmxError::AttributeNotFound { address, mbean, .. } => JmxError::AttributeNotFound {
                 address,
@@ -303,19 +350,21 @@ impl JmxClient {
         attribute: &str,
         value: JavaArg,
     ) -> Result<(), JmxError> {
-        let call = self.call(
-            hashes::SET_ATTRIBUTE,
-            &[
-                JavaArg::ObjectName(mbean.into()),
-                JavaArg::Marshalled(Box::new(JavaArg::Attribute {
-                    name: attribute.into(),
-                    value: Box::new(value),
-                })),
-                JavaArg::Null,
-            ],
-            ReturnKind::Void,
-            Some(mbean),
-        );
+        let call = self
+            .call(
+                hashes::SET_ATTRIBUTE,
+                &[
+                    JavaArg::ObjectName(mbean.into()),
+                    JavaArg::Marshalled(Box::new(JavaArg::Attribute {
+                        name: attribute.into(),
+                        value: Box::new(value),
+                    })),
+                    JavaArg::Null,
+                ],
+                ReturnKind::Void,
+                Some(mbean),
+            )
+            .named(attribute);
         self.run(call).await.map(|_| ())
     }
 
@@ -358,6 +407,7 @@ impl JmxClient {
             JavaArg::StringArray(signature.iter().map(|s| s.to_string()).collect())
         };
         let call = Call {
+            member: Some(operation),
             hash: hashes::INVOKE,
             primitives: Vec::new(),
             args: encode(&[
@@ -506,6 +556,7 @@ impl JmxClient {
         primitives.extend_from_slice(&max.to_be_bytes());
         primitives.extend_from_slice(&wait_ms.to_be_bytes());
         let call = Call {
+            member: None,
             hash: hashes::FETCH_NOTIFICATIONS,
             primitives,
             args: Vec::new(),
@@ -541,6 +592,7 @@ impl JmxClient {
         mbean: Option<&'a str>,
     ) -> Call<'a> {
         Call {
+            member: None,
             hash,
             primitives: Vec::new(),
             args: encode(args),
@@ -567,17 +619,37 @@ impl JmxClient {
         to_value(&raw.handles, &raw.value).map_err(|e| self.protocol(e.to_string()))
     }
 
-    /// Runs a call; on a lost or expired connection, reconnects and (if the call is idempotent) tries again.
+    /// Tells the observer of every call from now on (the first observer set stays).
+    pub fn observe(&self, observer: Arc<dyn CallObserver>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    /// Runs a call, and tells the observer how it went.
     async fn run(&self, call: Call<'_>) -> Result<RawReturn, JmxError> {
+        let started = std::time::Instant::now();
+        let outcome = self.run_unobserved(&call).await;
+        if let Some(observer) = self.inner.observer.get() {
+            observer.observed(&ObservedCall {
+                mbean: call.mbean,
+                member: call.member(),
+                elapsed: started.elapsed(),
+                error: outcome.as_ref().err(),
+            });
+        }
+        outcome
+    }
+
+    /// Runs a call; on a lost or expired connection, reconnects and (if the call is idempotent) tries again.
+    async fn run_unobserved(&self, call: &Call<'_>) -> Result<RawReturn, JmxError> {
         let session = self.session();
-        match self.attempt(&session, &call).await {
+        match self.attempt(&session, call).await {
             Err(error) if error.reconnect => {
                 tracing::debug!(address = %self.inner.address, error = %error.error, "JMX connection lost; reconnecting");
                 let fresh = self.reconnect(&session).await?;
                 if !call.idempotent && !error.unsent {
                     return Err(error.error);
                 }
-                self.attempt(&fresh, &call).await.map_err(|e| e.error)
+                self.attempt(&fresh, call).await.map_err(|e| e.error)
             }
             other => other.map_err(|e| e.error),
         }

@@ -12,7 +12,10 @@ pub mod value;
 
 pub use value::{CompositeData, JavaArg, JavaException, JavaObject, JavaValue, TabularData};
 
-pub use client::{JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation, MBeanParameter};
+pub use client::{
+    CallObserver, JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation, MBeanParameter,
+    ObservedCall,
+};
 pub use error::JmxError;
 pub use notify::{Notification, NotificationEvent, Subscription};
 pub use tls::TlsConfig;

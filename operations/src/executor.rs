@@ -114,6 +114,7 @@ impl Executor {
         );
         self.services.store.insert(Arc::clone(&record));
         drop(admission);
+        self.services.metrics.operation_submitted(record.type_id());
         tracing::info!(operation = %record.id(), r#type = record.type_id(), "operation submitted");
 
         let span = tracing::info_span!("operation", id = %record.id(), r#type = record.type_id());
@@ -136,7 +137,7 @@ impl Executor {
             record.cancellation().cancel();
             // A pending operation never started: it is over now, not when its task next wakes.
             if record.state() == OperationState::Pending {
-                finish(&record, OperationState::Cancelled);
+                finish(&record, OperationState::Cancelled, &self.services);
             }
         }
         Some(record)
@@ -172,14 +173,14 @@ async fn run_operation(
     let permit = tokio::select! {
         biased;
         _ = cancellation.cancelled() => {
-            finish(&record, OperationState::Cancelled);
+            finish(&record, OperationState::Cancelled, &services);
             return;
         }
         permit = permits.acquire_owned() => match permit {
             Ok(permit) => permit,
             // The semaphore is never closed; treat it like a shutdown if that ever changes.
             Err(_) => {
-                finish(&record, OperationState::Cancelled);
+                finish(&record, OperationState::Cancelled, &services);
                 return;
             }
         },
@@ -222,11 +223,19 @@ async fn run_operation(
             OperationState::Failed
         }
     };
-    finish(&record, state);
+    finish(&record, state, &services);
 }
 
-fn finish(record: &OperationRecord, state: OperationState) {
+fn finish(record: &OperationRecord, state: OperationState, services: &Services) {
     if record.finish(state, Utc::now()) {
+        let status = record.status();
+        let ran = status
+            .start_time
+            .zip(status.completion_time)
+            .and_then(|(start, end)| (end - start).to_std().ok());
+        services
+            .metrics
+            .operation_finished(record.type_id(), state, ran);
         let errors = record.status().errors;
         match state {
             OperationState::Failed => {
@@ -283,6 +292,7 @@ mod tests {
             storage: Default::default(),
             cql: Default::default(),
             peers: Default::default(),
+            metrics: Default::default(),
             store,
             shutdown_request: CancellationToken::new(),
         });

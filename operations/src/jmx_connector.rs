@@ -31,6 +31,8 @@ pub struct JmxConnector {
     /// Where the client's connections and keep-alive task live. Whoever asks first (an HTTP worker, with its
     /// own single-threaded runtime that stops early at shutdown, or an operation), the client belongs here.
     runtime: tokio::runtime::Handle,
+    /// Told of every JMX call (metrics).
+    observer: Option<Arc<dyn jmx::CallObserver>>,
 }
 
 impl JmxConnector {
@@ -40,7 +42,14 @@ impl JmxConnector {
             connect_timeout: None,
             slot: Mutex::new(Slot::Idle),
             runtime,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every call of the clients this connector makes.
+    pub fn observed_by(mut self, observer: Arc<dyn jmx::CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Overrides the JMX client's connect timeout (tests use a short one).
@@ -99,7 +108,24 @@ impl JmxConnector {
         let address = self.settings.service.to_string();
         tracing::debug!(%address, "connecting to JMX");
         // Spawned, so the attempt goes on (and its result is kept) even if every caller waiting for it gives up.
-        let connecting = self.runtime.spawn(JmxClient::connect(config));
+        let observer = self.observer.clone();
+        let connecting = self.runtime.spawn(async move {
+            let started = std::time::Instant::now();
+            let connected = JmxClient::connect(config).await;
+            if let Some(observer) = observer {
+                match &connected {
+                    Ok(client) => client.observe(observer),
+                    // A connection that cannot be made is a failed JMX call too, for whoever counts them.
+                    Err(error) => observer.observed(&jmx::ObservedCall {
+                        mbean: None,
+                        member: "connect",
+                        elapsed: started.elapsed(),
+                        error: Some(error),
+                    }),
+                }
+            }
+            connected
+        });
         async move {
             match connecting.await {
                 Ok(connected) => connected.map_err(Arc::new),

@@ -14,6 +14,7 @@ pub mod esop;
 pub mod executor;
 pub mod jmx_connector;
 pub mod jmx_settings;
+pub mod metrics;
 pub mod net;
 pub mod operation;
 pub mod record;

@@ -86,6 +86,8 @@ pub struct Services {
     /// How a cluster-wide operation reaches the other nodes' sidecars.
     pub peers: crate::cluster::PeerSettings,
     pub store: Arc<dyn OperationStore>,
+    /// The Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
     pub shutdown_request: CancellationToken,
 }
@@ -158,6 +160,15 @@ impl OperationContext {
     /// Adds an error reported by another sidecar, under that sidecar's name, as Icarus relays its peers' errors.
     pub fn relay_error(&self, error: ReportedError) {
         self.record.add_error(error);
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.services.metrics
+    }
+
+    /// The operation's `type`.
+    pub fn type_id(&self) -> &'static str {
+        self.record.type_id()
     }
 
     pub fn peer_settings(&self) -> &crate::cluster::PeerSettings {

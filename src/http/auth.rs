@@ -61,6 +61,8 @@ pub struct Authenticator {
     checked: Mutex<Instant>,
     /// `/health/*` answer without a token (probes).
     open_health: bool,
+    /// `/metrics` answers without a token (scrapers).
+    open_metrics: bool,
 }
 
 impl Authenticator {
@@ -69,6 +71,7 @@ impl Authenticator {
         read: &[PathBuf],
         admin: &[PathBuf],
         open_health: bool,
+        open_metrics: bool,
     ) -> Result<Option<Authenticator>, String> {
         let sources: Vec<Source> = read
             .iter()
@@ -91,6 +94,7 @@ impl Authenticator {
             loaded: RwLock::new(loaded),
             checked: Mutex::new(Instant::now()),
             open_health,
+            open_metrics,
         }))
     }
 
@@ -148,6 +152,7 @@ impl Authenticator {
         // A CORS preflight carries no credentials, and its answer says only which methods exist.
         request.method() == Method::OPTIONS
             || (self.open_health && request.path().starts_with("/health/"))
+            || (self.open_metrics && request.path() == "/metrics")
     }
 }
 
@@ -237,6 +242,7 @@ mod tests {
             std::slice::from_ref(&read),
             std::slice::from_ref(&admin),
             false,
+            false,
         )
         .unwrap()
         .unwrap();
@@ -267,16 +273,20 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
         assert!(
-            Authenticator::new(&[empty], &[], false)
+            Authenticator::new(&[empty], &[], false, false)
                 .unwrap_err()
                 .contains("is empty")
         );
         let missing = dir.path().join("missing");
         assert!(
-            Authenticator::new(&[], &[missing], false)
+            Authenticator::new(&[], &[missing], false, false)
                 .unwrap_err()
                 .contains("cannot read")
         );
-        assert!(Authenticator::new(&[], &[], false).unwrap().is_none());
+        assert!(
+            Authenticator::new(&[], &[], false, false)
+                .unwrap()
+                .is_none()
+        );
     }
 }

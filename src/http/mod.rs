@@ -7,6 +7,7 @@ mod error;
 mod framing;
 mod info;
 pub mod location;
+pub mod metrics;
 mod node;
 mod operations;
 mod redact;
@@ -87,7 +88,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/version/schema", GET).route(get().to(node::schema_version)))
         .service(resource("/health/live", GET).route(get().to(info::live)))
         .service(resource("/health/ready", GET).route(get().to(info::ready)))
-        .service(resource("/openapi.yaml", GET).route(get().to(info::openapi)));
+        .service(resource("/openapi.yaml", GET).route(get().to(info::openapi)))
+        .service(resource("/metrics", GET).route(get().to(metrics::metrics)));
 }
 
 const GET: &str = "GET, HEAD";

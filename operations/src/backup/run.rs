@@ -178,6 +178,7 @@ async fn upload_snapshot(
         tracing::warn!(%error, "could not save the backup hash cache");
     }
     let (stored, stats) = result?;
+    stats.record(context);
 
     let manifest = manifest_builder::build(&tables, &stored, tag, schema_version, tokens).to_json();
     let manifest_key = crate::esop::manifest::manifest_key(tag);

@@ -101,6 +101,19 @@ pub struct UploadStats {
     pub cached_hashes: u64,
 }
 
+impl UploadStats {
+    /// Adds what was moved to the operation's metrics.
+    pub fn record(&self, context: &crate::operation::OperationContext) {
+        context.metrics().transferred(
+            context.type_id(),
+            "upload",
+            self.uploaded_files,
+            self.uploaded_bytes,
+            self.skipped_files,
+        );
+    }
+}
+
 /// Esop's rule: `bandwidth` caps the rate unless `duration` needs more to finish in time.
 pub fn rate(
     bandwidth: Option<crate::decode::DataRate>,

@@ -56,5 +56,14 @@ pub async fn download_for(
     let reporter = context.progress();
     let progress: download::Progress =
         std::sync::Arc::new(move |done, total| reporter.units(done, total));
-    Ok(download::download(remote, files, settings, progress, context.cancellation()).await?)
+    let stats =
+        download::download(remote, files, settings, progress, context.cancellation()).await?;
+    context.metrics().transferred(
+        context.type_id(),
+        "download",
+        stats.downloaded_files,
+        stats.downloaded_bytes,
+        stats.kept_files,
+    );
+    Ok(stats)
 }

@@ -179,8 +179,28 @@ impl Operation for Backup {
             duration: fields.duration,
             algorithm: fields.hash_algorithm,
         };
-        let response = crate::backup::run::backup(&plan, &remote, &cassandra, &context).await?;
-        context.set_response(response);
+        let location = remote.location().to_string();
+        let keyspaces: Vec<String> = plan
+            .entities
+            .by_keyspace()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        let outcome = crate::backup::run::backup(&plan, &remote, &cassandra, &context).await;
+        let taken = outcome.as_ref().ok().and_then(|response| {
+            let tag = response["snapshotTag"].as_str()?;
+            Some(
+                crate::esop::manifest::ManifestName::parse(tag)?.timestamp_millis() as f64 / 1000.0,
+            )
+        });
+        let at = taken.unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        // A cancelled backup neither succeeded nor failed.
+        if !matches!(outcome, Err(OperationFailure::Cancelled)) {
+            context
+                .metrics()
+                .backup_ended(&keyspaces, &location, at, outcome.is_ok());
+        }
+        context.set_response(outcome?);
         Ok(())
     }
 }

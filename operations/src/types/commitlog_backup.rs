@@ -169,6 +169,7 @@ impl Operation for CommitLogBackup {
             context.cancellation(),
         )
         .await?;
+        stats.record(&context);
         context.set_response(json!({
             "storageLocation": remote.location().to_string(),
             "stats": stats,

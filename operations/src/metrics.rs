@@ -1,0 +1,282 @@
+//! The sidecar's Prometheus metrics, with the `prometheus-client` crate: operations by type and outcome, their
+//! durations, what backups and restores moved, when each keyspace was last backed up, JMX calls, Cassandra's
+//! reachability and HTTP requests. Names and units follow Prometheus conventions (`daedalus_…_total`, `_seconds`,
+//! `_bytes`). No label ever holds a secret: storage locations are `protocol://bucket/path`, never credentials.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::state::OperationState;
+
+type Labels = Vec<(&'static str, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn operation_buckets() -> Histogram {
+    // 10 ms to about 1.5 days.
+    Histogram::new(exponential_buckets(0.01, 4.0, 12))
+}
+
+fn fast_buckets() -> Histogram {
+    // 100 µs to about 26 s.
+    Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+}
+
+/// Every metric the sidecar keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    submitted: Family<Labels, Counter>,
+    finished: Family<Labels, Counter>,
+    durations: HistogramFamily,
+    operations: Family<Labels, Gauge>,
+    transferred_bytes: Family<Labels, Counter>,
+    transferred_files: Family<Labels, Counter>,
+    backup_success: Family<Labels, Gauge<f64, AtomicU64>>,
+    backup_failure: Family<Labels, Gauge<f64, AtomicU64>>,
+    jmx_durations: HistogramFamily,
+    jmx_errors: Family<Labels, Counter>,
+    cassandra_reachable: Gauge,
+    http_requests: Family<Labels, Counter>,
+    http_durations: HistogramFamily,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("daedalus");
+        let submitted = Family::default();
+        registry.register(
+            "operations_submitted",
+            "Operations accepted, by type",
+            submitted.clone(),
+        );
+        let finished = Family::default();
+        registry.register(
+            "operations_finished",
+            "Operations ended, by type and final state",
+            finished.clone(),
+        );
+        let durations: HistogramFamily = Family::new_with_constructor(operation_buckets);
+        registry.register_with_unit(
+            "operation_duration",
+            "Time from an operation's start to its end, by type",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        let operations = Family::default();
+        registry.register(
+            "operations",
+            "Operations stored now that are pending or running, by state",
+            operations.clone(),
+        );
+        let transferred_bytes = Family::default();
+        registry.register_with_unit(
+            "transferred",
+            "Bytes moved to or from object storage, by operation type and direction (upload, download)",
+            Unit::Bytes,
+            transferred_bytes.clone(),
+        );
+        let transferred_files = Family::default();
+        registry.register(
+            "transferred_files",
+            "Files of backups and restores, by operation type, direction and outcome (moved, or skipped as already there)",
+            transferred_files.clone(),
+        );
+        let backup_success = Family::default();
+        registry.register_with_unit(
+            "backup_last_success_timestamp",
+            "When the newest successful backup was taken (its manifest's time), by keyspace (* for whole-node backups) and storage location",
+            Unit::Seconds,
+            backup_success.clone(),
+        );
+        let backup_failure = Family::default();
+        registry.register_with_unit(
+            "backup_last_failure_timestamp",
+            "When the last failed backup ended, by keyspace (* for whole-node backups) and storage location",
+            Unit::Seconds,
+            backup_failure.clone(),
+        );
+        let jmx_durations: HistogramFamily = Family::new_with_constructor(fast_buckets);
+        registry.register_with_unit(
+            "jmx_call_duration",
+            "JMX calls to Cassandra, by MBean and member (attribute or operation)",
+            Unit::Seconds,
+            jmx_durations.clone(),
+        );
+        let jmx_errors = Family::default();
+        registry.register(
+            "jmx_call_errors",
+            "JMX calls that failed, by MBean and member",
+            jmx_errors.clone(),
+        );
+        let cassandra_reachable = Gauge::default();
+        registry.register(
+            "cassandra_reachable",
+            "1 when Cassandra answered over JMX at the last look (each scrape looks), 0 otherwise",
+            cassandra_reachable.clone(),
+        );
+        let http_requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status",
+            http_requests.clone(),
+        );
+        let http_durations: HistogramFamily = Family::new_with_constructor(fast_buckets);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to answer HTTP requests, by route",
+            Unit::Seconds,
+            http_durations.clone(),
+        );
+        Metrics {
+            registry,
+            submitted,
+            finished,
+            durations,
+            operations,
+            transferred_bytes,
+            transferred_files,
+            backup_success,
+            backup_failure,
+            jmx_durations,
+            jmx_errors,
+            cassandra_reachable,
+            http_requests,
+            http_durations,
+        }
+    }
+
+    /// The metrics in the Prometheus text format (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn operation_submitted(&self, type_id: &str) {
+        self.submitted
+            .get_or_create(&vec![("type", type_id.to_string())])
+            .inc();
+    }
+
+    /// An operation ended in `state`; `ran` is how long it ran, if it started.
+    pub fn operation_finished(&self, type_id: &str, state: OperationState, ran: Option<Duration>) {
+        self.finished
+            .get_or_create(&vec![
+                ("type", type_id.to_string()),
+                ("state", state.as_str().to_string()),
+            ])
+            .inc();
+        if let Some(ran) = ran {
+            self.durations
+                .get_or_create(&vec![("type", type_id.to_string())])
+                .observe(ran.as_secs_f64());
+        }
+    }
+
+    /// How many operations are pending and running now (set when scraped).
+    pub fn set_unfinished(&self, pending: usize, running: usize) {
+        for (state, count) in [("pending", pending), ("running", running)] {
+            self.operations
+                .get_or_create(&vec![("state", state.to_string())])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// What a backup (`upload`) or restore (`download`) moved: files and bytes moved, files skipped.
+    pub fn transferred(
+        &self,
+        type_id: &str,
+        direction: &'static str,
+        files: u64,
+        bytes: u64,
+        skipped: u64,
+    ) {
+        let labels = vec![
+            ("type", type_id.to_string()),
+            ("direction", direction.to_string()),
+        ];
+        self.transferred_bytes.get_or_create(&labels).inc_by(bytes);
+        for (outcome, count) in [("moved", files), ("skipped", skipped)] {
+            let mut labels = labels.clone();
+            labels.push(("outcome", outcome.to_string()));
+            self.transferred_files.get_or_create(&labels).inc_by(count);
+        }
+    }
+
+    /// A backup of `keyspaces` (empty: the whole node) to `location` succeeded, taken at `taken` (epoch seconds),
+    /// or failed at that time.
+    pub fn backup_ended(
+        &self,
+        keyspaces: &[String],
+        location: &str,
+        at_seconds: f64,
+        succeeded: bool,
+    ) {
+        let family = if succeeded {
+            &self.backup_success
+        } else {
+            &self.backup_failure
+        };
+        let all = ["*".to_string()];
+        let keyspaces = if keyspaces.is_empty() {
+            &all[..]
+        } else {
+            keyspaces
+        };
+        for keyspace in keyspaces {
+            family
+                .get_or_create(&vec![
+                    ("keyspace", keyspace.clone()),
+                    ("storage_location", location.to_string()),
+                ])
+                .set(at_seconds);
+        }
+    }
+
+    pub fn set_cassandra_reachable(&self, reachable: bool) {
+        self.cassandra_reachable.set(i64::from(reachable));
+    }
+
+    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("route", route.to_string()),
+                ("method", method.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.http_durations
+            .get_or_create(&vec![("route", route.to_string())])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// JMX calls, as the client reports them.
+impl jmx::CallObserver for Metrics {
+    fn observed(&self, call: &jmx::ObservedCall<'_>) {
+        let labels = vec![
+            ("mbean", call.mbean.unwrap_or("").to_string()),
+            ("member", call.member.to_string()),
+        ];
+        self.jmx_durations
+            .get_or_create(&labels)
+            .observe(call.elapsed.as_secs_f64());
+        if call.error.is_some() {
+            self.jmx_errors.get_or_create(&labels).inc();
+        }
+    }
+}
