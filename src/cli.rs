@@ -204,6 +204,25 @@ pub struct ServeArgs {
     )]
     pub admin_token_files: Vec<PathBuf>,
 
+    /// A name (DNS subject alternative name) of client certificates that may read, as a read token does; repeatable.
+    /// Needs --tls-client-ca-file, which verifies those certificates.
+    #[arg(
+        long = "read-client-name",
+        env = "DAEDALUS_READ_CLIENT_NAMES",
+        value_delimiter = ',',
+        requires = "tls_client_ca_file"
+    )]
+    pub read_client_names: Vec<String>,
+
+    /// A name of client certificates that may do anything, as an admin token does; repeatable.
+    #[arg(
+        long = "admin-client-name",
+        env = "DAEDALUS_ADMIN_CLIENT_NAMES",
+        value_delimiter = ',',
+        requires = "tls_client_ca_file"
+    )]
+    pub admin_client_names: Vec<String>,
+
     /// Let `/health/live` and `/health/ready` answer without a token (for probes).
     #[arg(long, env = "DAEDALUS_OPEN_HEALTH_PROBES")]
     pub open_health_probes: bool,

@@ -56,7 +56,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.open_health_probes,
             args.open_metrics,
         )
-        .map_err(anyhow::Error::msg)?,
+        .map_err(anyhow::Error::msg)?
+        .or_else(|| Authenticator::certificates_only(args.open_health_probes, args.open_metrics))
+        .map(|authenticator| {
+            authenticator.with_client_names(&args.read_client_names, &args.admin_client_names)
+        })
+        .filter(|authenticator| authenticator.requires_something()),
     );
     warn_if_open(&args, authenticator.is_some());
     let tls = args
@@ -163,11 +168,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
     // The connection's own address is where `Location` points when the client sent no usable Host.
     .on_connect(|connection, extensions| {
+        use actix_tls::accept::rustls_0_23::TlsStream;
+        use actix_web::rt::net::TcpStream;
         if let Some(address) = connection
-            .downcast_ref::<actix_web::rt::net::TcpStream>()
+            .downcast_ref::<TcpStream>()
             .and_then(|stream| stream.local_addr().ok())
         {
             extensions.insert(LocalAddr(address));
+        }
+        if let Some(stream) = connection.downcast_ref::<TlsStream<TcpStream>>() {
+            let (tcp, session) = stream.get_ref();
+            if let Ok(address) = tcp.local_addr() {
+                extensions.insert(LocalAddr(address));
+            }
+            if let Some(certificate) = session.peer_certificates().and_then(|chain| chain.first()) {
+                extensions.insert(http::auth::ClientCertificate(
+                    certificate.clone().into_owned(),
+                ));
+            }
         }
     })
     .workers(limits.workers)

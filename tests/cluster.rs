@@ -787,11 +787,12 @@ fn peer_calls_carry_the_admin_token_and_a_peer_refusing_it_fails_the_pre_flight(
     schema();
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("admin-token");
-    std::fs::write(&token, "cluster-admin-token-5f1e2d3c").unwrap();
+    std::fs::write(&token, support::secrets::CLUSTER_TOKEN).unwrap();
+    let bearer = format!("Bearer {}", support::secrets::CLUSTER_TOKEN);
     let token_arg = token.to_str().unwrap();
     let sidecars = Sidecars::start_with(&NODES, &["--admin-token-file", token_arg]);
     let call = |node: usize, method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut headers = vec![("authorization", "Bearer cluster-admin-token-5f1e2d3c")];
+        let mut headers = vec![("authorization", bearer.as_str())];
         if body.is_some() {
             headers.push(("content-type", "application/json"));
         }
@@ -820,7 +821,7 @@ fn peer_calls_carry_the_admin_token_and_a_peer_refusing_it_fails_the_pre_flight(
 
     // A coordinator whose peer token (--peer-token-file) the peers do not accept fails in pre-flight.
     let other = dir.path().join("peer-token");
-    std::fs::write(&other, "some-other-token-7a8b9c").unwrap();
+    std::fs::write(&other, support::secrets::OTHER_CLUSTER_TOKEN).unwrap();
     drop(sidecars);
     let sidecars = Sidecars::start_with(
         &NODES,
@@ -838,7 +839,7 @@ fn peer_calls_carry_the_admin_token_and_a_peer_refusing_it_fails_the_pre_flight(
             reqwest::Method::POST,
             "/operations",
             &[
-                ("authorization", "Bearer cluster-admin-token-5f1e2d3c"),
+                ("authorization", bearer.as_str()),
                 ("content-type", "application/json"),
             ],
             Some(flush.to_string().into_bytes()),
@@ -854,7 +855,7 @@ fn peer_calls_carry_the_admin_token_and_a_peer_refusing_it_fails_the_pre_flight(
             .send_with(
                 reqwest::Method::GET,
                 &format!("/operations/{id}"),
-                &[("authorization", "Bearer cluster-admin-token-5f1e2d3c")],
+                &[("authorization", bearer.as_str())],
                 None,
             )
             .json();
@@ -884,7 +885,7 @@ fn peers_are_called_over_tls_with_a_client_certificate_and_the_token() {
     );
     leaf(path, "operator", "cluster-ca", &[], false);
     let token = file(path, "admin-token");
-    std::fs::write(&token, "tls-cluster-token-4d5e6f").unwrap();
+    std::fs::write(&token, support::secrets::TLS_CLUSTER_TOKEN).unwrap();
     let (cert, key, ca_file) = (
         file(path, "sidecar.pem"),
         file(path, "sidecar.key"),
@@ -907,7 +908,7 @@ fn peers_are_called_over_tls_with_a_client_certificate_and_the_token() {
     let operator = client(path, "cluster-ca", Some("operator"));
     let created: Value = operator
         .post(format!("{https}/operations"))
-        .bearer_auth("tls-cluster-token-4d5e6f")
+        .bearer_auth(support::secrets::TLS_CLUSTER_TOKEN)
         .header("content-type", "application/json")
         .body(json!({"type": "flush", "keyspace": "cw_rolling", "globalRequest": true}).to_string())
         .send()
@@ -918,7 +919,7 @@ fn peers_are_called_over_tls_with_a_client_certificate_and_the_token() {
     let done = eventually("the flush over TLS ends", || {
         let operation: Value = operator
             .get(format!("{https}/operations/{id}"))
-            .bearer_auth("tls-cluster-token-4d5e6f")
+            .bearer_auth(support::secrets::TLS_CLUSTER_TOKEN)
             .send()
             .ok()?
             .json()

@@ -11,9 +11,7 @@ use reqwest::Method;
 use serde_json::json;
 use support::{Sidecar, eventually};
 
-const READ_TOKEN: &str = "read-3f9a1c0e7b2d4e6f8a0b1c2d3e4f5a6b";
-const ADMIN_TOKEN: &str = "admin-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b";
-const ROTATED_TOKEN: &str = "admin-rotated-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+use support::secrets::{ADMIN_TOKEN, READ_TOKEN, ROTATED_TOKEN};
 
 struct Tokens {
     _dir: tempfile::TempDir,

@@ -140,3 +140,53 @@ fn a_key_that_does_not_match_the_certificate_stops_the_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn client_certificate_names_give_scopes_as_tokens_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ca(dir, "ca1");
+    leaf(dir, "server", "ca1", &["127.0.0.1"], true);
+    leaf(dir, "operator", "ca1", &["operator.example"], false);
+    leaf(dir, "dashboard", "ca1", &["dashboard.example"], false);
+    leaf(dir, "stranger", "ca1", &["stranger.example"], false);
+    let client_ca = file(dir, "ca1.pem");
+    let (_sidecar, https) = start(
+        dir,
+        &[
+            "--tls-client-ca-file",
+            client_ca.to_str().unwrap(),
+            "--admin-client-name",
+            "operator.example",
+            "--read-client-name",
+            "dashboard.example",
+        ],
+    );
+    let submit = |client: &Client| {
+        client
+            .post(format!("{https}/operations"))
+            .header("content-type", "application/json")
+            .body(r#"{"type": "sleep", "duration": "1s"}"#)
+            .send()
+            .unwrap()
+            .status()
+    };
+    let list = |client: &Client| {
+        client
+            .get(format!("{https}/operations"))
+            .send()
+            .unwrap()
+            .status()
+    };
+    let operator = client(dir, "ca1", Some("operator"));
+    assert_eq!(submit(&operator), 201);
+    let dashboard = client(dir, "ca1", Some("dashboard"));
+    assert_eq!(list(&dashboard), 200);
+    assert_eq!(submit(&dashboard), 403);
+    let stranger = client(dir, "ca1", Some("stranger"));
+    assert_eq!(
+        list(&stranger),
+        401,
+        "signed by the CA, but not a name with a scope"
+    );
+}

@@ -134,12 +134,15 @@ fn counters_move_as_operations_run_and_a_jmx_failure_is_counted() {
 fn metrics_need_a_read_token_unless_opened() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("read");
-    std::fs::write(&token, "metrics-reader-1a2b3c").unwrap();
+    std::fs::write(&token, support::secrets::METRICS_TOKEN).unwrap();
     let token = token.to_str().unwrap();
     let closed = Sidecar::start(&["--read-token-file", token]);
     let refused = closed.client().get("/metrics");
     assert_eq!(refused.status, 401);
-    scrape(&closed, Some("Bearer metrics-reader-1a2b3c"));
+    scrape(
+        &closed,
+        Some(&format!("Bearer {}", support::secrets::METRICS_TOKEN)),
+    );
     let open = Sidecar::start(&["--read-token-file", token, "--open-metrics"]);
     scrape(&open, None);
     assert_eq!(
@@ -148,7 +151,7 @@ fn metrics_need_a_read_token_unless_opened() {
         "only /metrics is opened"
     );
     let text = open.client().get("/metrics").text();
-    assert!(!text.contains("metrics-reader-1a2b3c"));
+    assert!(!text.contains(support::secrets::METRICS_TOKEN));
 }
 
 #[test]

@@ -53,10 +53,16 @@ struct Loaded {
     digest: [u8; 32],
 }
 
-/// The tokens the API accepts, read from their files.
+/// The client certificate of a TLS connection, verified against `--tls-client-ca-file` in the handshake.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub rustls_pki_types::CertificateDer<'static>);
+
+/// The tokens the API accepts, read from their files, and the client certificate names it accepts.
 #[derive(Debug)]
 pub struct Authenticator {
     sources: Vec<Source>,
+    /// DNS names of client certificates and the scope each gives.
+    client_names: Vec<(String, Scope)>,
     loaded: RwLock<Vec<Loaded>>,
     checked: Mutex<Instant>,
     /// `/health/*` answer without a token (probes).
@@ -91,11 +97,52 @@ impl Authenticator {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(Authenticator {
             sources,
+            client_names: Vec::new(),
             loaded: RwLock::new(loaded),
             checked: Mutex::new(Instant::now()),
             open_health,
             open_metrics,
         }))
+    }
+
+    /// No token files, for an API that client certificates alone open.
+    pub fn certificates_only(open_health: bool, open_metrics: bool) -> Option<Authenticator> {
+        Some(Authenticator {
+            sources: Vec::new(),
+            client_names: Vec::new(),
+            loaded: RwLock::new(Vec::new()),
+            checked: Mutex::new(Instant::now()),
+            open_health,
+            open_metrics,
+        })
+    }
+
+    /// Client certificates for these names (DNS subject alternative names) get these scopes.
+    pub fn with_client_names(mut self, read: &[String], admin: &[String]) -> Authenticator {
+        self.client_names = read
+            .iter()
+            .map(|name| (name.clone(), Scope::Read))
+            .chain(admin.iter().map(|name| (name.clone(), Scope::Admin)))
+            .collect();
+        self
+    }
+
+    /// Whether anything is asked of clients at all (tokens or certificate names).
+    pub fn requires_something(&self) -> bool {
+        !self.sources.is_empty() || !self.client_names.is_empty()
+    }
+
+    /// The widest scope a client certificate's names give, if any.
+    pub fn scope_of_certificate(&self, certificate: &ClientCertificate) -> Option<Scope> {
+        let parsed = webpki::EndEntityCert::try_from(&certificate.0).ok()?;
+        self.client_names
+            .iter()
+            .filter(|(name, _)| {
+                rustls_pki_types::ServerName::try_from(name.as_str())
+                    .is_ok_and(|server| parsed.verify_is_valid_for_subject_name(&server).is_ok())
+            })
+            .map(|(_, scope)| *scope)
+            .max()
     }
 
     /// The scope of `presented`, if it is one of the tokens. Every token is compared, in constant time, whatever
@@ -202,6 +249,13 @@ pub async fn authenticate(
     if authenticator.is_open(&request) {
         return next.call(request).await;
     }
+    let certified = request
+        .conn_data::<ClientCertificate>()
+        .and_then(|certificate| authenticator.scope_of_certificate(certificate));
+    let needs = needed(request.method());
+    if certified.is_some_and(|scope| scope >= needs) {
+        return next.call(request).await;
+    }
     let presented = request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -212,13 +266,17 @@ pub async fn authenticate(
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_string())
         });
-    let Some(presented) = presented else {
-        return Err(ApiError::Unauthorized { presented: false }.into());
+    let scope = match presented {
+        Some(presented) => match authenticator.scope_of(&presented) {
+            Some(scope) => Some(scope),
+            None => return Err(ApiError::Unauthorized { presented: true }.into()),
+        },
+        None => certified,
     };
-    match authenticator.scope_of(&presented) {
-        None => Err(ApiError::Unauthorized { presented: true }.into()),
-        Some(scope) if scope < needed(request.method()) => Err(ApiError::Forbidden(format!(
-            "this token may only read; {} {} needs an admin token",
+    match scope {
+        None => Err(ApiError::Unauthorized { presented: false }.into()),
+        Some(scope) if scope < needs => Err(ApiError::Forbidden(format!(
+            "this token or certificate may only read; {} {} needs admin rights",
             request.method(),
             request.path()
         ))

@@ -5,6 +5,7 @@
 
 pub mod cassandra;
 pub mod jvm;
+pub mod secrets;
 pub mod spec;
 pub mod stores;
 pub mod tls;
@@ -148,6 +149,15 @@ impl Drop for Sidecar {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let logs = self.logs();
+            let found = secrets::found_in(&logs);
+            assert!(
+                found.is_empty(),
+                "the sidecar {} logged secrets: {found:?}",
+                self.base_url
+            );
+        }
     }
 }
 

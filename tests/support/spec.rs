@@ -250,6 +250,11 @@ impl SpecClient {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().expect("response body").to_vec();
+        let found = super::secrets::found_in(&String::from_utf8_lossy(&body));
+        assert!(
+            found.is_empty(),
+            "{method} {path_and_query} answered with secrets: {found:?}"
+        );
         let path = path_and_query.split('?').next().unwrap_or_default();
         spec().check(&method, path, status, &headers, &body);
         Checked {

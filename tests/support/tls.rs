@@ -48,18 +48,29 @@ pub fn ca(dir: &Path, name: &str) {
     );
 }
 
-/// A certificate `<name>.pem` and key `<name>.key` signed by CA `ca`: for a server on the addresses `ips` (and for
-/// clients too, as sidecars present theirs to their peers), or for a client only when `server` is false.
-pub fn leaf(dir: &Path, name: &str, ca: &str, ips: &[&str], server: bool) {
-    let names: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
-    let extensions = if server {
-        format!(
-            "subjectAltName={}\nextendedKeyUsage=serverAuth,clientAuth\n",
-            names.join(",")
-        )
+/// A certificate `<name>.pem` and key `<name>.key` signed by CA `ca`, for `names` (addresses or DNS names): for a
+/// server (and for clients too, as sidecars present theirs to their peers), or for a client only when `server` is
+/// false.
+pub fn leaf(dir: &Path, name: &str, ca: &str, names: &[&str], server: bool) {
+    // Addresses become IP names, anything else DNS names.
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{n}"),
+            Err(_) => format!("DNS:{n}"),
+        })
+        .collect();
+    let alternative = if names.is_empty() {
+        String::new()
     } else {
-        "extendedKeyUsage=clientAuth\n".to_string()
+        format!("subjectAltName={}\n", names.join(","))
     };
+    let usage = if server {
+        "serverAuth,clientAuth"
+    } else {
+        "clientAuth"
+    };
+    let extensions = format!("{alternative}extendedKeyUsage={usage}\n");
     std::fs::write(dir.join(format!("{name}.ext")), extensions).unwrap();
     openssl(
         dir,
