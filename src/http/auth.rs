@@ -1,7 +1,7 @@
-//! Bearer-token authentication: tokens from files (one per file, as Kubernetes mounts a Secret's key), each with a
-//! scope — `read` (GET and HEAD) or `admin` (every method). Files are looked at again at most once a second and
-//! re-read when they changed, so a rotated Secret takes effect without a restart. Without token files the API is
-//! open, as Icarus's is.
+//! Authentication: bearer tokens from files (one per file, as Kubernetes mounts a Secret's key), each with a scope —
+//! `read` (GET and HEAD) or `admin` (every method) — and, over mTLS, client certificates whose DNS names are given a
+//! scope the same way. Token files are looked at again at most once a second and re-read when they changed, so a
+//! rotated Secret takes effect without a restart. With neither configured the API is open, as Icarus's is.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
