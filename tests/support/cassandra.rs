@@ -52,11 +52,23 @@ pub fn node_dir(node: usize) -> PathBuf {
 }
 
 /// Runs CQL on node `n` with cqlsh and returns the rows' cells (header and decoration stripped).
+///
+/// A statement that timed out is sent again, twice at most: on two busy cores a cluster just started can take longer
+/// than cqlsh's 10 s to agree on a schema change. The tests' statements are idempotent (`IF NOT EXISTS`, fixed rows).
 pub fn cql(node: usize, statement: &str) -> Vec<Vec<String>> {
-    let output = Command::new(script())
-        .args(["cql", &node.to_string(), "-e", statement])
-        .output()
-        .expect("cqlsh runs");
+    let mut attempts = 0;
+    let output = loop {
+        attempts += 1;
+        let output = Command::new(script())
+            .args(["cql", &node.to_string(), "-e", statement])
+            .output()
+            .expect("cqlsh runs");
+        let timed_out = String::from_utf8_lossy(&output.stderr).contains("OperationTimedOut");
+        if output.status.success() || !timed_out || attempts == 3 {
+            break output;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    };
     assert!(
         output.status.success(),
         "cqlsh {statement}: {}",
