@@ -23,17 +23,10 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(json!({"status": "DOWN", "reason": "the sidecar is shutting down"}));
     }
-    let reachable = match state.cassandra().await {
-        Ok(cassandra) => tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            cassandra.operation_mode(),
-        )
+    match state
+        .cassandra_answers(std::time::Duration::from_secs(5))
         .await
-        .map_err(|_| "Cassandra's JMX agent did not answer within 5s".to_string())
-        .and_then(|answer| answer.map(|_| ()).map_err(|e| e.to_string())),
-        Err(error) => Err(error.to_string()),
-    };
-    match reachable {
+    {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "UP"})),
         Err(reason) => {
             HttpResponse::ServiceUnavailable().json(json!({"status": "DOWN", "reason": reason}))

@@ -29,12 +29,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         count(OperationState::Pending),
         count(OperationState::Running),
     );
-    let reachable = match state.cassandra().await {
-        Ok(cassandra) => tokio::time::timeout(REACHABLE_WITHIN, cassandra.operation_mode())
-            .await
-            .is_ok_and(|answer| answer.is_ok()),
-        Err(_) => false,
-    };
+    let reachable = state.cassandra_answers(REACHABLE_WITHIN).await.is_ok();
     services.metrics.set_cassandra_reachable(reachable);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

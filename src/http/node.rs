@@ -31,6 +31,19 @@ impl AppState {
             ))),
         }
     }
+
+    /// Whether Cassandra answers over JMX within `within` (readiness, and the reachability gauge of `/metrics`);
+    /// the reason when it does not.
+    pub async fn cassandra_answers(&self, within: std::time::Duration) -> Result<(), String> {
+        let cassandra = self.cassandra().await.map_err(|error| error.to_string())?;
+        match tokio::time::timeout(within, cassandra.operation_mode()).await {
+            Ok(answer) => answer.map(|_| ()).map_err(|error| error.to_string()),
+            Err(_) => Err(format!(
+                "Cassandra's JMX agent did not answer within {}",
+                humantime::format_duration(within)
+            )),
+        }
+    }
 }
 
 /// Runs facade calls with a time limit; Cassandra's failures become 503s.
