@@ -65,11 +65,13 @@ pub fn run(
             peers: Default::default(),
             metrics: Default::default(),
             store,
+            local: Default::default(),
             shutdown_request: CancellationToken::new(),
         });
         let executor = Executor::new(services, 1, tokio::runtime::Handle::current());
         let record = executor
             .submit(prepared)
+            .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         follow(&record, signals).await;
         let operation = serde_json::to_value(&*record)?;

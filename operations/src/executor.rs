@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use dashmap::DashMap;
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -17,7 +18,7 @@ use crate::operation::{OperationContext, OperationFailure, Services};
 use crate::record::{OperationRecord, ReportedError};
 use crate::registry::PreparedOperation;
 use crate::state::OperationState;
-use crate::store::OperationFilter;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -35,6 +36,66 @@ pub enum SubmitError {
         "this node already has {limit} unfinished (pending or running) operations, the most it admits (--max-unfinished-operations); retry once some have finished"
     )]
     TooManyUnfinished { limit: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an operation could not be cancelled here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    #[error("no operation {0}: it never existed here or it expired")]
+    NotFound(Uuid),
+    #[error(
+        "operation {id} runs on another sidecar ({sidecar}); cancel it there (or through the cluster-wide operation that sent it)"
+    )]
+    Elsewhere { id: Uuid, sidecar: String },
+}
+
+/// The operations this sidecar runs that have not finished, by id.
+#[derive(Debug, Default)]
+pub struct LocalOperations(DashMap<Uuid, Arc<OperationRecord>>);
+
+impl LocalOperations {
+    pub fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
+        self.0.get(id).map(|entry| Arc::clone(entry.value()))
+    }
+
+    pub fn all(&self) -> Vec<Arc<OperationRecord>> {
+        self.0
+            .iter()
+            .map(|entry| Arc::clone(entry.value()))
+            .collect()
+    }
+
+    /// How many are pending and how many running.
+    pub fn counts(&self) -> (usize, usize) {
+        let mut pending = 0;
+        let mut running = 0;
+        for entry in self.0.iter() {
+            match entry.value().state() {
+                OperationState::Pending => pending += 1,
+                OperationState::Running => running += 1,
+                _ => {}
+            }
+        }
+        (pending, running)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn add(&self, record: Arc<OperationRecord>) {
+        self.0.insert(record.id(), record);
+    }
+
+    fn remove(&self, id: &Uuid) {
+        self.0.remove(id);
+    }
 }
 
 /// How a graceful shutdown went.
@@ -84,36 +145,47 @@ impl Executor {
     }
 
     /// Stores the operation as PENDING and starts its task; it runs as soon as a slot is free.
-    pub fn submit(&self, prepared: PreparedOperation) -> Result<Arc<OperationRecord>, SubmitError> {
+    pub async fn submit(
+        &self,
+        prepared: PreparedOperation,
+    ) -> Result<Arc<OperationRecord>, SubmitError> {
         if self.root.is_cancelled() || self.tasks.is_closed() {
             return Err(SubmitError::ShuttingDown);
         }
-        let admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
-        if self.services.store.count(&OperationFilter::unfinished()) >= self.max_unfinished {
-            return Err(SubmitError::TooManyUnfinished {
-                limit: self.max_unfinished,
-            });
-        }
-        if let Some(group) = prepared.exclusive {
-            let unfinished = self.services.store.list(&OperationFilter::unfinished());
-            if let Some(running) = unfinished.iter().find(|r| r.exclusive() == Some(group)) {
+        let local = &self.services.local;
+        let record = {
+            let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+            if local.len() >= self.max_unfinished {
+                return Err(SubmitError::TooManyUnfinished {
+                    limit: self.max_unfinished,
+                });
+            }
+            if let Some(group) = prepared.exclusive
+                && let Some(running) = local.all().iter().find(|r| r.exclusive() == Some(group))
+            {
                 return Err(SubmitError::Conflict {
                     wanted: prepared.type_id,
                     running_type: running.type_id(),
                     running: running.id(),
                 });
             }
+            let record = Arc::new(
+                OperationRecord::new(
+                    prepared.type_id,
+                    prepared.request.clone(),
+                    self.root.child_token(),
+                )
+                .with_exclusive(prepared.exclusive),
+            );
+            // Holds its place against the limits while the store keeps it.
+            local.add(Arc::clone(&record));
+            record
+        };
+        if let Err(error) = self.services.store.insert(Arc::clone(&record)).await {
+            local.remove(&record.id());
+            tracing::warn!(r#type = record.type_id(), %error, "operation refused: the store did not keep it");
+            return Err(error.into());
         }
-        let record = Arc::new(
-            OperationRecord::new(
-                prepared.type_id,
-                prepared.request.clone(),
-                self.root.child_token(),
-            )
-            .with_exclusive(prepared.exclusive),
-        );
-        self.services.store.insert(Arc::clone(&record));
-        drop(admission);
         self.services.metrics.operation_submitted(record.type_id());
         tracing::info!(operation = %record.id(), r#type = record.type_id(), "operation submitted");
 
@@ -129,18 +201,28 @@ impl Executor {
     }
 
     /// Cancels an operation: a pending one ends CANCELLED at once, a running one when its task sees the token.
-    /// Returns `None` for an unknown id. Cancelling a finished operation changes nothing.
-    pub fn cancel(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
-        let record = self.services.store.get(id)?;
-        if !record.state().is_terminal() {
-            tracing::info!(operation = %id, "cancellation requested");
-            record.cancellation().cancel();
-            // A pending operation never started: it is over now, not when its task next wakes.
-            if record.state() == OperationState::Pending {
-                finish(&record, OperationState::Cancelled, &self.services);
+    /// Cancelling a finished operation changes nothing.
+    pub async fn cancel(&self, id: &Uuid) -> Result<(), CancelError> {
+        let Some(record) = self.services.local.get(id) else {
+            // Not running here: finished (nothing to do), or running on another sidecar of a shared store.
+            let record = self
+                .services
+                .store
+                .get(id)
+                .ok_or(CancelError::NotFound(*id))?;
+            if record.state().is_terminal() {
+                return Ok(());
             }
+            let sidecar = record.sidecar().unwrap_or("unknown").to_string();
+            return Err(CancelError::Elsewhere { id: *id, sidecar });
+        };
+        tracing::info!(operation = %id, "cancellation requested");
+        record.cancellation().cancel();
+        // A pending operation never started: it is over now, not when its task next wakes.
+        if record.state() == OperationState::Pending {
+            finish(&record, OperationState::Cancelled, &self.services).await;
         }
-        Some(record)
+        Ok(())
     }
 
     /// Refuses new operations, cancels every running and pending one, and waits up to `grace` for them to end.
@@ -173,14 +255,14 @@ async fn run_operation(
     let permit = tokio::select! {
         biased;
         _ = cancellation.cancelled() => {
-            finish(&record, OperationState::Cancelled, &services);
+            finish(&record, OperationState::Cancelled, &services).await;
             return;
         }
         permit = permits.acquire_owned() => match permit {
             Ok(permit) => permit,
             // The semaphore is never closed; treat it like a shutdown if that ever changes.
             Err(_) => {
-                finish(&record, OperationState::Cancelled, &services);
+                finish(&record, OperationState::Cancelled, &services).await;
                 return;
             }
         },
@@ -189,6 +271,7 @@ async fn run_operation(
     if !record.start(Utc::now()) {
         return;
     }
+    save(&record, &services).await;
     tracing::info!("operation running");
     let context = OperationContext::new(Arc::clone(&record), Arc::clone(&services));
     let outcome = AssertUnwindSafe(prepared.run(context)).catch_unwind().await;
@@ -223,11 +306,29 @@ async fn run_operation(
             OperationState::Failed
         }
     };
-    finish(&record, state, &services);
+    finish(&record, state, &services).await;
 }
 
-fn finish(record: &OperationRecord, state: OperationState, services: &Services) {
+/// Hands the record's new status to the store. A store that cannot write it now keeps trying by itself, and the
+/// operation goes on: what a client was told was accepted is never dropped.
+async fn save(record: &Arc<OperationRecord>, services: &Services) {
+    if let Err(error) = services.store.save(Arc::clone(record)).await {
+        match error {
+            StoreError::TakenOver(..) => {
+                tracing::warn!(operation = %record.id(), %error, "operation stopped");
+                record.cancellation().cancel();
+            }
+            StoreError::Unavailable(_) => {
+                tracing::warn!(operation = %record.id(), %error, "operation state not written yet; retrying")
+            }
+        }
+    }
+}
+
+async fn finish(record: &Arc<OperationRecord>, state: OperationState, services: &Services) {
     if record.finish(state, Utc::now()) {
+        services.local.remove(&record.id());
+        save(record, services).await;
         let status = record.status();
         let ran = status
             .start_time
@@ -294,6 +395,7 @@ mod tests {
             peers: Default::default(),
             metrics: Default::default(),
             store,
+            local: Default::default(),
             shutdown_request: CancellationToken::new(),
         });
         Executor::new(services, max_concurrent, Handle::current())
@@ -304,6 +406,7 @@ mod tests {
         let executor = executor(1);
         let record = executor
             .submit(registry.prepare(json!({"type": type_id})).unwrap())
+            .await
             .unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {
             while !record.state().is_terminal() {
@@ -339,16 +442,17 @@ mod tests {
         let executor = executor(1).with_max_unfinished(2);
         let _slot = Arc::clone(&executor.permits).acquire_owned().await.unwrap();
         let prepare = || registry.prepare(json!({"type": "reports"})).unwrap();
-        let first = executor.submit(prepare()).unwrap();
-        executor.submit(prepare()).unwrap();
+        let first = executor.submit(prepare()).await.unwrap();
+        executor.submit(prepare()).await.unwrap();
         assert_eq!(
-            executor.submit(prepare()).unwrap_err(),
+            executor.submit(prepare()).await.unwrap_err(),
             SubmitError::TooManyUnfinished { limit: 2 }
         );
-        executor.cancel(&first.id());
+        executor.cancel(&first.id()).await.unwrap();
         assert_eq!(first.state(), OperationState::Cancelled);
         executor
             .submit(prepare())
+            .await
             .expect("a cancelled operation frees its place");
     }
 }

@@ -26,11 +26,11 @@ pub mod store;
 pub mod types;
 pub mod validation;
 
-pub use executor::{Executor, ShutdownReport, SubmitError};
+pub use executor::{CancelError, Executor, LocalOperations, ShutdownReport, SubmitError};
 pub use jmx_connector::JmxConnector;
 pub use jmx_settings::{JmxService, JmxSettings, Secret};
 pub use operation::{Operation, OperationContext, OperationFailure, ProgressReporter, Services};
-pub use record::{OperationRecord, ReportedError};
+pub use record::{OperationRecord, ReportedError, StoredStatus};
 pub use registry::{PreparedOperation, Registry, RequestError};
 pub use state::OperationState;
 pub use store::{InMemoryStore, OperationFilter, OperationStore};

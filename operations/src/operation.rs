@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::jmx_connector::JmxConnector;
 use crate::jmx_settings::JmxSettings;
 use crate::record::{OperationRecord, ReportedError};
-use crate::store::{OperationFilter, OperationStore};
+use crate::store::OperationStore;
 use crate::validation::Validate;
 
 /// One operation type: its `type` id, its request, and what running it does.
@@ -86,6 +86,9 @@ pub struct Services {
     /// How a cluster-wide operation reaches the other nodes' sidecars.
     pub peers: crate::cluster::PeerSettings,
     pub store: Arc<dyn OperationStore>,
+    /// The operations this sidecar runs and has not finished. With a shared store (etcd) the store lists every
+    /// sidecar's operations; admission limits, exclusive groups and cancellation are about this one's.
+    pub local: crate::executor::LocalOperations,
     /// The Prometheus metrics (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
@@ -205,9 +208,9 @@ impl OperationContext {
         Ok(crate::cassandra::Cassandra::new(self.jmx().await?))
     }
 
-    /// The other operations that are pending or running.
+    /// The other operations that are pending or running on this sidecar.
     pub fn other_unfinished_operations(&self) -> Vec<Arc<OperationRecord>> {
-        let mut unfinished = self.services.store.list(&OperationFilter::unfinished());
+        let mut unfinished = self.services.local.all();
         unfinished.retain(|record| record.id() != self.id());
         unfinished
     }

@@ -53,6 +53,8 @@ struct Status {
     nodes: Option<Value>,
     /// Weak, so a record kept alive by a client holding it does not keep a dropped store's index alive.
     listener: Option<Weak<dyn StateListener>>,
+    /// Counts every change, so a store that writes records elsewhere knows which changed since it last wrote.
+    changes: u64,
 }
 
 impl Status {
@@ -71,7 +73,7 @@ impl Status {
 }
 
 /// The fields the common part of the operation object owns; request fields with these names are not echoed.
-const COMMON_FIELDS: [&str; 10] = [
+const COMMON_FIELDS: [&str; 11] = [
     "type",
     "id",
     "creationTime",
@@ -82,6 +84,7 @@ const COMMON_FIELDS: [&str; 10] = [
     "completionTime",
     "response",
     "nodes",
+    "sidecar",
 ];
 
 /// Orders operations created within the same clock tick, so "newest first" is exact.
@@ -92,11 +95,25 @@ pub struct OperationRecord {
     id: Uuid,
     type_id: &'static str,
     exclusive: Option<&'static str>,
+    /// Which sidecar runs it, when a shared store holds the operations of several (beyond Icarus).
+    sidecar: Option<String>,
     creation_time: DateTime<Utc>,
     sequence: u64,
     request: Map<String, Value>,
     cancellation: CancellationToken,
     status: Mutex<Status>,
+}
+
+/// Everything that changes while an operation runs, as a store writes it and reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredStatus {
+    pub state: OperationState,
+    pub progress: f64,
+    pub errors: Vec<ReportedError>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub completion_time: Option<DateTime<Utc>>,
+    pub response: Option<Value>,
+    pub nodes: Option<Value>,
 }
 
 /// A consistent copy of the changing part of a record.
@@ -130,6 +147,7 @@ impl OperationRecord {
             id,
             type_id,
             exclusive: None,
+            sidecar: None,
             creation_time,
             sequence: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed),
             request,
@@ -143,12 +161,39 @@ impl OperationRecord {
                 response: None,
                 nodes: None,
                 listener: None,
+                changes: 0,
             }),
         }
     }
 
+    /// A record as another store kept it (e.g. read back from etcd), with the sequence number that orders it there.
+    pub fn restored(
+        id: Uuid,
+        type_id: &'static str,
+        request: Map<String, Value>,
+        creation_time: DateTime<Utc>,
+        sequence: u64,
+        status: StoredStatus,
+    ) -> Self {
+        let mut record = Self::with_id(
+            id,
+            type_id,
+            request,
+            CancellationToken::new(),
+            creation_time,
+        );
+        record.sequence = sequence;
+        record.replace_status(status);
+        record
+    }
+
     pub fn id(&self) -> Uuid {
         self.id
+    }
+
+    /// Whether a field of the operation's JSON is one of the common fields rather than one of its request.
+    pub fn is_common_field(name: &str) -> bool {
+        COMMON_FIELDS.contains(&name)
     }
 
     pub fn type_id(&self) -> &'static str {
@@ -163,6 +208,16 @@ impl OperationRecord {
 
     pub fn exclusive(&self) -> Option<&'static str> {
         self.exclusive
+    }
+
+    /// Names the sidecar that runs the operation (rendered as `sidecar`).
+    pub fn with_sidecar(mut self, sidecar: Option<String>) -> Self {
+        self.sidecar = sidecar;
+        self
+    }
+
+    pub fn sidecar(&self) -> Option<&str> {
+        self.sidecar.as_deref()
     }
 
     pub fn creation_time(&self) -> DateTime<Utc> {
@@ -197,6 +252,46 @@ impl OperationRecord {
         }
     }
 
+    /// The whole changing part, with the count of changes it reflects (see [`OperationRecord::change_count`]).
+    pub fn stored_status(&self) -> (StoredStatus, u64) {
+        let status = self.lock();
+        (
+            StoredStatus {
+                state: status.state,
+                progress: status.progress,
+                errors: status.errors.clone(),
+                start_time: status.start_time,
+                completion_time: status.completion_time,
+                response: status.response.clone(),
+                nodes: status.nodes.clone(),
+            },
+            status.changes,
+        )
+    }
+
+    /// How many changes the record has had; grows with every change.
+    pub fn change_count(&self) -> u64 {
+        self.lock().changes
+    }
+
+    /// Sets the whole changing part at once (a copy following a record kept elsewhere), telling the listener of a
+    /// change of state.
+    pub fn replace_status(&self, stored: StoredStatus) {
+        let mut status = self.lock();
+        let from = status.state;
+        status.state = stored.state;
+        status.progress = stored.progress;
+        status.errors = stored.errors;
+        status.start_time = stored.start_time;
+        status.completion_time = stored.completion_time;
+        status.response = stored.response;
+        status.nodes = stored.nodes;
+        status.changes += 1;
+        if from != status.state {
+            status.notify(self, Some(from));
+        }
+    }
+
     /// Attaches the listener that hears of every later state change (replacing any earlier one), and tells it the
     /// current state at once, in the same step, so it cannot miss a change.
     pub fn attach(&self, listener: Weak<dyn StateListener>) {
@@ -218,6 +313,7 @@ impl OperationRecord {
         }
         status.state = OperationState::Running;
         status.start_time = Some(now);
+        status.changes += 1;
         status.notify(self, Some(OperationState::Pending));
         true
     }
@@ -229,20 +325,37 @@ impl OperationRecord {
         } else {
             progress.clamp(0.0, 1.0)
         };
-        self.lock().progress = progress;
+        let mut status = self.lock();
+        if status.progress != progress {
+            status.progress = progress;
+            status.changes += 1;
+        }
     }
 
     pub fn add_error(&self, error: ReportedError) {
-        self.lock().errors.push(error);
+        let mut status = self.lock();
+        status.errors.push(error);
+        status.changes += 1;
     }
 
     pub fn set_response(&self, response: Value) {
-        self.lock().response = Some(response);
+        let mut status = self.lock();
+        status.response = Some(response);
+        status.changes += 1;
     }
 
     /// Replaces the per-node view of a cluster-wide operation.
     pub fn set_nodes(&self, nodes: Value) {
-        self.lock().nodes = Some(nodes);
+        let mut status = self.lock();
+        if status.nodes.as_ref() != Some(&nodes) {
+            status.nodes = Some(nodes);
+            status.changes += 1;
+        }
+    }
+
+    /// The per-node view of a cluster-wide operation, if it has one.
+    pub fn nodes(&self) -> Option<Value> {
+        self.lock().nodes.clone()
     }
 
     pub fn response(&self) -> Option<Value> {
@@ -267,6 +380,7 @@ impl OperationRecord {
         status.state = state;
         status.completion_time = Some(now);
         status.progress = 1.0;
+        status.changes += 1;
         status.notify(self, Some(from));
         true
     }
@@ -308,6 +422,9 @@ impl Serialize for OperationRecord {
         }
         if let Some(nodes) = &status.nodes {
             map.serialize_entry("nodes", nodes)?;
+        }
+        if let Some(sidecar) = &self.sidecar {
+            map.serialize_entry("sidecar", sidecar)?;
         }
         for (key, value) in &self.request {
             if !value.is_null() && !COMMON_FIELDS.contains(&key.as_str()) {

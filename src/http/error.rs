@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use daedalus_operations::{FieldViolation, RequestError, SubmitError};
+use daedalus_operations::{CancelError, FieldViolation, RequestError, SubmitError};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,19 @@ impl From<SubmitError> for ApiError {
             SubmitError::TooManyUnfinished { .. } => ApiError::TooManyRequests {
                 message: error.to_string(),
                 retry_after_secs: 5,
+            },
+            SubmitError::Store(_) => ApiError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(error: CancelError) -> Self {
+        match error {
+            CancelError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            CancelError::Elsewhere { id, .. } => ApiError::Conflict {
+                message: error.to_string(),
+                operation: id,
             },
         }
     }

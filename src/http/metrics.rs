@@ -6,8 +6,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse, web};
-use daedalus_operations::OperationState;
-use daedalus_operations::store::OperationFilter;
 
 use super::AppState;
 
@@ -18,17 +16,8 @@ const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
 /// Cassandra's reachability, are read at the scrape.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let services = state.executor.services();
-    let store = &services.store;
-    let count = |state: OperationState| {
-        store.count(&OperationFilter {
-            states: [state].into(),
-            ..OperationFilter::default()
-        })
-    };
-    services.metrics.set_unfinished(
-        count(OperationState::Pending),
-        count(OperationState::Running),
-    );
+    let (pending, running) = services.local.counts();
+    services.metrics.set_unfinished(pending, running);
     let reachable = state.cassandra_answers(REACHABLE_WITHIN).await.is_ok();
     services.metrics.set_cassandra_reachable(reachable);
     HttpResponse::Ok()

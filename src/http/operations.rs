@@ -29,7 +29,7 @@ pub async fn submit(
     }
     let body = read_json(&request, payload, state.body_limits).await?;
     let prepared = state.registry.prepare(body)?;
-    let record = state.executor.submit(prepared)?;
+    let record = state.executor.submit(prepared).await?;
     let location = operation_url(&request, state.trust_forwarded_headers, &record.id());
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
@@ -56,7 +56,7 @@ pub async fn list(
         .services()
         .store
         .list_page(&query.filter, page);
-    let mut response = HttpResponse::Ok();
+    let mut response = read_response(&state);
     if let Some(limit) = query.limit
         && records.len() > limit
     {
@@ -75,6 +75,19 @@ pub async fn list(
 
 /// The response header naming where the next page starts.
 pub const NEXT_CURSOR: &str = "X-Next-Cursor";
+
+/// Set (to `true`) on reads answered while the shared store (etcd) cannot be reached: the operations are as this
+/// sidecar last saw them.
+pub const STALE: &str = "X-Daedalus-Stale";
+
+/// A 200 for a read of the store, marked when what it holds may be out of date.
+fn read_response(state: &AppState) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    if state.executor.services().store.is_stale() {
+        response.insert_header((STALE, "true"));
+    }
+    response
+}
 
 /// Records rendered per chunk of a streamed list.
 const LIST_CHUNK: usize = 256;
@@ -198,7 +211,7 @@ pub async fn get(
         .store
         .get(&id)
         .ok_or_else(|| not_found(&id))?;
-    Ok(HttpResponse::Ok().json(record.as_ref()))
+    Ok(read_response(&state).json(record.as_ref()))
 }
 
 /// `DELETE /operations/{id}`: asks the operation to stop; 202 because it ends CANCELLED a moment later.
@@ -207,6 +220,6 @@ pub async fn cancel(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    state.executor.cancel(&id).ok_or_else(|| not_found(&id))?;
+    state.executor.cancel(&id).await?;
     Ok(HttpResponse::Accepted().finish())
 }

@@ -47,6 +47,23 @@ impl Index {
             .insert(record.sequence(), Arc::clone(record));
     }
 
+    /// Drops a record from every part of the index. The record must not change state meanwhile (its store holds
+    /// it no longer, so nothing changes it).
+    pub(super) fn remove(&self, record: &OperationRecord) {
+        // Read before the index lock: the lock order is record, then index.
+        let state = record.state();
+        let completed = record.completion_time();
+        let mut entries = self.lock();
+        let sequence = record.sequence();
+        if entries.all.remove(&sequence).is_none() {
+            return;
+        }
+        entries.remove_from((record.type_id(), state), sequence);
+        if let Some(completed) = completed {
+            entries.finished.remove(&(completed, sequence));
+        }
+    }
+
     pub(super) fn list(&self, filter: &OperationFilter, page: Page) -> Vec<Arc<OperationRecord>> {
         let entries = self.lock();
         let before = page.before.unwrap_or(u64::MAX);

@@ -2,10 +2,11 @@ use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use futures_util::future::{BoxFuture, FutureExt};
 use uuid::Uuid;
 
 use super::index::Index;
-use super::{OperationFilter, OperationStore, Page};
+use super::{OperationFilter, OperationStore, Page, StoreError};
 use crate::record::{OperationRecord, StateListener};
 
 /// The default store: lost when the process exits (as with Icarus). A concurrent map answers lookups by id; the
@@ -28,15 +29,38 @@ impl InMemoryStore {
     pub fn is_empty(&self) -> bool {
         self.operations.is_empty()
     }
-}
 
-impl OperationStore for InMemoryStore {
-    fn insert(&self, record: Arc<OperationRecord>) {
+    /// Adds a record, or replaces the one with its id.
+    pub fn put(&self, record: Arc<OperationRecord>) {
+        self.remove(&record.id());
         self.operations.insert(record.id(), Arc::clone(&record));
         self.index.add(&record);
         // From here on the record reports its state changes to the index itself, starting with its current state.
         let index: Arc<dyn StateListener> = self.index.clone();
         record.attach(Arc::downgrade(&index) as Weak<dyn StateListener>);
+    }
+
+    /// Drops a record; returns it if it was there.
+    pub fn remove(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
+        let (_, record) = self.operations.remove(id)?;
+        self.index.remove(&record);
+        Some(record)
+    }
+
+    /// Every id held.
+    pub fn ids(&self) -> Vec<Uuid> {
+        self.operations.iter().map(|entry| *entry.key()).collect()
+    }
+}
+
+impl OperationStore for InMemoryStore {
+    fn insert(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.put(record);
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn save(&self, _: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        futures_util::future::ready(Ok(())).boxed()
     }
 
     fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
@@ -77,7 +101,7 @@ mod tests {
             Map::new(),
             CancellationToken::new(),
         ));
-        store.insert(Arc::clone(&record));
+        store.put(Arc::clone(&record));
         record
     }
 
@@ -180,10 +204,45 @@ mod tests {
         ));
         let now = Utc::now();
         record.finish(OperationState::Completed, now);
-        store.insert(Arc::clone(&record));
+        store.put(Arc::clone(&record));
         assert_eq!(store.count(&OperationFilter::unfinished()), 0);
         assert_eq!(store.remove_completed_before(now + Duration::seconds(1)), 1);
         assert!(store.get(&record.id()).is_none());
+    }
+
+    #[test]
+    fn a_removed_or_replaced_record_leaves_no_trace_in_the_index() {
+        let store = InMemoryStore::new();
+        let now = Utc::now();
+        let first = add(&store, "flush");
+        first.finish(OperationState::Completed, now);
+        let second = add(&store, "flush");
+        assert!(store.remove(&first.id()).is_some());
+        assert_eq!(store.count(&OperationFilter::default()), 1);
+        assert_eq!(store.remove_completed_before(now + Duration::seconds(1)), 0);
+
+        // A copy of `second` replaces it, already finished.
+        let copy = Arc::new(OperationRecord::restored(
+            second.id(),
+            "flush",
+            Map::new(),
+            second.creation_time(),
+            second.sequence(),
+            crate::record::StoredStatus {
+                state: OperationState::Failed,
+                progress: 1.0,
+                errors: Vec::new(),
+                start_time: Some(now),
+                completion_time: Some(now),
+                response: None,
+                nodes: None,
+            },
+        ));
+        store.put(Arc::clone(&copy));
+        assert_eq!(store.count(&OperationFilter::unfinished()), 0);
+        assert_eq!(ids(&store.list(&OperationFilter::default())), [copy.id()]);
+        assert_eq!(store.remove_completed_before(now + Duration::seconds(1)), 1);
+        assert_eq!(store.count(&OperationFilter::default()), 0);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Where operations live between submission and expiry.
 //!
-//! Handlers and routes only see the [`OperationStore`] trait, so a persistent store (etcd, planned) can replace the
-//! in-memory default without touching them.
+//! Handlers and routes only see the [`OperationStore`] trait: the in-memory default, or (with the `etcd` feature)
+//! etcd, where operations outlive the sidecar and every sidecar of a cluster sees them all.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod index;
 mod memory;
 mod sweeper;
@@ -11,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 pub use memory::InMemoryStore;
@@ -56,8 +59,26 @@ pub struct Page {
     pub limit: Option<usize>,
 }
 
+/// Why a store could not keep a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the operation store cannot be reached ({0}); nothing was accepted, try again once it is back"
+    )]
+    Unavailable(String),
+    #[error("operation {0} is now kept by another sidecar ({1}); this one stops writing it")]
+    TakenOver(Uuid, String),
+}
+
 pub trait OperationStore: Send + Sync + std::fmt::Debug + 'static {
-    fn insert(&self, record: Arc<OperationRecord>);
+    /// Keeps a new operation. Once this returns `Ok` the operation is kept for good (for a persistent store: written
+    /// there) and listed; on `Err` nothing was kept.
+    fn insert(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Makes the record's current status what clients see. A persistent store writes it first, so a client never
+    /// sees a state that a crash could take back; the in-memory store has nothing to do, as clients read the
+    /// record itself. On `Err` the store keeps trying in the background.
+    fn save(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>>;
 
     fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>>;
 
@@ -76,4 +97,9 @@ pub trait OperationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Drops terminal operations that completed before `cutoff`; returns how many were dropped.
     /// Pending and running operations are never dropped.
     fn remove_completed_before(&self, cutoff: DateTime<Utc>) -> usize;
+
+    /// Whether reads may be out of date: a persistent store that lost its connection answers from what it last saw.
+    fn is_stale(&self) -> bool {
+        false
+    }
 }
