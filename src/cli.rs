@@ -104,6 +104,8 @@ pub enum Command {
     /// Download archived commit logs and set up their replay to a point in time at the next start (Esop's
     /// `commitlog-restore`); Cassandra stopped.
     CommitlogRestore(crate::esop_cli::CommitLogRestoreArgs),
+    /// Copy operations out of an etcd store or into one, as JSON lines (`--store etcd` of `serve`).
+    Store(crate::store_args::StoreCommandArgs),
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +232,9 @@ pub struct ServeArgs {
     /// Let `/metrics` answer without a token (for a Prometheus scraper).
     #[arg(long, env = "DAEDALUS_OPEN_METRICS")]
     pub open_metrics: bool,
+
+    #[command(flatten)]
+    pub store: crate::store_args::StoreArgs,
 
     #[command(flatten)]
     pub peers: PeerArgs,
@@ -550,7 +555,7 @@ fn parse_listen(text: &str) -> Result<ListenAddress, String> {
     })
 }
 
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         d if d.is_zero() => Err("must be longer than zero".into()),
         d => Ok(d),

@@ -9,6 +9,7 @@ mod logging;
 mod once;
 mod serve;
 mod signals;
+mod store_args;
 mod version;
 
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::CommitlogBackup(args) => esop_cli::commitlog_backup(args),
         Command::Restore(args) => esop_cli::restore(*args),
         Command::CommitlogRestore(args) => esop_cli::commitlog_restore(args),
+        Command::Store(args) => store_args::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

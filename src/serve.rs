@@ -11,7 +11,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use daedalus_operations::store::spawn_expiry_sweeper;
 use daedalus_operations::types::{self, TypeOptions};
-use daedalus_operations::{Executor, InMemoryStore, JmxConnector, OperationStore, Services};
+use daedalus_operations::{Executor, JmxConnector, Services};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
@@ -73,7 +73,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         enable_truncate: args.enable_truncate,
         enable_test_operations: args.enable_test_operations,
     }));
-    let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
+    let opened = args.store.open(args.operations_expiration).await?;
+    let store = Arc::clone(&opened.store);
     let shutdown_request = CancellationToken::new();
     let metrics = Arc::new(daedalus_operations::metrics::Metrics::new());
     let services = Arc::new(Services {
@@ -104,6 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             peers
         },
         store: Arc::clone(&store),
+        local: Default::default(),
         shutdown_request: shutdown_request.clone(),
     });
     let executor = Arc::new(
@@ -114,6 +116,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_max_unfinished(usize::try_from(args.max_unfinished_operations).unwrap_or(usize::MAX)),
     );
+    if !opened.interrupted.is_empty() {
+        tokio::spawn(daedalus_operations::backup::interrupted::clear_snapshots(
+            Arc::clone(executor.services()),
+            opened.interrupted.clone(),
+        ));
+    }
     let sweeper_stop = CancellationToken::new();
     let sweeper = spawn_expiry_sweeper(store, args.operations_expiration, sweeper_stop.clone());
 
@@ -228,6 +236,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // The listener stays up while operations wind down, so clients get a 503 for new operations rather than
         // a refused connection, and can poll the operations' last states.
         let report = executor.shutdown(args.shutdown_timeout).await;
+        #[cfg(feature = "etcd")]
+        if let Some(etcd) = &opened.etcd {
+            // The operations' last states, if etcd did not have them yet.
+            etcd.close().await;
+        }
         server_handle.stop(true).await;
         protocol_errors.abort();
         sweeper_stop.cancel();

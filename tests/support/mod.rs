@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod cassandra;
+pub mod etcd;
 pub mod jvm;
 pub mod secrets;
 pub mod spec;

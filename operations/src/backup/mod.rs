@@ -2,6 +2,7 @@
 //! describe the result in Esop's manifest. The `backup` operation (in [`crate::types::backup`]) drives it.
 
 pub mod hashes;
+pub mod interrupted;
 pub mod manifest_builder;
 pub mod run;
 pub mod snapshot_files;

@@ -302,7 +302,7 @@ pub async fn upload_topology(
 
 /// Esop's `Snapshots.snapshotContainsTimestamp`: the tag has a `-` but neither starts nor ends with one, and the
 /// text from its last `-` on parses as a (negative) 64-bit integer.
-fn ends_in_timestamp(tag: &str) -> bool {
+pub(crate) fn ends_in_timestamp(tag: &str) -> bool {
     match tag.rfind('-') {
         Some(last) if !tag.starts_with('-') && !tag.ends_with('-') => {
             tag[last..].parse::<i64>().is_ok()

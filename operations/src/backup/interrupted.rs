@@ -1,0 +1,104 @@
+//! Snapshots left by backups that a sidecar restart interrupted: a backup clears its snapshot when it ends, but a
+//! killed sidecar never reached that point, and the snapshot would hold disk space until someone noticed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cassandra::Cassandra;
+use crate::operation::Services;
+use crate::record::OperationRecord;
+
+/// How long to wait for Cassandra after a restart (it may be starting too) before leaving the snapshots be.
+const WAIT_FOR_CASSANDRA: Duration = Duration::from_secs(300);
+
+/// Whether `snapshot` is the one a backup of `tag` took: the tag itself when it was given in full
+/// (`name-schema-millis`), else `<tag>-<schema version>-<millis>` (see `run::resolved_tag`).
+pub fn is_snapshot_of(tag: &str, snapshot: &str) -> bool {
+    if snapshot == tag {
+        return super::run::ends_in_timestamp(tag);
+    }
+    let Some(rest) = snapshot.strip_prefix(tag).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    match rest.rsplit_once('-') {
+        Some((schema, millis)) => {
+            uuid::Uuid::parse_str(schema).is_ok() && millis.parse::<u64>().is_ok()
+        }
+        None => false,
+    }
+}
+
+/// Clears the snapshots of the interrupted `backup` operations among `records`; logs what it did.
+pub async fn clear_snapshots(services: Arc<Services>, records: Vec<Arc<OperationRecord>>) {
+    let tags: Vec<String> = records
+        .iter()
+        .filter(|record| record.type_id() == "backup")
+        .filter_map(|record| {
+            record
+                .request()
+                .get("snapshotTag")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    if tags.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_CASSANDRA;
+    let snapshots = loop {
+        let attempt = async {
+            let cassandra = Cassandra::new(services.jmx.client().await?);
+            let snapshots = cassandra.snapshots().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((cassandra, snapshots))
+        };
+        match attempt.await {
+            Ok(found) => break found,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "waiting for Cassandra to clear interrupted backups' snapshots");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, ?tags, "could not clear the snapshots of backups interrupted by the restart; clear them with clear-snapshot");
+                return;
+            }
+        }
+    };
+    let (cassandra, snapshots) = snapshots;
+    for snapshot in snapshots.keys() {
+        if tags.iter().any(|tag| is_snapshot_of(tag, snapshot)) {
+            match cassandra.clear_snapshot(snapshot, &[]).await {
+                Ok(()) => {
+                    tracing::info!(%snapshot, "cleared the snapshot of a backup interrupted by the restart")
+                }
+                Err(error) => {
+                    tracing::warn!(%snapshot, %error, "could not clear the snapshot of an interrupted backup")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backups_snapshot_is_told_from_others() {
+        let schema = "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2";
+        assert!(is_snapshot_of(
+            "autosnap-1700000000",
+            &format!("autosnap-1700000000-{schema}-1700000000123")
+        ));
+        assert!(is_snapshot_of(
+            "nightly-5bd4-1700000000000",
+            "nightly-5bd4-1700000000000"
+        ));
+        assert!(
+            !is_snapshot_of("nightly", "nightly"),
+            "a bare tag is never the snapshot's name"
+        );
+        assert!(!is_snapshot_of("nightly", "nightly-other"));
+        assert!(!is_snapshot_of("nightly", &format!("nightlyx-{schema}-1")));
+        assert!(!is_snapshot_of("nightly", &format!("nightly-{schema}-x")));
+    }
+}

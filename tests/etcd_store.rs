@@ -1,0 +1,342 @@
+//! `--store etcd` against a real etcd cluster of three members on loopback (Debian's etcd, from `scripts/etcd`):
+//! operations shared by the sidecars of one prefix, surviving a sidecar's restart, expiring through leases, an etcd
+//! outage (one member, then all), `etcdctl snapshot` and `daedalus store export|import`.
+#![cfg(feature = "etcd")]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use support::etcd::EtcdCluster;
+use support::{Sidecar, eventually, wait_for_state};
+
+/// A sidecar keeping its operations in `etcd` under `prefix`, named `id`.
+fn sidecar(etcd: &EtcdCluster, prefix: &str, id: &str, extra: &[&str]) -> Sidecar {
+    let endpoints = etcd.endpoints_arg();
+    let mut args = vec![
+        "--enable-test-operations",
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        &endpoints,
+        "--etcd-prefix",
+        prefix,
+        "--sidecar-id",
+        id,
+    ];
+    args.extend_from_slice(extra);
+    Sidecar::start(&args)
+}
+
+fn ids(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|op| op["id"].as_str().expect("an id").to_string())
+        .collect()
+}
+
+fn listed(sidecar: &Sidecar) -> BTreeSet<String> {
+    ids(&sidecar.client().get("/operations").json())
+}
+
+/// The operation ids etcd holds under `prefix`.
+fn ids_in_etcd(etcd: &EtcdCluster, prefix: &str) -> BTreeSet<String> {
+    let keys = etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        &format!("{prefix}/operations/"),
+    ]);
+    keys.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|key| key.rsplit('/').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sidecars_of_one_prefix_see_each_others_operations_and_other_prefixes_see_none() {
+    let etcd = EtcdCluster::start(3);
+    let a = sidecar(&etcd, "/t/c1", "sidecar-a", &[]);
+    let b = sidecar(
+        &etcd,
+        "/t/c1",
+        "sidecar-b",
+        &["--max-unfinished-operations", "1"],
+    );
+    let other = sidecar(&etcd, "/t/c2", "sidecar-c", &[]);
+
+    let long = a
+        .client()
+        .submit(json!({"type": "sleep", "duration": "1h"}));
+    let id = long["id"].as_str().unwrap().to_string();
+    let short = a
+        .client()
+        .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_state(&a, &short, "COMPLETED");
+
+    // B answers for A's operations: in its list, by id, with the sidecar that runs them.
+    eventually("B lists A's operations", || {
+        (listed(&b) == BTreeSet::from([id.clone(), short.clone()])).then_some(())
+    });
+    let seen_by_b = wait_for_state(&b, &id, "RUNNING");
+    assert_eq!(seen_by_b["sidecar"], "sidecar-a");
+    assert_eq!(wait_for_state(&b, &short, "COMPLETED")["progress"], 1.0);
+    assert!(
+        listed(&other).is_empty(),
+        "another prefix is another cluster"
+    );
+    assert_eq!(other.client().get(&format!("/operations/{id}")).status, 404);
+
+    // Only the sidecar running it can stop it; B says where it runs.
+    let refused = b.client().delete(&format!("/operations/{id}"));
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert!(refused.text().contains("sidecar-a"), "{}", refused.text());
+    assert_eq!(a.client().delete(&format!("/operations/{id}")).status, 202);
+    wait_for_state(&b, &id, "CANCELLED");
+
+    // Limits are per sidecar: A's unfinished operation does not count against B's limit of one.
+    a.client()
+        .submit(json!({"type": "sleep", "duration": "1h"}));
+    let response = b
+        .client()
+        .post_json("/operations", &json!({"type": "sleep", "duration": "0s"}));
+    assert_eq!(response.status, 201, "{}", response.text());
+}
+
+#[test]
+fn a_sidecar_killed_mid_operation_fails_it_when_it_comes_back_and_history_expires_by_lease() {
+    let etcd = EtcdCluster::start(3);
+    let expiration = ["--operations-expiration", "8s"];
+    let mut a = sidecar(&etcd, "/t/restart", "sidecar-a", &expiration);
+    let done = a
+        .client()
+        .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_state(&a, &done, "COMPLETED");
+    let running = a
+        .client()
+        .submit(json!({"type": "sleep", "duration": "1h"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_state(&a, &running, "RUNNING");
+
+    a.send_signal(Signal::SIGKILL);
+    a.wait_for_exit().expect("the sidecar is dead");
+    let a = sidecar(&etcd, "/t/restart", "sidecar-a", &expiration);
+
+    let failed = a.client().operation(&running);
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    let message = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("restarted while this operation was RUNNING"),
+        "{message}"
+    );
+    assert_eq!(failed["errors"][0]["source"], "sidecar-a");
+    assert_eq!(
+        a.client().operation(&done)["state"],
+        "COMPLETED",
+        "history stays listed"
+    );
+
+    // etcd's leases end them an expiration period (plus at most a tenth) after they finished.
+    eventually("both operations expired", || {
+        let gone = [&done, &running]
+            .iter()
+            .all(|id| a.client().get(&format!("/operations/{id}")).status == 404);
+        gone.then_some(())
+    });
+    assert!(ids_in_etcd(&etcd, "/t/restart").is_empty());
+}
+
+#[test]
+fn an_etcd_outage_refuses_new_operations_serves_reads_from_the_cache_and_loses_nothing() {
+    let mut etcd = EtcdCluster::start(3);
+    let a = sidecar(&etcd, "/t/outage", "sidecar-a", &[]);
+    let client = a.client();
+    let submit = |accepted: &mut Vec<String>| {
+        let response = client.post_json("/operations", &json!({"type": "sleep", "duration": "0s"}));
+        if response.status == 201 {
+            accepted.push(response.json()["id"].as_str().unwrap().to_string());
+        }
+        response
+    };
+    let mut accepted = Vec::new();
+    for _ in 0..5 {
+        assert_eq!(submit(&mut accepted).status, 201);
+    }
+
+    // One member down: clients notice nothing.
+    etcd.kill(etcd.leader());
+    for _ in 0..10 {
+        let response = submit(&mut accepted);
+        assert_eq!(response.status, 201, "{}", response.text());
+    }
+    for id in &accepted {
+        assert_eq!(client.get(&format!("/operations/{id}")).status, 200);
+    }
+
+    // Runs across the outage, and finishes during it.
+    let across = client.submit(json!({"type": "sleep", "duration": "4s"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    accepted.push(across.clone());
+    wait_for_state(&a, &across, "RUNNING");
+
+    // Every member down: new operations are refused with a clear 503, reads answer from the cache, marked stale.
+    for member in 0..etcd.members() {
+        if etcd.is_running(member) {
+            etcd.kill(member);
+        }
+    }
+    let refused = submit(&mut accepted);
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("operation store cannot be reached"),
+        "{}",
+        refused.text()
+    );
+    let list = client.get("/operations");
+    assert_eq!(list.status, 200);
+    assert_eq!(list.header("X-Daedalus-Stale"), Some("true"));
+    assert!(ids(&list.json()).is_superset(&accepted.iter().cloned().collect()));
+    let one = client.get(&format!("/operations/{}", accepted[0]));
+    assert_eq!(one.status, 200);
+    assert_eq!(one.header("X-Daedalus-Stale"), Some("true"));
+    // The operation finishes meanwhile; etcd will learn of it once it is back.
+    std::thread::sleep(Duration::from_secs(5));
+
+    etcd.restart_all();
+    eventually("writes resume", || {
+        (submit(&mut accepted).status == 201).then_some(())
+    });
+    eventually("the cache is in step again", || {
+        client
+            .get("/operations")
+            .header("X-Daedalus-Stale")
+            .is_none()
+            .then_some(())
+    });
+    let stored = ids_in_etcd(&etcd, "/t/outage");
+    for id in &accepted {
+        assert!(
+            stored.contains(id),
+            "operation {id} was accepted but etcd lost it"
+        );
+    }
+    let finished = eventually("the state reached during the outage is written", || {
+        let value = etcd.etcdctl(&[
+            "get",
+            "--print-value-only",
+            &format!("/t/outage/operations/{across}"),
+        ]);
+        let document: Value = serde_json::from_str(value.trim()).ok()?;
+        (document["operation"]["state"] == "COMPLETED").then_some(document)
+    });
+    assert_eq!(finished["sidecar"], "sidecar-a");
+}
+
+#[test]
+fn an_etcd_snapshot_restored_into_a_new_cluster_carries_the_operations() {
+    let etcd = EtcdCluster::start(3);
+    let a = sidecar(&etcd, "/t/snap", "sidecar-a", &[]);
+    let submitted: BTreeSet<String> = (0..3)
+        .map(|_| {
+            let id = a
+                .client()
+                .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            wait_for_state(&a, &id, "COMPLETED");
+            id
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("etcd.db");
+    etcd.snapshot_save(&snapshot);
+    drop(a);
+    drop(etcd);
+
+    let restored = EtcdCluster::start_from_snapshot(&snapshot);
+    let b = sidecar(&restored, "/t/snap", "sidecar-b", &[]);
+    assert_eq!(listed(&b), submitted);
+    for id in &submitted {
+        assert_eq!(b.client().operation(id)["state"], "COMPLETED");
+    }
+}
+
+#[test]
+fn store_export_and_import_move_operations_between_prefixes() {
+    let etcd = EtcdCluster::start(1);
+    let a = sidecar(&etcd, "/t/from", "sidecar-a", &[]);
+    let id = a
+        .client()
+        .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_state(&a, &id, "COMPLETED");
+
+    let daedalus = |args: &[&str], input: Option<&[u8]>| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+            .arg("store")
+            .args(args)
+            .args(["--etcd-endpoints", &etcd.endpoints_arg()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(bytes) = input {
+            child.stdin.take().unwrap().write_all(bytes).unwrap();
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    let exported = daedalus(&["export", "--etcd-prefix", "/t/from"], None).stdout;
+    assert_eq!(exported.iter().filter(|b| **b == b'\n').count(), 1);
+    let imported = daedalus(&["import", "--etcd-prefix", "/t/to"], Some(&exported));
+    assert!(String::from_utf8_lossy(&imported.stderr).contains("imported 1 operations"));
+    // Again: nothing is written twice.
+    let again = daedalus(&["import", "--etcd-prefix", "/t/to"], Some(&exported));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("1 were there already"));
+
+    let b = sidecar(&etcd, "/t/to", "sidecar-b", &[]);
+    let copy = b.client().operation(&id);
+    assert_eq!(copy["state"], "COMPLETED");
+    assert_eq!(copy["sidecar"], "sidecar-a");
+
+    let broken = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args([
+            "store",
+            "import",
+            "--etcd-prefix",
+            "/t/to",
+            "--etcd-endpoints",
+            &etcd.endpoints_arg(),
+        ])
+        .arg("/dev/null/nothing")
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot open /dev/null/nothing"));
+}
