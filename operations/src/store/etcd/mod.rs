@@ -274,23 +274,30 @@ impl Inner {
                 return None;
             }
         };
-        let newer = match self.revisions.get(&id) {
-            Some(known) => *known < revision,
-            None => true,
-        };
-        if !newer {
+        // Held while the copy changes, so the watch and a write acknowledged at the same time apply in revision
+        // order and never leave the older one in place.
+        let mut known = self.revisions.entry(id).or_insert(0);
+        if *known >= revision {
             return Some(id);
         }
-        let cached = self.cache.get(&id);
-        let result = match cached {
-            Some(copy) => document.status().map(|status| copy.replace_status(status)),
-            None => document
-                .to_record(u64::try_from(created).unwrap_or(0))
-                .map(|record| self.cache.put(Arc::new(record))),
+        // A copy keeps its sidecar for good; a document naming another one (a takeover) replaces the copy, in the
+        // same place of the listing.
+        let result = match self.cache.get(&id) {
+            Some(copy) if copy.sidecar() == Some(document.sidecar.as_str()) => {
+                document.status().map(|status| copy.replace_status(status))
+            }
+            cached => {
+                let sequence = cached
+                    .map(|copy| copy.sequence())
+                    .unwrap_or_else(|| u64::try_from(created).unwrap_or(0));
+                document
+                    .to_record(sequence)
+                    .map(|record| self.cache.put(Arc::new(record)))
+            }
         };
         match result {
             Ok(()) => {
-                self.revisions.insert(id, revision);
+                *known = revision;
                 Some(id)
             }
             Err(error) => {
