@@ -32,6 +32,14 @@ fn sidecar(etcd: &EtcdCluster, prefix: &str, id: &str, extra: &[&str]) -> Sideca
     Sidecar::start(&args)
 }
 
+/// Submits an operation (asserting the 201); its id.
+fn submit_id(sidecar: &Sidecar, body: Value) -> String {
+    sidecar.client().submit(body)["id"]
+        .as_str()
+        .expect("an id")
+        .to_string()
+}
+
 fn ids(list: &Value) -> BTreeSet<String> {
     list.as_array()
         .expect("a list")
@@ -70,16 +78,8 @@ fn sidecars_of_one_prefix_see_each_others_operations_and_other_prefixes_see_none
     );
     let other = sidecar(&etcd, "/t/c2", "sidecar-c", &[]);
 
-    let long = a
-        .client()
-        .submit(json!({"type": "sleep", "duration": "1h"}));
-    let id = long["id"].as_str().unwrap().to_string();
-    let short = a
-        .client()
-        .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = submit_id(&a, json!({"type": "sleep", "duration": "1h"}));
+    let short = submit_id(&a, json!({"type": "sleep", "duration": "0s"}));
     wait_for_state(&a, &short, "COMPLETED");
 
     // B answers for A's operations: in its list, by id, with the sidecar that runs them.
@@ -116,19 +116,9 @@ fn a_sidecar_killed_mid_operation_fails_it_when_it_comes_back_and_history_expire
     let etcd = EtcdCluster::start(3);
     let expiration = ["--operations-expiration", "8s"];
     let mut a = sidecar(&etcd, "/t/restart", "sidecar-a", &expiration);
-    let done = a
-        .client()
-        .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let done = submit_id(&a, json!({"type": "sleep", "duration": "0s"}));
     wait_for_state(&a, &done, "COMPLETED");
-    let running = a
-        .client()
-        .submit(json!({"type": "sleep", "duration": "1h"}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let running = submit_id(&a, json!({"type": "sleep", "duration": "1h"}));
     wait_for_state(&a, &running, "RUNNING");
 
     a.send_signal(Signal::SIGKILL);
@@ -187,10 +177,7 @@ fn an_etcd_outage_refuses_new_operations_serves_reads_from_the_cache_and_loses_n
     }
 
     // Runs across the outage, and finishes during it.
-    let across = client.submit(json!({"type": "sleep", "duration": "4s"}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let across = submit_id(&a, json!({"type": "sleep", "duration": "4s"}));
     accepted.push(across.clone());
     wait_for_state(&a, &across, "RUNNING");
 
@@ -253,12 +240,7 @@ fn an_etcd_snapshot_restored_into_a_new_cluster_carries_the_operations() {
     let a = sidecar(&etcd, "/t/snap", "sidecar-a", &[]);
     let submitted: BTreeSet<String> = (0..3)
         .map(|_| {
-            let id = a
-                .client()
-                .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let id = submit_id(&a, json!({"type": "sleep", "duration": "0s"}));
             wait_for_state(&a, &id, "COMPLETED");
             id
         })
@@ -281,12 +263,7 @@ fn an_etcd_snapshot_restored_into_a_new_cluster_carries_the_operations() {
 fn store_export_and_import_move_operations_between_prefixes() {
     let etcd = EtcdCluster::start(1);
     let a = sidecar(&etcd, "/t/from", "sidecar-a", &[]);
-    let id = a
-        .client()
-        .submit(json!({"type": "sleep", "duration": "0s"}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = submit_id(&a, json!({"type": "sleep", "duration": "0s"}));
     wait_for_state(&a, &id, "COMPLETED");
 
     let daedalus = |args: &[&str], input: Option<&[u8]>| {

@@ -138,20 +138,10 @@ impl EtcdStore {
     pub async fn documents_in(settings: EtcdSettings) -> Result<Vec<Document>, EtcdError> {
         let endpoints = settings.endpoints.join(",");
         let members = settings.members()?;
-        let prefix = settings.operations_prefix();
-        let mut response = members
-            .run(WRITE_DEADLINE, |mut client| {
-                let prefix = prefix.clone();
-                async move {
-                    client
-                        .get(prefix, Some(GetOptions::new().with_prefix()))
-                        .await
-                }
-            })
+        let (kvs, _) = range(&members, &settings)
             .await
             .map_err(|source| EtcdError::Request { endpoints, source })?;
-        Ok(response
-            .take_kvs()
+        Ok(kvs
             .iter()
             .filter_map(|kv| Document::from_bytes(kv.value()).ok())
             .collect())
@@ -213,27 +203,9 @@ impl Inner {
         self.members.endpoints()
     }
 
-    /// Every key under the operations prefix, and the revision they were read at.
-    async fn range(&self) -> Result<(Vec<KeyValue>, i64), etcd_client::Error> {
-        let prefix = self.settings.operations_prefix();
-        let mut response = self
-            .members
-            .run(WRITE_DEADLINE, |mut client| {
-                let prefix = prefix.clone();
-                async move {
-                    client
-                        .get(prefix, Some(GetOptions::new().with_prefix()))
-                        .await
-                }
-            })
-            .await?;
-        let revision = response.header().map(|h| h.revision()).unwrap_or(0);
-        Ok((response.take_kvs(), revision))
-    }
-
     /// Replaces the cache with what etcd holds; returns the revision it reflects.
     async fn load(&self) -> Result<i64, etcd_client::Error> {
-        let (kvs, revision) = self.range().await?;
+        let (kvs, revision) = range(&self.members, &self.settings).await?;
         let mut present = HashSet::with_capacity(kvs.len());
         for kv in &kvs {
             if let Some(id) = self.apply(kv) {
@@ -583,6 +555,26 @@ impl Inner {
         }
         failed
     }
+}
+
+/// Every key under the operations prefix, and the revision they were read at.
+async fn range(
+    members: &Members,
+    settings: &EtcdSettings,
+) -> Result<(Vec<KeyValue>, i64), etcd_client::Error> {
+    let prefix = settings.operations_prefix();
+    let mut response = members
+        .run(WRITE_DEADLINE, |mut client| {
+            let prefix = prefix.clone();
+            async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await?;
+    let revision = response.header().map(|h| h.revision()).unwrap_or(0);
+    Ok((response.take_kvs(), revision))
 }
 
 impl OperationStore for EtcdStore {
