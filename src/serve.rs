@@ -122,6 +122,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             opened.interrupted.clone(),
         ));
     }
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = &opened.etcd {
+        tokio::spawn(take_over(
+            etcd.clone(),
+            Arc::clone(&registry),
+            Arc::clone(&executor),
+        ));
+    }
     let sweeper_stop = CancellationToken::new();
     let sweeper = spawn_expiry_sweeper(store, args.operations_expiration, sweeper_stop.clone());
 
@@ -259,6 +267,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("shutdown did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// Runs on the cluster-wide operations this sidecar takes over from a coordinator that died (`--store etcd`).
+#[cfg(feature = "etcd")]
+async fn take_over(
+    etcd: daedalus_operations::store::etcd::EtcdStore,
+    registry: Arc<daedalus_operations::Registry>,
+    executor: Arc<Executor>,
+) {
+    let Some(mut takeovers) = etcd.takeovers() else {
+        return;
+    };
+    while let Some(copy) = takeovers.recv().await {
+        let mut body = copy.request().clone();
+        body.insert("type".into(), copy.type_id().into());
+        let adopted =
+            match registry.prepare_at(serde_json::Value::Object(body), copy.creation_time()) {
+                Ok(prepared) => executor
+                    .adopt(&copy, prepared)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(format!("its request is not valid here: {error}")),
+            };
+        if let Err(error) = adopted {
+            tracing::warn!(operation = %copy.id(), %error, "cannot take this operation over; leaving it to another sidecar");
+            etcd.give_up(&copy.id()).await;
+        }
+    }
 }
 
 /// Anyone who reaches an open API can decommission the node or truncate a table: say so when it is reachable from

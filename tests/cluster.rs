@@ -1,7 +1,8 @@
 //! Cluster-wide operations (`globalRequest`) across real sidecars of a real cluster: the three nodes of the main
 //! cluster (127.0.0.1–3), each with its own sidecar bound to its node's address on one shared port, so that the
 //! coordinator forms peer URLs exactly as in production (`http://<node address>:<its own port>`). Backups go to
-//! MinIO. The data-centre filter runs on a two-data-centre cluster of its own (nodes 13 and 14).
+//! MinIO. The data-centre filter runs on a two-data-centre cluster of its own (nodes 13 and 14). With the `etcd`
+//! feature, a coordinator killed mid-backup is replaced by another sidecar sharing the operations in etcd.
 //!
 //! Every keyspace is created up front ([`schema`]): a restore checks that the cluster agrees on one schema version,
 //! which a test creating a table at the same moment would briefly break.
@@ -103,44 +104,51 @@ impl Sidecars {
 
     /// With `extra` arguments for every sidecar.
     fn start_with(nodes: &[usize], extra: &[&str]) -> Sidecars {
-        let port = shared_port(nodes);
-        let store = minio();
+        let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+        Self::start_each(shared_port(nodes), nodes, |_| extra.clone())
+    }
+
+    /// On `port`, each with the arguments `extra` gives for its node.
+    fn start_each(port: u16, nodes: &[usize], extra: impl Fn(usize) -> Vec<String>) -> Sidecars {
         let sidecars = nodes
             .iter()
-            .map(|node| {
-                let jmx = cassandra::jmx_service(*node);
-                let cql = format!("127.0.0.{node}:9042");
-                let endpoint = store.endpoint();
-                let mut args = vec![
-                    "--jmx-service",
-                    &jmx,
-                    "--cql-address",
-                    &cql,
-                    "--s3-endpoint",
-                    &endpoint,
-                    "--storage-allow-http",
-                    "--peer-poll-interval",
-                    "300ms",
-                    "--peer-connect-timeout",
-                    "1s",
-                    "--peer-request-timeout",
-                    "3s",
-                ];
-                args.extend(extra);
-                Sidecar::start_listening(
-                    &format!("127.0.0.{node}:{port}"),
-                    &args,
-                    &[
-                        ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
-                        ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
-                    ],
-                )
-            })
+            .map(|node| Self::start_one(&format!("127.0.0.{node}:{port}"), *node, &extra(*node)))
             .collect();
         Sidecars {
             nodes: nodes.to_vec(),
             sidecars,
         }
+    }
+
+    /// A sidecar listening on `listen`, for the Cassandra of node `node`.
+    fn start_one(listen: &str, node: usize, extra: &[String]) -> Sidecar {
+        let jmx = cassandra::jmx_service(node);
+        let cql = format!("127.0.0.{node}:9042");
+        let endpoint = minio().endpoint();
+        let mut args = vec![
+            "--jmx-service",
+            &jmx,
+            "--cql-address",
+            &cql,
+            "--s3-endpoint",
+            &endpoint,
+            "--storage-allow-http",
+            "--peer-poll-interval",
+            "300ms",
+            "--peer-connect-timeout",
+            "1s",
+            "--peer-request-timeout",
+            "3s",
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        Sidecar::start_listening(
+            listen,
+            &args,
+            &[
+                ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
+                ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
+            ],
+        )
     }
 
     /// The sidecar of node `node`.
@@ -934,4 +942,108 @@ fn peers_are_called_over_tls_with_a_client_certificate_and_the_token() {
         );
         assert_eq!(view["state"], "COMPLETED", "{view}");
     }
+}
+
+/// With `--store etcd`: the sidecar coordinating a global backup is killed while the parts run; one of the node
+/// sidecars takes the backup over once the killed one's lease runs out, follows the parts already sent rather than
+/// sending them again, and completes it under the tag the first coordinator settled. The coordinator here is a
+/// sidecar of its own (on 127.0.0.4, beside node 1's Cassandra) so that killing it leaves every part running.
+#[cfg(feature = "etcd")]
+#[test]
+fn a_global_backup_whose_coordinator_dies_is_taken_over_by_another_sidecar_and_completes() {
+    use support::etcd::EtcdCluster;
+    schema();
+    let etcd = EtcdCluster::start(3);
+    let endpoints = etcd.endpoints_arg();
+    let store_args = |id: String| -> Vec<String> {
+        [
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoints,
+            "--etcd-prefix",
+            "/t/takeover",
+            "--sidecar-id",
+            &id,
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let port = shared_port(&[1, 2, 3, 4]);
+    let sidecars = Sidecars::start_each(port, &NODES, |node| store_args(format!("node-{node}")));
+    let mut coordinator = Sidecars::start_one(
+        &format!("127.0.0.4:{port}"),
+        1,
+        &store_args("coordinator".into()),
+    );
+
+    let id = coordinator
+        .client()
+        .submit(slow_backup("cw_killed", "cwtakeover"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sent = eventually("every part of the backup runs", || {
+        let operation = coordinator.client().operation(&id);
+        let views = operation["nodes"].as_array()?;
+        let running = views.iter().filter(|v| v["state"] == "RUNNING").count();
+        (running == NODES.len()).then_some(operation)
+    });
+    assert_eq!(sent["sidecar"], "coordinator", "{sent:#}");
+    let tag = sent["response"]["snapshotTag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let part_ids = |operation: &Value| -> BTreeMap<String, String> {
+        operation["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (v["hostId"].to_string(), v["operationId"].to_string()))
+            .collect()
+    };
+    coordinator.send_signal(Signal::SIGKILL);
+    coordinator.wait_for_exit();
+
+    let taken = eventually("a node's sidecar takes the backup over", || {
+        let operation = sidecars.operation(2, &id);
+        (operation["sidecar"] != "coordinator").then_some(operation)
+    });
+    let successor = taken["sidecar"].as_str().unwrap().to_string();
+    assert!(successor.starts_with("node-"), "{taken:#}");
+
+    let done = sidecars.finished(2, &id, Duration::from_secs(180));
+    assert_eq!(done["state"], "COMPLETED", "{done:#}");
+    assert_eq!(done["sidecar"], successor.as_str());
+    assert_eq!(
+        done["response"]["snapshotTag"],
+        tag.as_str(),
+        "the first coordinator's tag"
+    );
+    assert_eq!(
+        part_ids(&done),
+        part_ids(&sent),
+        "the parts sent before the takeover were followed, not sent again"
+    );
+    for node in NODES {
+        let seen = sidecars.finished(node, &id, Duration::from_secs(10));
+        assert_eq!(
+            seen["state"], "COMPLETED",
+            "from node {node}'s sidecar: {seen:#}"
+        );
+        assert_eq!(seen["nodes"], done["nodes"], "from node {node}'s sidecar");
+    }
+    for (node, part) in sidecars.parts(&done) {
+        assert_eq!(part["state"], "COMPLETED", "node {node}: {part:#}");
+    }
+    let objects = minio().objects(BUCKET);
+    let manifests = objects
+        .keys()
+        .filter(|key| key.ends_with(&format!("/manifests/{tag}.json")))
+        .count();
+    assert_eq!(manifests, 3, "one manifest per node");
+    assert!(
+        objects.contains_key(&format!("topology/{tag}.json")),
+        "the topology is uploaded once the parts completed"
+    );
 }

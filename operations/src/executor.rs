@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::operation::{OperationContext, OperationFailure, Services};
+use crate::operation::{OperationContext, OperationFailure, Recorded, Services};
 use crate::record::{OperationRecord, ReportedError};
 use crate::registry::PreparedOperation;
 use crate::state::OperationState;
@@ -175,7 +175,8 @@ impl Executor {
                     prepared.request.clone(),
                     self.root.child_token(),
                 )
-                .with_exclusive(prepared.exclusive),
+                .with_exclusive(prepared.exclusive)
+                .with_resumable(prepared.resumable),
             );
             // Holds its place against the limits while the store keeps it.
             local.add(Arc::clone(&record));
@@ -195,6 +196,52 @@ impl Executor {
             prepared,
             Arc::clone(&self.services),
             Arc::clone(&self.permits),
+            None,
+        );
+        self.tasks.spawn_on(task.instrument(span), &self.runtime);
+        Ok(record)
+    }
+
+    /// Takes over an operation another sidecar ran and can no longer (it died): `copy` as the store holds it,
+    /// `prepared` its request prepared again. The operation goes on here under the same id, RUNNING, with what it
+    /// had recorded (see `Operation::resumable`).
+    pub async fn adopt(
+        &self,
+        copy: &OperationRecord,
+        prepared: PreparedOperation,
+    ) -> Result<Arc<OperationRecord>, SubmitError> {
+        if self.root.is_cancelled() || self.tasks.is_closed() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let (status, _) = copy.stored_status();
+        let recorded = Recorded {
+            nodes: status.nodes.clone(),
+            response: status.response.clone(),
+        };
+        let record = OperationRecord::with_id(
+            copy.id(),
+            copy.type_id(),
+            prepared.request.clone(),
+            self.root.child_token(),
+            copy.creation_time(),
+        )
+        .with_exclusive(prepared.exclusive)
+        .with_resumable(prepared.resumable);
+        record.replace_status(status);
+        let record = Arc::new(record);
+        self.services.local.add(Arc::clone(&record));
+        if let Err(error) = self.services.store.adopt(Arc::clone(&record)).await {
+            self.services.local.remove(&record.id());
+            return Err(error.into());
+        }
+        tracing::warn!(operation = %record.id(), r#type = record.type_id(), from = copy.sidecar().unwrap_or("unknown"), "operation taken over from a sidecar that stopped");
+        let span = tracing::info_span!("operation", id = %record.id(), r#type = record.type_id());
+        let task = run_operation(
+            Arc::clone(&record),
+            prepared,
+            Arc::clone(&self.services),
+            Arc::clone(&self.permits),
+            Some(recorded),
         );
         self.tasks.spawn_on(task.instrument(span), &self.runtime);
         Ok(record)
@@ -245,11 +292,13 @@ impl Executor {
     }
 }
 
+/// Runs an operation to its end. `recorded` is set for one taken over from another sidecar: it is RUNNING already.
 async fn run_operation(
     record: Arc<OperationRecord>,
     prepared: PreparedOperation,
     services: Arc<Services>,
     permits: Arc<Semaphore>,
+    recorded: Option<Recorded>,
 ) {
     let cancellation = record.cancellation().clone();
     let permit = tokio::select! {
@@ -268,12 +317,19 @@ async fn run_operation(
         },
     };
 
-    if !record.start(Utc::now()) {
-        return;
-    }
-    save(&record, &services).await;
+    let context = match recorded {
+        Some(recorded) => {
+            OperationContext::taken_over(Arc::clone(&record), Arc::clone(&services), recorded)
+        }
+        None => {
+            if !record.start(Utc::now()) {
+                return;
+            }
+            save(&record, &services).await;
+            OperationContext::new(Arc::clone(&record), Arc::clone(&services))
+        }
+    };
     tracing::info!("operation running");
-    let context = OperationContext::new(Arc::clone(&record), Arc::clone(&services));
     let outcome = AssertUnwindSafe(prepared.run(context)).catch_unwind().await;
     drop(permit);
 
@@ -316,7 +372,7 @@ async fn save(record: &Arc<OperationRecord>, services: &Services) {
         match error {
             StoreError::TakenOver(..) => {
                 tracing::warn!(operation = %record.id(), %error, "operation stopped");
-                record.cancellation().cancel();
+                record.abandon();
             }
             StoreError::Unavailable(_) => {
                 tracing::warn!(operation = %record.id(), %error, "operation state not written yet; retrying")

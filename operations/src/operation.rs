@@ -31,6 +31,15 @@ pub trait Operation: Send + Sync + 'static {
         Self::EXCLUSIVE
     }
 
+    /// Whether, with a store shared by the cluster's sidecars (etcd), another sidecar may take the operation over
+    /// and go on with it when the sidecar running it dies: a cluster-wide operation that can pick up its parts from
+    /// its recorded `nodes` without running finished ones again. The sidecar taking over runs it again with the
+    /// same request; [`OperationContext::recorded_nodes`] and [`OperationContext::recorded_response`] then hold
+    /// what was recorded before.
+    fn resumable(&self, _request: &Self::Request) -> bool {
+        false
+    }
+
     /// The request, decoded from the POST body. Serialized back, it becomes the request fields of the operation
     /// object, so it should serialize every field with its effective (defaulted) value.
     type Request: crate::decode::DecodeRequest + Serialize + Validate + Send + 'static;
@@ -119,11 +128,52 @@ impl ProgressReporter {
 pub struct OperationContext {
     record: Arc<OperationRecord>,
     services: Arc<Services>,
+    /// What the operation had recorded when this sidecar took it over from another (see `Operation::resumable`).
+    recorded: Option<Arc<Recorded>>,
+}
+
+/// The `nodes` and `response` of an operation taken over, as the sidecar that ran it last wrote them.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub nodes: Option<serde_json::Value>,
+    pub response: Option<serde_json::Value>,
 }
 
 impl OperationContext {
     pub fn new(record: Arc<OperationRecord>, services: Arc<Services>) -> Self {
-        Self { record, services }
+        Self {
+            record,
+            services,
+            recorded: None,
+        }
+    }
+
+    /// The context of an operation taken over from another sidecar, with what it had recorded.
+    pub fn taken_over(
+        record: Arc<OperationRecord>,
+        services: Arc<Services>,
+        recorded: Recorded,
+    ) -> Self {
+        Self {
+            record,
+            services,
+            recorded: Some(Arc::new(recorded)),
+        }
+    }
+
+    /// Whether another sidecar took the operation over: it stops without undoing anything.
+    pub fn is_abandoned(&self) -> bool {
+        self.record.is_abandoned()
+    }
+
+    /// The per-node view recorded before a takeover; `None` for an operation that starts afresh.
+    pub fn recorded_nodes(&self) -> Option<&serde_json::Value> {
+        self.recorded.as_ref()?.nodes.as_ref()
+    }
+
+    /// The `response` recorded before a takeover.
+    pub fn recorded_response(&self) -> Option<&serde_json::Value> {
+        self.recorded.as_ref()?.response.as_ref()
     }
 
     pub fn id(&self) -> Uuid {

@@ -97,6 +97,10 @@ pub struct OperationRecord {
     exclusive: Option<&'static str>,
     /// Which sidecar runs it, when a shared store holds the operations of several (beyond Icarus).
     sidecar: Option<String>,
+    /// See `Operation::resumable`.
+    resumable: bool,
+    /// See [`OperationRecord::abandon`].
+    abandoned: std::sync::atomic::AtomicBool,
     creation_time: DateTime<Utc>,
     sequence: u64,
     request: Map<String, Value>,
@@ -148,6 +152,8 @@ impl OperationRecord {
             type_id,
             exclusive: None,
             sidecar: None,
+            resumable: false,
+            abandoned: Default::default(),
             creation_time,
             sequence: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed),
             request,
@@ -218,6 +224,28 @@ impl OperationRecord {
 
     pub fn sidecar(&self) -> Option<&str> {
         self.sidecar.as_deref()
+    }
+
+    /// Marks the record as one another sidecar may take over (see `Operation::resumable`).
+    pub fn with_resumable(mut self, resumable: bool) -> Self {
+        self.resumable = resumable;
+        self
+    }
+
+    pub fn resumable(&self) -> bool {
+        self.resumable
+    }
+
+    /// Stops the operation here because another sidecar took it over: its work goes on there, so it must not undo
+    /// anything (a coordinator does not cancel its parts). Cancels its token.
+    pub fn abandon(&self) {
+        self.abandoned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cancellation.cancel();
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn creation_time(&self) -> DateTime<Utc> {

@@ -77,6 +77,8 @@ pub struct PreparedOperation {
     pub type_id: &'static str,
     /// See [`Operation::EXCLUSIVE`].
     pub exclusive: Option<&'static str>,
+    /// See [`Operation::resumable`].
+    pub resumable: bool,
     /// The request's fields as the operation object echoes them.
     pub request: Map<String, Value>,
     runner: Runner,
@@ -140,6 +142,7 @@ pub fn prepare_request<O: Operation>(
     // After validation, so a default never hides a field the client got wrong.
     operation.fill_defaults(&mut request, accepted_at);
     let exclusive = operation.exclusive(&request);
+    let resumable = operation.resumable(&request);
     let request_fields = match serde_json::to_value(&request) {
         Ok(Value::Object(fields)) => fields,
         // A request type that does not serialize to an object (e.g. a unit struct) has no fields to echo.
@@ -148,6 +151,7 @@ pub fn prepare_request<O: Operation>(
     Ok(PreparedOperation {
         type_id: O::TYPE,
         exclusive,
+        resumable,
         request: request_fields,
         runner: Box::new(move |context| {
             Box::pin(async move { operation.run(request, context).await })

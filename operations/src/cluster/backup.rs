@@ -30,15 +30,31 @@ async fn coordinate(
     let cassandra = context.cassandra().await?;
     let cluster = participants(context, &cassandra, request.fields.dc.as_deref()).await?;
     let topology = cluster.topology;
-    // One tag for all: Icarus's `<tag>-<schemaVersion>-<timestamp>`, from the coordinator's schema and clock.
+    // One tag for all: Icarus's `<tag>-<schemaVersion>-<timestamp>`, from the coordinator's schema and clock; or,
+    // for a backup taken over from a coordinator that stopped, the tag it settled.
+    let settled = |field: &str| {
+        context
+            .recorded_response()
+            .and_then(|response| response.get(field)?.as_str().map(str::to_string))
+    };
     let at = chrono::DateTime::from_timestamp_millis(topology.timestamp)
         .unwrap_or_else(chrono::Utc::now);
-    let tag = resolved_tag(
-        request.fields.snapshot_tag.as_deref(),
-        request.fields.snapshot_tag_generated,
-        &topology.schema_version,
-        at,
-    );
+    let tag = settled("snapshotTag").unwrap_or_else(|| {
+        resolved_tag(
+            request.fields.snapshot_tag.as_deref(),
+            request.fields.snapshot_tag_generated,
+            &topology.schema_version,
+            at,
+        )
+    });
+    let schema_version = settled("schemaVersion").unwrap_or(topology.schema_version.clone());
+    let response = json!({
+        "snapshotTag": tag,
+        "schemaVersion": schema_version,
+        "topology": format!("topology/{tag}.json"),
+    });
+    // Recorded before any part starts, so a sidecar taking the backup over uses the same tag.
+    context.set_response(response.clone());
     let nodes = cluster.peers.len();
     let coordinator = Coordinator::new(context, "backup", cluster.peers, nodes + 1)?;
     coordinator.preflight().await?;
@@ -68,10 +84,7 @@ async fn coordinate(
                     .into(),
             );
             body.insert("snapshotTag".into(), tag.clone().into());
-            body.insert(
-                "schemaVersion".into(),
-                topology.schema_version.clone().into(),
-            );
+            body.insert("schemaVersion".into(), schema_version.clone().into());
             body.insert("skipBucketVerification".into(), true.into());
             body.insert("createMissingBucket".into(), false.into());
             body.insert("uploadClusterTopology".into(), false.into());
@@ -91,9 +104,5 @@ async fn coordinate(
     upload_topology(context, &bucket, &topology, &tag).await?;
     coordinator.finish_unit();
     tracing::info!(%tag, nodes, "cluster-wide backup complete");
-    Ok(json!({
-        "snapshotTag": tag,
-        "schemaVersion": topology.schema_version,
-        "topology": format!("topology/{tag}.json"),
-    }))
+    Ok(response)
 }

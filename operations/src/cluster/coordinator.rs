@@ -2,6 +2,7 @@
 //! publishes every node's state as the operation's `nodes`, and ends a step at the first failure, at the deadline
 //! or on cancellation, cancelling the parts still running on the peers before it returns.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -86,6 +87,33 @@ pub struct Coordinator {
     peers: Vec<Peer>,
     views: Mutex<Vec<NodeView>>,
     progress: Mutex<Progress>,
+    /// Parts recorded before this sidecar took the operation over, by host id: followed (or skipped, when they
+    /// completed) rather than sent again.
+    recorded: Mutex<HashMap<String, RemoteOperation>>,
+}
+
+/// The parts a recorded `nodes` view names, by host id.
+fn recorded_parts(nodes: Option<&Value>) -> HashMap<String, RemoteOperation> {
+    let Some(Value::Array(views)) = nodes else {
+        return HashMap::new();
+    };
+    views
+        .iter()
+        .filter_map(|view| {
+            let host_id = view.get("hostId")?.as_str()?.to_string();
+            let id = Uuid::parse_str(view.get("operationId")?.as_str()?).ok()?;
+            let state = serde_json::from_value(view.get("state")?.clone()).ok()?;
+            Some((
+                host_id,
+                RemoteOperation {
+                    id,
+                    state,
+                    progress: view.get("progress").and_then(Value::as_f64).unwrap_or(0.0),
+                    errors: Vec::new(),
+                },
+            ))
+        })
+        .collect()
 }
 
 impl Coordinator {
@@ -122,6 +150,7 @@ impl Coordinator {
             }),
             peers,
             views: Mutex::new(views),
+            recorded: Mutex::new(recorded_parts(context.recorded_nodes())),
         };
         coordinator.publish();
         Ok(coordinator)
@@ -198,6 +227,10 @@ impl Coordinator {
                 },
             }
             if stop.is_some() && give_up_at.is_none() {
+                if self.context.is_abandoned() {
+                    // Another sidecar coordinates the parts now: leave them running.
+                    break;
+                }
                 stop_parts.cancel();
                 give_up_at = Some(Instant::now() + CANCEL_GRACE);
             }
@@ -236,12 +269,35 @@ impl Coordinator {
             view.progress = 0.0;
             view.errors.clear();
         });
-        let mut operation = self
-            .client
-            .submit(&peer.peer, &body)
-            .await
-            .map_err(PartFailure::Peer)?;
-        tracing::info!(node = %peer.node, peer = %peer.peer, part = %operation.id, phase, "part submitted");
+        let recorded = self
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer.host_id);
+        let mut operation = match recorded {
+            // Taken over: a part that completed is not run again, one still running is followed. One that ended
+            // otherwise is sent again, as its end may be the stopped coordinator's doing.
+            Some(part) if part.state == OperationState::Completed => {
+                self.seen(index, &part);
+                return Ok(());
+            }
+            Some(part) if !part.state.is_terminal() => {
+                tracing::info!(node = %peer.node, part = %part.id, "following a part sent before the takeover");
+                self.client
+                    .operation(&peer.peer, part.id)
+                    .await
+                    .map_err(PartFailure::Peer)?
+            }
+            _ => {
+                let operation = self
+                    .client
+                    .submit(&peer.peer, &body)
+                    .await
+                    .map_err(PartFailure::Peer)?;
+                tracing::info!(node = %peer.node, peer = %peer.peer, part = %operation.id, phase, "part submitted");
+                operation
+            }
+        };
         let mut cancel_sent = false;
         loop {
             self.seen(index, &operation);
@@ -378,5 +434,34 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn recorded_parts_are_read_by_host_id_and_views_not_yet_sent_are_left_out() {
+        let sent = Uuid::new_v4();
+        let done = Uuid::new_v4();
+        let nodes = json!([
+            {"node": "127.0.0.1", "hostId": "h1", "dc": "dc1", "peer": "http://127.0.0.1:4567",
+             "operationId": sent, "state": "RUNNING", "progress": 0.5, "errors": []},
+            {"node": "127.0.0.2", "hostId": "h2", "dc": "dc1", "peer": "http://127.0.0.2:4567",
+             "operationId": done, "state": "COMPLETED", "progress": 1.0, "errors": []},
+            {"node": "127.0.0.3", "hostId": "h3", "dc": "dc1", "peer": "http://127.0.0.3:4567",
+             "progress": 0.0, "errors": []},
+        ]);
+        let parts = recorded_parts(Some(&nodes));
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts["h1"].id, sent);
+        assert_eq!(parts["h1"].state, OperationState::Running);
+        assert_eq!(parts["h1"].progress, 0.5);
+        assert_eq!(parts["h2"].state, OperationState::Completed);
+        assert!(!parts.contains_key("h3"));
+        assert!(recorded_parts(None).is_empty());
     }
 }

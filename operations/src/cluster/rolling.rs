@@ -100,6 +100,11 @@ where
         self.0.fill_defaults(&mut request.request, accepted_at);
     }
 
+    /// The nodes that completed are in the recorded `nodes`, and are not run again.
+    fn resumable(&self, request: &Self::Request) -> bool {
+        request.cluster.global_request
+    }
+
     fn exclusive(&self, request: &Self::Request) -> Option<&'static str> {
         if request.cluster.global_request {
             None

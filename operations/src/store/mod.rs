@@ -80,6 +80,11 @@ pub trait OperationStore: Send + Sync + std::fmt::Debug + 'static {
     /// record itself. On `Err` the store keeps trying in the background.
     fn save(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Keeps an operation this sidecar takes over from another (same id): from now on this one writes it.
+    fn adopt(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.insert(record)
+    }
+
     fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>>;
 
     /// Matching operations, newest first.

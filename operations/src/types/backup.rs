@@ -132,6 +132,11 @@ impl Operation for Backup {
     const TYPE: &'static str = "backup";
     type Request = BackupRequest;
 
+    /// A cluster-wide backup follows its parts from the recorded `nodes`, and keeps its settled tag in `response`.
+    fn resumable(&self, request: &BackupRequest) -> bool {
+        request.fields.global_request
+    }
+
     fn fill_defaults(
         &self,
         request: &mut BackupRequest,

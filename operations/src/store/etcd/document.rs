@@ -20,6 +20,9 @@ pub struct Document {
     pub format: u32,
     /// The sidecar that runs the operation (and the only one that writes it).
     pub sidecar: String,
+    /// Whether another sidecar may take it over when that one dies (see `Operation::resumable`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumable: bool,
     /// The operation's JSON, as `GET /operations/{id}` renders it.
     pub operation: Map<String, Value>,
 }
@@ -45,6 +48,7 @@ impl Document {
         Document {
             format: FORMAT,
             sidecar: sidecar.to_string(),
+            resumable: record.resumable(),
             operation,
         }
     }
@@ -93,7 +97,8 @@ impl Document {
             .collect();
         Ok(
             OperationRecord::restored(id, type_id, request, creation_time, sequence, status)
-                .with_sidecar(Some(self.sidecar.clone())),
+                .with_sidecar(Some(self.sidecar.clone()))
+                .with_resumable(self.resumable),
         )
     }
 

@@ -15,6 +15,7 @@ mod document;
 mod leases;
 mod members;
 mod settings;
+mod takeover;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,9 +34,11 @@ use uuid::Uuid;
 
 pub use document::{Document, DocumentError};
 pub use settings::EtcdSettings;
+pub use takeover::LEASE_TTL_SECS;
 
 use self::leases::ExpiryLeases;
 use self::members::Members;
+use self::takeover::Session;
 use super::{InMemoryStore, OperationFilter, OperationStore, Page, StoreError};
 use crate::record::{OperationRecord, ReportedError};
 use crate::state::OperationState;
@@ -84,6 +87,10 @@ struct Inner {
     owned: DashMap<Uuid, Arc<Owned>>,
     stale: AtomicBool,
     leases: ExpiryLeases,
+    session: Session,
+    /// Operations this sidecar claimed from a dead one, on their way to the executor (see [`EtcdStore::takeovers`]).
+    takeovers: tokio::sync::mpsc::UnboundedSender<Arc<OperationRecord>>,
+    adopting: std::sync::Mutex<HashSet<Uuid>>,
     stop: CancellationToken,
 }
 
@@ -96,9 +103,12 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+type Takeovers = tokio::sync::mpsc::UnboundedReceiver<Arc<OperationRecord>>;
+
 #[derive(Debug, Clone)]
 pub struct EtcdStore {
     inner: Arc<Inner>,
+    takeovers: Arc<std::sync::Mutex<Option<Takeovers>>>,
 }
 
 impl EtcdStore {
@@ -108,8 +118,12 @@ impl EtcdStore {
         settings: EtcdSettings,
     ) -> Result<(EtcdStore, Vec<Arc<OperationRecord>>), EtcdError> {
         let members = Arc::new(settings.members()?);
+        let (takeovers, receiver) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             leases: ExpiryLeases::new(Arc::clone(&members), settings.expiration),
+            session: Session::new(Arc::clone(&members), settings.clone()),
+            takeovers,
+            adopting: Default::default(),
             members,
             settings,
             cache: InMemoryStore::new(),
@@ -118,14 +132,38 @@ impl EtcdStore {
             stale: AtomicBool::new(true),
             stop: CancellationToken::new(),
         });
-        let revision = inner.load().await.map_err(|source| EtcdError::Request {
+        let request = |source| EtcdError::Request {
             endpoints: inner.settings.endpoints.join(","),
             source,
-        })?;
+        };
+        inner.session.renew().await.map_err(request)?;
+        let revision = inner.load().await.map_err(request)?;
         let interrupted = inner.fail_interrupted().await;
         tokio::spawn(Arc::clone(&inner).follow(revision));
         tokio::spawn(Arc::clone(&inner).flush_regularly());
-        Ok((EtcdStore { inner }, interrupted))
+        tokio::spawn(Arc::clone(&inner).tend());
+        let store = EtcdStore {
+            inner,
+            takeovers: Arc::new(std::sync::Mutex::new(Some(receiver))),
+        };
+        Ok((store, interrupted))
+    }
+
+    /// Leaves an operation this sidecar claimed but cannot run to the other sidecars.
+    pub async fn give_up(&self, id: &Uuid) {
+        self.inner.lock_adopting().remove(id);
+        if let Err(error) = self.inner.session.release(id).await {
+            tracing::warn!(operation = %id, %error, "could not give up an operation taken over");
+        }
+    }
+
+    /// The operations this sidecar takes over from sidecars that died, as copies to run on with
+    /// `Executor::adopt`. There is one receiver: the first call gets it.
+    pub fn takeovers(&self) -> Option<Takeovers> {
+        self.takeovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Stops following etcd, after one last attempt to write what is not written yet.
@@ -467,9 +505,17 @@ impl Inner {
                     && owned.written.lock().await.changes == Some(owned.record.change_count()) =>
             {
                 self.owned.remove(id);
+                if owned.record.resumable()
+                    && let Err(error) = self.session.release(id).await
+                {
+                    // The key goes with this sidecar's lease anyway; nobody takes a finished operation over.
+                    tracing::debug!(operation = %id, %error, "could not give up coordinating a finished operation");
+                }
             }
-            Err(StoreError::TakenOver(..)) => {
+            Err(StoreError::TakenOver(_, by)) => {
                 self.owned.remove(id);
+                tracing::warn!(operation = %id, sidecar = %by, "another sidecar took this operation over: it stops here, leaving its parts to that one");
+                owned.record.abandon();
             }
             _ => {}
         }
@@ -478,6 +524,90 @@ impl Inner {
             self.stale.store(true, Ordering::Relaxed);
         }
         outcome
+    }
+
+    /// Becomes the coordinator of a resumable operation this sidecar runs; if another sidecar already is (it took
+    /// the operation over while this one was cut off from etcd), this one stops running it.
+    async fn claim_or_abandon(&self, record: &Arc<OperationRecord>) {
+        match self.session.claim(&record.id()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(operation = %record.id(), "another sidecar coordinates this operation now: it stops here");
+                self.owned.remove(&record.id());
+                record.abandon();
+            }
+            // Tried again at the next renewal of the lease.
+            Err(error) => {
+                tracing::warn!(operation = %record.id(), %error, "could not record this sidecar as the coordinator yet")
+            }
+        }
+    }
+
+    /// Once a second: keeps the sidecar's lease alive (claiming its operations again under a new one if it ran out),
+    /// and takes over resumable operations whose coordinator died.
+    async fn tend(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(takeover::TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.session.renew().await {
+                Ok(true) => {
+                    let mine: Vec<Arc<OperationRecord>> = self
+                        .owned
+                        .iter()
+                        .map(|entry| Arc::clone(&entry.value().record))
+                        .filter(|record| takeover::unattended_candidate(record))
+                        .collect();
+                    for record in mine {
+                        self.claim_or_abandon(&record).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "could not renew the sidecar's etcd lease");
+                    continue;
+                }
+            }
+            self.take_over_unattended().await;
+        }
+    }
+
+    async fn take_over_unattended(&self) {
+        let candidates: Vec<Arc<OperationRecord>> = self
+            .cache
+            .list(&OperationFilter::unfinished())
+            .into_iter()
+            .filter(|copy| takeover::unattended_candidate(copy))
+            .filter(|copy| !self.owned.contains_key(&copy.id()))
+            .collect();
+        for copy in candidates {
+            let id = copy.id();
+            if self.lock_adopting().contains(&id) {
+                continue;
+            }
+            match self.session.claim(&id).await {
+                Ok(true) => {
+                    tracing::warn!(operation = %id, r#type = copy.type_id(), from = copy.sidecar().unwrap_or("unknown"), "taking over an operation whose coordinating sidecar stopped");
+                    self.lock_adopting().insert(id);
+                    if self.takeovers.send(copy).is_err() {
+                        // Nobody runs taken-over operations here (a command, not `serve`): leave it to others.
+                        self.lock_adopting().remove(&id);
+                        let _ = self.session.release(&id).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::debug!(operation = %id, %error, "could not claim an unattended operation")
+                }
+            }
+        }
+    }
+
+    fn lock_adopting(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.adopting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes every owned record that changed since it was last written.
@@ -509,6 +639,8 @@ impl Inner {
             .list(&OperationFilter::unfinished())
             .into_iter()
             .filter(|record| record.sidecar() == Some(self.settings.sidecar.as_str()))
+            // Those go on: this sidecar (or another) takes them over.
+            .filter(|record| !record.resumable())
             .collect();
         let mut failed = Vec::with_capacity(mine.len());
         for copy in mine {
@@ -585,10 +717,26 @@ impl OperationStore for EtcdStore {
                 record,
                 written: Default::default(),
             });
+            // Claimed before the operation is written, so no other sidecar sees it without a coordinator.
+            if owned.record.resumable() {
+                match self.inner.session.claim(&id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "etcd at {}: this sidecar holds no lease there yet",
+                            self.inner.endpoints()
+                        )));
+                    }
+                    Err(error) => return Err(self.inner.unavailable(error)),
+                }
+            }
             self.inner.owned.insert(id, Arc::clone(&owned));
             let outcome = self.inner.write(&owned).await;
             if outcome.is_err() {
                 self.inner.owned.remove(&id);
+                if owned.record.resumable() {
+                    let _ = self.inner.session.release(&id).await;
+                }
             }
             outcome
         }
@@ -597,6 +745,32 @@ impl OperationStore for EtcdStore {
 
     fn save(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
         async move { self.inner.save(&record.id()).await }.boxed()
+    }
+
+    /// The first write compares against the revision of the copy it was taken over from, so it fails if the
+    /// operation changed meanwhile; it names this sidecar as the one running it.
+    fn adopt(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            let id = record.id();
+            let inner = &self.inner;
+            inner.lock_adopting().remove(&id);
+            let revision = inner.revisions.get(&id).map(|r| *r).unwrap_or(0);
+            let owned = Arc::new(Owned {
+                record,
+                written: tokio::sync::Mutex::new(Written {
+                    revision,
+                    changes: None,
+                }),
+            });
+            inner.owned.insert(id, Arc::clone(&owned));
+            let outcome = inner.write(&owned).await;
+            if outcome.is_err() {
+                inner.owned.remove(&id);
+                let _ = inner.session.release(&id).await;
+            }
+            outcome
+        }
+        .boxed()
     }
 
     fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
