@@ -189,17 +189,26 @@ impl Executor {
         }
         self.services.metrics.operation_submitted(record.type_id());
         tracing::info!(operation = %record.id(), r#type = record.type_id(), "operation submitted");
+        self.spawn(&record, prepared, None);
+        Ok(record)
+    }
 
+    /// Runs the operation in a task of its own.
+    fn spawn(
+        &self,
+        record: &Arc<OperationRecord>,
+        prepared: PreparedOperation,
+        recorded: Option<Recorded>,
+    ) {
         let span = tracing::info_span!("operation", id = %record.id(), r#type = record.type_id());
         let task = run_operation(
-            Arc::clone(&record),
+            Arc::clone(record),
             prepared,
             Arc::clone(&self.services),
             Arc::clone(&self.permits),
-            None,
+            recorded,
         );
         self.tasks.spawn_on(task.instrument(span), &self.runtime);
-        Ok(record)
     }
 
     /// Takes over an operation another sidecar ran and can no longer (it died): `copy` as the store holds it,
@@ -235,15 +244,7 @@ impl Executor {
             return Err(error.into());
         }
         tracing::warn!(operation = %record.id(), r#type = record.type_id(), from = copy.sidecar().unwrap_or("unknown"), "operation taken over from a sidecar that stopped");
-        let span = tracing::info_span!("operation", id = %record.id(), r#type = record.type_id());
-        let task = run_operation(
-            Arc::clone(&record),
-            prepared,
-            Arc::clone(&self.services),
-            Arc::clone(&self.permits),
-            Some(recorded),
-        );
-        self.tasks.spawn_on(task.instrument(span), &self.runtime);
+        self.spawn(&record, prepared, Some(recorded));
         Ok(record)
     }
 
