@@ -318,17 +318,17 @@ async fn run_operation(
         },
     };
 
+    if record.start(Utc::now()) {
+        save(&record, &services).await;
+    } else if recorded.is_none() || record.state() != OperationState::Running {
+        // Cancelled while it waited (one taken over may have been RUNNING already, and goes on).
+        return;
+    }
     let context = match recorded {
         Some(recorded) => {
             OperationContext::taken_over(Arc::clone(&record), Arc::clone(&services), recorded)
         }
-        None => {
-            if !record.start(Utc::now()) {
-                return;
-            }
-            save(&record, &services).await;
-            OperationContext::new(Arc::clone(&record), Arc::clone(&services))
-        }
+        None => OperationContext::new(Arc::clone(&record), Arc::clone(&services)),
     };
     tracing::info!("operation running");
     let outcome = AssertUnwindSafe(prepared.run(context)).catch_unwind().await;
@@ -436,10 +436,87 @@ mod tests {
         }
     }
 
+    /// Answers with what it found recorded, as a coordinator taking over would use it.
+    struct EchoesRecorded;
+    impl Operation for EchoesRecorded {
+        const TYPE: &'static str = "echoes";
+        type Request = DrainRequest;
+        async fn run(
+            &self,
+            _: DrainRequest,
+            context: OperationContext,
+        ) -> Result<(), OperationFailure> {
+            let recorded = context.recorded_response().cloned();
+            context.set_response(json!({ "recorded": recorded }));
+            Ok(())
+        }
+    }
+
     fn registry() -> Registry {
         let mut registry = Registry::new();
-        registry.register(Panics).register(ReportsAndReturns);
         registry
+            .register(Panics)
+            .register(ReportsAndReturns)
+            .register(EchoesRecorded);
+        registry
+    }
+
+    /// A copy of an `echoes` operation as another sidecar left it, in `state`.
+    fn copy_left_in(state: OperationState) -> OperationRecord {
+        let started = Utc::now() - chrono::Duration::minutes(5);
+        OperationRecord::restored(
+            Uuid::new_v4(),
+            "echoes",
+            serde_json::Map::new(),
+            started,
+            0,
+            crate::record::StoredStatus {
+                state,
+                progress: 0.5,
+                errors: Vec::new(),
+                start_time: (state == OperationState::Running).then_some(started),
+                completion_time: None,
+                response: Some(json!({"snapshotTag": "settled"})),
+                nodes: None,
+            },
+        )
+    }
+
+    async fn adopt_to_end(copy: &OperationRecord) -> Arc<OperationRecord> {
+        let executor = executor(1);
+        let prepared = registry().prepare(json!({"type": "echoes"})).unwrap();
+        let record = executor.adopt(copy, prepared).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !record.state().is_terminal() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the operation ends");
+        record
+    }
+
+    #[tokio::test]
+    async fn an_operation_taken_over_keeps_its_id_and_start_and_sees_what_it_recorded() {
+        let copy = copy_left_in(OperationState::Running);
+        let record = adopt_to_end(&copy).await;
+        assert_eq!(record.id(), copy.id());
+        let (status, _) = record.stored_status();
+        assert_eq!(status.state, OperationState::Completed);
+        assert_eq!(status.start_time, copy.status().start_time);
+        assert_eq!(
+            status.response,
+            Some(json!({"recorded": {"snapshotTag": "settled"}}))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operation_taken_over_before_it_started_is_started() {
+        let copy = copy_left_in(OperationState::Pending);
+        let record = adopt_to_end(&copy).await;
+        let status = record.status();
+        assert_eq!(status.state, OperationState::Completed);
+        assert!(status.start_time.is_some());
     }
 
     fn executor(max_concurrent: usize) -> Executor {
