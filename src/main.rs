@@ -22,6 +22,7 @@ const OPERATIONS_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 fn main() -> ExitCode {
     pin_mmap_threshold();
+    daedalus_operations::crypto::install_default_provider();
     let (cli, secrets_on_command_line) = cli::parse();
     if let Err(error) = logging::init(cli.log_format, &cli.log) {
         eprintln!("daedalus: {error:#}");

@@ -51,6 +51,7 @@ fn a_client_trusting_the_ca_is_served_plain_http_is_not_and_replaced_certificate
     let location = created.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with("https://"), "{location}");
 
+    daedalus_operations::crypto::install_default_provider();
     let plain = Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cassandra;
 pub mod cluster;
 pub mod cql;
+pub mod crypto;
 pub mod decode;
 pub mod esop;
 pub mod executor;

@@ -200,6 +200,7 @@ pub struct SpecClient {
 
 impl SpecClient {
     pub fn new(base_url: &str) -> Self {
+        daedalus_operations::crypto::install_default_provider();
         Self {
             base_url: base_url.to_string(),
             http: Client::builder()

@@ -121,6 +121,7 @@ fn read(path: PathBuf) -> Vec<u8> {
 
 /// A client trusting only CA `ca`, presenting `identity` (`<name>` of a leaf) if given.
 pub fn client(dir: &Path, ca: &str, identity: Option<&str>) -> Client {
+    daedalus_operations::crypto::install_default_provider();
     let mut builder = Client::builder()
         .tls_certs_only([Certificate::from_pem(&read(file(dir, &format!("{ca}.pem")))).unwrap()])
         .timeout(Duration::from_secs(10));

@@ -59,6 +59,7 @@ pub struct PeerClient {
 
 impl PeerClient {
     pub fn new(settings: &PeerSettings) -> Result<PeerClient, String> {
+        crate::crypto::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)

@@ -70,6 +70,7 @@ impl StorageSettings {
         location: &StorageLocation,
         options: &StorageOptions,
     ) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        crate::crypto::install_default_provider();
         let store_name = location.store_name();
         let failed = |source: object_store::Error| StorageError::Configuration {
             store: store_name.clone(),
@@ -244,6 +245,7 @@ impl StorageSettings {
                         "<CreateBucketConfiguration><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
                     )
                 };
+                crate::crypto::install_default_provider();
                 let mut client = reqwest::Client::builder();
                 if let Some(proxy) = &options.proxy_url {
                     let proxy = reqwest::Proxy::all(proxy.expose())
