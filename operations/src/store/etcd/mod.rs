@@ -90,7 +90,12 @@ struct Inner {
     session: Session,
     /// Operations this sidecar claimed from a dead one, on their way to the executor (see [`EtcdStore::takeovers`]).
     takeovers: tokio::sync::mpsc::UnboundedSender<Arc<OperationRecord>>,
+    /// Operations claimed from a dead sidecar and not yet adopted, and those this sidecar gave up (it could not run
+    /// them): not claimed again here.
     adopting: std::sync::Mutex<HashSet<Uuid>>,
+    /// Set once someone runs taken-over operations ([`EtcdStore::takeovers`]): `serve` does, a command such as
+    /// `store export` (which may share the sidecar's id on its host) must not take anything over.
+    taking_over: AtomicBool,
     stop: CancellationToken,
 }
 
@@ -124,6 +129,7 @@ impl EtcdStore {
             session: Session::new(Arc::clone(&members), settings.clone()),
             takeovers,
             adopting: Default::default(),
+            taking_over: AtomicBool::new(false),
             members,
             settings,
             cache: InMemoryStore::new(),
@@ -149,9 +155,9 @@ impl EtcdStore {
         Ok((store, interrupted))
     }
 
-    /// Leaves an operation this sidecar claimed but cannot run to the other sidecars.
+    /// Leaves an operation this sidecar claimed but cannot run to the other sidecars. It stays in `adopting`, so
+    /// this sidecar does not claim it again at the next look.
     pub async fn give_up(&self, id: &Uuid) {
-        self.inner.lock_adopting().remove(id);
         if let Err(error) = self.inner.session.release(id).await {
             tracing::warn!(operation = %id, %error, "could not give up an operation taken over");
         }
@@ -160,10 +166,13 @@ impl EtcdStore {
     /// The operations this sidecar takes over from sidecars that died, as copies to run on with
     /// `Executor::adopt`. There is one receiver: the first call gets it.
     pub fn takeovers(&self) -> Option<Takeovers> {
-        self.takeovers
+        let receiver = self
+            .takeovers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .take();
+        self.inner.taking_over.store(true, Ordering::Relaxed);
+        receiver
     }
 
     /// Stops following etcd, after one last attempt to write what is not written yet.
@@ -571,7 +580,9 @@ impl Inner {
                     continue;
                 }
             }
-            self.take_over_unattended().await;
+            if self.taking_over.load(Ordering::Relaxed) {
+                self.take_over_unattended().await;
+            }
         }
     }
 
@@ -593,8 +604,7 @@ impl Inner {
                     tracing::warn!(operation = %id, r#type = copy.type_id(), from = copy.sidecar().unwrap_or("unknown"), "taking over an operation whose coordinating sidecar stopped");
                     self.lock_adopting().insert(id);
                     if self.takeovers.send(copy).is_err() {
-                        // Nobody runs taken-over operations here (a command, not `serve`): leave it to others.
-                        self.lock_adopting().remove(&id);
+                        // The receiver is gone (shutting down): leave it to the others.
                         let _ = self.session.release(&id).await;
                     }
                 }
