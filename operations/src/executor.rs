@@ -486,14 +486,7 @@ mod tests {
         let executor = executor(1);
         let prepared = registry().prepare(json!({"type": "echoes"})).unwrap();
         let record = executor.adopt(copy, prepared).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !record.state().is_terminal() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the operation ends");
-        record
+        ended(record).await
     }
 
     #[tokio::test]
@@ -535,13 +528,7 @@ mod tests {
         Executor::new(services, max_concurrent, Handle::current())
     }
 
-    async fn run_to_end(type_id: &str) -> Arc<OperationRecord> {
-        let registry = registry();
-        let executor = executor(1);
-        let record = executor
-            .submit(registry.prepare(json!({"type": type_id})).unwrap())
-            .await
-            .unwrap();
+    async fn ended(record: Arc<OperationRecord>) -> Arc<OperationRecord> {
         tokio::time::timeout(Duration::from_secs(10), async {
             while !record.state().is_terminal() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -550,6 +537,16 @@ mod tests {
         .await
         .expect("the operation ends");
         record
+    }
+
+    async fn run_to_end(type_id: &str) -> Arc<OperationRecord> {
+        let registry = registry();
+        let executor = executor(1);
+        let record = executor
+            .submit(registry.prepare(json!({"type": type_id})).unwrap())
+            .await
+            .unwrap();
+        ended(record).await
     }
 
     #[tokio::test]
