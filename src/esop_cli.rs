@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::cli::{JmxArgs, StorageArgs};
 use crate::once;
+use crate::restore_marker::RestoreMarker;
 
 /// Parses a flag with the request field's own parser, so the command line and the REST API accept the same.
 fn parse_with<T>(
@@ -488,6 +489,10 @@ pub struct RestoreArgs {
     pub import_quick: bool,
     #[arg(long = "import-extended-verify")]
     pub import_extended_verify: bool,
+    /// Restore once: do nothing when FILE records a completed restore of this storage location and snapshot tag,
+    /// and write FILE when this one completes (an init container runs on every pod start).
+    #[arg(long = "restored-marker", value_name = "FILE")]
+    pub restored_marker: Option<PathBuf>,
     #[command(flatten)]
     pub jmx: JmxArgs,
     #[command(flatten)]
@@ -513,6 +518,23 @@ fn parse_rename(text: &str) -> Result<(KeyspaceTable, KeyspaceTable), String> {
 }
 
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let marker = args.restored_marker.as_deref().map(|path| {
+        RestoreMarker::new(
+            path,
+            args.connection.storage_location.to_string(),
+            args.snapshot_tag.clone(),
+        )
+    });
+    if let Some(marker) = &marker
+        && let Some(backup) = marker.already_restored()?
+    {
+        println!(
+            "restore of {} already complete ({backup}, recorded in {}): nothing to do",
+            args.snapshot_tag,
+            marker.path().display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let live = args.strategy != Strategy::InPlace;
     let import = live.then(|| ImportRequest {
         source_dir: Some(args.import_source_dir.display().to_string()),
@@ -565,6 +587,13 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             response["download"]["downloadedFiles"],
             response["download"]["keptFiles"],
         );
+    }
+    if let (Some(marker), true) = (&marker, outcome.completed) {
+        marker.record(
+            outcome.operation["response"]["backup"]
+                .as_str()
+                .unwrap_or_default(),
+        )?;
     }
     Ok(outcome.exit_code())
 }

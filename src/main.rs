@@ -7,6 +7,7 @@ mod jmx_command;
 mod jmx_credentials;
 mod logging;
 mod once;
+mod restore_marker;
 mod serve;
 mod signals;
 mod store_args;

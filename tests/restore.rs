@@ -556,32 +556,64 @@ fn in_place_restores_a_stopped_node_from_the_command_line() {
     // As an init container knows its node: by its host name (here the address, which loopback names are), found in
     // the topology the backup uploaded.
     let by_host_name = format!("{}/127.0.0.{NODE}", location.rsplit_once('/').unwrap().0);
-    let output = restore_command(
-        &store,
-        &[
-            "--storage-location",
-            &by_host_name,
-            "--resolve-host-id-from-topology",
-            "--snapshot-tag",
-            "ip1",
-            "--restoration-strategy-type",
-            "IN_PLACE",
-            "--entities",
-            "ip",
-            "--cassandra-dir",
-            &dir.display().to_string(),
-            "--config-directory",
-            &dir.join("conf").display().to_string(),
-            "--jmx-service",
-            &cassandra::jmx_service(NODE),
-        ],
+    let marker_dir = temp_dir("marker");
+    let marker = marker_dir.join("daedalus/restored.json");
+    let (dir_arg, conf_arg, marker_arg) = (
+        dir.display().to_string(),
+        dir.join("conf").display().to_string(),
+        marker.display().to_string(),
     );
+    let args = [
+        "--storage-location",
+        &by_host_name,
+        "--resolve-host-id-from-topology",
+        "--snapshot-tag",
+        "ip1",
+        "--restoration-strategy-type",
+        "IN_PLACE",
+        "--entities",
+        "ip",
+        "--cassandra-dir",
+        &dir_arg,
+        "--config-directory",
+        &conf_arg,
+        "--jmx-service",
+        &cassandra::jmx_service(NODE),
+        "--restored-marker",
+        &marker_arg,
+    ];
+    let output = restore_command(&store, &args);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("restore of ip1-"));
+    let recorded: Value = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap()).unwrap();
+    assert_eq!(recorded["snapshotTag"], "ip1");
+    assert!(
+        recorded["backup"].as_str().unwrap().starts_with("ip1-"),
+        "{recorded}"
+    );
+
+    // The pod starts again (the init container runs on every start): the marker says this restore is done, so the
+    // node's files are left alone. A restore would empty the commit-log directory.
+    let commit_log = dir.join("commitlog/CommitLog-7-1.log");
+    std::fs::create_dir_all(commit_log.parent().unwrap()).unwrap();
+    std::fs::write(&commit_log, b"written after the restore").unwrap();
+    let again = restore_command(&store, &args);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already complete"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert!(commit_log.exists(), "the second run restored again");
+    std::fs::remove_file(&commit_log).unwrap();
     cassandra::solo(NODE);
     assert_eq!(rows("ip", "t"), before);
     body["entities"] = json!("nosuch");
