@@ -106,6 +106,9 @@ pub enum Command {
     CommitlogRestore(crate::esop_cli::CommitLogRestoreArgs),
     /// Copy operations out of an etcd store or into one, as JSON lines (`--store etcd` of `serve`).
     Store(crate::store_args::StoreCommandArgs),
+    /// Write the manual pages into DIR (for the packages).
+    #[command(hide = true)]
+    ManPages { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]

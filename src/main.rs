@@ -6,6 +6,7 @@ mod http;
 mod jmx_command;
 mod jmx_credentials;
 mod logging;
+mod man_pages;
 mod once;
 mod restore_marker;
 mod serve;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => esop_cli::restore(*args),
         Command::CommitlogRestore(args) => esop_cli::commitlog_restore(args),
         Command::Store(args) => store_args::run(args).map(|()| ExitCode::SUCCESS),
+        Command::ManPages { dir } => man_pages::write(&dir).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
