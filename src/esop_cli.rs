@@ -588,7 +588,9 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             response["download"]["keptFiles"],
         );
     }
-    if let (Some(marker), true) = (&marker, outcome.completed) {
+    if outcome.completed
+        && let Some(marker) = &marker
+    {
         marker.record(
             outcome.operation["response"]["backup"]
                 .as_str()
