@@ -17,6 +17,7 @@ pub mod jmx_connector;
 pub mod jmx_settings;
 pub mod metrics;
 pub mod net;
+pub mod node_fs;
 pub mod operation;
 pub mod record;
 pub mod registry;
