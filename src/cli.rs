@@ -175,10 +175,20 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// The node's cassandra.yaml, served at GET /config; by default the first cassandra*.yaml under
-    /// /var/lib/cassandra, as Icarus searches.
+    /// The node's cassandra.yaml, served at GET /config (by default the first cassandra*.yaml under
+    /// /var/lib/cassandra, as Icarus searches). Restores into the stopped node (IN_PLACE, commitlog-restore) take
+    /// the node's directories from it (default /etc/cassandra/cassandra.yaml), and write only there.
     #[arg(long, env = "DAEDALUS_CASSANDRA_CONFIG")]
     pub cassandra_config: Option<PathBuf>,
+
+    /// Cassandra's own directory (cassandra.storagedir): the directories cassandra.yaml does not set lie under it.
+    /// Restores into the stopped node write only in the directories these two settings name.
+    #[arg(
+        long,
+        env = "DAEDALUS_CASSANDRA_DIR",
+        default_value = "/var/lib/cassandra"
+    )]
+    pub cassandra_dir: PathBuf,
 
     /// PEM certificate chain for TLS on the API (with --tls-key-file); re-read when it changes.
     #[arg(long, env = "DAEDALUS_TLS_CERT_FILE", requires = "tls_key_file")]
@@ -289,6 +299,20 @@ pub struct PeerArgs {
 }
 
 impl ServeArgs {
+    /// Where the node's files are when Cassandra is stopped: `--cassandra-dir` and `--cassandra-config` (default
+    /// `/etc/cassandra/cassandra.yaml`, Esop's `cassandraConfigDirectory`).
+    pub fn node_config(&self) -> daedalus_operations::node_fs::NodeConfig {
+        let defaults = daedalus_operations::node_fs::NodeConfig::package_defaults();
+        daedalus_operations::node_fs::NodeConfig {
+            cassandra_dir: self.cassandra_dir.clone(),
+            cassandra_yaml: self
+                .cassandra_config
+                .clone()
+                .unwrap_or(defaults.cassandra_yaml),
+            ..defaults
+        }
+    }
+
     /// The TLS files, when TLS is asked for.
     pub fn tls(&self) -> Option<crate::http::tls::TlsFiles> {
         Some(crate::http::tls::TlsFiles {

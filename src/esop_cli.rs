@@ -9,6 +9,7 @@ use clap::Args;
 use daedalus_operations::Operation;
 use daedalus_operations::backup::hashes::HashAlgorithm;
 use daedalus_operations::decode::{DataRate, HumanDuration};
+use daedalus_operations::node_fs::{ConfigFlags, NodeConfig};
 use daedalus_operations::registry::prepare_request;
 use daedalus_operations::storage::request::{Connection, ProxySettings, Retry, StorageRequest};
 use daedalus_operations::storage::{Entities, KeyspaceTable, StorageLocation};
@@ -574,9 +575,20 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         bandwidth: args.bandwidth,
         ..RestoreFields::new(args.snapshot_tag)
     };
+    // The command's own flags are the operator's configuration: the directories a restore may change.
+    let node = NodeConfig {
+        cassandra_dir: args.cassandra_dir.clone(),
+        cassandra_yaml: args.config_directory.join("cassandra.yaml"),
+        data_dirs: (!args.data_dirs.is_empty()).then(|| args.data_dirs.clone()),
+        commitlog_dir: None,
+        flags: ConfigFlags {
+            cassandra_dir: "--cassandra-dir",
+            config: "--config-directory",
+        },
+    };
     let outcome = args
         .connection
-        .run(Restore, fields, &args.jmx, &args.storage)?;
+        .run(Restore::new(node), fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
         let response = &outcome.operation["response"];
         println!(
@@ -649,9 +661,27 @@ pub fn commitlog_restore(args: CommitLogRestoreArgs) -> anyhow::Result<ExitCode>
         timestamp_end: args.timestamp_end,
         keyspace_tables: args.keyspace_tables,
     };
-    let outcome = args
-        .connection
-        .run(CommitLogRestore, fields, &args.jmx, &args.storage)?;
+    // The node's commit logs are where --commit-log-dir says; its other directories under Cassandra's defaults.
+    let node = NodeConfig {
+        cassandra_dir: args
+            .commit_log_dir
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+        cassandra_yaml: args.config_directory.join("cassandra.yaml"),
+        data_dirs: None,
+        commitlog_dir: Some(args.commit_log_dir.clone()),
+        flags: ConfigFlags {
+            cassandra_dir: "--commit-log-dir",
+            config: "--config-directory",
+        },
+    };
+    let outcome = args.connection.run(
+        CommitLogRestore::new(node),
+        fields,
+        &args.jmx,
+        &args.storage,
+    )?;
     if outcome.completed && !args.connection.json {
         let response = &outcome.operation["response"];
         println!(

@@ -72,6 +72,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(types::registry(TypeOptions {
         enable_truncate: args.enable_truncate,
         enable_test_operations: args.enable_test_operations,
+        node: args.node_config(),
     }));
     let opened = args.store.open(args.operations_expiration).await?;
     let store = Arc::clone(&opened.store);

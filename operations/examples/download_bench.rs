@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use daedalus_operations::backup::hashes::HashAlgorithm;
 use daedalus_operations::backup::upload::RetryPolicy;
+use daedalus_operations::node_fs::{RelPath, Root, Target};
 use daedalus_operations::restore::download::{
     DownloadSettings, PlannedDownload, Progress, download,
 };
 use daedalus_operations::storage::{RemoteStorage, StorageLocation, StorageSettings, Throttle};
 use tokio_util::sync::CancellationToken;
 
+/// The plan's local paths are absolute: each file is placed through a root at its parent directory.
 fn plan(text: &str) -> Result<Vec<PlannedDownload>, String> {
+    let mut roots: std::collections::HashMap<PathBuf, Arc<Root>> = Default::default();
     text.lines()
         .filter(|line| !line.is_empty())
         .enumerate()
@@ -30,9 +33,29 @@ fn plan(text: &str) -> Result<Vec<PlannedDownload>, String> {
             let [key, size, hash, path] = fields[..] else {
                 return Err(format!("plan line {}: expected 4 fields", number + 1));
             };
+            let path = PathBuf::from(path);
+            let (Some(dir), Some(name)) =
+                (path.parent(), path.file_name().and_then(|n| n.to_str()))
+            else {
+                return Err(format!(
+                    "plan line {}: {} is not a file path",
+                    number + 1,
+                    path.display()
+                ));
+            };
+            let root = match roots.get(dir) {
+                Some(root) => Arc::clone(root),
+                None => {
+                    let root =
+                        Arc::new(Root::open_creating(dir).map_err(|error| error.to_string())?);
+                    roots.insert(dir.to_owned(), Arc::clone(&root));
+                    root
+                }
+            };
+            let rel = RelPath::name(name).map_err(|error| error.to_string())?;
             Ok(PlannedDownload {
                 key: key.to_string(),
-                path: PathBuf::from(path),
+                target: Target::new(&root, rel),
                 size: size
                     .parse()
                     .map_err(|error| format!("plan line {}: size: {error}", number + 1))?,

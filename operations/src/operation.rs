@@ -44,6 +44,15 @@ pub trait Operation: Send + Sync + 'static {
     /// object, so it should serialize every field with its effective (defaulted) value.
     type Request: crate::decode::DecodeRequest + Serialize + Validate + Send + 'static;
 
+    /// Checks the request against this sidecar's own configuration, which the request type alone cannot know (the
+    /// directories the operator gave at start): run at submit, after [`Validate`]; each problem names its field.
+    fn check_request(
+        &self,
+        _request: &Self::Request,
+        _violations: &mut crate::validation::Violations,
+    ) {
+    }
+
     /// Fills in, once the request is valid, the defaults a client must learn from the 201 answer rather than when
     /// the operation runs (a generated snapshot tag, ...). Every request passes here, in
     /// [`crate::registry::Registry::prepare`]; what it sets is echoed in the operation object and is what

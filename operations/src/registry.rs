@@ -132,6 +132,7 @@ pub fn prepare_request<O: Operation>(
 ) -> Result<PreparedOperation, RequestError> {
     let mut violations = Violations::default();
     crate::validation::Validate::validate(&request, &mut violations);
+    operation.check_request(&request, &mut violations);
     let violations = violations.into_vec();
     if !violations.is_empty() {
         return Err(RequestError::Invalid {

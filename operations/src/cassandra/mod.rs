@@ -238,6 +238,18 @@ impl Cassandra {
         self.strings(STORAGE_SERVICE, "AllDataFileLocations").await
     }
 
+    /// `local_system_data_file_directory` (4.0+), where `system` and `system_schema` live when it is set; empty on
+    /// a version without the attribute.
+    pub async fn local_system_data_file_locations(&self) -> Result<Vec<String>, CassandraError> {
+        match self
+            .strings(STORAGE_SERVICE, "LocalSystemKeyspacesDataFileLocations")
+            .await
+        {
+            Err(CassandraError::Jmx(JmxError::AttributeNotFound { .. })) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
     pub async fn commitlog_location(&self) -> Result<String, CassandraError> {
         self.string(STORAGE_SERVICE, "CommitLogLocation").await
     }

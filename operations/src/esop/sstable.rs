@@ -159,18 +159,30 @@ const FALLBACK_CHECKSUM_WINDOW: u64 = 10 * 1024 * 1024;
 /// The leading alphanumeric token of `<prefix>-Digest.crc32`, `.adler32` or `.sha1` (first one that exists and has
 /// such a token on a single line); otherwise the decimal Adler-32 of the last 10 MiB of `<prefix>-Data.db`. Blocking.
 pub fn sstable_digest(dir: &Path, prefix: &str) -> io::Result<String> {
+    sstable_digest_with(|name| File::open(dir.join(name)), prefix)
+}
+
+/// [`sstable_digest`], the SSTable's sibling files opened by `open` (a file name in the SSTable's directory), so a
+/// restore reads them through its root.
+pub fn sstable_digest_with(
+    open: impl Fn(&str) -> io::Result<File>,
+    prefix: &str,
+) -> io::Result<String> {
     for extension in DIGEST_EXTENSIONS {
-        let path = dir.join(format!("{prefix}-Digest.{extension}"));
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        let mut bytes = Vec::new();
+        match open(&format!("{prefix}-Digest.{extension}")) {
+            // A digest file holds one short line; more is not Cassandra's.
+            Ok(file) => {
+                file.take(4096).read_to_end(&mut bytes)?;
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
-        };
+        }
         if let Some(token) = digest_token(&String::from_utf8_lossy(&bytes)) {
             return Ok(token.to_owned());
         }
     }
-    data_tail_adler32(&dir.join(format!("{prefix}-Data.db"))).map(|sum| sum.to_string())
+    data_tail_adler32(open(&format!("{prefix}-Data.db"))?).map(|sum| sum.to_string())
 }
 
 /// `<generation>-<digest>` for a component in `dir`.
@@ -188,8 +200,7 @@ fn digest_token(text: &str) -> Option<&str> {
     (len > 0 && !text.chars().any(is_java_line_terminator)).then(|| &text[..len])
 }
 
-fn data_tail_adler32(path: &Path) -> io::Result<u32> {
-    let mut file = File::open(path)?;
+fn data_tail_adler32(mut file: File) -> io::Result<u32> {
     let size = file.metadata()?.len();
     let start = size.saturating_sub(FALLBACK_CHECKSUM_WINDOW);
     file.seek(SeekFrom::Start(start))?;

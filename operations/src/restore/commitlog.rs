@@ -8,10 +8,9 @@
 //! `cassandra-env.sh` line) after that start, or every later start replays the segments again.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::restore::atomic::write_atomically;
+use crate::node_fs::{EntryKind, FsError, RelPath, Root, names};
 use crate::storage::remote::RemoteObject;
 
 /// The sub-prefix of the node's archived segments.
@@ -21,19 +20,7 @@ pub const ARCHIVING_PROPERTIES: &str = "commitlog_archiving.properties";
 
 /// `CommitLog-<version>-<id>.log`, the only names Cassandra's `CommitLogDescriptor` takes for a segment.
 pub fn is_segment_name(name: &str) -> bool {
-    let Some(rest) = name
-        .strip_prefix("CommitLog-")
-        .and_then(|rest| rest.strip_suffix(".log"))
-    else {
-        return false;
-    };
-    let mut parts = rest.split('-');
-    matches!(
-        (parts.next(), parts.next(), parts.next()),
-        (Some(version), Some(id), None)
-            if !version.is_empty() && !id.is_empty()
-                && version.bytes().chain(id.bytes()).all(|b| b.is_ascii_digit())
-    )
+    names::is_commit_log_segment(name)
 }
 
 /// An archived segment: `commitlog/<segment name>.<last modified millis>`.
@@ -102,10 +89,10 @@ pub fn select(objects: &[RemoteObject], start_millis: i64, end_millis: i64) -> V
         .collect()
 }
 
-/// Where a selected object is saved: `<download_dir>/CommitLog-<v>-<id>.log`. `None` for a key that is not an
-/// archived segment.
-pub fn local_path(download_dir: &Path, key: &str) -> Option<PathBuf> {
-    ArchivedSegment::parse(key).map(|segment| download_dir.join(segment.segment))
+/// Where a selected object is saved in the download directory: `CommitLog-<v>-<id>.log`. `None` for a key that is
+/// not an archived segment.
+pub fn local_name(key: &str) -> Option<RelPath> {
+    ArchivedSegment::parse(key).and_then(|segment| RelPath::name(segment.segment).ok())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,24 +103,18 @@ pub enum CommitLogError {
     PointInTime { millis: i64 },
     #[error("'{name}' in keyspaceTables is not a keyspace.table name")]
     ReplayTable { name: String },
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FsError),
 }
 
-fn io_error<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> CommitLogError + 'a {
-    move |source| CommitLogError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+fn name(text: &str) -> Result<RelPath, CommitLogError> {
+    RelPath::name(text).map_err(|error| {
+        CommitLogError::Io(FsError {
+            action: "name",
+            path: PathBuf::from(text),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, error),
+        })
+    })
 }
 
 /// `restore_point_in_time` as Cassandra's `CommitLogArchiver` parses it: `SimpleDateFormat("yyyy:MM:dd HH:mm:ss")`
@@ -174,56 +155,53 @@ pub fn archiving_properties(
     ))
 }
 
-/// Writes `contents` to `<config_dir>/commitlog_archiving.properties`. An existing file is first copied to
-/// `commitlog_archiving.properties.<now_millis>` (returned), since it may hold the node's `archive_command`.
+/// Writes `contents` to `commitlog_archiving.properties` in the configuration directory `config`. An existing file is
+/// first copied to `commitlog_archiving.properties.<now_millis>` (returned), since it may hold the node's
+/// `archive_command`.
 pub fn write_archiving_properties(
-    config_dir: &Path,
+    config: &Root,
     contents: &str,
     now_millis: i64,
 ) -> Result<Option<PathBuf>, CommitLogError> {
-    let path = config_dir.join(ARCHIVING_PROPERTIES);
-    let copy = if path.exists() {
-        let copy = config_dir.join(format!("{ARCHIVING_PROPERTIES}.{now_millis}"));
-        std::fs::copy(&path, &copy).map_err(io_error("copying", &path))?;
-        Some(copy)
-    } else {
-        None
+    let path = name(ARCHIVING_PROPERTIES)?;
+    let copy = match config.kind(&path)? {
+        Some(_) => {
+            let previous = config.read_small(&path, 1024 * 1024)?;
+            let copy = name(&format!("{ARCHIVING_PROPERTIES}.{now_millis}"))?;
+            config.write_atomically(&copy, &previous)?;
+            Some(config.display(&copy))
+        }
+        None => None,
     };
-    write_atomically(&path, contents.as_bytes()).map_err(io_error("writing", &path))?;
+    config.write_atomically(&path, contents.as_bytes())?;
     Ok(copy)
 }
 
-/// Moves everything in `commitlog_dir` to a new `<parent>/commitlogs-<now_millis>`, as Esop does, so Cassandra
-/// replays only the restored segments; the directory itself stays. `None` when there was nothing to move.
+/// Moves the commit-log segments (`CommitLog-<version>-<id>.log` files, nothing else) of the commit-log directory
+/// `commitlog` to a new `commitlogs-<now_millis>` in `parent`, the directory holding it, as Esop does, so Cassandra
+/// replays only the restored ones; the directory itself and anything else in it stay. `None` when there was no
+/// segment to move.
 pub fn move_existing_commitlogs(
-    commitlog_dir: &Path,
+    commitlog: &Root,
+    parent: &Root,
     now_millis: i64,
 ) -> Result<Option<PathBuf>, CommitLogError> {
-    let entries = match std::fs::read_dir(commitlog_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("listing", commitlog_dir)(e)),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        paths.push(entry.map_err(io_error("listing", commitlog_dir))?.path());
-    }
-    if paths.is_empty() {
+    let segments: Vec<RelPath> = commitlog
+        .entries(&RelPath::root())?
+        .into_iter()
+        .filter(|entry| entry.kind == EntryKind::File && is_segment_name(&entry.name))
+        .filter_map(|entry| RelPath::name(&entry.name).ok())
+        .collect();
+    if segments.is_empty() {
         return Ok(None);
     }
-    let parent = commitlog_dir.parent().ok_or_else(|| {
-        io_error("moving", commitlog_dir)(io::Error::other("the directory has no parent"))
-    })?;
-    let target = parent.join(format!("commitlogs-{now_millis}"));
-    std::fs::create_dir(&target).map_err(io_error("creating", &target))?;
-    paths.sort();
-    for path in paths {
-        let Some(name) = path.file_name() else {
-            continue;
-        };
-        std::fs::rename(&path, target.join(name)).map_err(io_error("moving", &path))?;
+    let target = name(&format!("commitlogs-{now_millis}"))?;
+    parent.create_dir_all(&target)?;
+    let aside = parent.sub(&target)?;
+    for segment in segments {
+        commitlog.rename(&segment, &aside, &segment)?;
     }
-    Ok(Some(target))
+    Ok(Some(aside.path().to_owned()))
 }
 
 /// `JVM_OPTS="$JVM_OPTS -Dcassandra.replayList=ks.t,..."`: Cassandra then replays only these tables. Names are
@@ -243,19 +221,20 @@ pub fn replay_list_line(keyspace_tables: &[String]) -> Result<String, CommitLogE
     ))
 }
 
-/// Appends [`replay_list_line`] to `<config_dir>/cassandra-env.sh` (atomically, keeping its mode), only when
+/// Appends [`replay_list_line`] to `cassandra-env.sh` of the configuration directory `config` (atomically, keeping its mode), only when
 /// `keyspace_tables` is not empty; returns the line written. Appending the same line again is a no-op. The operator
 /// removes the line after the node has started, or every later start limits replay to these tables.
 pub fn append_replay_list(
-    config_dir: &Path,
+    config: &Root,
     keyspace_tables: &[String],
 ) -> Result<Option<String>, CommitLogError> {
     if keyspace_tables.is_empty() {
         return Ok(None);
     }
     let line = replay_list_line(keyspace_tables)?;
-    let path = config_dir.join("cassandra-env.sh");
-    let mut text = std::fs::read_to_string(&path).map_err(io_error("reading", &path))?;
+    let path = name("cassandra-env.sh")?;
+    let mut text =
+        String::from_utf8_lossy(&config.read_small(&path, 16 * 1024 * 1024)?).into_owned();
     if text.lines().any(|existing| existing == line) {
         return Ok(Some(line));
     }
@@ -264,7 +243,7 @@ pub fn append_replay_list(
     }
     text.push_str(&line);
     text.push('\n');
-    write_atomically(&path, text.as_bytes()).map_err(io_error("writing", &path))?;
+    config.write_atomically(&path, text.as_bytes())?;
     Ok(Some(line))
 }
 
@@ -334,19 +313,18 @@ mod tests {
         );
     }
 
+    fn root(dir: &Path) -> Root {
+        Root::open(dir).expect("root")
+    }
+
     #[test]
     fn downloads_are_saved_under_the_segment_name() {
         assert_eq!(
-            local_path(
-                Path::new("/restore"),
-                "commitlog/CommitLog-7-1700000000000.log.1700000005000"
-            ),
-            Some(PathBuf::from("/restore/CommitLog-7-1700000000000.log"))
+            local_name("commitlog/CommitLog-7-1700000000000.log.1700000005000"),
+            Some(RelPath::name("CommitLog-7-1700000000000.log").unwrap())
         );
-        assert_eq!(
-            local_path(Path::new("/restore"), "commitlog/../x.log.1"),
-            None
-        );
+        assert_eq!(local_name("commitlog/../x.log.1"), None);
+        assert_eq!(local_name("commitlog/CommitLog-7-1.log/../../x.1"), None);
         assert!(is_segment_name("CommitLog-7-1.log"));
         assert!(!is_segment_name("CommitLog-7-1.log.1000"));
         assert!(!is_segment_name("CommitLog-7.log"));
@@ -384,10 +362,10 @@ mod tests {
     fn properties_file_keeps_a_copy_of_an_existing_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert_eq!(
-            write_archiving_properties(dir.path(), "a=1\n", 7).expect("write"),
+            write_archiving_properties(&root(dir.path()), "a=1\n", 7).expect("write"),
             None
         );
-        let copy = write_archiving_properties(dir.path(), "b=2\n", 8).expect("write");
+        let copy = write_archiving_properties(&root(dir.path()), "b=2\n", 8).expect("write");
         assert_eq!(
             copy,
             Some(dir.path().join("commitlog_archiving.properties.8"))
@@ -403,24 +381,34 @@ mod tests {
     }
 
     #[test]
-    fn existing_commitlogs_move_beside_the_directory() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let commitlog = root.path().join("commitlog");
+    fn only_segments_move_beside_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let commitlog = dir.path().join("commitlog");
         fs::create_dir(&commitlog).expect("mkdir");
+        let (log_root, parent) = (root(&commitlog), root(dir.path()));
         assert_eq!(
-            move_existing_commitlogs(&commitlog, 5).expect("empty"),
-            None
-        );
-        assert_eq!(
-            move_existing_commitlogs(&root.path().join("missing"), 5).expect("missing"),
+            move_existing_commitlogs(&log_root, &parent, 5).expect("empty"),
             None
         );
         fs::write(commitlog.join("CommitLog-7-1.log"), "x").expect("write");
         fs::write(commitlog.join("CommitLog-7-2.log"), "y").expect("write");
-        let moved = move_existing_commitlogs(&commitlog, 5).expect("move");
-        let target = root.path().join("commitlogs-5");
+        // Not segments: an operator's notes, a CDC index, a symbolic link named like a segment.
+        fs::write(commitlog.join("README"), "keep").expect("write");
+        fs::write(commitlog.join("CommitLog-7-3_cdc.idx"), "keep").expect("write");
+        std::os::unix::fs::symlink("/etc/hostname", commitlog.join("CommitLog-7-4.log"))
+            .expect("symlink");
+        let moved = move_existing_commitlogs(&log_root, &parent, 5).expect("move");
+        let target = dir.path().join("commitlogs-5");
         assert_eq!(moved, Some(target.clone()));
-        assert!(commitlog.is_dir() && fs::read_dir(&commitlog).expect("list").next().is_none());
+        let mut left: Vec<_> = fs::read_dir(&commitlog)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["CommitLog-7-3_cdc.idx", "CommitLog-7-4.log", "README"]
+        );
         assert_eq!(
             fs::read_to_string(target.join("CommitLog-7-2.log")).expect("read"),
             "y"
@@ -434,7 +422,8 @@ mod tests {
         let env = dir.path().join("cassandra-env.sh");
         fs::write(&env, "JVM_OPTS=\"$JVM_OPTS -Xss256k\"").expect("write");
         fs::set_permissions(&env, fs::Permissions::from_mode(0o755)).expect("chmod");
-        assert_eq!(append_replay_list(dir.path(), &[]).expect("nothing"), None);
+        let config = root(dir.path());
+        assert_eq!(append_replay_list(&config, &[]).expect("nothing"), None);
         assert_eq!(
             fs::read_to_string(&env).expect("read"),
             "JVM_OPTS=\"$JVM_OPTS -Xss256k\""
@@ -442,12 +431,12 @@ mod tests {
         let tables = vec!["ks.t1".to_owned(), "ks2.t2".to_owned()];
         let line = "JVM_OPTS=\"$JVM_OPTS -Dcassandra.replayList=ks.t1,ks2.t2\"";
         assert_eq!(
-            append_replay_list(dir.path(), &tables)
+            append_replay_list(&config, &tables)
                 .expect("append")
                 .as_deref(),
             Some(line)
         );
-        append_replay_list(dir.path(), &tables).expect("again");
+        append_replay_list(&config, &tables).expect("again");
         assert_eq!(
             fs::read_to_string(&env).expect("read"),
             format!("JVM_OPTS=\"$JVM_OPTS -Xss256k\"\n{line}\n")
@@ -457,7 +446,7 @@ mod tests {
             0o755
         );
         for bad in ["ks", "ks.t\"; rm -rf /", "ks.", ".t"] {
-            let error = append_replay_list(dir.path(), &[bad.to_owned()]).expect_err(bad);
+            let error = append_replay_list(&config, &[bad.to_owned()]).expect_err(bad);
             assert!(
                 matches!(error, CommitLogError::ReplayTable { .. }),
                 "{bad}: {error}"
@@ -465,7 +454,7 @@ mod tests {
         }
         let missing = tempfile::tempdir().expect("tempdir");
         assert!(matches!(
-            append_replay_list(missing.path(), &tables),
+            append_replay_list(&root(missing.path()), &tables),
             Err(CommitLogError::Io { .. })
         ));
     }

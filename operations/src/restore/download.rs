@@ -1,6 +1,7 @@
 //! Brings a backup's objects down to local files: in parallel under one bandwidth limit and one memory budget,
 //! each streamed to a temporary sibling file, its size and hash checked as it arrives, and renamed to its final
-//! name only when it matches its manifest entry. Files that an earlier run left complete are kept.
+//! name only when it matches its manifest entry. Files that an earlier run left complete are kept. Every file is
+//! reached through its [`Target`]'s root, so a download can write nowhere else (`crate::node_fs`).
 //!
 //! What a caller can rely on: after [`download`] returns `Ok`, every planned path holds a file of the planned size
 //! (and hash, when there is one); after it returns an error, no planned path holds a file that failed a check, and
@@ -12,7 +13,6 @@
 //! size is checked, as it is for everything else in such a backup.)
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backup::hashes::{HashAlgorithm, Hasher};
 use crate::backup::upload::{pause, should_retry};
+use crate::node_fs::{EntryKind, FsError, RelPath, Target};
 use crate::storage::remote::TransferMemory;
 use crate::storage::{RemoteStorage, StorageError};
 
@@ -37,8 +38,8 @@ const TEMPORARY_SUFFIX: &str = ".daedalus-download";
 pub struct PlannedDownload {
     /// Object key relative to the node prefix (a manifest entry's `objectKey`).
     pub key: String,
-    /// The final local path; its directory is created when missing. Paths must be distinct within one call.
-    pub path: PathBuf,
+    /// The final local file; its directory is created when missing. Targets must be distinct within one call.
+    pub target: Target,
     /// The manifest's size; an object of another size fails the download.
     pub size: u64,
     /// The manifest's hash (in the settings' algorithm); `None` = checked by size only.
@@ -129,11 +130,11 @@ pub async fn verify(
                 match check_local(file, algorithm, memory, cancel).await? {
                     Local::Matches => Ok(()),
                     Local::Missing => Err(StorageError::Read {
-                        path: file.path.display().to_string(),
+                        path: file.target.display().display().to_string(),
                         source: std::io::ErrorKind::NotFound.into(),
                     }),
                     Local::Differs { expected, actual } => Err(StorageError::Mismatch {
-                        path: file.path.display().to_string(),
+                        path: file.target.display().display().to_string(),
                         expected,
                         actual,
                     }),
@@ -205,27 +206,21 @@ impl Transfer<'_> {
                 return Ok(());
             }
             Local::Differs { expected, actual } => tracing::warn!(
-                path = %file.path.display(),
+                path = %file.target.display().display(),
                 %expected,
                 %actual,
                 "a file from an earlier run differs from its manifest entry; downloading it again"
             ),
             Local::Missing => {}
         }
-        let write_error = |source| StorageError::Write {
-            path: file.path.display().to_string(),
-            source,
-        };
-        if let Some(parent) = file.path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(write_error)?;
+        if let Some(parent) = file.target.rel.parent() {
+            let root = file.target.root.clone();
+            blocking(move || root.create_dir_all(&parent)).await?;
         }
-        let temporary = Temporary::beside(&file.path).map_err(write_error)?;
-        self.download_with_retries(file, &temporary.path).await?;
-        tokio::fs::rename(&temporary.path, &file.path)
-            .await
-            .map_err(write_error)?;
+        let temporary = Temporary::beside(&file.target)?;
+        self.download_with_retries(file, &temporary.target).await?;
+        let (from, to) = (temporary.target.clone(), file.target.clone());
+        blocking(move || from.root.rename(&from.rel, &to.root, &to.rel)).await?;
         temporary.renamed();
         let mut stats = lock(&self.stats);
         stats.downloaded_files += 1;
@@ -236,7 +231,7 @@ impl Transfer<'_> {
     async fn download_with_retries(
         &self,
         file: &PlannedDownload,
-        temporary: &Path,
+        temporary: &Target,
     ) -> Result<(), StorageError> {
         let policy = self.settings.retry;
         let mut attempt = 0;
@@ -264,7 +259,7 @@ impl Transfer<'_> {
     async fn download_once(
         &self,
         file: &PlannedDownload,
-        temporary: &Path,
+        temporary: &Target,
         written: &mut u64,
     ) -> Result<(), StorageError> {
         let _reserved = self.memory.reserve(BLOCK as u64).await;
@@ -278,15 +273,8 @@ impl Transfer<'_> {
                 .remote
                 .corrupt(&file.key, bytes(file.size), bytes(object.size)));
         }
-        let write_error = |source| StorageError::Write {
-            path: temporary.display().to_string(),
-            source,
-        };
-        let handle = tokio::fs::File::create(temporary)
-            .await
-            .map_err(write_error)?
-            .into_std()
-            .await;
+        let created = temporary.clone();
+        let handle = blocking(move || created.root.create_file(&created.rel)).await?;
         let mut sink = Sink {
             file: handle,
             hasher: Hasher::new(self.settings.algorithm),
@@ -332,7 +320,7 @@ impl Transfer<'_> {
     async fn flush(
         &self,
         sink: Sink,
-        temporary: &Path,
+        temporary: &Target,
         written: &mut u64,
     ) -> Result<Sink, StorageError> {
         let length = sink.buffer.len() as u64;
@@ -345,7 +333,7 @@ impl Transfer<'_> {
             _ = self.settings.throttle.acquire(length) => {}
         }
         let write_error = |source| StorageError::Write {
-            path: temporary.display().to_string(),
+            path: temporary.display().display().to_string(),
             source,
         };
         let sink = tokio::task::spawn_blocking(move || sink.write())
@@ -383,14 +371,19 @@ impl Sink {
 /// A temporary file that is removed when dropped (failure, cancellation, or the whole download dropped), unless it
 /// was renamed to its final name.
 struct Temporary {
-    path: PathBuf,
+    target: Target,
     renamed: bool,
 }
 
 impl Temporary {
-    fn beside(path: &Path) -> std::io::Result<Temporary> {
+    /// `<name>.daedalus-download` beside `target`, so that the rename stays within one directory.
+    fn beside(target: &Target) -> Result<Temporary, StorageError> {
+        let rel = temporary_path(&target.rel).map_err(|error| StorageError::Write {
+            path: target.display().display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, error),
+        })?;
         Ok(Temporary {
-            path: temporary_path(path)?,
+            target: Target::new(&target.root, rel),
             renamed: false,
         })
     }
@@ -405,31 +398,31 @@ impl Drop for Temporary {
         if self.renamed {
             return;
         }
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => tracing::warn!(
-                path = %self.path.display(),
-                %error,
-                "cannot remove a temporary download file"
-            ),
+        if let Err(error) = self.target.root.remove_file(&self.target.rel) {
+            tracing::warn!(%error, "cannot remove a temporary download file");
         }
     }
 }
 
-/// `<path>.daedalus-download`: beside the final file, so that the rename stays within one filesystem.
-fn temporary_path(path: &Path) -> std::io::Result<PathBuf> {
-    let mut name = path
-        .file_name()
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the planned path does not name a file",
-            )
+/// `<name>.daedalus-download`: beside the final file, so that the rename stays within one filesystem.
+pub fn temporary_path(rel: &RelPath) -> Result<RelPath, crate::node_fs::NotAPlainName> {
+    rel.with_suffix(TEMPORARY_SUFFIX)
+}
+
+/// Runs a blocking file operation off the async workers; its error names the file.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| StorageError::Write {
+            path: "(a blocking file operation)".into(),
+            source: std::io::Error::other(join),
         })?
-        .to_os_string();
-    name.push(TEMPORARY_SUFFIX);
-    Ok(path.with_file_name(name))
+        .map_err(|error| StorageError::Write {
+            path: error.path.display().to_string(),
+            source: error.source,
+        })
 }
 
 /// A planned file as found on disk.
@@ -451,24 +444,29 @@ async fn check_local(
     cancel: &CancellationToken,
 ) -> Result<Local, StorageError> {
     let read_error = |source| StorageError::Read {
-        path: file.path.display().to_string(),
+        path: file.target.display().display().to_string(),
         source,
     };
-    let metadata = match tokio::fs::metadata(&file.path).await {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Missing),
-        Err(error) => return Err(read_error(error)),
+    let probed = file.target.clone();
+    let found = tokio::task::spawn_blocking(move || probed.root.kind(&probed.rel))
+        .await
+        .map_err(|join| read_error(std::io::Error::other(join)))?
+        .map_err(|error| read_error(error.source))?;
+    let length = match found {
+        None => return Ok(Local::Missing),
+        Some((EntryKind::File, length)) => length,
+        // A symbolic link (never followed) or a directory: replaced by the download's rename.
+        Some(_) => {
+            return Ok(Local::Differs {
+                expected: "a file".into(),
+                actual: "something else".into(),
+            });
+        }
     };
-    if !metadata.is_file() {
-        return Ok(Local::Differs {
-            expected: "a file".into(),
-            actual: "something else".into(),
-        });
-    }
-    if metadata.len() != file.size {
+    if length != file.size {
         return Ok(Local::Differs {
             expected: bytes(file.size),
-            actual: bytes(metadata.len()),
+            actual: bytes(length),
         });
     }
     let Some(expected) = file.hash.as_deref() else {
@@ -478,9 +476,9 @@ async fn check_local(
         return Ok(Local::Matches);
     }
     let _reserved = memory.reserve(BLOCK as u64).await;
-    let path = file.path.clone();
+    let target = file.target.clone();
     let stop = cancel.clone();
-    let actual = tokio::task::spawn_blocking(move || hash_local(&path, algorithm, &stop))
+    let actual = tokio::task::spawn_blocking(move || hash_local(&target, algorithm, &stop))
         .await
         .map_err(|join| read_error(std::io::Error::other(join)))?
         .map_err(read_error)?;
@@ -501,11 +499,14 @@ enum Hashed {
 
 /// Blocking: hashes the file, looking at `cancel` between blocks so that a cancelled check stops soon.
 fn hash_local(
-    path: &Path,
+    target: &Target,
     algorithm: HashAlgorithm,
     cancel: &CancellationToken,
 ) -> std::io::Result<Hashed> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = target
+        .root
+        .open_file(&target.rel)
+        .map_err(|error| error.source)?;
     let mut hasher = Hasher::new(algorithm);
     let mut buffer = vec![0u8; BLOCK];
     loop {
@@ -559,10 +560,12 @@ mod tests {
     };
 
     use super::*;
+    use crate::node_fs::Root;
     use crate::storage::StorageLocation;
+    use std::path::{Path, PathBuf};
 
-    /// A scratch directory of its own per test, removed at the end.
-    struct Scratch(PathBuf);
+    /// A scratch directory of its own per test, removed at the end, and the root restored files go into.
+    struct Scratch(PathBuf, Arc<Root>);
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
@@ -570,7 +573,8 @@ mod tests {
                 .join(format!("daedalus-download-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("bucket")).unwrap();
-            Scratch(dir)
+            let root = Arc::new(Root::open_creating(&dir.join("restore")).unwrap());
+            Scratch(dir, root)
         }
 
         /// The node's objects in a directory store (which streams files in 8 KiB chunks).
@@ -586,9 +590,9 @@ mod tests {
             RemoteStorage::new(store, location).unwrap()
         }
 
-        /// Where restored files go; created by the download itself.
-        fn target(&self, name: &str) -> PathBuf {
-            self.0.join("restore/ks/t-1234").join(name)
+        /// Where restored files go; the directory is created by the download itself.
+        fn target(&self, name: &str) -> Target {
+            Target::new(&self.1, RelPath::of(["ks", "t-1234", name]).unwrap())
         }
 
         /// Every temporary file left anywhere under the scratch directory.
@@ -643,7 +647,7 @@ mod tests {
             .unwrap();
         PlannedDownload {
             key,
-            path: scratch.target(name),
+            target: scratch.target(name),
             size: content.len() as u64,
             hash: hash_of(algorithm, content),
         }
@@ -732,7 +736,11 @@ mod tests {
         .unwrap();
 
         for (file, content) in files.iter().zip(&contents) {
-            assert_eq!(&std::fs::read(&file.path).unwrap(), content, "{file:?}");
+            assert_eq!(
+                &std::fs::read(file.target.display()).unwrap(),
+                content,
+                "{file:?}"
+            );
         }
         assert_eq!(
             stats,
@@ -796,7 +804,7 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("SHA-256"), "{message}");
-        assert!(!damaged.path.exists());
+        assert!(!damaged.target.display().exists());
         assert!(scratch.temporaries().is_empty());
 
         // An object of another size than the manifest's fails before a byte is written.
@@ -822,7 +830,7 @@ mod tests {
                 .contains("nb-3-big-Data.db does not match its manifest entry: expected 11 bytes, got 10 bytes"),
             "{error}"
         );
-        assert!(!short.path.exists());
+        assert!(!short.target.display().exists());
         assert!(scratch.temporaries().is_empty());
     }
 
@@ -868,11 +876,14 @@ mod tests {
 
         // Cut short; same size but other bytes; gone with a stale temporary file beside it.
         let large = &files[2];
-        std::fs::write(&large.path, &contents[2][..1000]).unwrap();
-        std::fs::write(&files[1].path, b"A SMALL FILE").unwrap();
-        std::fs::remove_file(&files[3].path).unwrap();
+        std::fs::write(large.target.display(), &contents[2][..1000]).unwrap();
+        std::fs::write(files[1].target.display(), b"A SMALL FILE").unwrap();
+        std::fs::remove_file(files[3].target.display()).unwrap();
         std::fs::write(
-            temporary_path(&files[3].path).unwrap(),
+            files[3]
+                .target
+                .root
+                .display(&temporary_path(&files[3].target.rel).unwrap()),
             b"left by a run that was killed",
         )
         .unwrap();
@@ -882,9 +893,12 @@ mod tests {
             third.downloaded_bytes,
             (contents[1].len() + contents[2].len() + extra.len()) as u64
         );
-        assert_eq!(std::fs::read(&files[1].path).unwrap(), contents[1]);
-        assert_eq!(std::fs::read(&large.path).unwrap(), contents[2]);
-        assert_eq!(std::fs::read(&files[3].path).unwrap(), extra);
+        assert_eq!(
+            std::fs::read(files[1].target.display()).unwrap(),
+            contents[1]
+        );
+        assert_eq!(std::fs::read(large.target.display()).unwrap(), contents[2]);
+        assert_eq!(std::fs::read(files[3].target.display()).unwrap(), extra);
         assert!(scratch.temporaries().is_empty());
     }
 
@@ -917,7 +931,7 @@ mod tests {
         assert!(matches!(error, StorageError::Cancelled), "{error:?}");
         assert!(scratch.temporaries().is_empty());
         assert!(
-            files.iter().all(|file| !file.path.exists()),
+            files.iter().all(|file| !file.target.display().exists()),
             "no file was complete when the first MiB arrived"
         );
     }
@@ -931,7 +945,10 @@ mod tests {
         let none = settings(HashAlgorithm::None, 0);
         let stats = run(&remote, &files, &none).await.unwrap();
         assert_eq!(stats.downloaded_files, 3);
-        assert_eq!(std::fs::read(&files[2].path).unwrap(), contents[2]);
+        assert_eq!(
+            std::fs::read(files[2].target.display()).unwrap(),
+            contents[2]
+        );
         assert_eq!(run(&remote, &files, &none).await.unwrap().kept_files, 3);
         verify(&files, HashAlgorithm::None, &CancellationToken::new())
             .await
@@ -952,7 +969,7 @@ mod tests {
             .await
             .unwrap();
 
-        std::fs::remove_file(&files[2].path).unwrap();
+        std::fs::remove_file(files[2].target.display()).unwrap();
         files[2].hash = Some("12345".into());
         let error = run(&remote, &files, &crc).await.unwrap_err();
         assert!(
@@ -961,7 +978,7 @@ mod tests {
                 .contains("expected CRC32 12345, got CRC32 "),
             "{error}"
         );
-        assert!(!files[2].path.exists());
+        assert!(!files[2].target.display().exists());
     }
 
     #[tokio::test]
@@ -977,9 +994,9 @@ mod tests {
             .await
             .unwrap();
 
-        let mut changed = std::fs::read(&files[2].path).unwrap();
+        let mut changed = std::fs::read(files[2].target.display()).unwrap();
         changed[BLOCK + 1] ^= 0xff;
-        std::fs::write(&files[2].path, &changed).unwrap();
+        std::fs::write(files[2].target.display(), &changed).unwrap();
         let error = verify(&files, HashAlgorithm::Sha256, &cancel)
             .await
             .unwrap_err();
@@ -987,19 +1004,20 @@ mod tests {
         assert!(
             error.to_string().starts_with(&format!(
                 "{} does not match its manifest entry: expected SHA-256 ",
-                files[2].path.display()
+                files[2].target.display().display()
             )),
             "{error}"
         );
 
-        std::fs::remove_file(&files[1].path).unwrap();
+        std::fs::remove_file(files[1].target.display()).unwrap();
         let error = verify(&files[..2], HashAlgorithm::Sha256, &cancel)
             .await
             .unwrap_err();
         assert!(
-            error
-                .to_string()
-                .starts_with(&format!("cannot read {}", files[1].path.display())),
+            error.to_string().starts_with(&format!(
+                "cannot read {}",
+                files[1].target.display().display()
+            )),
             "{error}"
         );
     }
@@ -1138,7 +1156,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(stats.downloaded_files, 1);
-        assert_eq!(std::fs::read(&file.path).unwrap(), bytes);
+        assert_eq!(std::fs::read(file.target.display()).unwrap(), bytes);
         let seen = lock(&seen).clone();
         let total = bytes.len() as u64;
         assert_eq!(seen.last(), Some(&(total, total)));
@@ -1173,7 +1191,7 @@ mod tests {
             ),
             "{error}"
         );
-        assert!(!file.path.exists());
+        assert!(!file.target.display().exists());
         assert!(scratch.temporaries().is_empty());
     }
 }

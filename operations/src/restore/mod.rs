@@ -1,7 +1,6 @@
 //! The restore engine: which backup, which tables, and the strategies that put them back — IN_PLACE into a
 //! stopped node's directories, HARDLINKS and IMPORT into a running node in Esop's phases.
 
-mod atomic;
 pub mod choice;
 pub mod commitlog;
 pub mod download;
@@ -10,18 +9,21 @@ pub mod live;
 pub mod stopped_node;
 pub mod tables;
 
+use crate::node_fs::NodeConfig;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::request::StorageRequest;
 use crate::types::restore::{RestoreRequest, Strategy};
 
-/// Runs one node's restore; returns what it did, for the operation's `response`.
+/// Runs one node's restore; returns what it did, for the operation's `response`. `config` is where the node's files
+/// are when it is stopped (IN_PLACE).
 pub async fn restore(
     request: RestoreRequest,
+    config: &NodeConfig,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
     let StorageRequest { connection, fields } = request;
     match fields.restoration_strategy_type {
-        Strategy::InPlace => stopped_node::restore(&connection, &fields, context).await,
+        Strategy::InPlace => stopped_node::restore(&connection, &fields, config, context).await,
         Strategy::Hardlinks | Strategy::Import => {
             live::restore(&connection, &fields, context).await
         }

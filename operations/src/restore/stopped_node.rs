@@ -1,16 +1,21 @@
 //! IN_PLACE: a restore into a stopped node (an init container before Cassandra starts, a replaced node, a new
 //! cluster from a backup). The backup's files go straight into the data directories; what the node holds of the
-//! restored tables and the backup lacks is removed; hints, saved caches and commit logs are emptied; and, when asked,
-//! `cassandra.yaml` gets the backup's tokens so the node starts as the one backed up.
+//! restored tables and the backup lacks is removed once the downloads are in; hints, saved caches and commit logs are
+//! emptied; and, when asked, `cassandra.yaml` gets the backup's tokens so the node starts as the one backed up.
+//!
+//! The node is down, so where its directories are comes from the configuration the operator gave the sidecar or the
+//! command ([`NodeConfig`]); the request's directory fields were checked against it when it was submitted. Every
+//! name in the manifest is checked before anything is read or written, and every change goes through a [`Root`].
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::choice::{self, ChosenBackup};
 use super::download::{DownloadSettings, PlannedDownload};
-use super::in_place::{self, NodeDirs, SystemRestore};
+use super::in_place::{self, LocalPlan, SelectedTable, SystemRestore};
 use crate::backup::hashes::HashAlgorithm;
+use crate::node_fs::{NodeConfig, NodeDirs, RelPath, Root, names};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::node::{self, BucketCheck};
 use crate::storage::request::Connection;
@@ -20,6 +25,7 @@ use crate::types::restore::RestoreFields;
 pub async fn restore(
     connection: &Connection,
     fields: &RestoreFields,
+    config: &NodeConfig,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
     super::require_node_down(context, "an IN_PLACE restore").await?;
@@ -55,18 +61,28 @@ pub async fn restore(
     };
     let selected = in_place::select(&backup.manifest, &fields.entities, flags);
     require_named_entities(&backup, &fields.entities, &selected)?;
-    // cassandra.yaml is read and the data directories walked off the async workers.
+    if fields.update_cassandra_yaml
+        && let Some(token) = backup
+            .manifest
+            .tokens
+            .iter()
+            .find(|token| !names::is_token(token))
+    {
+        return Err(OperationFailure::Failed(format!(
+            "backup {}: its token '{}' is not a ring token; nothing was written or deleted",
+            backup.name,
+            token.escape_debug()
+        )));
+    }
+    // cassandra.yaml is read and the data directories walked off the async workers; names are checked first.
     let (dirs, plan) = {
-        let (selected, fields) = (selected.clone(), fields.clone());
-        tokio::task::spawn_blocking(move || {
-            let dirs = node_dirs(&fields)?;
-            let plan = in_place::plan(&selected, &dirs.data)
-                .map_err(|error| format!("cannot plan the restore: {error}"))?;
-            Ok::<_, String>((dirs, plan))
+        let (selected, config) = (selected.clone(), config.clone());
+        blocking(move || {
+            let dirs = config.dirs().map_err(|error| error.to_string())?;
+            let plan = plan_over(&selected, &dirs).map_err(|error| format!("backup: {error}"))?;
+            Ok((dirs, plan))
         })
-        .await
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?
-        .map_err(OperationFailure::Failed)?
+        .await?
     };
     for other in &plan.other_table_dirs {
         tracing::warn!(
@@ -77,20 +93,6 @@ pub async fn restore(
              uses only with the backup's schema (newCluster or restoreSystemKeyspace)"
         );
     }
-    let deleted = plan.delete.len();
-    let delete = plan.delete.clone();
-    tokio::task::spawn_blocking(move || {
-        for path in &delete {
-            std::fs::remove_file(path).or_else(|error| match error.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(format!("cannot remove {}: {error}", path.display())),
-            })?;
-        }
-        Ok::<_, String>(())
-    })
-    .await
-    .map_err(|error| OperationFailure::Failed(error.to_string()))?
-    .map_err(OperationFailure::Failed)?;
 
     // Files already there are verified by the download and kept when intact: a rerun resumes.
     let files: Vec<PlannedDownload> = plan
@@ -99,7 +101,7 @@ pub async fn restore(
         .chain(&plan.downloads)
         .map(|file| PlannedDownload {
             key: file.object_key.clone(),
-            path: file.path.clone(),
+            target: file.target.clone(),
             size: file.size,
             hash: file.hash.clone(),
         })
@@ -112,28 +114,41 @@ pub async fn restore(
     };
     let stats = super::download_for(context, &remote, files, &settings).await?;
 
-    let cassandra_dir = PathBuf::from(&fields.cassandra_directory);
-    let (yaml, update_yaml, tokens) = (
-        Path::new(&fields.cassandra_config_directory).join("cassandra.yaml"),
+    // Only once every file of the backup is in place does anything of the node's go.
+    let deleted = plan.delete.len();
+    let delete = plan.delete.clone();
+    let (config, update_yaml, tokens) = (
+        config.clone(),
         fields.update_cassandra_yaml,
         backup.manifest.tokens.clone(),
     );
-    let (cleaned, yaml_change) = tokio::task::spawn_blocking(move || {
-        let cleaned =
-            in_place::clean_node_dirs(&cassandra_dir, &dirs).map_err(|error| error.to_string())?;
+    let (cleaned, yaml_change) = blocking(move || {
+        for target in &delete {
+            target
+                .root
+                .remove_file(&target.rel)
+                .map_err(|error| error.to_string())?;
+        }
+        let cleaned = in_place::clean_node_dirs(&config.cassandra_dir, &dirs)
+            .map_err(|error| error.to_string())?;
         let change = if update_yaml {
+            let yaml = config
+                .cassandra_yaml
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("cassandra.yaml");
+            let yaml = RelPath::name(yaml).map_err(|error| error.to_string())?;
+            let root = Root::open(config.config_dir()).map_err(|error| error.to_string())?;
             Some(
-                in_place::update_cassandra_yaml(&yaml, &tokens)
+                in_place::update_cassandra_yaml(&root, &yaml, &tokens)
                     .map_err(|error| error.to_string())?,
             )
         } else {
             None
         };
-        Ok::<_, String>((cleaned, change))
+        Ok((cleaned, change))
     })
-    .await
-    .map_err(|error| OperationFailure::Failed(error.to_string()))?
-    .map_err(OperationFailure::Failed)?;
+    .await?;
     tracing::info!(backup = %backup.name, tables = selected.len(), downloaded = stats.downloaded_files, deleted, "IN_PLACE restore complete");
     Ok(json!({
         "backup": backup.name,
@@ -147,20 +162,49 @@ pub async fn restore(
     }))
 }
 
-/// Where the node keeps its files: `cassandra.yaml` when it is there, else Cassandra's defaults under
-/// `cassandraDirectory`; `dataDirs`, when given, win.
-fn node_dirs(fields: &RestoreFields) -> Result<NodeDirs, String> {
-    let cassandra_dir = Path::new(&fields.cassandra_directory);
-    let yaml = Path::new(&fields.cassandra_config_directory).join("cassandra.yaml");
-    let mut dirs = if yaml.is_file() {
-        in_place::read_yaml_dirs(&yaml, cassandra_dir).map_err(|error| error.to_string())?
-    } else {
-        NodeDirs::defaults(cassandra_dir)
+/// Runs blocking work off the async workers; its error is the operation's failure.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, OperationFailure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| OperationFailure::Failed(error.to_string()))?
+        .map_err(OperationFailure::Failed)
+}
+
+/// The plan over the node's data directories, opened as roots (created when a node that never ran has not made them
+/// yet); `system` and `system_schema` go to `local_system_data_file_directory` when it is set.
+fn plan_over(
+    selected: &[SelectedTable],
+    dirs: &NodeDirs,
+) -> Result<LocalPlan, in_place::PlanError> {
+    let open = |paths: &[std::path::PathBuf]| -> Result<Vec<Arc<Root>>, in_place::PlanError> {
+        paths
+            .iter()
+            .map(|path| Root::open_creating(path).map(Arc::new).map_err(Into::into))
+            .collect()
     };
-    if let Some(data) = &fields.data_dirs {
-        dirs.data = data.iter().map(PathBuf::from).collect();
+    let data = open(&dirs.data)?;
+    let local_system = match &dirs.local_system_data {
+        Some(dir) => Some(open(std::slice::from_ref(dir))?),
+        None => None,
+    };
+    let (system, user): (Vec<SelectedTable>, Vec<SelectedTable>) =
+        selected.iter().cloned().partition(|table| {
+            dirs.local_system_data.is_some()
+                && dirs.data_dirs_for(&table.keyspace) != dirs.data.as_slice()
+        });
+    let mut plan = in_place::plan(&user, &data)?;
+    if let Some(roots) = local_system
+        && !system.is_empty()
+    {
+        let other = in_place::plan(&system, &roots)?;
+        plan.downloads.extend(other.downloads);
+        plan.keep.extend(other.keep);
+        plan.delete.extend(other.delete);
+        plan.other_table_dirs.extend(other.other_table_dirs);
     }
-    Ok(dirs)
+    Ok(plan)
 }
 
 /// Entities that name what the backup does not hold are a mistake to report, not an empty restore.
@@ -239,5 +283,15 @@ async fn backed_up_node(
                 location.store_name()
             ))
         })?;
+    for segment in [cluster.as_str(), node.dc.as_str(), node.node_id.as_str()] {
+        if !names::is_path_segment(segment) {
+            return Err(OperationFailure::Failed(format!(
+                "resolveHostIdFromTopology: {}/topology/{name}.json names '{}', which cannot be part of a storage \
+                 location",
+                location.store_name(),
+                segment.escape_debug()
+            )));
+        }
+    }
     Ok(location.for_node(cluster, &node.dc, &node.node_id))
 }

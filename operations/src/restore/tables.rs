@@ -1,9 +1,10 @@
 //! The tables a restore takes from a backup, where each comes from and goes to, and where its files land.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use crate::esop::manifest::{EntryType, Manifest, ManifestEntry};
+use crate::esop::sstable::SstableName;
+use crate::node_fs::{RelPath, names};
 use crate::storage::{Entities, KeyspaceTable};
 
 /// Keyspaces Cassandra manages itself. A restore into a live node never writes them (Esop's rule); IN_PLACE has
@@ -34,18 +35,19 @@ pub struct RestoredTable<'m> {
     pub backup_id: String,
     /// The `schema.cql` the backup recorded, to recreate a missing table.
     pub schema_content: Option<&'m str>,
-    /// Its SSTable files.
-    pub entries: Vec<&'m ManifestEntry>,
+    /// Its SSTable files, their names checked.
+    pub files: Vec<BackupFile<'m>>,
 }
 
 impl RestoredTable<'_> {
     pub fn size(&self) -> u64 {
-        self.entries.iter().map(|entry| entry.size).sum()
+        self.files.iter().map(|file| file.entry.size).sum()
     }
 }
 
-/// The non-system tables of `manifest` that `entities` covers, renamed per `rename`. Entities naming a keyspace or
-/// table the backup does not hold are an error naming them, as is a rename of a table not restored.
+/// The non-system tables of `manifest` that `entities` covers, renamed per `rename`, every name checked
+/// ([`check_table`], [`backup_file`]). Entities naming a keyspace or table the backup does not hold are an error
+/// naming them, as is a rename of a table not restored.
 pub fn live_tables<'m>(
     manifest: &'m Manifest,
     entities: &Entities,
@@ -57,8 +59,9 @@ pub fn live_tables<'m>(
             !is_system_keyspace(keyspace) && entities.includes(keyspace, table)
         })
         .map(|(keyspace, name, table)| {
+            check_table(keyspace, name, &table.id)?;
             let source = KeyspaceTable::new(keyspace, name);
-            RestoredTable {
+            Ok(RestoredTable {
                 target: rename
                     .get(&source)
                     .cloned()
@@ -66,13 +69,17 @@ pub fn live_tables<'m>(
                 source,
                 backup_id: table.id.clone(),
                 schema_content: table.schema_content.as_deref(),
-                entries: table
-                    .entries()
-                    .filter(|entry| entry.kind == EntryType::File)
-                    .collect(),
-            }
+                files: backup_files(
+                    keyspace,
+                    name,
+                    table
+                        .entries()
+                        .filter(|entry| entry.kind == EntryType::File),
+                )?,
+            })
         })
-        .collect();
+        .collect::<Result<_, BadName>>()
+        .map_err(|error| error.to_string())?;
     let missing: Vec<String> = match entities {
         Entities::All => Vec::new(),
         Entities::Keyspaces(keyspaces) => keyspaces
@@ -95,24 +102,131 @@ pub fn live_tables<'m>(
     Ok(tables)
 }
 
-/// An SSTable file's path inside its table directory, from its object key
-/// (`data/<ks>/<table>-<id>/[.<index>/]<generation>-<digest>/<file>`): `[.<index>/]<file>`.
-pub fn path_in_table(object_key: &str) -> Option<PathBuf> {
-    let mut segments = object_key.split('/');
-    if segments.next() != Some("data") {
-        return None;
-    }
-    let rest: Vec<&str> = segments.skip(2).collect();
-    let relative = match rest.as_slice() {
-        [_generation_digest, file] => PathBuf::from(file),
-        [index, _generation_digest, file] if index.starts_with('.') => Path::new(index).join(file),
-        _ => return None,
+/// A name from the backup that no restore may use, naming the object (or table) it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the backup's {what} is refused: {reason}; nothing was written or deleted")]
+pub struct BadName {
+    /// `object data/...` or `table ks.t`, escaped for the message.
+    pub what: String,
+    pub reason: String,
+}
+
+/// Checks the names of a table of the manifest: keyspace and table by Cassandra's identifier rules, the id as 32 hex
+/// digits.
+pub fn check_table(keyspace: &str, table: &str, id: &str) -> Result<(), BadName> {
+    let bad = |reason: &str| BadName {
+        what: format!(
+            "table '{}.{}'",
+            keyspace.escape_debug(),
+            table.escape_debug()
+        ),
+        reason: reason.to_owned(),
     };
-    // A key is data from the bucket: refuse anything that would climb out of the table directory.
-    relative
-        .components()
-        .all(|c| matches!(c, std::path::Component::Normal(_)))
-        .then_some(relative)
+    if !names::is_keyspace_name(keyspace) {
+        return Err(bad("the keyspace is not a Cassandra keyspace name"));
+    }
+    if !names::is_table_name(table) {
+        return Err(bad("the table is not a Cassandra table name"));
+    }
+    if id.is_empty() {
+        return Err(bad("the manifest has no table id for it"));
+    }
+    if !names::is_table_id(id) {
+        return Err(bad(&format!(
+            "its id '{}' is not 32 hex digits",
+            id.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// An SSTable file of the backup, every name on its way checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile<'m> {
+    pub entry: &'m ManifestEntry,
+    /// `[.<index>/]<file>`: where it goes inside its table's directory.
+    pub in_table: RelPath,
+    /// `.<index>` of a secondary index's SSTable.
+    pub index_dir: Option<String>,
+    pub name: SstableName,
+    /// The `<generation>-<digest>` directory of its object key.
+    pub generation_digest: String,
+}
+
+impl BackupFile<'_> {
+    /// The SSTable it belongs to inside its table: its index directory and its prefix (`nb-1-big`).
+    pub fn sstable(&self) -> (Option<&str>, &str) {
+        (self.index_dir.as_deref(), self.name.prefix())
+    }
+}
+
+/// Checks a manifest entry of `keyspace.table`: its key must be `data/<keyspace>/<table>-<id>/[.<index>/]<generation>-
+/// <digest>/<SSTable file>` with every part valid (see [`names`]), so the file can only land in its table's
+/// directory, under a name Cassandra gives SSTable components.
+pub fn backup_file<'m>(
+    keyspace: &str,
+    table: &str,
+    entry: &'m ManifestEntry,
+) -> Result<BackupFile<'m>, BadName> {
+    let bad = |reason: &str| BadName {
+        what: format!(
+            "object '{}' of {keyspace}.{table}",
+            entry.object_key.escape_debug()
+        ),
+        reason: reason.to_owned(),
+    };
+    let parts: Vec<&str> = entry.object_key.split('/').collect();
+    let (table_dir, index_dir, generation_digest, file_name) = match parts.as_slice() {
+        ["data", ks, table_dir, gd, file] if *ks == keyspace => (*table_dir, None, *gd, *file),
+        ["data", ks, table_dir, index, gd, file] if *ks == keyspace => {
+            (*table_dir, Some(*index), *gd, *file)
+        }
+        ["data", ..] => {
+            return Err(bad(
+                "it is not data/<keyspace>/<table>-<id>/[.<index>/]<generation>-<digest>/<file> of this keyspace",
+            ));
+        }
+        _ => return Err(bad("it does not start with data/")),
+    };
+    if names::table_dir(table_dir).is_none() {
+        return Err(bad("its table directory is not <table>-<32 hex id>"));
+    }
+    if let Some(index) = index_dir
+        && !names::is_index_dir(index)
+    {
+        return Err(bad("its index directory is not .<index name>"));
+    }
+    let name = names::sstable_file(file_name)
+        .map_err(|reason| bad(&format!("its file name: {reason}")))?;
+    if !names::is_generation_digest(generation_digest, name.generation()) {
+        return Err(bad(
+            "its key directory is not <generation>-<digest> of the file's generation",
+        ));
+    }
+    let in_table = match index_dir {
+        Some(index) => RelPath::of([index, file_name]),
+        None => RelPath::name(file_name),
+    }
+    .map_err(|error| bad(&error.to_string()))?;
+    Ok(BackupFile {
+        entry,
+        in_table,
+        index_dir: index_dir.map(str::to_owned),
+        name,
+        generation_digest: generation_digest.to_owned(),
+    })
+}
+
+/// [`backup_file`] of every entry, and the table directory `<keyspace>/<table>-<id>` they go to.
+pub fn backup_files<'m>(
+    keyspace: &str,
+    table: &str,
+    entries: impl IntoIterator<Item = &'m ManifestEntry>,
+) -> Result<Vec<BackupFile<'m>>, BadName> {
+    entries
+        .into_iter()
+        .map(|entry| backup_file(keyspace, table, entry))
+        .collect()
 }
 
 /// The table directory name `<table>-<id>`.
@@ -128,10 +242,11 @@ mod tests {
         Manifest::from_json(
             br#"{"snapshot": {"name": "n", "keyspaces": {
                 "ks": {"tables": {
-                    "a": {"id": "11", "sstables": {"nb-1-big": [
-                        {"objectKey": "data/ks/a-11/1-99/nb-1-big-Data.db", "type": "FILE", "size": 5}]}},
-                    "b": {"id": "22", "sstables": {}}}},
-                "system_auth": {"tables": {"roles": {"id": "33", "sstables": {}}}}}},
+                    "a": {"id": "11111111111111111111111111111111", "sstables": {"nb-1-big": [
+                        {"objectKey": "data/ks/a-11111111111111111111111111111111/1-99/nb-1-big-Data.db",
+                         "type": "FILE", "size": 5}]}},
+                    "b": {"id": "22222222222222222222222222222222", "sstables": {}}}},
+                "system_auth": {"tables": {"roles": {"id": "33333333333333333333333333333333", "sstables": {}}}}}},
               "tokens": ["1"], "schemaVersion": "s"}"#,
         )
         .unwrap()
@@ -143,7 +258,7 @@ mod tests {
         let all = live_tables(&manifest, &Entities::All, &BTreeMap::new()).unwrap();
         let names: Vec<String> = all.iter().map(|t| t.target.to_string()).collect();
         assert_eq!(names, ["ks.a", "ks.b"]);
-        assert_eq!(all[0].entries.len(), 1);
+        assert_eq!(all[0].files.len(), 1);
 
         let rename =
             BTreeMap::from([(KeyspaceTable::new("ks", "a"), KeyspaceTable::new("ks", "c"))]);
@@ -169,17 +284,49 @@ mod tests {
         );
     }
 
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn file(key: &str) -> Result<String, String> {
+        let entry = ManifestEntry::file(key, 1, None);
+        backup_file("ks", "t", &entry)
+            .map(|file| file.in_table.to_string())
+            .map_err(|error| error.to_string())
+    }
+
     #[test]
     fn files_keep_their_index_directory_and_never_climb_out() {
         assert_eq!(
-            path_in_table("data/ks/t-1/1-99/nb-1-big-Data.db"),
-            Some(PathBuf::from("nb-1-big-Data.db"))
+            file(&format!("data/ks/t-{ID}/1-99/nb-1-big-Data.db")),
+            Ok("nb-1-big-Data.db".into())
         );
         assert_eq!(
-            path_in_table("data/ks/t-1/.t_v_idx/1-99/nb-1-big-Data.db"),
-            Some(PathBuf::from(".t_v_idx/nb-1-big-Data.db"))
+            file(&format!("data/ks/t-{ID}/.t_v_idx/1-99/nb-1-big-Data.db")),
+            Ok(".t_v_idx/nb-1-big-Data.db".into())
         );
-        assert_eq!(path_in_table("data/ks/t-1/1-99/.."), None);
-        assert_eq!(path_in_table("manifests/x.json"), None);
+        for bad in [
+            format!("data/ks/t-{ID}/1-99/.."),
+            format!("data/ks/t-{ID}/1-99/nb-1-pwn.sh"),
+            format!("data/ks/t-{ID}/../1-99/nb-1-big-Data.db"),
+            format!("data/ks/t-{ID}/2-99/nb-1-big-Data.db"),
+            format!("data/other/t-{ID}/1-99/nb-1-big-Data.db"),
+            "data/ks/t-x/1-99/nb-1-big-Data.db".to_string(),
+            format!("/data/ks/t-{ID}/1-99/nb-1-big-Data.db"),
+            "manifests/x.json".into(),
+        ] {
+            let error = file(&bad).expect_err(&bad);
+            assert!(error.contains(&bad.escape_debug().to_string()), "{error}");
+        }
+        assert!(check_table("ks", "t", ID).is_ok());
+        for (keyspace, table, id) in [
+            ("..", "t", ID),
+            ("ks", "a/b", ID),
+            ("ks", "t", "x/../../../../outside/victim"),
+            ("ks", "t", ""),
+        ] {
+            let error = check_table(keyspace, table, id)
+                .expect_err(keyspace)
+                .to_string();
+            assert!(error.contains("nothing was written"), "{error}");
+        }
     }
 }

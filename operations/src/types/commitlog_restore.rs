@@ -4,12 +4,14 @@
 //!
 //! Esop's fields; Esop's own REST path is broken (its `keyspaceTables` cannot be decoded), this one works.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backup::hashes::HashAlgorithm;
+use crate::node_fs::staging::{self, Staging};
+use crate::node_fs::{NodeConfig, Root, Target};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog;
 use crate::restore::download::{DownloadSettings, PlannedDownload};
@@ -134,12 +136,59 @@ impl StorageFields for CommitLogRestoreFields {
     }
 }
 
-pub struct CommitLogRestore;
+/// The `commitlog-restore` type, with where the node's files are (the node is stopped: the operator's configuration
+/// says, not the request).
+pub struct CommitLogRestore {
+    node: NodeConfig,
+}
+
+impl CommitLogRestore {
+    pub fn new(node: NodeConfig) -> CommitLogRestore {
+        CommitLogRestore { node }
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> OperationFailure {
+    OperationFailure::Failed(error.to_string())
+}
 
 impl Operation for CommitLogRestore {
     const TYPE: &'static str = "commitlog-restore";
     const EXCLUSIVE: Option<&'static str> = Some(super::RESTORE);
     type Request = CommitLogRestoreRequest;
+
+    /// The commit-log and configuration directories must be the node's, as configured (segments there are moved
+    /// aside, files there rewritten); the download directory must keep clear of the node's directories.
+    fn check_request(&self, request: &CommitLogRestoreRequest, violations: &mut Violations) {
+        let fields = &request.fields;
+        let flags = self.node.flags;
+        match self.node.dirs() {
+            Ok(dirs) => self.node.check_request_dir(
+                violations,
+                "cassandraCommitLogDirectory",
+                &fields.cassandra_commit_log_directory,
+                &dirs.commitlog,
+                flags.config,
+            ),
+            Err(error) => violations.add(
+                "cassandraCommitLogDirectory",
+                format!("cannot be checked: {error}"),
+            ),
+        }
+        self.node.check_request_dir(
+            violations,
+            "cassandraConfigDirectory",
+            &fields.cassandra_config_directory,
+            self.node.config_dir(),
+            flags.config,
+        );
+        super::restore::check_staging(
+            violations,
+            "commitlogDownloadDir",
+            &fields.commitlog_download_dir,
+            &self.node,
+        );
+    }
 
     async fn run(
         &self,
@@ -162,12 +211,25 @@ impl Operation for CommitLogRestore {
                 fields.timestamp_end
             )));
         }
-        let download_dir = PathBuf::from(&fields.commitlog_download_dir);
+        let (node, requested) = (self.node.clone(), fields.commitlog_download_dir.clone());
+        let (dirs, download_root) = tokio::task::spawn_blocking(move || {
+            let dirs = node.dirs().map_err(failed)?;
+            let path = staging::staging_path(&requested).map_err(failed)?;
+            let staging = Staging::check(&path, &staging::guarded_by(&dirs)).map_err(|why| {
+                failed(format!(
+                    "commitlogDownloadDir '{requested}' {why}; nothing was touched"
+                ))
+            })?;
+            let (root, _) = staging.open_or_create().map_err(failed)?;
+            Ok::<_, OperationFailure>((dirs, root))
+        })
+        .await
+        .map_err(failed)??;
         let files: Vec<PlannedDownload> = chosen
             .iter()
             .filter_map(|object| {
                 Some(PlannedDownload {
-                    path: commitlog::local_path(&download_dir, &object.key)?,
+                    target: Target::new(&download_root, commitlog::local_name(&object.key)?),
                     key: object.key.clone(),
                     size: object.size,
                     hash: None,
@@ -184,24 +246,32 @@ impl Operation for CommitLogRestore {
 
         // Only now that every segment is here does the node's state change.
         let now = chrono::Utc::now().timestamp_millis();
-        let properties = commitlog::archiving_properties(&download_dir, fields.timestamp_end)
-            .map_err(|error| OperationFailure::Failed(error.to_string()))?;
-        let config_dir = PathBuf::from(&fields.cassandra_config_directory);
-        let commit_log_dir = PathBuf::from(&fields.cassandra_commit_log_directory);
+        let properties =
+            commitlog::archiving_properties(download_root.path(), fields.timestamp_end)
+                .map_err(failed)?;
+        let config_dir = self.node.config_dir().to_owned();
         let tables: Vec<String> = fields
             .keyspace_tables
             .iter()
             .map(ToString::to_string)
             .collect();
         let (moved, copy, replay) = tokio::task::spawn_blocking(move || {
-            let moved = commitlog::move_existing_commitlogs(&commit_log_dir, now)?;
-            let copy = commitlog::write_archiving_properties(&config_dir, &properties, now)?;
-            let replay = commitlog::append_replay_list(&config_dir, &tables)?;
+            let config = Root::open(&config_dir)?;
+            let moved = match Root::open(&dirs.commitlog) {
+                Ok(commitlog) => {
+                    let parent = dirs.commitlog.parent().unwrap_or(Path::new("/"));
+                    commitlog::move_existing_commitlogs(&commitlog, &Root::open(parent)?, now)?
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => return Err(error.into()),
+            };
+            let copy = commitlog::write_archiving_properties(&config, &properties, now)?;
+            let replay = commitlog::append_replay_list(&config, &tables)?;
             Ok::<_, commitlog::CommitLogError>((moved, copy, replay))
         })
         .await
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?;
+        .map_err(failed)?
+        .map_err(failed)?;
         tracing::info!(
             segments = stats.files,
             point_in_time = fields.timestamp_end,

@@ -36,13 +36,25 @@ pub const RESTORE: &str = "restore";
 /// Cluster-wide restores: one coordinator at a time on a node.
 pub const GLOBAL_RESTORE: &str = "global-restore";
 
-/// Switches for the types that are off unless asked for.
-#[derive(Debug, Clone, Copy, Default)]
+/// Switches for the types that are off unless asked for, and what the types need of the sidecar's configuration.
+#[derive(Debug, Clone)]
 pub struct TypeOptions {
     /// `truncate` deletes data, so Icarus (and we) offer it only with `--enable-truncate`.
     pub enable_truncate: bool,
     /// `sleep`, for testing the API without touching Cassandra.
     pub enable_test_operations: bool,
+    /// Where the node's files are when Cassandra is stopped (IN_PLACE restores, `commitlog-restore`).
+    pub node: crate::node_fs::NodeConfig,
+}
+
+impl Default for TypeOptions {
+    fn default() -> Self {
+        TypeOptions {
+            enable_truncate: false,
+            enable_test_operations: false,
+            node: crate::node_fs::NodeConfig::package_defaults(),
+        }
+    }
 }
 
 /// Every operation type this build offers.
@@ -54,7 +66,9 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(backups::RemoveBackup)
         .register(RollingOperation(cleanup::Cleanup))
         .register(commitlog_backup::CommitLogBackup)
-        .register(commitlog_restore::CommitLogRestore)
+        .register(commitlog_restore::CommitLogRestore::new(
+            options.node.clone(),
+        ))
         .register(RollingOperation(compaction::Compact))
         .register(RollingOperation(compaction::GarbageCollect))
         .register(compaction::SetThroughput)
@@ -65,7 +79,7 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(rebuild::Rebuild)
         .register(refresh::Refresh)
         .register(RollingOperation(repair::Repair))
-        .register(restore::Restore)
+        .register(restore::Restore::new(options.node.clone()))
         .register(RollingOperation(scrub::Scrub))
         .register(snapshots::Snapshot)
         .register(snapshots::ClearSnapshot)

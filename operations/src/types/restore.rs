@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{self, DataRate};
+use crate::node_fs::{NodeConfig, staging};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::{Entities, KeyspaceTable};
@@ -299,32 +300,14 @@ impl StorageFields for RestoreFields {
 }
 
 impl RestoreFields {
-    /// HARDLINKS and IMPORT download into `import.sourceDir`, which must lie outside Cassandra's own data.
+    /// HARDLINKS and IMPORT download into `import.sourceDir`: an absolute path or a `file://` URI of one, without
+    /// `..`. Where it may lie is checked against the node's directories ([`Restore::check_request`], and again
+    /// against those Cassandra reports when the restore starts).
     fn validate_import(&self, v: &mut Violations) {
-        // Absent: beside the node's first data directory (see `crate::restore::live`).
-        let Some(source) = self.source_dir() else {
-            return;
-        };
-        validation::absolute_path(v, "import.sourceDir", source);
-        let source = source.trim_end_matches('/');
-        let data = format!("{}/data", self.cassandra_directory);
-        let inside = |dir: &str| source == dir || source.starts_with(&format!("{dir}/"));
-        if source == self.cassandra_directory || inside(&data) {
-            v.add(
-                "import.sourceDir",
-                format!(
-                    "'{source}' must not be {} or lie inside {data}",
-                    self.cassandra_directory
-                ),
-            );
-        }
-        for (index, dir) in self.data_dirs.iter().flatten().enumerate() {
-            if inside(dir.trim_end_matches('/')) {
-                v.add(
-                    "import.sourceDir",
-                    format!("'{source}' must not lie inside dataDirs[{index}] ({dir})"),
-                );
-            }
+        if let Some(source) = self.source_dir()
+            && let Err(problem) = staging::staging_path(source)
+        {
+            v.add("import.sourceDir", problem);
         }
     }
 
@@ -368,12 +351,107 @@ impl RestoreFields {
     }
 }
 
-pub struct Restore;
+/// The `restore` type, with where the node's files are when it is stopped (the operator's configuration).
+pub struct Restore {
+    node: NodeConfig,
+}
+
+impl Restore {
+    pub fn new(node: NodeConfig) -> Restore {
+        Restore { node }
+    }
+}
+
+/// A staging directory (`import.sourceDir`, `commitlogDownloadDir`) checked against the node's directories as the
+/// operator configured them: at submit, so the common mistakes get a 400 naming `field`. (A running node's own
+/// report is checked again when the operation starts.)
+pub(crate) fn check_staging(
+    violations: &mut Violations,
+    field: &str,
+    text: &str,
+    node: &NodeConfig,
+) {
+    let Ok(path) = staging::staging_path(text) else {
+        return; // Reported by the request's own validation.
+    };
+    let dirs = match node.dirs() {
+        Ok(dirs) => dirs,
+        Err(error) => {
+            violations.add(
+                field,
+                format!("cannot be checked against the node's directories: {error}"),
+            );
+            return;
+        }
+    };
+    let verdict = staging::resolve(&path)
+        .map_err(|error| error.to_string())
+        .and_then(|resolved| staging::check(&resolved.canonical(), &staging::guarded_by(&dirs)));
+    if let Err(why) = verdict {
+        violations.add(
+            field,
+            format!("'{text}' {why}: give a directory of its own, which the restore fills and then empties"),
+        );
+    }
+}
 
 impl Operation for Restore {
     const TYPE: &'static str = "restore";
     const EXCLUSIVE: Option<&'static str> = Some(super::RESTORE);
     type Request = RestoreRequest;
+
+    /// With Cassandra stopped (IN_PLACE) the directories the request names must be the node's, as the operator
+    /// configured them: the restore empties and rewrites what it finds there. A staging directory must keep clear of
+    /// them.
+    fn check_request(&self, request: &RestoreRequest, violations: &mut Violations) {
+        let fields = &request.fields;
+        if fields.restoration_strategy_type != Strategy::InPlace {
+            if let Some(source) = fields.source_dir() {
+                check_staging(violations, "import.sourceDir", source, &self.node);
+            }
+            return;
+        }
+        let flags = self.node.flags;
+        self.node.check_request_dir(
+            violations,
+            "cassandraDirectory",
+            &fields.cassandra_directory,
+            &self.node.cassandra_dir,
+            flags.cassandra_dir,
+        );
+        self.node.check_request_dir(
+            violations,
+            "cassandraConfigDirectory",
+            &fields.cassandra_config_directory,
+            self.node.config_dir(),
+            flags.config,
+        );
+        let Some(data_dirs) = &fields.data_dirs else {
+            return;
+        };
+        match self.node.dirs() {
+            Ok(dirs) => {
+                let known: Vec<std::path::PathBuf> =
+                    dirs.data.iter().map(|dir| staging::lexical(dir)).collect();
+                for (index, given) in data_dirs.iter().enumerate() {
+                    let field = format!("dataDirs[{index}]");
+                    match staging::normalize(given) {
+                        Ok(path) if known.contains(&path) => {}
+                        Ok(_) => violations.add(
+                            field,
+                            format!(
+                                "'{given}' is not one of the node's data directories ({}, from {} of this sidecar)",
+                                known.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+                                flags.config
+                            ),
+                        ),
+                        Err(problem) => violations.add(field, format!("'{given}' {problem}")),
+                    }
+                }
+            }
+            Err(error) => violations.add("dataDirs", format!("cannot be checked: {error}")),
+        }
+    }
 
     /// A cluster-wide restore's coordinator sends its own node a restore too: coordinators exclude each other,
     /// not the node's own restore.
@@ -395,7 +473,7 @@ impl Operation for Restore {
             context.set_response(response);
             return Ok(());
         }
-        let response = crate::restore::restore(request, &context).await?;
+        let response = crate::restore::restore(request, &self.node, &context).await?;
         context.set_response(response);
         Ok(())
     }

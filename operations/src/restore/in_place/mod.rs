@@ -1,9 +1,10 @@
 //! The filesystem side of the IN_PLACE restore strategy (Esop §4.5), as blocking library functions the restore
 //! operation calls with the node down: which manifest tables to take ([`select`]), what to keep, delete and download
-//! in the data directories ([`plan`]), where the node's directories are ([`read_yaml_dirs`]), emptying hints, saved
-//! caches and commit logs ([`clean_node_dirs`]) and the `cassandra.yaml` edit ([`update_cassandra_yaml`]).
+//! in the data directories ([`plan`]), emptying hints, saved caches and commit logs ([`clean_node_dirs`]) and the
+//! `cassandra.yaml` edit ([`update_cassandra_yaml`]). Where the node's directories are comes from
+//! [`crate::node_fs::NodeConfig`]; every change goes through a [`crate::node_fs::Root`].
 
-mod node_dirs;
+mod clean;
 mod plan;
 mod select;
 mod yaml;
@@ -11,7 +12,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use node_dirs::{CleanReport, NodeDirs, NodeDirsError, clean_node_dirs, read_yaml_dirs};
+pub use clean::{CleanError, CleanReport, clean_node_dirs};
 pub use plan::{LocalPlan, OtherTableDir, PlanError, PlannedFile, plan};
 pub use select::{SelectedTable, SystemRestore, select, system_rules};
 pub use yaml::{

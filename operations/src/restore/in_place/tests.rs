@@ -2,9 +2,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::*;
 use crate::esop::manifest::ManifestEntry;
+use crate::node_fs::{NodeDirs, RelPath, Root, Target, read_yaml_dirs};
 
 const ID: &str = "0123456789abcdef0123456789abcdef";
 const OTHER_ID: &str = "fedcba9876543210fedcba9876543210";
@@ -44,6 +46,17 @@ fn data_dirs(root: &Path) -> Vec<PathBuf> {
     vec![root.join("d0"), root.join("d1")]
 }
 
+/// The data directories as roots, created.
+fn roots(dirs: &[PathBuf]) -> Vec<Arc<Root>> {
+    dirs.iter()
+        .map(|dir| Arc::new(Root::open_creating(dir).expect("root")))
+        .collect()
+}
+
+fn paths(targets: &[Target]) -> Vec<PathBuf> {
+    targets.iter().map(Target::display).collect()
+}
+
 fn table_dir(data_dir: &Path, id: &str) -> PathBuf {
     data_dir.join("ks").join(format!("t-{id}"))
 }
@@ -54,7 +67,8 @@ fn downloads(plan: &LocalPlan, root: &Path) -> Vec<(String, String)> {
         .map(|file| {
             let key = file.object_key.rsplit('/').next().expect("name").to_owned();
             let path = file
-                .path
+                .target
+                .display()
                 .strip_prefix(root)
                 .expect("under root")
                 .display()
@@ -68,7 +82,7 @@ fn downloads(plan: &LocalPlan, root: &Path) -> Vec<(String, String)> {
 fn fresh_node_downloads_everything_round_robin_by_sstable() {
     let root = tempfile::tempdir().expect("tempdir");
     let dirs = data_dirs(root.path());
-    let plan = plan(&[table()], &dirs).expect("plan");
+    let plan = plan(&[table()], &roots(&dirs)).expect("plan");
     let t = format!("t-{ID}");
     let expected: Vec<(String, String)> = [
         ("nb-1-big-Data.db", format!("d0/ks/{t}/nb-1-big-Data.db")),
@@ -99,18 +113,8 @@ fn fresh_node_downloads_everything_round_robin_by_sstable() {
     assert_eq!(plan.downloads[0].hash.as_deref(), Some("hash-10"));
     assert_eq!(plan.download_size(), 10 + 11 + 3 + 20 + 3 + 30 + 3);
     assert!(plan.keep.is_empty() && plan.delete.is_empty() && plan.other_table_dirs.is_empty());
-    // Every data directory gets the table directory; the index directory where a download goes.
-    assert_eq!(
-        plan.created_dirs,
-        vec![
-            table_dir(&dirs[0], ID),
-            table_dir(&dirs[1], ID),
-            table_dir(&dirs[0], ID).join(".t_v_idx")
-        ]
-    );
-    for dir in &plan.created_dirs {
-        assert!(dir.is_dir(), "{}", dir.display());
-    }
+    // Planning reads only: the table directories are made by the downloads.
+    assert!(!table_dir(&dirs[0], ID).exists());
 }
 
 #[test]
@@ -143,12 +147,14 @@ fn existing_node_keeps_matching_files_and_deletes_the_rest_of_the_restored_table
         write(path, b"x");
     }
 
-    let plan = plan(&[table()], &dirs).expect("plan");
+    let plan = plan(&[table()], &roots(&dirs)).expect("plan");
 
+    let kept_paths: Vec<PathBuf> = plan.keep.iter().map(|f| f.target.display()).collect();
     let kept: Vec<(&str, &Path)> = plan
         .keep
         .iter()
-        .map(|f| (f.object_key.as_str(), f.path.as_path()))
+        .zip(&kept_paths)
+        .map(|(f, path)| (f.object_key.as_str(), path.as_path()))
         .collect();
     let key1 = format!("data/ks/t-{ID}/1-111/nb-1-big-Data.db");
     let key2 = format!("data/ks/t-{ID}/1-111/nb-1-big-Digest.crc32");
@@ -172,15 +178,16 @@ fn existing_node_keeps_matching_files_and_deletes_the_rest_of_the_restored_table
         Some("hash-30"),
         "kept files carry the hash to verify"
     );
+    // nb-1's Index.db is replaced by its download (renamed over it), not deleted first; nb-2's files are not
+    // replaced, as its download goes to the other data directory.
     let mut expected_delete = vec![
-        live.join("nb-1-big-Index.db"),
         live.join("nb-1-big-Summary.db"),
         live.join("nb-2-big-Data.db"),
         live.join("nb-2-big-Digest.crc32"),
         live.join("nb-4-big-Data.db"),
     ];
     expected_delete.sort();
-    assert_eq!(plan.delete, expected_delete);
+    assert_eq!(paths(&plan.delete), expected_delete);
     let t = format!("t-{ID}");
     assert_eq!(
         downloads(&plan, root.path()),
@@ -212,7 +219,7 @@ fn existing_node_keeps_matching_files_and_deletes_the_rest_of_the_restored_table
     );
     for path in &untouched {
         assert!(
-            !plan.delete.contains(path) && path.exists(),
+            !paths(&plan.delete).contains(path) && path.exists(),
             "{}",
             path.display()
         );
@@ -227,11 +234,15 @@ fn the_same_sstable_in_two_data_dirs_is_kept_once() {
         write(&table_dir(dir, ID).join("nb-2-big-Data.db"), &[0; 20]);
         write(&table_dir(dir, ID).join("nb-2-big-Digest.crc32"), b"222");
     }
-    let plan = plan(&[table()], &dirs).expect("plan");
+    let plan = plan(&[table()], &roots(&dirs)).expect("plan");
     assert_eq!(plan.keep.len(), 2);
-    assert!(plan.keep.iter().all(|f| f.path.starts_with(&dirs[0])));
+    assert!(
+        plan.keep
+            .iter()
+            .all(|f| f.target.display().starts_with(&dirs[0]))
+    );
     assert_eq!(
-        plan.delete,
+        paths(&plan.delete),
         vec![
             table_dir(&dirs[1], ID).join("nb-2-big-Data.db"),
             table_dir(&dirs[1], ID).join("nb-2-big-Digest.crc32")
@@ -248,17 +259,34 @@ fn object_keys_from_the_bucket_cannot_leave_the_table_directory() {
         format!("data/other/t-{ID}/1-1/nb-1-big-Data.db"),
         format!("data/ks/t-{ID}/1-1/../../nb-1-big-Data.db"),
         format!("data/ks/t-{ID}/1-1/schema.cql"),
+        format!("data/ks/t-{ID}/1-1/nb-1-pwn.sh"),
         format!("data/ks/t-{ID}/2-1/nb-1-big-Data.db"),
         format!("ks/t-{ID}/1-1/nb-1-big-Data.db"),
     ] {
         let mut table = table();
         table.entries = vec![ManifestEntry::file(key.clone(), 1, None)];
-        let error = plan(&[table], &dirs).expect_err(&key);
-        assert!(
-            matches!(error, PlanError::ObjectKey { .. }),
-            "{key}: {error}"
-        );
+        let error = plan(&[table], &roots(&dirs)).expect_err(&key);
+        assert!(matches!(error, PlanError::BadName(_)), "{key}: {error}");
         assert!(error.to_string().contains(&key), "{error}");
+    }
+}
+
+#[test]
+fn names_of_the_manifest_are_checked_before_anything_is_read() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dirs = data_dirs(root.path());
+    for (keyspace, name, id) in [
+        ("..", "t", ID),
+        ("ks", "a/b", ID),
+        ("ks", "t", "x/../../../../outside/victim"),
+        ("ks", "t", ""),
+    ] {
+        let mut table = table();
+        (table.keyspace, table.table, table.id) = (keyspace.into(), name.into(), id.into());
+        let error = plan(&[table], &roots(&dirs))
+            .expect_err(keyspace)
+            .to_string();
+        assert!(error.contains("nothing was written or deleted"), "{error}");
     }
 }
 
@@ -268,8 +296,13 @@ fn no_data_dir_or_table_id_is_an_error() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut table = table();
     table.id.clear();
-    let error = plan(&[table], &data_dirs(root.path())).expect_err("no id");
-    assert_eq!(error.to_string(), "the manifest has no table id for ks.t");
+    let error = plan(&[table], &roots(&data_dirs(root.path()))).expect_err("no id");
+    assert!(
+        error
+            .to_string()
+            .contains("the manifest has no table id for it"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -344,6 +377,8 @@ fn yaml_dirs_errors_name_the_file_and_field() {
 #[test]
 fn clean_node_dirs_empties_but_keeps_the_directories() {
     let root = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    fs::write(outside.path().join("secret"), b"s").expect("write");
     let cassandra = root.path();
     let dirs = NodeDirs::defaults(cassandra);
     write(&dirs.hints.join("a-1-1.hints"), b"h");
@@ -351,8 +386,12 @@ fn clean_node_dirs_empties_but_keeps_the_directories() {
     write(&dirs.commitlog.join("CommitLog-7-1.log"), b"c");
     write(&cassandra.join("commitlogs/CommitLog-7-2.log"), b"c");
     write(&cassandra.join("commitlogs/sub/x"), b"c");
+    // A symbolic link in a cleaned directory is removed as a link: what it points to stays.
+    std::os::unix::fs::symlink(outside.path(), cassandra.join("commitlogs/sub/out"))
+        .expect("symlink");
     write(&dirs.data[0].join("ks/t-1/nb-1-big-Data.db"), b"d");
     let report = clean_node_dirs(cassandra, &dirs).expect("clean");
+    assert_eq!(fs::read(outside.path().join("secret")).expect("kept"), b"s");
     assert_eq!(
         report.removed,
         vec![
@@ -387,7 +426,7 @@ fn clean_node_dirs_refuses_a_directory_holding_data() {
     write(&dirs.data[0].join("ks/t-1/nb-1-big-Data.db"), b"d");
     dirs.commitlog = root.path().to_owned();
     let error = clean_node_dirs(root.path(), &dirs).expect_err("refused");
-    assert!(matches!(error, NodeDirsError::HoldsData { .. }), "{error}");
+    assert!(matches!(error, CleanError::HoldsData { .. }), "{error}");
     assert!(dirs.data[0].join("ks/t-1/nb-1-big-Data.db").exists());
 }
 
@@ -488,7 +527,9 @@ fn update_cassandra_yaml_rewrites_the_file_in_place() {
     let path = root.path().join("cassandra.yaml");
     fs::write(&path, SHIPPED).expect("write");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
-    let change = update_cassandra_yaml(&path, &tokens(&["1", "2"])).expect("update");
+    let config = Root::open(root.path()).expect("root");
+    let yaml = RelPath::name("cassandra.yaml").expect("name");
+    let change = update_cassandra_yaml(&config, &yaml, &tokens(&["1", "2"])).expect("update");
     assert!(change.changed_file());
     let text = fs::read_to_string(&path).expect("read");
     assert!(
@@ -503,16 +544,21 @@ fn update_cassandra_yaml_rewrites_the_file_in_place() {
     let mode = fs::metadata(&path).expect("metadata").permissions().mode();
     assert_eq!(mode & 0o777, 0o640);
     // Running it again changes nothing.
-    let again = update_cassandra_yaml(&path, &tokens(&["1", "2"])).expect("update");
+    let again = update_cassandra_yaml(&config, &yaml, &tokens(&["1", "2"])).expect("update");
     assert!(!again.changed_file());
     assert_eq!(fs::read_to_string(&path).expect("read"), text);
 
     assert!(matches!(
-        update_cassandra_yaml(&path, &[]),
+        update_cassandra_yaml(&config, &yaml, &[]),
         Err(YamlError::NoTokens)
     ));
+    // A token from a hostile manifest that would add a setting of its own.
+    let error = update_cassandra_yaml(&config, &yaml, &tokens(&["1\nhints_directory: /etc"]))
+        .expect_err("bad");
+    assert!(matches!(error, YamlError::BadToken { .. }), "{error}");
+    assert_eq!(fs::read_to_string(&path).expect("read"), text);
     fs::write(&path, "a: [unclosed\n").expect("write");
-    let error = update_cassandra_yaml(&path, &tokens(&["1"])).expect_err("invalid");
+    let error = update_cassandra_yaml(&config, &yaml, &tokens(&["1"])).expect_err("invalid");
     assert!(matches!(error, YamlError::Invalid { .. }), "{error}");
     assert_eq!(
         fs::read_to_string(&path).expect("read"),

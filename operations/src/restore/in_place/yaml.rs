@@ -1,11 +1,10 @@
 //! Esop's `updateCassandraYaml` edit of `cassandra.yaml`, done on the text so that comments and layout stay.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_yaml_ng::Value;
 
-use crate::restore::atomic::write_atomically;
+use crate::node_fs::{FsError, RelPath, Root};
 
 /// What happened to `auto_bootstrap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,13 +50,10 @@ impl YamlChange {
 pub enum YamlError {
     #[error("the backup has no tokens to put in initial_token")]
     NoTokens,
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("the backup's token '{}' is not a ring token: cassandra.yaml was left unchanged", token.escape_debug())]
+    BadToken { token: String },
+    #[error(transparent)]
+    Io(#[from] FsError),
     /// The edit is checked by parsing the result; this means the file was not valid YAML to begin with, or has a
     /// layout the line edit does not understand. Nothing was written.
     #[error("{} would not be valid after the edit ({problem}); it was left unchanged", path.display())]
@@ -209,19 +205,30 @@ fn check(edited: &str, change: &YamlChange, wanted_tokens: &str) -> Result<(), S
 /// tokens when it differs (Cassandra will not start otherwise), with a comment saying why.
 ///
 /// Only top-level, uncommented settings count; the result is parsed before it replaces the file (atomically, keeping
-/// its mode). Blocking.
-pub fn update_cassandra_yaml(path: &Path, tokens: &[String]) -> Result<YamlChange, YamlError> {
+/// its mode). The tokens come from the backup's manifest: each must be a ring token (no separators or line breaks
+/// that would add settings of their own). `yaml` is the file in the configuration directory `config`. Blocking.
+pub fn update_cassandra_yaml(
+    config: &Root,
+    yaml: &RelPath,
+    tokens: &[String],
+) -> Result<YamlChange, YamlError> {
     if tokens.is_empty() {
         return Err(YamlError::NoTokens);
     }
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Io {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
+    if let Some(token) = tokens
+        .iter()
+        .find(|token| !crate::node_fs::names::is_token(token))
+    {
+        return Err(YamlError::BadToken {
+            token: token.clone(),
+        });
+    }
+    let path = config.display(yaml);
+    let bytes = config.read_small(yaml, 16 * 1024 * 1024)?;
+    let text = String::from_utf8_lossy(&bytes);
     let (edited, change) =
         edit_cassandra_yaml(&text, tokens).map_err(|problem| YamlError::Invalid {
-            path: path.to_owned(),
+            path: path.clone(),
             problem,
         })?;
     if let InitialToken::Kept {
@@ -237,11 +244,7 @@ pub fn update_cassandra_yaml(path: &Path, tokens: &[String]) -> Result<YamlChang
         );
     }
     if change.changed_file() {
-        write_atomically(path, edited.as_bytes()).map_err(|source| YamlError::Io {
-            action: "writing",
-            path: path.to_owned(),
-            source,
-        })?;
+        config.write_atomically(yaml, edited.as_bytes())?;
     }
     Ok(change)
 }
