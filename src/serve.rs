@@ -164,7 +164,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // Innermost: CORS headers go on its 401s and 403s too.
             .wrap(middleware::from_fn(http::auth::authenticate))
             .wrap(middleware::from_fn(http::metrics::count_requests))
-            .wrap(middleware::from_fn(http::refuse_ambiguous_framing))
             .wrap_fn({
                 let cors = cors.clone();
                 move |request, service| {

@@ -35,11 +35,6 @@ pub enum ApiError {
     )]
     RequestTimeout { limit: std::time::Duration },
 
-    /// Both `Content-Length` and `Transfer-Encoding`: the body's end is ambiguous, so the request is refused and
-    /// the connection closed (RFC 9112 §6.1), since what follows on it cannot be trusted to be a new request.
-    #[error("the request has both Content-Length and Transfer-Encoding: send only one")]
-    AmbiguousFraming,
-
     #[error("unsupported content type '{0}': send the operation as application/json")]
     UnsupportedMediaType(String),
 
@@ -94,7 +89,7 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { .. } | ApiError::AmbiguousFraming => "invalid_request",
+            ApiError::BadRequest { .. } => "invalid_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -152,7 +147,7 @@ impl From<CancelError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest { .. } | ApiError::AmbiguousFraming => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -169,20 +164,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let framing = [FieldViolation::new(
-            "Transfer-Encoding",
-            "must not be sent with Content-Length",
-        )];
         let details = match self {
             ApiError::BadRequest { details, .. } => details.as_slice(),
-            ApiError::AmbiguousFraming => &framing,
             _ => &[],
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(
-            self,
-            ApiError::RequestTimeout { .. } | ApiError::AmbiguousFraming
-        ) {
+        if matches!(self, ApiError::RequestTimeout { .. }) {
             // What is left of the request on the connection cannot be told from the start of the next one.
             response.force_close();
         }

@@ -4,7 +4,6 @@ pub mod auth;
 mod body;
 pub mod cors;
 mod error;
-mod framing;
 mod info;
 pub mod location;
 pub mod metrics;
@@ -23,7 +22,6 @@ use daedalus_operations::{Executor, Registry};
 use crate::version::VersionInfo;
 pub use body::BodyLimits;
 pub use error::ApiError;
-pub use framing::refuse_ambiguous_framing;
 
 /// What every request handler can see.
 pub struct AppState {
