@@ -1,6 +1,7 @@
 //! `GET /metrics`, parsed with a Prometheus text-format parser: counters move as operations run, a JMX failure shows
-//! in the error counter, routes are patterns (never ids), a read token is needed unless `--open-metrics`, and, after a
-//! real backup of node 1 to MinIO, the freshness gauge equals the manifest's time and the upload counters moved.
+//! in the error counter, routes are patterns (never ids) and made-up methods and paths make no series of their own,
+//! a read token is needed unless `--open-metrics`, and, after a real backup of node 1 to MinIO, the freshness gauge
+//! equals the manifest's time and the upload counters moved.
 
 mod support;
 
@@ -128,6 +129,123 @@ fn counters_move_as_operations_run_and_a_jmx_failure_is_counted() {
         .unwrap()
             > before
     );
+}
+
+/// A series of `daedalus_http_requests_total`: route, method, status, and the requests it counted.
+type RequestSeries = (String, String, String, f64);
+
+fn series(route: &str, method: &str, status: &str, count: usize) -> RequestSeries {
+    (
+        route.to_string(),
+        method.to_string(),
+        status.to_string(),
+        count as f64,
+    )
+}
+
+/// Every series of `daedalus_http_requests_total`, and the `route` of every series of
+/// `daedalus_http_request_duration_seconds`, sorted.
+fn http_series(scrape: &Scrape) -> (Vec<RequestSeries>, Vec<String>) {
+    let label = |sample: &Sample, name: &str| sample.labels.get(name).unwrap_or("").to_string();
+    let mut requests: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "daedalus_http_requests_total")
+        .map(|s| {
+            (
+                label(s, "route"),
+                label(s, "method"),
+                label(s, "status"),
+                value(s),
+            )
+        })
+        .collect();
+    requests.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    let mut durations: Vec<String> = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric
+                .starts_with("daedalus_http_request_duration_seconds")
+        })
+        .map(|s| label(s, "route"))
+        .collect();
+    durations.sort();
+    durations.dedup();
+    (requests, durations)
+}
+
+/// Methods and paths are the client's choice, before any token is checked: a made-up one must not make a series of
+/// its own, or a client could grow `/metrics` and the sidecar's memory without end.
+#[test]
+fn made_up_methods_and_paths_make_no_series_of_their_own() {
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    const EACH: usize = 100;
+    for i in 0..EACH {
+        let made_up = Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        assert_eq!(
+            client
+                .send(made_up.clone(), &format!("/made-up/{i}"), None)
+                .status,
+            404
+        );
+        assert_eq!(client.send(made_up, "/operations", None).status, 405);
+        // Methods are case-sensitive: `get` is not GET.
+        let lower = Method::from_bytes(b"get").unwrap();
+        assert_eq!(
+            client
+                .send(lower, &format!("/topology/dc{i}/x"), None)
+                .status,
+            404
+        );
+    }
+
+    let (requests, durations) = http_series(&scrape(&sidecar, None));
+    assert_eq!(
+        requests,
+        [
+            series("/operations", "other", "405", EACH),
+            series("unmatched", "other", "404", 2 * EACH),
+        ]
+    );
+    assert_eq!(durations, ["/operations", "unmatched"]);
+}
+
+/// The same when the authentication middleware refuses them before any route is chosen.
+#[test]
+fn made_up_requests_refused_before_routing_make_no_series_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("read");
+    std::fs::write(&token, support::secrets::METRICS_TOKEN).unwrap();
+    let sidecar = Sidecar::start(&[
+        "--read-token-file",
+        token.to_str().unwrap(),
+        "--open-metrics",
+    ]);
+    // Not the spec-checking client: the spec documents no answer for undocumented paths but 404 and 405.
+    daedalus_operations::crypto::install_default_provider();
+    let client = reqwest::blocking::Client::new();
+    let status = |method: &Method, path: &str| {
+        let url = format!("{}{path}", sidecar.base_url);
+        client.request(method.clone(), url).send().unwrap().status()
+    };
+    const EACH: usize = 100;
+    for i in 0..EACH {
+        let made_up = Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        assert_eq!(status(&made_up, &format!("/made-up/{i}")), 401);
+        assert_eq!(status(&made_up, "/operations"), 401);
+    }
+
+    let (requests, durations) = http_series(&scrape(&sidecar, None));
+    assert_eq!(
+        requests,
+        [
+            series("/operations", "other", "401", EACH),
+            series("unmatched", "other", "401", EACH),
+        ]
+    );
+    assert_eq!(durations, ["/operations", "unmatched"]);
 }
 
 #[test]

@@ -251,11 +251,13 @@ impl Metrics {
         self.cassandra_reachable.set(i64::from(reachable));
     }
 
+    /// One answered request. `route` must come from a fixed set (the route patterns, or one value for requests no
+    /// route matches); `method` may be anything a client sent, and is kept to a fixed set here.
     pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         self.http_requests
             .get_or_create(&vec![
                 ("route", route.to_string()),
-                ("method", method.to_string()),
+                ("method", method_label(method).to_string()),
                 ("status", status.to_string()),
             ])
             .inc();
@@ -263,6 +265,18 @@ impl Metrics {
             .get_or_create(&vec![("route", route.to_string())])
             .observe(elapsed.as_secs_f64());
     }
+}
+
+/// The `method` label of HTTP requests: the standard methods as they are, any other `other`. Clients, unauthenticated
+/// ones too, may send any token as a method, and every label value is a series kept until the process ends.
+fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|standard| *standard == method)
+        .unwrap_or("other")
 }
 
 /// JMX calls, as the client reports them.

@@ -9,6 +9,9 @@ use actix_web::{Error, HttpResponse, web};
 
 use super::AppState;
 
+/// The route label of requests whose path no route serves.
+const UNMATCHED: &str = "unmatched";
+
 /// How long a scrape waits for Cassandra to answer the reachability check.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
 
@@ -25,35 +28,32 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(services.metrics.encode())
 }
 
-/// Middleware: counts every request by route (the pattern it matched, so ids do not make new series), method and
-/// status, and times it.
+/// Middleware: counts every request by route, method and status, and times it. Clients choose paths and methods, so
+/// neither goes into a label as sent: the route is the pattern the path matches (`/operations/{id}`), found from the
+/// app's routes and the path alone (a 405, or a 401 given before routing, counts under its path's pattern), and
+/// `unmatched` for any path no route serves; `Metrics` keeps the method to the standard ones and `other`.
 pub async fn count_requests(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED.to_string());
+    let method = request.method().clone();
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let outcome = next.call(request).await;
     if let Some(state) = state {
-        let (route, status) = match &outcome {
-            Ok(response) => (
-                response
-                    .request()
-                    .match_pattern()
-                    .unwrap_or_else(|| "unmatched".into()),
-                response.status().as_u16(),
-            ),
-            Err(error) => (
-                "unmatched".into(),
-                error.as_response_error().status_code().as_u16(),
-            ),
+        let status = match &outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
         };
-        state
-            .executor
-            .services()
-            .metrics
-            .http_request(&route, &method, status, started.elapsed());
+        state.executor.services().metrics.http_request(
+            &route,
+            method.as_str(),
+            status.as_u16(),
+            started.elapsed(),
+        );
     }
     outcome
 }
