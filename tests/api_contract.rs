@@ -183,9 +183,9 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
         ),
         (
             json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "IMPORT",
-            "restorationPhase": "DOWNLOAD", "import": {"sourceDir": "/var/lib/cassandra/data/x"}}),
+            "restorationPhase": "DOWNLOAD", "import": {"sourceDir": "/srv/../var/lib/cassandra/data"}}),
             "import.sourceDir",
-            "must not be",
+            "must not contain '..'",
         ),
         (
             json!({"type": "restore", "snapshotTag": "t"}),
@@ -194,15 +194,15 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
         ),
         (
             json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "HARDLINKS",
-            "cassandraDirectory": "/srv/cassandra/", "import": {"sourceDir": "/srv/cassandra/data/downloads"}}),
+            "import": {"sourceDir": "file:///"}}),
             "import.sourceDir",
-            "inside /srv/cassandra/data",
+            "is the root directory",
         ),
         (
-            json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "import",
-            "dataDirs": ["/data1", "/data2/"], "import": {"sourceDir": "/data2/restore"}}),
-            "import.sourceDir",
-            "dataDirs[1]",
+            json!({"type": "restore", "storageLocation": "s3://b/c/d/n", "snapshotTag": "t",
+            "cassandraDirectory": "/srv/cassandra/"}),
+            "cassandraDirectory",
+            "--cassandra-dir",
         ),
         (
             json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t", "restorationStrategyType": "HARDLINKS",
@@ -466,12 +466,13 @@ fn storage_requests_echo_what_the_server_decoded() {
     assert_eq!(restore["import"]["sourceDir"], "/srv/restore");
     wait_for_state(&sidecar, &id(&restore), "FAILED");
 
+    // The sidecar's own Cassandra directory, spelled with a trailing slash.
     let in_place = client.submit(
         json!({"type": "restore", "storageLocation": location, "snapshotTag": "nightly",
-        "restorationStrategyType": "in_place", "cassandraDirectory": "/srv/cassandra/"}),
+        "restorationStrategyType": "in_place", "cassandraDirectory": "/var/lib/cassandra/"}),
     );
     assert_eq!(in_place["restorationStrategyType"], "IN_PLACE");
-    assert_eq!(in_place["cassandraDirectory"], "/srv/cassandra");
+    assert_eq!(in_place["cassandraDirectory"], "/var/lib/cassandra");
     wait_for_state(&sidecar, &id(&in_place), "FAILED");
 
     for keyspace_tables in [
@@ -718,4 +719,135 @@ fn the_spec_and_the_server_agree() {
             assert!(routed, "{method} {template} is documented but not served");
         }
     }
+}
+
+/// The directories a restore request names are checked against the node's, as the sidecar was configured (here a
+/// node laid out in a temporary directory: `data/ks/t-<id>`, a dropped keyspace's leftovers, the commit log): with
+/// Cassandra stopped, the request may only name the node's own directories; a staging directory must be one of its
+/// own, whatever the spelling (`//`, `/./`, a symbolic link). Each refusal is a 400 naming the field.
+#[test]
+fn restore_directories_are_checked_against_the_nodes_own() {
+    let node = tempfile::tempdir().unwrap();
+    let root = node.path();
+    let data = root.join("data");
+    let table = data.join("ks/t-0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&table).unwrap();
+    std::fs::create_dir_all(data.join("dropped/u-0123456789abcdef0123456789abcdef/snapshots"))
+        .unwrap();
+    std::fs::create_dir_all(root.join("commitlog")).unwrap();
+    std::fs::create_dir_all(root.join("conf")).unwrap();
+    std::fs::write(root.join("conf/cassandra.yaml"), "cluster_name: t\n").unwrap();
+    std::os::unix::fs::symlink(&data, root.join("innocent")).unwrap();
+    let (dir, conf) = (
+        root.display().to_string(),
+        root.join("conf/cassandra.yaml").display().to_string(),
+    );
+    let sidecar = Sidecar::start(&["--cassandra-dir", &dir, "--cassandra-config", &conf]);
+    let client = sidecar.client();
+    let at = |path: &str| format!("{dir}{path}");
+    let live = |source: String| {
+        json!({"type": "restore", "storageLocation": "s3://b", "snapshotTag": "t",
+               "restorationStrategyType": "HARDLINKS", "import": {"sourceDir": source}})
+    };
+    let refused = |body: Value, field: &str, text: &str| {
+        let response = client.post_json("/operations", &body);
+        assert_eq!(response.status, 400, "{body}: {}", response.text());
+        let details = response.json()["details"].clone();
+        assert!(
+            details
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["field"] == field && d["message"].as_str().unwrap().contains(text)),
+            "{body}: {details}"
+        );
+    };
+    for (source, why) in [
+        (at("/data"), "is the data directory"),
+        (at("//data/"), "is the data directory"),
+        (at("/./data"), "is the data directory"),
+        (at("/innocent"), "is the data directory"),
+        (format!("file://{dir}/data"), "is the data directory"),
+        (at("/data/ks"), "keyspace directory"),
+        (
+            at("/data/ks/t-0123456789abcdef0123456789abcdef"),
+            "keyspace directory",
+        ),
+        (at("/innocent/ks/restore"), "keyspace directory"),
+        (at("/data/dropped"), "keyspace directory"),
+        (at("/data/system_schema"), "keyspace directory"),
+        (at(""), "holds the data directory"),
+        (at("/commitlog/x"), "commit-log"),
+    ] {
+        refused(live(source), "import.sourceDir", why);
+    }
+    // CassKop's and Icarus's forms, and any other directory of its own.
+    for source in [
+        at("/data/downloadedsstables"),
+        at("/downloadedsstables"),
+        format!("file://{dir}/downloadedsstables/"),
+        "/srv/restore".to_string(),
+    ] {
+        client.submit(live(source));
+    }
+    assert!(
+        !data.join("downloadedsstables").exists(),
+        "nothing is created at submit"
+    );
+
+    let in_place = |fields: Value| {
+        let mut body = json!({"type": "restore", "storageLocation": "s3://b/c/d/n", "snapshotTag": "t",
+                              "cassandraDirectory": dir, "cassandraConfigDirectory": at("/conf")});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        body
+    };
+    client.submit(in_place(json!({"dataDirs": [at("/data/")]})));
+    refused(
+        in_place(json!({"cassandraDirectory": "/var/lib/cassandra"})),
+        "cassandraDirectory",
+        "--cassandra-dir",
+    );
+    refused(
+        in_place(json!({"cassandraConfigDirectory": at("/data")})),
+        "cassandraConfigDirectory",
+        "--cassandra-config",
+    );
+    refused(
+        in_place(json!({"dataDirs": [at("/data"), "/etc"]})),
+        "dataDirs[1]",
+        "not one of the node's data directories",
+    );
+    refused(
+        in_place(json!({"cassandraDirectory": at("/../etc")})),
+        "cassandraDirectory",
+        "..",
+    );
+
+    let commitlog = |fields: Value| {
+        let mut body = json!({"type": "commitlog-restore", "storageLocation": "s3://b/c/d/n",
+            "cassandraCommitLogDirectory": at("/commitlog"), "cassandraConfigDirectory": at("/conf"),
+            "commitlogDownloadDir": at("/commitlog-restore"), "timestampEnd": 1732780800000_i64});
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        body
+    };
+    client.submit(commitlog(json!({})));
+    refused(
+        commitlog(json!({"cassandraConfigDirectory": "/tmp"})),
+        "cassandraConfigDirectory",
+        "--cassandra-config",
+    );
+    refused(
+        commitlog(json!({"cassandraCommitLogDirectory": at("/data")})),
+        "cassandraCommitLogDirectory",
+        "not the node's directory",
+    );
+    refused(
+        commitlog(json!({"commitlogDownloadDir": at("/data")})),
+        "commitlogDownloadDir",
+        "is the data directory",
+    );
 }

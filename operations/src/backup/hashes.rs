@@ -92,7 +92,7 @@ pub fn hash_file(path: &Path, algorithm: HashAlgorithm) -> std::io::Result<Optio
     if algorithm == HashAlgorithm::None {
         return Ok(None);
     }
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::node_fs::open_no_follow(path)?;
     let mut buffer = vec![0u8; 1024 * 1024];
     loop {
         let read = file.read(&mut buffer)?;

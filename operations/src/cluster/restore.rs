@@ -12,7 +12,7 @@ use super::peers::{Peer, participants};
 use super::{deadline_after, storage_part_body};
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::ClusterTopology;
-use crate::esop::manifest::{Manifest, manifest_key};
+use crate::esop::manifest::manifest_key;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::backup_topology;
 use crate::storage::node::{self, BucketCheck};
@@ -262,17 +262,23 @@ async fn by_tokens(
 ) -> Result<Vec<StorageLocation>, OperationFailure> {
     let mut owners = Vec::new();
     for node in &backed_up.topology {
+        for segment in [
+            backed_up.cluster_name.as_str(),
+            node.dc.as_str(),
+            node.node_id.as_str(),
+        ] {
+            if !crate::node_fs::names::is_path_segment(segment) {
+                return Err(OperationFailure::Failed(format!(
+                    "the topology of backup {name} names '{}', which cannot be part of a storage location",
+                    segment.escape_debug()
+                )));
+            }
+        }
         let node_location = location.for_node(&backed_up.cluster_name, &node.dc, &node.node_id);
         let remote = bucket.at(node_location.clone())?;
-        let bytes = context
-            .cancellable(remote.get(&manifest_key(name)))
-            .await??;
-        let manifest = Manifest::from_json(&bytes).map_err(|error| {
-            OperationFailure::Failed(format!(
-                "{node_location}/{}: not a backup manifest: {error}",
-                manifest_key(name)
-            ))
-        })?;
+        let manifest =
+            crate::restore::choice::read_manifest(context, &remote, &manifest_key(name), None)
+                .await?;
         owners.push((sorted(manifest.tokens), node_location));
     }
     let mut locations = Vec::new();

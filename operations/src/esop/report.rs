@@ -3,7 +3,9 @@
 //! Object keys are node-scoped and shared between backups of the node, so a file may be deleted only when no other
 //! manifest of the same node references it; reference counting over that node's manifests is sufficient.
 
-use crate::esop::manifest::{EntryType, Manifest, ManifestEntry, ManifestName, manifest_key};
+use crate::esop::manifest::{
+    EntryType, Manifest, ManifestEntry, ManifestName, manifest_key, total_size,
+};
 use chrono::{Datelike, Local, NaiveDateTime, TimeZone, Timelike};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -124,10 +126,11 @@ impl AllManifestsReport {
                     files: manifest.entries().count() as u64,
                     size: manifest.entries_size(),
                     name: (*name).clone(),
-                    reclaimable_space: removable
-                        .iter()
-                        .map(|e| references[e.object_key.as_str()].1)
-                        .sum(),
+                    reclaimable_space: total_size(
+                        removable
+                            .iter()
+                            .map(|e| references[e.object_key.as_str()].1),
+                    ),
                     removable_entries: removable.iter().map(|e| e.object_key.clone()).collect(),
                     timestamp: timestamp.clone(),
                     manifest: ManifestEntry {
@@ -142,7 +145,7 @@ impl AllManifestsReport {
             .collect::<Vec<_>>();
 
         Ok(AllManifestsReport {
-            total_size: references.values().map(|&(_, size)| size).sum(),
+            total_size: total_size(references.values().map(|&(_, size)| size)),
             total_files: references.len() as u64,
             total_manifests: reports.len() as u64,
             reports,

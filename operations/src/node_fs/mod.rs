@@ -16,4 +16,4 @@ pub mod staging;
 
 pub use layout::{ConfigFlags, NodeConfig, NodeDirs, NodeDirsError, read_yaml_dirs};
 pub use rel_path::{NotAPlainName, RelPath, is_plain_name};
-pub use root::{Entry, EntryKind, FsError, Root, Target};
+pub use root::{Entry, EntryKind, FsError, Root, Target, open_no_follow};

@@ -350,6 +350,16 @@ impl Root {
     }
 }
 
+/// Opens the file at `path` for reading, refusing a symbolic link in its last component: what a backup reads to
+/// upload (a snapshot file, a commit-log segment) must be the file Cassandra wrote, not one a link was swapped in
+/// for after the path was checked.
+pub fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = OpenOptions::new();
+    options.read(true).follow(FollowSymlinks::No);
+    cap_std::fs::File::open_ambient_with(path, &options, cap_std::ambient_authority())
+        .map(cap_std::fs::File::into_std)
+}
+
 fn kind_of(file_type: &cap_std::fs::FileType) -> EntryKind {
     if file_type.is_symlink() {
         EntryKind::Symlink
@@ -480,6 +490,15 @@ mod tests {
         assert!(scene.root.remove_tree(&rel("ks")).expect("remove"));
         assert!(!base.join("ks").exists());
         outside_is_untouched(&scene);
+    }
+
+    #[test]
+    fn files_read_for_upload_are_never_links() {
+        let scene = scene();
+        let base = scene.root.path().to_owned();
+        symlink(scene.outside.join("secret"), base.join("ks/t/link")).expect("symlink");
+        assert!(open_no_follow(&base.join("ks/t/link")).is_err());
+        assert!(open_no_follow(&base.join("ks/t/file")).is_ok());
     }
 
     #[test]

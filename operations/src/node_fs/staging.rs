@@ -62,6 +62,11 @@ pub fn staging_path(text: &str) -> Result<PathBuf, String> {
         {
             return Err(format!("'{text}' names another host"));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "'{text}' is not a file:// URI of a directory (it has a query or fragment)"
+            ));
+        }
         url.to_file_path()
             .map_err(|()| format!("'{text}' is not a file:// URI of a local path"))?
             .to_string_lossy()
@@ -325,6 +330,9 @@ mod tests {
             PathBuf::from("/a b")
         );
         assert!(staging_path("file://other-host/x").is_err());
+        assert!(staging_path("file:///x?y").is_err());
+        assert!(staging_path("file:///x#y").is_err());
+        assert!(staging_path("file:///a/%2E%2E/b").is_err());
         assert!(staging_path("file:///").is_err());
         assert!(staging_path("/").is_err());
         assert!(staging_path("//").is_err());

@@ -3,7 +3,7 @@
 //! among those of one schema version.
 
 use crate::cassandra::topology::ClusterTopology;
-use crate::esop::manifest::{Manifest, ManifestName, manifest_key};
+use crate::esop::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestName, manifest_key};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::RemoteStorage;
 
@@ -145,16 +145,52 @@ pub async fn choose(
         )));
     };
     let key = manifest_key(name);
-    let bytes = context.cancellable(remote.get(&key)).await??;
-    let manifest = Manifest::from_json(&bytes).map_err(|error| {
+    let listed = objects
+        .iter()
+        .find(|object| object.key == key)
+        .map(|object| object.size);
+    let manifest = read_manifest(context, remote, &key, listed).await?;
+    Ok(ChosenBackup {
+        name: name.to_string(),
+        manifest,
+    })
+}
+
+/// Reads and parses the manifest at `key` (its size as listed, when known). A manifest over [`MAX_MANIFEST_BYTES`]
+/// is refused before it is read, so a hostile or broken bucket cannot make the sidecar take gigabytes of memory.
+pub async fn read_manifest(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    key: &str,
+    listed_size: Option<u64>,
+) -> Result<Manifest, OperationFailure> {
+    let too_large = |size: u64| {
+        OperationFailure::Failed(format!(
+            "{}/{key} is {size} bytes, more than the {} MiB a manifest may have (about {} SSTable files); it \
+             was not read",
+            remote.location(),
+            MAX_MANIFEST_BYTES / (1024 * 1024),
+            MAX_MANIFEST_BYTES / 230,
+        ))
+    };
+    let size = match listed_size {
+        Some(size) => Some(size),
+        None => context.cancellable(remote.size_of(key)).await??,
+    };
+    if let Some(size) = size
+        && size > MAX_MANIFEST_BYTES
+    {
+        return Err(too_large(size));
+    }
+    let bytes = context.cancellable(remote.get(key)).await??;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Manifest::from_json(&bytes).map_err(|error| {
         OperationFailure::Failed(format!(
             "{}/{key} is not a backup manifest: {error}",
             remote.location()
         ))
-    })?;
-    Ok(ChosenBackup {
-        name: name.to_string(),
-        manifest,
     })
 }
 

@@ -80,7 +80,7 @@ pub async fn download(
     cancel: &CancellationToken,
 ) -> Result<DownloadStats, StorageError> {
     let cancel = cancel.child_token();
-    let total: u64 = files.iter().map(|file| file.size).sum();
+    let total = crate::esop::manifest::total_size(files.iter().map(|file| file.size));
     let transfer = Transfer {
         remote,
         settings,

@@ -59,8 +59,7 @@ pub async fn restore(
         restore_system_keyspace: fields.restore_system_keyspace,
         restore_system_auth: fields.restore_system_auth,
     };
-    let selected = in_place::select(&backup.manifest, &fields.entities, flags);
-    require_named_entities(&backup, &fields.entities, &selected)?;
+    require_named_entities(&backup, &fields.entities)?;
     if fields.update_cassandra_yaml
         && let Some(token) = backup
             .manifest
@@ -74,13 +73,28 @@ pub async fn restore(
             token.escape_debug()
         )));
     }
-    // cassandra.yaml is read and the data directories walked off the async workers; names are checked first.
-    let (dirs, plan) = {
-        let (selected, config) = (selected.clone(), config.clone());
+    let ChosenBackup { name, manifest } = backup;
+    let (tokens, algorithm) = (
+        manifest.tokens.clone(),
+        HashAlgorithm::of_manifest(&manifest),
+    );
+    // The manifest is taken apart into the plan off the async workers, where cassandra.yaml is read and the data
+    // directories walked; names are checked before anything else.
+    let (dirs, plan, tables) = {
+        let (config, entities) = (config.clone(), fields.entities.clone());
+        let name = name.clone();
         blocking(move || {
+            let selected = in_place::select(manifest, &entities, flags);
+            if selected.is_empty() {
+                return Err(format!(
+                    "nothing of backup {name} to restore: system keyspaces need newCluster, restoreSystemAuth or \
+                     restoreSystemKeyspace"
+                ));
+            }
+            let tables: Vec<String> = selected.iter().map(|t| format!("{}.{}", t.keyspace, t.table)).collect();
             let dirs = config.dirs().map_err(|error| error.to_string())?;
-            let plan = plan_over(&selected, &dirs).map_err(|error| format!("backup: {error}"))?;
-            Ok((dirs, plan))
+            let plan = plan_over(&selected, &dirs).map_err(|error| format!("backup {name}: {error}"))?;
+            Ok((dirs, plan, tables))
         })
         .await?
     };
@@ -95,33 +109,33 @@ pub async fn restore(
     }
 
     // Files already there are verified by the download and kept when intact: a rerun resumes.
-    let files: Vec<PlannedDownload> = plan
-        .keep
-        .iter()
-        .chain(&plan.downloads)
+    let LocalPlan {
+        downloads,
+        keep,
+        delete,
+        ..
+    } = plan;
+    let files: Vec<PlannedDownload> = keep
+        .into_iter()
+        .chain(downloads)
         .map(|file| PlannedDownload {
-            key: file.object_key.clone(),
-            target: file.target.clone(),
+            key: file.object_key,
+            target: file.target,
             size: file.size,
-            hash: file.hash.clone(),
+            hash: file.hash,
         })
         .collect();
     let settings = DownloadSettings {
         concurrency: connection.concurrency(),
         retry: connection.retry_policy(),
         throttle: Throttle::new(fields.bandwidth.map(|rate| rate.bytes_per_second())),
-        algorithm: HashAlgorithm::of_manifest(&backup.manifest),
+        algorithm,
     };
     let stats = super::download_for(context, &remote, files, &settings).await?;
 
     // Only once every file of the backup is in place does anything of the node's go.
-    let deleted = plan.delete.len();
-    let delete = plan.delete.clone();
-    let (config, update_yaml, tokens) = (
-        config.clone(),
-        fields.update_cassandra_yaml,
-        backup.manifest.tokens.clone(),
-    );
+    let deleted = delete.len();
+    let (config, update_yaml) = (config.clone(), fields.update_cassandra_yaml);
     let (cleaned, yaml_change) = blocking(move || {
         for target in &delete {
             target
@@ -149,12 +163,12 @@ pub async fn restore(
         Ok((cleaned, change))
     })
     .await?;
-    tracing::info!(backup = %backup.name, tables = selected.len(), downloaded = stats.downloaded_files, deleted, "IN_PLACE restore complete");
+    tracing::info!(backup = %name, tables = tables.len(), downloaded = stats.downloaded_files, deleted, "IN_PLACE restore complete");
     Ok(json!({
-        "backup": backup.name,
+        "backup": name,
         "storageLocation": remote.location().to_string(),
         "strategy": "IN_PLACE",
-        "tables": selected.iter().map(|t| format!("{}.{}", t.keyspace, t.table)).collect::<Vec<_>>(),
+        "tables": tables,
         "download": stats,
         "deletedFiles": deleted,
         "cleaned": cleaned.removed.len(),
@@ -211,7 +225,6 @@ fn plan_over(
 fn require_named_entities(
     backup: &ChosenBackup,
     entities: &Entities,
-    selected: &[in_place::SelectedTable],
 ) -> Result<(), OperationFailure> {
     let in_backup = |keyspace: &str, table: Option<&str>| {
         backup
@@ -237,13 +250,6 @@ fn require_named_entities(
             "backup {} holds no {}",
             backup.name,
             missing.join(", ")
-        )));
-    }
-    if selected.is_empty() {
-        return Err(OperationFailure::Failed(format!(
-            "nothing of backup {} to restore: system keyspaces need newCluster, restoreSystemAuth or \
-             restoreSystemKeyspace",
-            backup.name
         )));
     }
     Ok(())

@@ -41,7 +41,7 @@ pub struct RestoredTable<'m> {
 
 impl RestoredTable<'_> {
     pub fn size(&self) -> u64 {
-        self.files.iter().map(|file| file.entry.size).sum()
+        crate::esop::manifest::total_size(self.files.iter().map(|file| file.entry.size))
     }
 }
 
@@ -215,6 +215,38 @@ pub fn backup_file<'m>(
         name,
         generation_digest: generation_digest.to_owned(),
     })
+}
+
+/// Checks that an entry's object key is one a backup writes, for its type, so that `remove-backup` deletes nothing
+/// else: an SSTable file's `data/...` key with every part valid ([`backup_file`]), a `schema.cql` of an Esop 1.x
+/// backup beside a table's files, a manifest under `manifests/`, a commit-log segment under `commitlog/`.
+pub fn check_entry_key(entry: &ManifestEntry) -> Result<(), BadName> {
+    let bad = |reason: &str| BadName {
+        what: format!("object '{}'", entry.object_key.escape_debug()),
+        reason: reason.to_owned(),
+    };
+    let parts: Vec<&str> = entry.object_key.split('/').collect();
+    let plain =
+        |name: &str| crate::node_fs::is_plain_name(name) && !name.chars().any(char::is_control);
+    match (entry.kind, parts.as_slice()) {
+        (EntryType::File, ["data", keyspace, table_dir, ..]) => {
+            let (table, _) = names::table_dir(table_dir)
+                .ok_or_else(|| bad("its table directory is not <table>-<32 hex id>"))?;
+            backup_file(keyspace, table, entry).map(|_| ())
+        }
+        (EntryType::CqlSchema, ["data", keyspace, table_dir, rest @ ..])
+            if names::is_keyspace_name(keyspace)
+                && names::table_dir(table_dir).is_some()
+                && rest.last() == Some(&"schema.cql")
+                && rest.len() <= 2
+                && rest.iter().all(|part| plain(part)) =>
+        {
+            Ok(())
+        }
+        (EntryType::ManifestFile, ["manifests", name]) if plain(name) => Ok(()),
+        (EntryType::CommitLog, ["commitlog", name]) if plain(name) => Ok(()),
+        _ => Err(bad("it is not where a backup writes objects of its type")),
+    }
 }
 
 /// [`backup_file`] of every entry, and the table directory `<keyspace>/<table>-<id>` they go to.

@@ -445,7 +445,7 @@ impl RemoteStorage {
             path: path.display().to_string(),
             source,
         };
-        let mut file = Some(std::fs::File::open(path).map_err(read_error)?);
+        let mut file = Some(crate::node_fs::open_no_follow(path).map_err(read_error)?);
         let part_size = part_size(size);
         if size <= part_size {
             let _reserved = memory.reserve(size).await;

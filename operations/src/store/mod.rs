@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 pub use memory::InMemoryStore;
-pub use sweeper::{release_freed_memory, spawn_expiry_sweeper};
+pub use sweeper::{release_freed_memory, releasing_memory, spawn_expiry_sweeper};
 
 use crate::record::OperationRecord;
 use crate::state::OperationState;

@@ -43,6 +43,14 @@ pub fn spawn_expiry_sweeper(
     })
 }
 
+/// [`release_freed_memory`] once `work` is done, whatever its outcome: for operations that hold a whole manifest (up
+/// to [`crate::esop::manifest::MAX_MANIFEST_BYTES`] and its parsed form), so the sidecar does not keep their peak.
+pub async fn releasing_memory<T>(work: impl Future<Output = T>) -> T {
+    let output = work.await;
+    let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+    output
+}
+
 /// Hands memory the allocator keeps after frees back to the system; returns whether any was released.
 ///
 /// glibc's malloc keeps freed memory in its arenas, so after a burst of operations expires the process would stay at

@@ -162,14 +162,9 @@ async fn manifests_except(
         else {
             continue;
         };
-        let bytes = context.cancellable(remote.get(&object.key)).await??;
-        let manifest = Manifest::from_json(&bytes).map_err(|error| {
-            OperationFailure::Failed(format!(
-                "{}/{}: not a backup manifest: {error}",
-                remote.location(),
-                object.key
-            ))
-        })?;
+        let manifest =
+            crate::restore::choice::read_manifest(context, remote, &object.key, Some(object.size))
+                .await?;
         manifests.push((name.to_string(), object.size, manifest));
     }
     Ok(manifests)
@@ -200,8 +195,11 @@ impl Operation for List {
             fields: request,
         } = request;
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let manifests = manifests(&context, &remote).await?;
-        let mut report = report_of(&remote, &manifests)?;
+        let mut report = crate::store::releasing_memory(async {
+            let manifests = manifests(&context, &remote).await?;
+            report_of(&remote, &manifests)
+        })
+        .await?;
         if let Some(until) = request.from_timestamp {
             report.retain_up_to(until);
         }
@@ -236,7 +234,13 @@ impl Operation for RemoveBackup {
             return Ok(());
         }
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let removed = remove_from_node(&context, &remote, &request, Topology::Delete).await?;
+        let removed = crate::store::releasing_memory(remove_from_node(
+            &context,
+            &remote,
+            &request,
+            Topology::Delete,
+        ))
+        .await?;
         context.set_response(serde_json::json!({ "dry": request.dry, "removed": removed }));
         Ok(())
     }
@@ -293,6 +297,21 @@ pub async fn remove_from_node(
         .filter(|(name, _, _)| !chosen_names.contains(name.as_str()))
         .flat_map(|(_, _, manifest)| manifest.entries().map(|entry| entry.object_key.as_str()))
         .collect();
+    // Keys come from the bucket: every object about to go must be one a backup writes, or nothing is deleted.
+    for (name, _, manifest) in manifests
+        .iter()
+        .filter(|(name, _, _)| chosen_names.contains(name.as_str()))
+    {
+        if let Some(error) = manifest
+            .entries()
+            .find_map(|entry| crate::restore::tables::check_entry_key(entry).err())
+        {
+            return Err(OperationFailure::Failed(format!(
+                "{}: backup {name}: {error}",
+                remote.location()
+            )));
+        }
+    }
     let mut deleted: HashSet<&str> = HashSet::new();
     let mut removed = Vec::new();
     for (name, _, manifest) in manifests
@@ -305,7 +324,7 @@ pub async fn remove_from_node(
             let key = entry.object_key.as_str();
             if !kept.contains(key) && deleted.insert(key) {
                 objects.push(key.to_string());
-                bytes += entry.size;
+                bytes = u64::saturating_add(bytes, entry.size);
             }
         }
         tracing::info!(backup = %name, objects = objects.len(), dry = request.dry, "removing a backup");

@@ -473,7 +473,9 @@ impl Operation for Restore {
             context.set_response(response);
             return Ok(());
         }
-        let response = crate::restore::restore(request, &self.node, &context).await?;
+        let response =
+            crate::store::releasing_memory(crate::restore::restore(request, &self.node, &context))
+                .await?;
         context.set_response(response);
         Ok(())
     }

@@ -52,7 +52,7 @@ pub struct LocalPlan {
 
 impl LocalPlan {
     pub fn download_size(&self) -> u64 {
-        self.downloads.iter().map(|file| file.size).sum()
+        crate::esop::manifest::total_size(self.downloads.iter().map(|file| file.size))
     }
 }
 

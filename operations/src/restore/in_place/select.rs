@@ -53,31 +53,32 @@ impl SelectedTable {
     }
 }
 
-/// The manifest's tables that `entities` names and [`system_rules`] allows, in manifest order.
+/// The manifest's tables that `entities` names and [`system_rules`] allows, in manifest order. The manifest is
+/// taken apart, not copied: a large one is held once.
 ///
 /// As in Esop, the system rules apply after the entity filter: naming `system_auth` in `entities` without
 /// `restoreSystemAuth` restores nothing of it.
-pub fn select(
-    manifest: &Manifest,
-    entities: &Entities,
-    flags: SystemRestore,
-) -> Vec<SelectedTable> {
-    manifest
-        .tables()
-        .filter(|(keyspace, name, _)| {
-            entities.includes(keyspace, name) && system_rules(keyspace, name, flags)
-        })
-        .map(|(keyspace, name, table)| SelectedTable {
-            keyspace: keyspace.to_owned(),
-            table: name.to_owned(),
-            id: table.id.clone(),
-            entries: table
-                .entries()
-                .filter(|entry| entry.kind == EntryType::File)
-                .cloned()
-                .collect(),
-        })
-        .collect()
+pub fn select(manifest: Manifest, entities: &Entities, flags: SystemRestore) -> Vec<SelectedTable> {
+    let mut selected = Vec::new();
+    for (keyspace, tables) in manifest.snapshot.keyspaces {
+        for (name, table) in tables.tables {
+            if !(entities.includes(&keyspace, &name) && system_rules(&keyspace, &name, flags)) {
+                continue;
+            }
+            selected.push(SelectedTable {
+                keyspace: keyspace.clone(),
+                table: name,
+                id: table.id,
+                entries: table
+                    .sstables
+                    .into_iter()
+                    .flat_map(|(_, entries)| entries)
+                    .filter(|entry| entry.kind == EntryType::File)
+                    .collect(),
+            });
+        }
+    }
+    selected
 }
 
 #[cfg(test)]
@@ -126,7 +127,7 @@ mod tests {
     }
 
     fn selected(entities: &Entities, flags: SystemRestore) -> Vec<String> {
-        names(&select(&manifest(&ALL), entities, flags))
+        names(&select(manifest(&ALL), entities, flags))
     }
 
     #[test]
@@ -207,7 +208,7 @@ mod tests {
     #[test]
     fn only_file_entries_are_taken() {
         let tables = select(
-            &manifest(&[("ks1", "t1")]),
+            manifest(&[("ks1", "t1")]),
             &Entities::All,
             SystemRestore::default(),
         );
