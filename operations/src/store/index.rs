@@ -1,5 +1,6 @@
 //! The in-memory store's index: operations in creation order, by (type, state), and the finished ones by completion
-//! time, so a filtered or paged listing and the expiry sweep cost what they return, not what the store holds.
+//! time, so a filtered or paged listing, the expiry sweep and the eviction of the oldest finished operations cost
+//! what they return, not what the store holds.
 //!
 //! Records tell the index of their state changes themselves (it is their [`StateListener`]), inside their own
 //! status lock. Lock order is therefore always record, then index: the index never touches a record's status.
@@ -22,7 +23,7 @@ struct Entries {
     all: BTreeMap<u64, Arc<OperationRecord>>,
     /// Sequence numbers by type and current state; a key with no operations is removed.
     by_key: HashMap<Key, BTreeSet<u64>>,
-    /// Finished operations by completion time, for the expiry sweep.
+    /// Finished operations by completion time, for the expiry sweep and eviction.
     finished: BTreeMap<(DateTime<Utc>, u64), Key>,
 }
 
@@ -111,11 +112,28 @@ impl Index {
         let expired = std::mem::replace(&mut entries.finished, kept);
         expired
             .into_iter()
-            .filter_map(|((_, sequence), key)| {
-                entries.remove_from(key, sequence);
-                entries.all.remove(&sequence).map(|record| record.id())
-            })
+            .filter_map(|((_, sequence), key)| entries.take_finished(sequence, key))
+            .map(|record| record.id())
             .collect()
+    }
+
+    /// Drops the finished operations that completed first until at most `limit` operations are left, or no finished
+    /// one is; returns the records dropped. Pending and running operations are never dropped, so the index may
+    /// still hold more than `limit`.
+    pub(super) fn evict_over(&self, limit: usize) -> Vec<Arc<OperationRecord>> {
+        let mut entries = self.lock();
+        // Counted and dropped under one lock, so concurrent callers never drop more than the excess between them.
+        let excess = entries.all.len().saturating_sub(limit);
+        let mut evicted = Vec::with_capacity(excess.min(entries.finished.len()));
+        while evicted.len() < excess {
+            let Some(((_, sequence), key)) = entries.finished.pop_first() else {
+                break;
+            };
+            if let Some(record) = entries.take_finished(sequence, key) {
+                evicted.push(record);
+            }
+        }
+        evicted
     }
 }
 
@@ -125,6 +143,21 @@ fn matches(filter: &OperationFilter, (type_id, state): &Key) -> bool {
 }
 
 impl Entries {
+    /// Drops the operation of an entry taken out of `finished`, if that entry is still how it is indexed. An entry
+    /// can outlive its meaning: a copy from another store may change from one terminal state to another, which
+    /// indexes it again under its new completion time.
+    fn take_finished(&mut self, sequence: u64, key: Key) -> Option<Arc<OperationRecord>> {
+        if !self
+            .by_key
+            .get(&key)
+            .is_some_and(|set| set.contains(&sequence))
+        {
+            return None;
+        }
+        self.remove_from(key, sequence);
+        self.all.remove(&sequence)
+    }
+
     fn remove_from(&mut self, key: Key, sequence: u64) {
         if let Some(set) = self.by_key.get_mut(&key) {
             set.remove(&sequence);

@@ -1,3 +1,7 @@
+//! The default store: operations in this process's memory, lost when it exits (as with Icarus), and bounded: past
+//! its limit it drops the operations that finished first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
@@ -9,17 +13,47 @@ use super::index::Index;
 use super::{OperationFilter, OperationStore, Page, StoreError};
 use crate::record::{OperationRecord, StateListener};
 
-/// The default store: lost when the process exits (as with Icarus). A concurrent map answers lookups by id; the
-/// [`Index`] answers listings, counts and the expiry sweep.
-#[derive(Debug, Default)]
+/// A concurrent map answers lookups by id; the [`Index`] answers listings, counts, the expiry sweep and eviction.
+///
+/// Expiry alone does not bound it: a client submitting quick operations in a loop stores them faster than they
+/// expire. So the store holds at most `limit` operations: storing one more drops the operations that finished
+/// first (by completion time). Pending and running ones are never dropped; the executor's admission limit keeps
+/// them below the store's, so this sidecar's store never holds more than its limit.
+#[derive(Debug)]
 pub struct InMemoryStore {
     operations: DashMap<Uuid, Arc<OperationRecord>>,
     index: Arc<Index>,
+    limit: usize,
+    evicted: AtomicU64,
+    /// Whether eviction was logged: once, as it goes on for as long as the load does.
+    eviction_logged: AtomicBool,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::with_limit(usize::MAX)
+    }
 }
 
 impl InMemoryStore {
+    /// A store without a limit (what expiry leaves is all it holds).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that holds at most `limit` operations, beyond those pending or running.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            operations: DashMap::new(),
+            index: Arc::default(),
+            limit,
+            evicted: AtomicU64::new(0),
+            eviction_logged: AtomicBool::new(false),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     pub fn len(&self) -> usize {
@@ -30,14 +64,48 @@ impl InMemoryStore {
         self.operations.is_empty()
     }
 
-    /// Adds a record, or replaces the one with its id.
-    pub fn put(&self, record: Arc<OperationRecord>) {
+    /// Adds a record, or replaces the one with its id; then drops the oldest finished operations beyond the limit.
+    /// Returns the ids dropped.
+    pub fn put(&self, record: Arc<OperationRecord>) -> Vec<Uuid> {
         self.remove(&record.id());
         self.operations.insert(record.id(), Arc::clone(&record));
         self.index.add(&record);
         // From here on the record reports its state changes to the index itself, starting with its current state.
         let index: Arc<dyn StateListener> = self.index.clone();
         record.attach(Arc::downgrade(&index) as Weak<dyn StateListener>);
+        // After attaching: a record stored finished (a copy from etcd) competes by its own completion time.
+        self.evict_over_limit()
+    }
+
+    /// Drops the finished operations that completed first while the store holds more than its limit; returns their
+    /// ids. Storing a record does this by itself; a caller whose records finish while the store is over its limit
+    /// (copies of other sidecars' operations) calls it then.
+    pub fn evict_over_limit(&self) -> Vec<Uuid> {
+        let evicted = self.index.evict_over(self.limit);
+        if evicted.is_empty() {
+            return Vec::new();
+        }
+        let ids = evicted
+            .iter()
+            .map(|record| {
+                // Only this very record: a copy that replaced it meanwhile (same id) stays.
+                self.operations
+                    .remove_if(&record.id(), |_, held| Arc::ptr_eq(held, record));
+                record.id()
+            })
+            .collect();
+        self.evicted.fetch_add(
+            u64::try_from(evicted.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if !self.eviction_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = self.limit,
+                "the operation store is full: the operations that finished first are dropped before they expire \
+                 (see --max-stored-operations; daedalus_operations_evicted_total counts them)"
+            );
+        }
+        ids
     }
 
     /// Drops a record; returns it if it was there.
@@ -55,7 +123,8 @@ impl InMemoryStore {
 
 impl OperationStore for InMemoryStore {
     fn insert(&self, record: Arc<OperationRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.put(record);
+        // What it dropped is counted in `evicted`.
+        let _ = self.put(record);
         futures_util::future::ready(Ok(())).boxed()
     }
 
@@ -83,6 +152,10 @@ impl OperationStore for InMemoryStore {
             self.operations.remove(id);
         }
         expired.len()
+    }
+
+    fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 }
 
@@ -289,5 +362,205 @@ mod tests {
             },
         );
         assert_eq!(ids(&page), [records[2].id(), records[0].id()]);
+    }
+
+    /// Submits `count` records alternating flush and cleanup, as the executor would: each stored, then started
+    /// or finished, the finished ones one second apart in creation order. Those at `running` are started and left
+    /// running.
+    fn run_through(
+        store: &InMemoryStore,
+        count: usize,
+        running: &[usize],
+        from: DateTime<Utc>,
+    ) -> Vec<Arc<OperationRecord>> {
+        (0..count)
+            .map(|i| {
+                let record = add(store, if i % 2 == 0 { "flush" } else { "cleanup" });
+                let at = from + Duration::seconds(i64::try_from(i).unwrap());
+                if running.contains(&i) {
+                    record.start(at);
+                } else {
+                    record.finish(OperationState::Completed, at);
+                }
+                record
+            })
+            .collect()
+    }
+
+    #[test]
+    fn past_its_limit_the_store_drops_the_operations_that_finished_first() {
+        let store = InMemoryStore::with_limit(3);
+        let now = Utc::now();
+        let a = add(&store, "flush");
+        let b = add(&store, "cleanup");
+        let c = add(&store, "flush");
+        // Finished in another order than they were created: c, then a, then b.
+        c.finish(OperationState::Completed, now - Duration::seconds(3));
+        a.finish(OperationState::Failed, now - Duration::seconds(2));
+        b.finish(OperationState::Cancelled, now - Duration::seconds(1));
+        assert_eq!(store.evicted(), 0);
+
+        let d = add(&store, "flush");
+        assert!(store.get(&c.id()).is_none());
+        let e = add(&store, "flush");
+        assert!(store.get(&a.id()).is_none());
+        assert_eq!(
+            ids(&store.list(&OperationFilter::default())),
+            [e.id(), d.id(), b.id()]
+        );
+        assert_eq!(store.len(), 3);
+        assert_eq!(store.evicted(), 2);
+    }
+
+    #[test]
+    fn pending_and_running_operations_are_never_evicted() {
+        let store = InMemoryStore::with_limit(2);
+        let now = Utc::now();
+        let running = add(&store, "flush");
+        running.start(now);
+        let pending = add(&store, "flush");
+        let third = add(&store, "cleanup");
+        // Nothing has finished: the store holds more than its limit rather than drop an unfinished operation.
+        assert_eq!(store.count(&OperationFilter::default()), 3);
+        assert_eq!(store.evicted(), 0);
+
+        third.finish(OperationState::Completed, now);
+        assert_eq!(store.evict_over_limit(), [third.id()]);
+        assert_eq!(
+            ids(&store.list(&OperationFilter::default())),
+            [pending.id(), running.id()]
+        );
+        let fourth = add(&store, "cleanup");
+        assert_eq!(store.count(&OperationFilter::unfinished()), 3);
+        for kept in [&running, &pending, &fourth] {
+            assert!(store.get(&kept.id()).is_some());
+        }
+        assert_eq!(store.evicted(), 1);
+    }
+
+    #[test]
+    fn after_eviction_lists_filters_counts_pages_and_expiry_agree() {
+        let store = InMemoryStore::with_limit(5);
+        let now = Utc::now();
+        let r = run_through(&store, 10, &[1, 4], now);
+        // Each store beyond five dropped the oldest finished one: r0, r2, r3, r5, r6.
+        assert_eq!(store.evicted(), 5);
+        for gone in [0, 2, 3, 5, 6] {
+            assert!(store.get(&r[gone].id()).is_none(), "r{gone}");
+        }
+        let expect = |indices: &[usize]| indices.iter().map(|&i| r[i].id()).collect::<Vec<_>>();
+        let by_type = |type_id: &str| OperationFilter {
+            types: [type_id.to_string()].into(),
+            ..Default::default()
+        };
+        let by_state = |state| OperationFilter {
+            states: [state].into(),
+            ..Default::default()
+        };
+        for (filter, wanted) in [
+            (OperationFilter::default(), expect(&[9, 8, 7, 4, 1])),
+            (by_type("flush"), expect(&[8, 4])),
+            (by_type("cleanup"), expect(&[9, 7, 1])),
+            (by_state(OperationState::Running), expect(&[4, 1])),
+            (by_state(OperationState::Completed), expect(&[9, 8, 7])),
+            (OperationFilter::unfinished(), expect(&[4, 1])),
+        ] {
+            assert_eq!(ids(&store.list(&filter)), wanted, "{filter:?}");
+            assert_eq!(store.count(&filter), wanted.len(), "{filter:?}");
+            // Paged two at a time, the pages add up to the whole list.
+            let mut seen = Vec::new();
+            let mut before = None;
+            loop {
+                let page = store.list_page(
+                    &filter,
+                    Page {
+                        before,
+                        limit: Some(2),
+                    },
+                );
+                let Some(last) = page.last() else { break };
+                before = Some(last.sequence());
+                seen.extend(ids(&page));
+            }
+            assert_eq!(seen, wanted, "{filter:?}");
+        }
+        // A cursor a client got before its operation was evicted still continues after it.
+        let page = store.list_page(
+            &OperationFilter::default(),
+            Page {
+                before: Some(r[6].sequence()),
+                limit: Some(10),
+            },
+        );
+        assert_eq!(ids(&page), expect(&[4, 1]));
+        // Expiry drops the finished operations that are left, and only those.
+        assert_eq!(store.remove_completed_before(now + Duration::hours(1)), 3);
+        assert_eq!(
+            ids(&store.list(&OperationFilter::default())),
+            expect(&[4, 1])
+        );
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn an_evicted_operation_is_freed() {
+        let store = InMemoryStore::with_limit(1);
+        let first = {
+            let record = add(&store, "flush");
+            record.finish(OperationState::Completed, Utc::now());
+            Arc::downgrade(&record)
+        };
+        assert!(first.upgrade().is_some(), "the store holds it");
+        add(&store, "flush");
+        assert!(first.upgrade().is_none(), "nothing holds an evicted record");
+    }
+
+    #[test]
+    fn a_copy_stored_finished_competes_by_its_completion_time() {
+        let store = InMemoryStore::with_limit(2);
+        let now = Utc::now();
+        for record in [add(&store, "flush"), add(&store, "flush")] {
+            record.finish(OperationState::Completed, now);
+        }
+        let older = Arc::new(OperationRecord::new(
+            "flush",
+            Map::new(),
+            CancellationToken::new(),
+        ));
+        older.finish(OperationState::Completed, now - Duration::hours(1));
+        // Created last but finished first: it is the one to go.
+        assert_eq!(store.put(Arc::clone(&older)), [older.id()]);
+        assert!(store.get(&older.id()).is_none());
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn a_copy_that_changes_from_one_final_state_to_another_is_evicted_once() {
+        let store = InMemoryStore::with_limit(2);
+        let now = Utc::now();
+        let copy = add(&store, "flush");
+        copy.finish(OperationState::Failed, now - Duration::seconds(2));
+        // What etcd may send for a copy: another final state, completed at another time.
+        let (mut status, _) = copy.stored_status();
+        status.state = OperationState::Completed;
+        status.completion_time = Some(now);
+        copy.replace_status(status);
+        let other = add(&store, "flush");
+        other.finish(OperationState::Completed, now - Duration::seconds(1));
+
+        add(&store, "flush");
+        // The copy counts by its new completion time: `other` finished first.
+        assert!(store.get(&other.id()).is_none());
+        assert_eq!(store.count(&OperationFilter::default()), 2);
+        add(&store, "flush");
+        assert!(store.get(&copy.id()).is_none());
+        assert_eq!(store.count(&OperationFilter::default()), 2);
+        let completed = OperationFilter {
+            states: [OperationState::Completed].into(),
+            ..Default::default()
+        };
+        assert_eq!(store.count(&completed), 0);
+        assert!(store.list(&completed).is_empty());
+        assert_eq!(store.evicted(), 2);
     }
 }

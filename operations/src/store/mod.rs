@@ -1,7 +1,8 @@
 //! Where operations live between submission and expiry.
 //!
 //! Handlers and routes only see the [`OperationStore`] trait: the in-memory default, or (with the `etcd` feature)
-//! etcd, where operations outlive the sidecar and every sidecar of a cluster sees them all.
+//! etcd, where operations outlive the sidecar and every sidecar of a cluster sees them all. Either keeps at most
+//! `--max-stored-operations` in this process's memory, dropping the operations that finished first.
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -102,6 +103,12 @@ pub trait OperationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Drops terminal operations that completed before `cutoff`; returns how many were dropped.
     /// Pending and running operations are never dropped.
     fn remove_completed_before(&self, cutoff: DateTime<Utc>) -> usize;
+
+    /// How many finished operations were dropped before they expired, since start, to keep the store within its
+    /// limit (`--max-stored-operations`).
+    fn evicted(&self) -> u64 {
+        0
+    }
 
     /// Whether reads may be out of date: a persistent store that lost its connection answers from what it last saw.
     fn is_stale(&self) -> bool {

@@ -1,3 +1,5 @@
+//! The expiry sweeper, and handing the memory of dropped operations back to the system.
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::OperationStore;
 
-/// Periodically drops terminal operations whose completion is older than `expiration`.
+/// Periodically drops terminal operations whose completion is older than `expiration`, and gives the memory of
+/// those dropped, and of those the store evicted since the last sweep, back to the system.
 ///
 /// Icarus sweeps once per expiration period, so an operation lingers for up to twice the period. Sweeping ten
 /// times per period keeps that overshoot to a tenth, bounded to [100 ms, 60 s] so short periods in tests do not
@@ -19,6 +22,7 @@ pub fn spawn_expiry_sweeper(
 ) -> JoinHandle<()> {
     let period = (expiration / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     tokio::spawn(async move {
+        let mut evicted_before = store.evicted();
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -26,18 +30,24 @@ pub fn spawn_expiry_sweeper(
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let Ok(age) = chrono::Duration::from_std(expiration) else {
-                // An expiration too large for chrono means "never expire".
-                return;
-            };
-            let Some(cutoff) = Utc::now().checked_sub_signed(age) else {
-                // Older than anything representable: nothing can have completed before it.
-                continue;
-            };
-            let removed = store.remove_completed_before(cutoff);
-            if removed > 0 {
+            // An expiration too large for chrono, or a cutoff older than anything representable, means nothing
+            // can have expired: the sweep only gives evicted operations' memory back.
+            let cutoff = chrono::Duration::from_std(expiration)
+                .ok()
+                .and_then(|age| Utc::now().checked_sub_signed(age));
+            let removed = cutoff.map_or(0, |cutoff| store.remove_completed_before(cutoff));
+            // Eviction happens as operations are stored, too often to trim each time; once a sweep is enough.
+            let evicted = store.evicted();
+            let newly_evicted = evicted.saturating_sub(evicted_before);
+            evicted_before = evicted;
+            if removed > 0 || newly_evicted > 0 {
                 let released = release_freed_memory();
-                tracing::debug!(removed, released, "expired finished operations");
+                tracing::debug!(
+                    removed,
+                    evicted = newly_evicted,
+                    released,
+                    "dropped finished operations"
+                );
             }
         }
     })

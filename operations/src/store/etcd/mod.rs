@@ -6,6 +6,10 @@
 //! - Clients read a local cache (an [`InMemoryStore`] of copies) fed by a watch on the prefix, so reads cost what
 //!   they cost in memory. A change becomes visible only once etcd has it: the cache takes a write after etcd
 //!   acknowledged it, or from the watch.
+//! - The cache holds at most `--max-stored-operations` copies beyond the unfinished ones: past it, it forgets the
+//!   copies of the operations that finished first, as the in-memory store does. etcd keeps them (until their lease
+//!   ends): other sidecars may still list them, this one answers 404. Unfinished operations, of any sidecar, are
+//!   never forgotten, so a bounded cache never loses one that is running, nor one to take over.
 //! - Finished operations are written with a lease that ends after the expiration period; etcd then deletes them
 //!   and the watch drops them from every cache. Nothing sweeps.
 //! - When etcd cannot be reached, reads answer from the cache ([`OperationStore::is_stale`]), new operations are
@@ -19,7 +23,7 @@ mod takeover;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -80,10 +84,14 @@ struct Written {
 struct Inner {
     members: Arc<Members>,
     settings: EtcdSettings,
-    /// Copies of every operation under the prefix, as etcd last told us.
+    /// Copies of the operations under the prefix, as etcd last told us: every unfinished one, and the finished ones
+    /// that fit in the cache's limit.
     cache: InMemoryStore,
-    /// The revision of each cached copy, so an older event never replaces a newer copy.
+    /// The revision of each cached copy, so an older event never replaces a newer copy. Kept for a copy the cache
+    /// evicted until the watch is past it (or etcd deletes the key), so a late event cannot bring an old state back.
     revisions: DashMap<Uuid, i64>,
+    /// The revision up to which the watch (or the last load) delivered every change.
+    watched: AtomicI64,
     owned: DashMap<Uuid, Arc<Owned>>,
     stale: AtomicBool,
     leases: ExpiryLeases,
@@ -117,10 +125,12 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
-    /// Connects, loads every operation under the prefix and starts following it. Operations this sidecar was
-    /// running when it last stopped are marked FAILED; they are returned, so their leftovers can be cleaned up.
+    /// Connects, loads every operation under the prefix and starts following it, keeping copies of at most
+    /// `max_stored` of them beyond the unfinished ones. Operations this sidecar was running when it last stopped are
+    /// marked FAILED; they are returned, so their leftovers can be cleaned up.
     pub async fn open(
         settings: EtcdSettings,
+        max_stored: usize,
     ) -> Result<(EtcdStore, Vec<Arc<OperationRecord>>), EtcdError> {
         let members = Arc::new(settings.members()?);
         let (takeovers, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -132,8 +142,9 @@ impl EtcdStore {
             taking_over: AtomicBool::new(false),
             members,
             settings,
-            cache: InMemoryStore::new(),
+            cache: InMemoryStore::with_limit(max_stored),
             revisions: DashMap::new(),
+            watched: AtomicI64::new(0),
             owned: DashMap::new(),
             stale: AtomicBool::new(true),
             stop: CancellationToken::new(),
@@ -253,6 +264,8 @@ impl Inner {
     /// Replaces the cache with what etcd holds; returns the revision it reflects.
     async fn load(&self) -> Result<i64, etcd_client::Error> {
         let (kvs, revision) = range(&self.members, &self.settings).await?;
+        // The watch that follows starts after it: no change up to it can arrive late.
+        self.watched.fetch_max(revision, Ordering::Relaxed);
         let mut present = HashSet::with_capacity(kvs.len());
         for kv in &kvs {
             if let Some(id) = self.apply(kv) {
@@ -303,7 +316,15 @@ impl Inner {
         // same place of the listing.
         let result = match self.cache.get(&id) {
             Some(copy) if copy.sidecar() == Some(document.sidecar.as_str()) => {
-                document.status().map(|status| copy.replace_status(status))
+                document.status().map(|status| {
+                    copy.replace_status(status);
+                    // Copies kept beyond the limit while they were unfinished may go once one finishes.
+                    if copy.state().is_terminal() {
+                        self.cache.evict_over_limit()
+                    } else {
+                        Vec::new()
+                    }
+                })
             }
             cached => {
                 let sequence = cached
@@ -314,21 +335,37 @@ impl Inner {
                     .map(|record| self.cache.put(Arc::new(record)))
             }
         };
-        match result {
-            Ok(()) => {
+        let outcome = match result {
+            Ok(evicted) => {
                 *known = revision;
-                Some(id)
+                Ok(evicted)
             }
             Err(error) => {
                 tracing::warn!(operation = %id, %error, "skipping an operation document that cannot be read");
-                None
+                Err(())
             }
+        };
+        // Not while `known` is held: an evicted id may share its shard of `revisions`.
+        drop(known);
+        // An evicted copy's revision goes with it (the copy just taken too, if it finished before every other).
+        for gone in outcome.ok()? {
+            self.forget_revision(&gone);
         }
+        Some(id)
     }
 
     fn forget(&self, id: &Uuid) {
         self.cache.remove(id);
         self.revisions.remove(id);
+    }
+
+    /// Drops the revision of a copy the cache evicted once no older event can arrive (else the key's deletion drops
+    /// it), unless a newer copy came back meanwhile (the revision is then that copy's).
+    fn forget_revision(&self, id: &Uuid) {
+        let watched = self.watched.load(Ordering::Relaxed);
+        self.revisions.remove_if(id, |_, revision| {
+            *revision <= watched && self.cache.get(id).is_none()
+        });
     }
 
     /// Follows every change under the prefix from `revision` on; connects again (and reloads) when the watch breaks.
@@ -396,6 +433,8 @@ impl Inner {
             }
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
+                // Events come in revision order: every change up to this one has arrived.
+                self.watched.fetch_max(kv.mod_revision(), Ordering::Relaxed);
                 match event.event_type() {
                     EventType::Put => {
                         self.apply(kv);
@@ -798,6 +837,11 @@ impl OperationStore for EtcdStore {
     /// etcd's leases expire finished operations; nothing to sweep here.
     fn remove_completed_before(&self, _: DateTime<Utc>) -> usize {
         0
+    }
+
+    /// Copies the cache forgot to stay within its limit; etcd still holds them.
+    fn evicted(&self) -> u64 {
+        self.inner.cache.evicted()
     }
 
     fn is_stale(&self) -> bool {
