@@ -1,19 +1,23 @@
 //! The sidecar's Prometheus metrics, with the `prometheus-client` crate: operations by type and outcome, their
 //! durations, what backups and restores moved, when each keyspace was last backed up, JMX calls, Cassandra's
-//! reachability and HTTP requests. Names and units follow Prometheus conventions (`daedalus_…_total`, `_seconds`,
+//! reachability, HTTP requests, and how many operations the store holds and evicted. Names and units follow Prometheus conventions (`daedalus_…_total`, `_seconds`,
 //! `_bytes`). No label ever holds a secret: storage locations are `protocol://bucket/path`, never credentials.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::state::OperationState;
+use crate::store::{OperationFilter, OperationStore};
 
 type Labels = Vec<(&'static str, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -158,6 +162,13 @@ impl Metrics {
         }
     }
 
+    /// Also reports what `store` holds and evicted, read from it at each scrape.
+    pub fn observing_store(mut self, store: Arc<dyn OperationStore>) -> Self {
+        self.registry
+            .register_collector(Box::new(StoreCollector { store }));
+        self
+    }
+
     /// The metrics in the Prometheus text format (OpenMetrics).
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -292,5 +303,33 @@ impl jmx::CallObserver for Metrics {
         if call.error.is_some() {
             self.jmx_errors.get_or_create(&labels).inc();
         }
+    }
+}
+
+/// The store's size and evictions, read from the store itself when scraped, so they never disagree with it.
+#[derive(Debug)]
+struct StoreCollector {
+    store: Arc<dyn OperationStore>,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stored = ConstGauge::new(
+            i64::try_from(self.store.count(&OperationFilter::default())).unwrap_or(i64::MAX),
+        );
+        stored.encode(encoder.encode_descriptor(
+            "operations_stored",
+            "Operations the store holds now, finished or not (with --store etcd, this sidecar's copies of every sidecar's)",
+            None,
+            stored.metric_type(),
+        )?)?;
+        let evicted = ConstCounter::new(self.store.evicted());
+        evicted.encode(encoder.encode_descriptor(
+            "operations_evicted",
+            "Finished operations dropped before they expired, to stay within --max-stored-operations",
+            None,
+            evicted.metric_type(),
+        )?)?;
+        Ok(())
     }
 }
