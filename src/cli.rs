@@ -56,6 +56,17 @@ pub fn parse() -> (Cli, Vec<SecretOnCommandLine>) {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if let Command::Serve(args) = &cli.command
+        && let Err(problem) = args.check()
+    {
+        // Reported as clap reports bad usage (exit code 2), under `serve`'s usage line.
+        let command = Cli::command();
+        let mut serve = command.find_subcommand("serve").cloned().unwrap_or(command);
+        serve.set_bin_name("daedalus serve");
+        serve
+            .error(clap::error::ErrorKind::ArgumentConflict, problem)
+            .exit();
+    }
     (cli, secrets_on_command_line(&matches))
 }
 
@@ -130,6 +141,13 @@ pub struct ServeArgs {
     #[arg(long, env = "DAEDALUS_MAX_UNFINISHED_OPERATIONS", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_unfinished_operations: u32,
+
+    /// How many operations the sidecar keeps in memory (about 2 KiB each); storing one more drops the operation that
+    /// finished first, before it expires (GET answers 404 for it). Never a pending or running one, so it must be at
+    /// least --max-unfinished-operations. With --store etcd it bounds this sidecar's copy; etcd keeps them all.
+    #[arg(long, env = "DAEDALUS_MAX_STORED_OPERATIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_stored_operations: u32,
 
     /// Do not add CORS headers to responses.
     #[arg(long, env = "DAEDALUS_DISABLE_CORS")]
@@ -311,6 +329,18 @@ impl ServeArgs {
                 .unwrap_or(defaults.cassandra_yaml),
             ..defaults
         }
+    }
+
+    /// Checks what no single flag's parser can: how flags relate to each other.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_stored_operations < self.max_unfinished_operations {
+            return Err(format!(
+                "--max-stored-operations ({}) is below --max-unfinished-operations ({}): the store must be able to \
+                 keep every pending and running operation; raise the first or lower the second",
+                self.max_stored_operations, self.max_unfinished_operations
+            ));
+        }
+        Ok(())
     }
 
     /// The TLS files, when TLS is asked for.

@@ -74,10 +74,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         enable_test_operations: args.enable_test_operations,
         node: args.node_config(),
     }));
-    let opened = args.store.open(args.operations_expiration).await?;
+    let opened = args
+        .store
+        .open(
+            args.operations_expiration,
+            usize::try_from(args.max_stored_operations).unwrap_or(usize::MAX),
+        )
+        .await?;
     let store = Arc::clone(&opened.store);
     let shutdown_request = CancellationToken::new();
-    let metrics = Arc::new(daedalus_operations::metrics::Metrics::new());
+    let metrics =
+        Arc::new(daedalus_operations::metrics::Metrics::new().observing_store(Arc::clone(&store)));
     let services = Arc::new(Services {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
         jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current())

@@ -108,33 +108,38 @@ pub struct OpenedStore {
 }
 
 impl StoreArgs {
-    pub async fn open(&self, expiration: Duration) -> anyhow::Result<OpenedStore> {
+    /// Opens the store; it keeps at most `max_stored` operations in memory beyond the unfinished ones.
+    pub async fn open(
+        &self,
+        expiration: Duration,
+        max_stored: usize,
+    ) -> anyhow::Result<OpenedStore> {
         match self.store {
             StoreKind::Memory => Ok(OpenedStore {
-                store: Arc::new(InMemoryStore::new()),
+                store: Arc::new(InMemoryStore::with_limit(max_stored)),
                 interrupted: Vec::new(),
                 #[cfg(feature = "etcd")]
                 etcd: None,
             }),
-            StoreKind::Etcd => self.etcd.open(expiration).await,
+            StoreKind::Etcd => self.etcd.open(expiration, max_stored).await,
         }
     }
 }
 
 impl EtcdArgs {
     #[cfg(not(feature = "etcd"))]
-    async fn open(&self, _: Duration) -> anyhow::Result<OpenedStore> {
+    async fn open(&self, _: Duration, _: usize) -> anyhow::Result<OpenedStore> {
         anyhow::bail!(
             "--store etcd: this daedalus was built without etcd support; build it with `cargo build --release --features etcd` (needs protoc: apt-get install protobuf-compiler libprotobuf-dev)"
         )
     }
 
     #[cfg(feature = "etcd")]
-    async fn open(&self, expiration: Duration) -> anyhow::Result<OpenedStore> {
+    async fn open(&self, expiration: Duration, max_stored: usize) -> anyhow::Result<OpenedStore> {
         use daedalus_operations::store::etcd::EtcdStore;
         let settings = self.settings(expiration)?;
-        tracing::info!(endpoints = %settings.endpoints.join(","), prefix = %settings.prefix, sidecar = %settings.sidecar, "operations kept in etcd");
-        let (store, interrupted) = EtcdStore::open(settings).await?;
+        tracing::info!(endpoints = %settings.endpoints.join(","), prefix = %settings.prefix, sidecar = %settings.sidecar, max_cached = max_stored, "operations kept in etcd");
+        let (store, interrupted) = EtcdStore::open(settings, max_stored).await?;
         Ok(OpenedStore {
             store: Arc::new(store.clone()),
             interrupted,

@@ -1,7 +1,11 @@
-//! What bounds the operation store, as a client sees it: the admission limit (429), paged listings, and progress
-//! 1.0 on every finished operation. Uses the `sleep` test operation, so no Cassandra is needed.
+//! What bounds the operation store, as a client sees it: the admission limit (429), the limit on stored operations
+//! (the oldest finished ones dropped, counted in `/metrics`), paged listings, and progress 1.0 on every finished
+//! operation. Uses the `sleep` test operation, so no Cassandra is needed.
 
 mod support;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 use support::{Sidecar, wait_for_state};
@@ -175,4 +179,149 @@ fn a_long_list_streams_as_one_valid_json_array() {
         walk(&client, "/operations?limit=250").concat(),
         newest_first
     );
+}
+
+/// Submits a quick operation and waits until it has completed, so operations finish in the order they are submitted.
+fn complete_one(sidecar: &Sidecar) -> String {
+    let id = id_of(
+        &sidecar
+            .client()
+            .submit(json!({"type": "sleep", "duration": "0s"})),
+    );
+    wait_for_state(sidecar, &id, "COMPLETED");
+    id
+}
+
+/// The value of an unlabelled sample of `/metrics`.
+fn metric(sidecar: &Sidecar, name: &str) -> f64 {
+    let response = sidecar.client().get("/metrics");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let scrape =
+        prometheus_parse::Scrape::parse(response.text().lines().map(|line| Ok(line.to_string())))
+            .expect("the Prometheus text format");
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|sample| sample.metric == name)
+        .unwrap_or_else(|| panic!("/metrics has no {name}:\n{}", response.text()));
+    match sample.value {
+        // The parser reads OpenMetrics counters (`_total` samples of a `counter` family) as untyped.
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name} is not a single value: {other:?}"),
+    }
+}
+
+#[test]
+fn past_the_store_limit_the_oldest_finished_operations_are_dropped_and_counted() {
+    let sidecar = Sidecar::start(&[
+        "--enable-test-operations",
+        "--max-stored-operations",
+        "5",
+        "--max-unfinished-operations",
+        "2",
+    ]);
+    let client = sidecar.client();
+    let submitted: Vec<String> = (0..12).map(|_| complete_one(&sidecar)).collect();
+
+    let newest_first: Vec<String> = submitted.iter().rev().take(5).cloned().collect();
+    assert_eq!(ids_of(&client.get("/operations").json()), newest_first);
+    assert_eq!(
+        walk(&client, "/operations?state=COMPLETED&limit=2").concat(),
+        newest_first
+    );
+    for id in &submitted[..7] {
+        let gone = client.get(&format!("/operations/{id}"));
+        assert_eq!(gone.status, 404, "{id}: {}", gone.text());
+        let message = gone.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("--max-stored-operations"), "{message}");
+    }
+    for id in &submitted[7..] {
+        assert_eq!(client.get(&format!("/operations/{id}")).status, 200, "{id}");
+    }
+    assert_eq!(metric(&sidecar, "daedalus_operations_evicted_total"), 7.0);
+    assert_eq!(metric(&sidecar, "daedalus_operations_stored"), 5.0);
+}
+
+#[test]
+fn a_running_operation_outlasts_any_number_of_finished_ones() {
+    let sidecar = Sidecar::start_with_env(
+        &[
+            "--enable-test-operations",
+            "--max-unfinished-operations",
+            "2",
+        ],
+        &[("DAEDALUS_MAX_STORED_OPERATIONS", "2")],
+    );
+    let client = sidecar.client();
+    let running = id_of(&client.submit(json!({"type": "sleep", "duration": "1h"})));
+    wait_for_state(&sidecar, &running, "RUNNING");
+    let quick: Vec<String> = (0..4).map(|_| complete_one(&sidecar)).collect();
+
+    assert_eq!(
+        ids_of(&client.get("/operations").json()),
+        [quick[3].clone(), running.clone()]
+    );
+    assert_eq!(client.operation(&running)["state"], "RUNNING");
+    assert_eq!(metric(&sidecar, "daedalus_operations_evicted_total"), 3.0);
+}
+
+#[test]
+fn a_store_limit_below_the_unfinished_limit_stops_the_start() {
+    for (args, env) in [
+        (
+            &[
+                "--max-stored-operations",
+                "10",
+                "--max-unfinished-operations",
+                "20",
+            ][..],
+            None,
+        ),
+        // The default unfinished limit is 1000.
+        (&[][..], Some(("DAEDALUS_MAX_STORED_OPERATIONS", "999"))),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("DAEDALUS_MAX_UNFINISHED_OPERATIONS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let mut child = KilledOnDrop(command.spawn().expect("the daedalus binary runs"));
+        let exited = support::eventually("the sidecar refuses to start", || {
+            child.0.try_wait().expect("process status")
+        });
+        assert_eq!(exited.code(), Some(2), "{args:?} {env:?}");
+        let mut stderr = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .expect("stderr is piped")
+            .read_to_string(&mut stderr)
+            .expect("its stderr");
+        assert!(
+            stderr.contains("--max-stored-operations")
+                && stderr.contains("--max-unfinished-operations"),
+            "{args:?} {env:?}: {stderr}"
+        );
+    }
+}
+
+/// A child process that does not outlive a failing test.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

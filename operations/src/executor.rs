@@ -43,7 +43,9 @@ pub enum SubmitError {
 /// Why an operation could not be cancelled here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CancelError {
-    #[error("no operation {0}: it never existed here or it expired")]
+    #[error(
+        "no operation {0}: it never existed here, or it expired, or it finished long enough ago that newer operations took its place (--max-stored-operations)"
+    )]
     NotFound(Uuid),
     #[error(
         "operation {id} runs on another sidecar ({sidecar}); cancel it there (or through the cluster-wide operation that sent it)"

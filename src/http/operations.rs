@@ -195,7 +195,8 @@ fn parse_id(text: &str) -> Result<Uuid, ApiError> {
 
 fn not_found(id: &Uuid) -> ApiError {
     ApiError::NotFound(format!(
-        "no operation {id}: it never existed here or it expired"
+        "no operation {id}: it never existed here, or it expired, or it finished long enough ago that newer \
+         operations took its place (--max-stored-operations)"
     ))
 }
 
