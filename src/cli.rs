@@ -144,7 +144,8 @@ pub struct ServeArgs {
 
     /// How many operations the sidecar keeps in memory (about 2 KiB each); storing one more drops the operation that
     /// finished first, before it expires (GET answers 404 for it). Never a pending or running one, so it must be at
-    /// least --max-unfinished-operations. With --store etcd it bounds this sidecar's copy; etcd keeps them all.
+    /// least --max-unfinished-operations. With --store etcd it bounds this sidecar's copy; etcd keeps every
+    /// operation until it expires.
     #[arg(long, env = "DAEDALUS_MAX_STORED_OPERATIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_stored_operations: u32,
