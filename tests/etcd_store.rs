@@ -1,6 +1,7 @@
 //! `--store etcd` against a real etcd cluster of three members on loopback (Debian's etcd, from `scripts/etcd`):
 //! operations shared by the sidecars of one prefix, surviving a sidecar's restart, expiring through leases, an etcd
-//! outage (one member, then all), `etcdctl snapshot` and `daedalus store export|import`.
+//! outage (one member, then all), `etcdctl snapshot`, `daedalus store export|import`, and a sidecar's copy bounded by
+//! `--max-stored-operations` while etcd keeps every operation.
 #![cfg(feature = "etcd")]
 
 mod support;
@@ -109,6 +110,68 @@ fn sidecars_of_one_prefix_see_each_others_operations_and_other_prefixes_see_none
         .client()
         .post_json("/operations", &json!({"type": "sleep", "duration": "0s"}));
     assert_eq!(response.status, 201, "{}", response.text());
+}
+
+/// An unlabelled sample of the sidecar's `/metrics`.
+fn metric(sidecar: &Sidecar, name: &str) -> f64 {
+    let text = sidecar.client().get("/metrics").text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("/metrics has no {name}:\n{text}"))
+}
+
+#[test]
+fn a_sidecars_copy_is_bounded_while_etcd_and_other_sidecars_keep_every_operation() {
+    let etcd = EtcdCluster::start(1);
+    let bounded = [
+        "--max-stored-operations",
+        "2",
+        "--max-unfinished-operations",
+        "1",
+    ];
+    let a = sidecar(&etcd, "/t/bound", "sidecar-a", &bounded);
+    let b = sidecar(&etcd, "/t/bound", "sidecar-b", &[]);
+    // B runs an operation for longer than the test: no limit of A's may make A forget it.
+    let running = submit_id(&b, json!({"type": "sleep", "duration": "1h"}));
+    wait_for_state(&a, &running, "RUNNING");
+    let quick: Vec<String> = (0..4)
+        .map(|_| {
+            let id = submit_id(&a, json!({"type": "sleep", "duration": "0s"}));
+            wait_for_state(&a, &id, "COMPLETED");
+            id
+        })
+        .collect();
+    let every: BTreeSet<String> = quick.iter().chain([&running]).cloned().collect();
+
+    // A keeps B's running operation and its own newest finished one; the older ones are gone from A only.
+    let kept = BTreeSet::from([running.clone(), quick[3].clone()]);
+    eventually("A holds two operations", || {
+        (listed(&a) == kept).then_some(())
+    });
+    for id in &quick[..3] {
+        assert_eq!(
+            a.client().get(&format!("/operations/{id}")).status,
+            404,
+            "{id}"
+        );
+    }
+    assert_eq!(metric(&a, "daedalus_operations_evicted_total"), 3.0);
+    assert_eq!(metric(&a, "daedalus_operations_stored"), 2.0);
+    assert_eq!(ids_in_etcd(&etcd, "/t/bound"), every);
+    eventually("B lists every operation", || {
+        (listed(&b) == every).then_some(())
+    });
+    assert_eq!(
+        wait_for_state(&b, &quick[0], "COMPLETED")["sidecar"],
+        "sidecar-a"
+    );
+
+    // A sidecar starting with the limit loads only what fits, whatever order etcd lists the keys in.
+    drop(a);
+    let again = sidecar(&etcd, "/t/bound", "sidecar-a", &bounded);
+    assert_eq!(listed(&again), kept);
+    assert_eq!(metric(&again, "daedalus_operations_evicted_total"), 3.0);
 }
 
 #[test]
