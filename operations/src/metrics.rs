@@ -1,7 +1,8 @@
 //! The sidecar's Prometheus metrics, with the `prometheus-client` crate: operations by type and outcome, their
 //! durations, what backups and restores moved, when each keyspace was last backed up, JMX calls, Cassandra's
-//! reachability, HTTP requests, and how many operations the store holds and evicted. Names and units follow Prometheus conventions (`daedalus_…_total`, `_seconds`,
-//! `_bytes`). No label ever holds a secret: storage locations are `protocol://bucket/path`, never credentials.
+//! reachability, HTTP requests, and how many operations the store holds and evicted. Names and units follow
+//! Prometheus conventions (`daedalus_…_total`, `_seconds`, `_bytes`). No label ever holds a secret: storage locations
+//! are `protocol://bucket/path`, never credentials.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

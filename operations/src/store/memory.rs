@@ -17,8 +17,8 @@ use crate::record::{OperationRecord, StateListener};
 ///
 /// Expiry alone does not bound it: a client submitting quick operations in a loop stores them faster than they
 /// expire. So the store holds at most `limit` operations: storing one more drops the operations that finished
-/// first (by completion time). Pending and running ones are never dropped; the executor's admission limit keeps
-/// them below the store's, so this sidecar's store never holds more than its limit.
+/// first (by completion time). Pending and running ones are never dropped; `serve` refuses an admission limit
+/// (`--max-unfinished-operations`) above the store's, so its store never holds more than its limit.
 #[derive(Debug)]
 pub struct InMemoryStore {
     operations: DashMap<Uuid, Arc<OperationRecord>>,
@@ -50,10 +50,6 @@ impl InMemoryStore {
             evicted: AtomicU64::new(0),
             eviction_logged: AtomicBool::new(false),
         }
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     pub fn len(&self) -> usize {
