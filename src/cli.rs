@@ -98,7 +98,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the sidecar: the operations REST API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Talk to a JMX agent directly: get, set, invoke, query, info, listen.
     Jmx(crate::jmx_command::JmxCommandArgs),
     /// Back up this node to object storage once (Esop's `backup`, same flags).

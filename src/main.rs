@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         );
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(*args).map(|()| ExitCode::SUCCESS),
         Command::Jmx(args) => jmx_command::run(args).map(|()| ExitCode::SUCCESS),
         Command::Backup(args) => esop_cli::backup(args),
         Command::List(args) => esop_cli::list(args),

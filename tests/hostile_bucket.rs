@@ -80,7 +80,8 @@ struct Scene {
 
 impl Scene {
     fn new(name: &str) -> Scene {
-        let root = std::env::temp_dir().join(format!("daedalus-hostile-{name}-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("daedalus-hostile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let outside = root.join("outside");
         std::fs::create_dir_all(outside.join("victim/hb/t")).unwrap();
@@ -103,7 +104,11 @@ impl Scene {
 
     /// `../` enough times to climb from any directory to `/`, then the sentinel.
     fn climb_to_outside(&self) -> String {
-        format!("{}{}", "../".repeat(24), self.outside.display().to_string().trim_start_matches('/'))
+        format!(
+            "{}{}",
+            "../".repeat(24),
+            self.outside.display().to_string().trim_start_matches('/')
+        )
     }
 }
 
@@ -143,13 +148,19 @@ struct Backup {
 /// Keyspace `hb` with table `t` of 50 rows on node 12, backed up under `good` into the scene's file:// bucket.
 fn good_backup(sidecar: &Sidecar, scene: &Scene) -> Backup {
     cql("DROP KEYSPACE IF EXISTS hb");
-    cql("CREATE KEYSPACE hb WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}");
+    cql(
+        "CREATE KEYSPACE hb WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+    );
     cql("CREATE TABLE hb.t (id int PRIMARY KEY, v text)");
     let inserts: String = (0..50)
         .map(|id| format!("INSERT INTO hb.t (id, v) VALUES ({id}, 'value {id}');"))
         .collect();
     cql(&format!("BEGIN UNLOGGED BATCH {inserts} APPLY BATCH"));
-    run(sidecar, json!({"type": "flush", "keyspace": "hb"}), "COMPLETED");
+    run(
+        sidecar,
+        json!({"type": "flush", "keyspace": "hb"}),
+        "COMPLETED",
+    );
     // A file:// location names the node whole.
     let topology = sidecar.client().get("/topology").json();
     let node = &topology["topology"][0];
@@ -166,10 +177,15 @@ fn good_backup(sidecar: &Sidecar, scene: &Scene) -> Backup {
                "uploadClusterTopology": true}),
         "COMPLETED",
     );
-    let name = done["response"]["snapshotTag"].as_str().unwrap().to_string();
+    let name = done["response"]["snapshotTag"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let prefix = scene.bucket.join(&path);
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(prefix.join(format!("manifests/{name}.json"))).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(prefix.join(format!("manifests/{name}.json"))).unwrap(),
+    )
+    .unwrap();
     let schema = manifest["schemaVersion"].as_str().unwrap().to_string();
     let id = manifest["snapshot"]["keyspaces"]["hb"]["tables"]["t"]["id"]
         .as_str()
@@ -226,13 +242,19 @@ fn plant_shapes(backup: &Backup, scene: &Scene) -> Vec<Shape> {
     let id = backup.id.clone();
     let mut millis = chrono::Utc::now().timestamp_millis();
     let mut shapes = Vec::new();
-    let mut plant_json = |tag: &'static str, edit: &dyn Fn(&mut Value), expect: String, names_only: bool| {
-        let mut manifest = backup.manifest.clone();
-        edit(&mut manifest);
-        millis += 1;
-        plant(backup, tag, millis, &serde_json::to_vec_pretty(&manifest).unwrap());
-        shapes.push(shape(tag, expect, names_only));
-    };
+    let mut plant_json =
+        |tag: &'static str, edit: &dyn Fn(&mut Value), expect: String, names_only: bool| {
+            let mut manifest = backup.manifest.clone();
+            edit(&mut manifest);
+            millis += 1;
+            plant(
+                backup,
+                tag,
+                millis,
+                &serde_json::to_vec_pretty(&manifest).unwrap(),
+            );
+            shapes.push(shape(tag, expect, names_only));
+        };
     plant_json(
         "dotdotkeyspace",
         &|m| {
@@ -247,7 +269,9 @@ fn plant_shapes(backup: &Backup, scene: &Scene) -> Vec<Shape> {
     plant_json(
         "slashtable",
         &|m| {
-            let tables = m["snapshot"]["keyspaces"]["hb"]["tables"].as_object_mut().unwrap();
+            let tables = m["snapshot"]["keyspaces"]["hb"]["tables"]
+                .as_object_mut()
+                .unwrap();
             let t = tables.remove("t").unwrap();
             tables.insert(format!("t/{climb}"), t);
         },
@@ -275,7 +299,10 @@ fn plant_shapes(backup: &Backup, scene: &Scene) -> Vec<Shape> {
     );
     plant_json(
         "dotdotkey",
-        &|m| first_entry(m)["objectKey"] = json!(format!("data/hb/t-{id}/{climb}/victim/nb-1-big-Data.db")),
+        &|m| {
+            first_entry(m)["objectKey"] =
+                json!(format!("data/hb/t-{id}/{climb}/victim/nb-1-big-Data.db"))
+        },
         "is refused".into(),
         true,
     );
@@ -301,7 +328,9 @@ fn plant_shapes(backup: &Backup, scene: &Scene) -> Vec<Shape> {
     let linked = format!("data/hb/t-{id}/7-77/nb-7-big-Data.db");
     std::fs::create_dir_all(backup.prefix.join(&linked).parent().unwrap()).unwrap();
     symlink(scene.outside.join("secret"), backup.prefix.join(&linked)).unwrap();
-    let secret_len = std::fs::metadata(scene.outside.join("secret")).unwrap().len();
+    let secret_len = std::fs::metadata(scene.outside.join("secret"))
+        .unwrap()
+        .len();
     plant_json(
         "symlinkedobject",
         &|m| {
@@ -313,25 +342,40 @@ fn plant_shapes(backup: &Backup, scene: &Scene) -> Vec<Shape> {
     );
     // JSON nested deeper than any manifest, and a manifest larger than the sidecar reads.
     millis += 1;
-    plant(backup, "deepjson", millis, format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).as_bytes());
+    plant(
+        backup,
+        "deepjson",
+        millis,
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).as_bytes(),
+    );
     shapes.push(shape("deepjson", "is not a backup manifest", true));
     millis += 1;
-    let oversized = backup
-        .prefix
-        .join(format!("manifests/oversized-{}-{millis}.json", backup.schema));
+    let oversized = backup.prefix.join(format!(
+        "manifests/oversized-{}-{millis}.json",
+        backup.schema
+    ));
     std::fs::File::create(&oversized)
         .unwrap()
         .set_len(64 * 1024 * 1024 + 1)
         .unwrap();
-    shapes.push(shape("oversized", "more than the 64 MiB a manifest may have", true));
+    shapes.push(shape(
+        "oversized",
+        "more than the 64 MiB a manifest may have",
+        true,
+    ));
     shapes
 }
 
 /// The operation failed, saying `expect`.
 fn failed_saying(operation: &Value, expect: &str) {
     assert_eq!(operation["state"], "FAILED", "{operation}");
-    let message = operation["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(expect), "expected '{expect}' in: {operation}");
+    let message = operation["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(expect),
+        "expected '{expect}' in: {operation}"
+    );
 }
 
 /// HARDLINKS and IMPORT into the running node: every shape fails naming what is wrong, before anything is touched
@@ -359,9 +403,18 @@ fn live_restores_refuse_every_hostile_shape() {
             );
             failed_saying(&done, &shape.expect);
             if shape.names_only {
-                assert!(!staging.exists(), "{}: nothing is created before the names are checked", shape.name);
+                assert!(
+                    !staging.exists(),
+                    "{}: nothing is created before the names are checked",
+                    shape.name
+                );
             }
-            assert_eq!(tree(&scene.outside), outside, "{} {strategy} changed the sentinel", shape.name);
+            assert_eq!(
+                tree(&scene.outside),
+                outside,
+                "{} {strategy} changed the sentinel",
+                shape.name
+            );
             assert_eq!(
                 tree_except(&scene.root, &[&scene.staging]),
                 elsewhere,
@@ -371,7 +424,13 @@ fn live_restores_refuse_every_hostile_shape() {
             // The secret never lands anywhere the restore writes.
             let secret = std::fs::read(scene.outside.join("secret")).unwrap();
             for (path, what) in tree(&scene.staging) {
-                assert_ne!(what, format!("file {secret:x?}"), "{} copied the secret to {}", shape.name, path.display());
+                assert_ne!(
+                    what,
+                    format!("file {secret:x?}"),
+                    "{} copied the secret to {}",
+                    shape.name,
+                    path.display()
+                );
             }
             assert_eq!(rows(), before_rows, "{} {strategy}", shape.name);
         }
@@ -391,10 +450,24 @@ fn live_restores_refuse_every_hostile_shape() {
 fn restore_command(location: &str, tag: &str, extra: &[&str]) -> std::process::Output {
     let dir = cassandra::node_dir(NODE);
     Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args(["restore", "--storage-location", location, "--snapshot-tag", tag])
-        .args(["--restoration-strategy-type", "IN_PLACE", "--jmx-service", &cassandra::jmx_service(NODE)])
+        .args([
+            "restore",
+            "--storage-location",
+            location,
+            "--snapshot-tag",
+            tag,
+        ])
+        .args([
+            "--restoration-strategy-type",
+            "IN_PLACE",
+            "--jmx-service",
+            &cassandra::jmx_service(NODE),
+        ])
         .args(["--cassandra-dir", &dir.display().to_string()])
-        .args(["--config-directory", &dir.join("conf").display().to_string()])
+        .args([
+            "--config-directory",
+            &dir.join("conf").display().to_string(),
+        ])
         .args(extra)
         .output()
         .expect("daedalus restore runs")
@@ -429,10 +502,17 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
     // A lookup that fails must fail CLEANUP (it once reported COMPLETED having removed nothing).
     let cleanup = run(&sidecar, phase("CLEANUP"), "FAILED");
     assert!(
-        cleanup["errors"][0]["message"].as_str().unwrap().contains("JMX"),
+        cleanup["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JMX"),
         "{cleanup}"
     );
-    assert_eq!(tree(&downloads), downloaded, "nothing was removed on a guess");
+    assert_eq!(
+        tree(&downloads),
+        downloaded,
+        "nothing was removed on a guess"
+    );
 
     let node_dir = cassandra::node_dir(NODE);
     let conf = node_dir.join("conf").display().to_string();
@@ -443,7 +523,12 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
         let output = restore_command(&backup.location, shape.name, &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{}: {stderr}", shape.name);
-        assert!(stderr.contains(&shape.expect), "{}: expected '{}' in {stderr}", shape.name, shape.expect);
+        assert!(
+            stderr.contains(&shape.expect),
+            "{}: expected '{}' in {stderr}",
+            shape.name,
+            shape.expect
+        );
         let done = run(
             &sidecar,
             json!({"type": "restore", "storageLocation": backup.location, "snapshotTag": shape.name,
@@ -452,8 +537,18 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
             "FAILED",
         );
         failed_saying(&done, &shape.expect);
-        assert_eq!(tree(&scene.outside), outside, "{} changed the sentinel", shape.name);
-        assert_eq!(tree_except(&scene.root, &[&scene.staging]), elsewhere, "{}", shape.name);
+        assert_eq!(
+            tree(&scene.outside),
+            outside,
+            "{} changed the sentinel",
+            shape.name
+        );
+        assert_eq!(
+            tree_except(&scene.root, &[&scene.staging]),
+            elsewhere,
+            "{}",
+            shape.name
+        );
         if shape.names_only {
             assert_eq!(
                 tree_except(&node_dir, &[&node_dir.join("logs")]),
@@ -464,30 +559,71 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
         }
         let secret = std::fs::read(scene.outside.join("secret")).unwrap();
         for (path, what) in tree(&node_dir.join("data")) {
-            assert_ne!(what, format!("file {secret:x?}"), "{} copied the secret to {}", shape.name, path.display());
+            assert_ne!(
+                what,
+                format!("file {secret:x?}"),
+                "{} copied the secret to {}",
+                shape.name,
+                path.display()
+            );
         }
     }
 
     // Tokens that would write settings of their own into cassandra.yaml.
     let mut manifest = backup.manifest.clone();
     manifest["tokens"] = json!([format!("1\nhints_directory: {}", scene.outside.display())]);
-    plant(&backup, "badtokens", chrono::Utc::now().timestamp_millis(), &serde_json::to_vec(&manifest).unwrap());
+    plant(
+        &backup,
+        "badtokens",
+        chrono::Utc::now().timestamp_millis(),
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     let yaml = std::fs::read(node_dir.join("conf/cassandra.yaml")).unwrap();
     let output = restore_command(&backup.location, "badtokens", &["--update-cassandra-yaml"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a ring token"), "{output:?}");
-    assert_eq!(std::fs::read(node_dir.join("conf/cassandra.yaml")).unwrap(), yaml);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is not a ring token"),
+        "{output:?}"
+    );
+    assert_eq!(
+        std::fs::read(node_dir.join("conf/cassandra.yaml")).unwrap(),
+        yaml
+    );
 
     // A topology whose host id climbs out of the bucket.
     let topology_dir = scene.bucket.join("topology");
-    let topology_file = std::fs::read_dir(&topology_dir).unwrap().flatten().next().unwrap().path();
-    let mut topology: Value = serde_json::from_slice(&std::fs::read(&topology_file).unwrap()).unwrap();
-    let host_name = topology["topology"][0]["hostname"].as_str().unwrap().to_string();
+    let topology_file = std::fs::read_dir(&topology_dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut topology: Value =
+        serde_json::from_slice(&std::fs::read(&topology_file).unwrap()).unwrap();
+    let host_name = topology["topology"][0]["hostname"]
+        .as_str()
+        .unwrap()
+        .to_string();
     topology["topology"][0]["nodeId"] = json!(scene.climb_to_outside());
-    let good_name = topology_file.file_stem().unwrap().to_string_lossy().replace("good-", "badtopology-");
-    std::fs::write(topology_dir.join(format!("{good_name}.json")), serde_json::to_vec(&topology).unwrap()).unwrap();
-    let by_host = format!("{}/{host_name}", backup.location.rsplit_once('/').unwrap().0);
-    let output = restore_command(&by_host, "badtopology", &["--resolve-host-id-from-topology"]);
+    let good_name = topology_file
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .replace("good-", "badtopology-");
+    std::fs::write(
+        topology_dir.join(format!("{good_name}.json")),
+        serde_json::to_vec(&topology).unwrap(),
+    )
+    .unwrap();
+    let by_host = format!(
+        "{}/{host_name}",
+        backup.location.rsplit_once('/').unwrap().0
+    );
+    let output = restore_command(
+        &by_host,
+        "badtopology",
+        &["--resolve-host-id-from-topology"],
+    );
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("cannot be part of a storage location"),
@@ -497,7 +633,11 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
     // commitlog-restore: a segment that is a link to the secret is never copied, and the node's commit log stays.
     let segments = backup.prefix.join("commitlog");
     std::fs::create_dir_all(&segments).unwrap();
-    symlink(scene.outside.join("secret"), segments.join("CommitLog-7-1.log.1000")).unwrap();
+    symlink(
+        scene.outside.join("secret"),
+        segments.join("CommitLog-7-1.log.1000"),
+    )
+    .unwrap();
     let commit_logs = tree(&node_dir.join("commitlog"));
     let download_dir = scene.staging.join("commitlogs");
     let done = run(
@@ -508,9 +648,17 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
         "FAILED",
     );
     assert_eq!(done["state"], "FAILED");
-    assert!(!tree(&download_dir).values().any(|what| what.contains(&format!("{:x?}", b"the host's secret\n"))));
+    assert!(
+        !tree(&download_dir)
+            .values()
+            .any(|what| what.contains(&format!("{:x?}", b"the host's secret\n")))
+    );
     assert_eq!(tree(&node_dir.join("commitlog")), commit_logs);
-    assert!(!node_dir.join("conf/commitlog_archiving.properties").exists());
+    assert!(
+        !node_dir
+            .join("conf/commitlog_archiving.properties")
+            .exists()
+    );
     assert_eq!(tree(&scene.outside), outside);
 
     cassandra::solo(NODE);
@@ -539,7 +687,11 @@ fn listing_and_removal_refuse_what_is_not_a_backup() {
         let name = format!("{tag}-{schema}-1700000000000");
         let dir = node(node_name).join("manifests");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec(manifest).unwrap()).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.json")),
+            serde_json::to_vec(manifest).unwrap(),
+        )
+        .unwrap();
         name
     };
     let daedalus = |args: &[&str]| {
@@ -552,15 +704,39 @@ fn listing_and_removal_refuse_what_is_not_a_backup() {
 
     // Keys that climb out of the bucket, or start at its root.
     for (node_name, key) in [
-        ("dotdot", format!("data/hb/t-{id}/{climb}/victim/nb-1-big-Data.db")),
-        ("absolute", scene.outside.join("victim/nb-1-big-Data.db").display().to_string()),
+        (
+            "dotdot",
+            format!("data/hb/t-{id}/{climb}/victim/nb-1-big-Data.db"),
+        ),
+        (
+            "absolute",
+            scene
+                .outside
+                .join("victim/nb-1-big-Data.db")
+                .display()
+                .to_string(),
+        ),
     ] {
         let name = write_manifest(node_name, "evil", &manifest(&[(&key, 15)]));
-        let output = daedalus(&["remove-backup", "--storage-location", &location(node_name), "--backup-name", &name]);
+        let output = daedalus(&[
+            "remove-backup",
+            "--storage-location",
+            &location(node_name),
+            "--backup-name",
+            &name,
+        ]);
         assert!(!output.status.success(), "{node_name}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("is refused") && stderr.contains(&key), "{node_name}: {stderr}");
-        assert!(node(node_name).join(format!("manifests/{name}.json")).exists(), "nothing removed");
+        assert!(
+            stderr.contains("is refused") && stderr.contains(&key),
+            "{node_name}: {stderr}"
+        );
+        assert!(
+            node(node_name)
+                .join(format!("manifests/{name}.json"))
+                .exists(),
+            "nothing removed"
+        );
         assert_eq!(tree(&scene.outside), outside, "{node_name}");
     }
 
@@ -573,14 +749,28 @@ fn listing_and_removal_refuse_what_is_not_a_backup() {
     let key = format!("data/hb/t-{id}/1-abc/nb-1-big-Data.db");
     let name = write_manifest("linked", "linked", &manifest(&[(&key, 18)]));
     symlink(&mirror, node("linked").join("data")).unwrap();
-    let output = daedalus(&["remove-backup", "--storage-location", &location("linked"), "--backup-name", &name]);
+    let output = daedalus(&[
+        "remove-backup",
+        "--storage-location",
+        &location("linked"),
+        "--backup-name",
+        &name,
+    ]);
     assert_eq!(tree(&scene.outside), outside, "{output:?}");
     assert!(mirrored.exists());
 
     // Sizes past any real file, summed: reported, never a panic.
-    let huge = write_manifest("huge", "huge", &manifest(&[(&key, u64::MAX), (&format!("{key}2"), u64::MAX)]));
+    let huge = write_manifest(
+        "huge",
+        "huge",
+        &manifest(&[(&key, u64::MAX), (&format!("{key}2"), u64::MAX)]),
+    );
     let output = daedalus(&["list", "--storage-location", &location("huge"), "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains(&huge));
 
     // A manifest nested deeper than any, and one larger than the sidecar reads: named, not read.
@@ -686,7 +876,11 @@ fn misconfigured_live_restores_fail_before_anything_changes() {
     let elsewhere = shm.join(format!("daedalus-hostile-{}", std::process::id()));
     let done = run(&sidecar, restore("HARDLINKS", text(&elsewhere)), "FAILED");
     failed_saying(&done, "on another filesystem");
-    assert_eq!(truncation_snapshots(), Vec::<String>::new(), "nothing was truncated");
+    assert_eq!(
+        truncation_snapshots(),
+        Vec::<String>::new(),
+        "nothing was truncated"
+    );
     assert_eq!(rows(), before);
     let _ = std::fs::remove_dir_all(&elsewhere);
 
@@ -699,14 +893,29 @@ fn misconfigured_live_restores_fail_before_anything_changes() {
     assert_eq!(rows(), before);
     assert_eq!(truncation_snapshots(), users, "{done}");
     let cleanup = &done["response"]["cleanup"];
-    assert_eq!(cleanup["removedSnapshots"].as_array().unwrap().len(), 1, "{done}");
-    assert_eq!(cleanup["keptSnapshots"], json!([format!("hb.t/{}", users[0])]), "{done}");
-    assert!(!staging.exists(), "the staging directory the restore created is gone");
+    assert_eq!(
+        cleanup["removedSnapshots"].as_array().unwrap().len(),
+        1,
+        "{done}"
+    );
+    assert_eq!(
+        cleanup["keptSnapshots"],
+        json!([format!("hb.t/{}", users[0])]),
+        "{done}"
+    );
+    assert!(
+        !staging.exists(),
+        "the staging directory the restore created is gone"
+    );
 
     // CassKop's staging directory (inside the data directory) and Icarus's (beside it, as a file:// URI).
     let node_dir = cassandra::node_dir(NODE);
     for (strategy, source, made) in [
-        ("IMPORT", text(&data.join("downloadedsstables")), data.join("downloadedsstables")),
+        (
+            "IMPORT",
+            text(&data.join("downloadedsstables")),
+            data.join("downloadedsstables"),
+        ),
         (
             "HARDLINKS",
             format!("file://{}/downloadedsstables", text(&node_dir)),
@@ -717,6 +926,10 @@ fn misconfigured_live_restores_fail_before_anything_changes() {
         assert_ne!(rows(), before);
         run(&sidecar, restore(strategy, source.clone()), "COMPLETED");
         assert_eq!(rows(), before, "{strategy} {source}");
-        assert!(!made.exists(), "{strategy}: CLEANUP removed {}", made.display());
+        assert!(
+            !made.exists(),
+            "{strategy}: CLEANUP removed {}",
+            made.display()
+        );
     }
 }
