@@ -887,6 +887,9 @@ fn commit_logs_replay_to_the_point_in_time() {
         String::from_utf8_lossy(&output.stderr)
     );
 
+    // Something of the operator's in the commit-log directory: only segments are moved aside.
+    let note = dir.join("commitlog/README");
+    std::fs::write(&note, b"the operator's note").unwrap();
     let downloads = temp_dir("commitlogs");
     let end = point_in_time.to_string();
     let commitlog_dir = dir.join("commitlog").display().to_string();
@@ -919,6 +922,8 @@ fn commit_logs_replay_to_the_point_in_time() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    assert_eq!(std::fs::read(&note).unwrap(), b"the operator's note");
+    std::fs::remove_file(&note).unwrap();
     let properties = dir.join("conf/commitlog_archiving.properties");
     assert!(
         std::fs::read_to_string(&properties)
