@@ -70,7 +70,9 @@ impl Root {
             source,
         };
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority()).map_err(error)?;
-        let canonical = std::fs::canonicalize(path).map_err(error)?;
+        let canonical = where_is(&dir)
+            .or_else(|_| std::fs::canonicalize(path))
+            .map_err(error)?;
         Ok(Root {
             path: path.to_owned(),
             canonical,
@@ -95,7 +97,7 @@ impl Root {
             .map_err(self.error("open the directory", rel))?;
         Ok(Root {
             path: rel.under(&self.path),
-            canonical: rel.under(&self.canonical),
+            canonical: where_is(&dir).unwrap_or_else(|_| rel.under(&self.canonical)),
             dir,
         })
     }
@@ -348,6 +350,13 @@ impl Root {
         }
         result
     }
+}
+
+/// Where an open directory really is, from the kernel's record of the handle (not its path, which a symbolic link
+/// swapped in after the open could change).
+fn where_is(dir: &Dir) -> io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
 }
 
 /// Opens the file at `path` for reading, refusing a symbolic link in its last component: what a backup reads to

@@ -246,6 +246,7 @@ fn is_keyspace_dir(data: &Path, name: &str, guarded: &Guarded) -> bool {
 #[derive(Debug, Clone)]
 pub struct Staging {
     resolved: Resolved,
+    guarded: Guarded,
 }
 
 impl Staging {
@@ -253,7 +254,21 @@ impl Staging {
     pub fn check(path: &Path, guarded: &Guarded) -> Result<Staging, String> {
         let resolved = resolve(path).map_err(|error| error.to_string())?;
         check(&resolved.canonical(), guarded)?;
-        Ok(Staging { resolved })
+        Ok(Staging {
+            resolved,
+            guarded: guarded.clone(),
+        })
+    }
+
+    /// The opened directory must still be where it was checked to be: a symbolic link swapped in meanwhile shows in
+    /// where the handle really is.
+    fn still_allowed(&self, root: Root) -> Result<Root, FsError> {
+        check(root.canonical(), &self.guarded).map_err(|why| FsError {
+            action: "use",
+            path: root.path().to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+        })?;
+        Ok(root)
     }
 
     pub fn path(&self) -> &Path {
@@ -263,7 +278,7 @@ impl Staging {
     /// The directory, if it exists.
     pub fn open_existing(&self) -> Result<Option<Arc<Root>>, FsError> {
         match Root::open(&self.resolved.requested) {
-            Ok(root) => Ok(Some(Arc::new(root))),
+            Ok(root) => Ok(Some(Arc::new(self.still_allowed(root)?))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
@@ -283,8 +298,9 @@ impl Staging {
                     source: std::io::Error::new(std::io::ErrorKind::InvalidInput, error),
                 }
             })?;
+        let existing = self.still_allowed(existing)?;
         let created = existing.create_dir_all(&missing)?;
-        let root = existing.sub(&missing)?;
+        let root = self.still_allowed(existing.sub(&missing)?)?;
         Ok((Arc::new(root), created.len()))
     }
 
