@@ -317,8 +317,30 @@ pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         .run(List, fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
         print_report(&outcome.operation["response"], args.human_units);
+        print_skipped(&outcome.operation["response"]);
     }
     Ok(outcome.exit_code())
+}
+
+/// The entries of the bucket a listing passed over (`skippedObjects`), on stderr: the table stays Esop's.
+fn print_skipped(response: &Value) {
+    let skipped = response["skippedObjects"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if skipped.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{} entries of the bucket could not be listed and were skipped:",
+        skipped.len()
+    );
+    for entry in skipped {
+        eprintln!(
+            "  \"{}\": {}",
+            entry["key"].as_str().unwrap_or_default(),
+            entry["reason"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 /// Esop's table: `Timestamp Name Files "Occupied space" "Reclaimable space"`, newest first.
@@ -382,6 +404,7 @@ pub fn remove_backup(args: RemoveBackupArgs) -> anyhow::Result<ExitCode> {
                 removed["reclaimedSpace"],
             );
         }
+        print_skipped(response);
     }
     Ok(outcome.exit_code())
 }

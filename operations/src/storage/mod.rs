@@ -5,11 +5,13 @@
 //! (`<cluster>/<dc>/<node>/`), and never to a provider SDK.
 
 pub mod entities;
+pub mod file_store;
 pub mod location;
 pub mod node;
 pub mod remote;
 pub mod request;
 pub mod settings;
+pub mod skipped;
 pub mod throttle;
 
 pub use entities::{Entities, KeyspaceTable};

@@ -11,6 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::skipped::{SkippedEntries, SkippedEntry};
 use super::{StorageLocation, Throttle};
 
 /// The smallest part S3 accepts (all but the last).
@@ -148,6 +149,28 @@ pub struct RemoteObject {
     pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// A listing of the node's objects, and the entries it passed over (already logged, one warning each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub objects: Vec<RemoteObject>,
+    pub skipped: Vec<SkippedEntry>,
+}
+
+impl Listing {
+    /// The skipped entries as an operation's response shows them: `[{"key": ..., "reason": ...}]`.
+    pub fn skipped_json(&self) -> serde_json::Value {
+        skipped_json(&self.skipped)
+    }
+}
+
+/// Skipped entries as an operation's response shows them.
+pub fn skipped_json(skipped: &[SkippedEntry]) -> serde_json::Value {
+    skipped
+        .iter()
+        .map(|entry| serde_json::json!({"key": entry.name, "reason": entry.reason.to_string()}))
+        .collect()
+}
+
 /// The objects of one node in one bucket.
 #[derive(Debug, Clone)]
 pub struct RemoteStorage {
@@ -201,11 +224,26 @@ impl RemoteStorage {
                 key: prefix.into(),
                 source: Box::new(source),
             })?;
+        if let Some(SkippedEntries(skipped)) = listing.extensions.get::<SkippedEntries>() {
+            for entry in skipped {
+                self.warn_skipped(entry);
+            }
+        }
         Ok(listing
             .common_prefixes
             .iter()
             .filter_map(|child| child.filename().map(str::to_string))
             .collect())
+    }
+
+    /// The one warning for an entry a listing passed over.
+    fn warn_skipped(&self, entry: &SkippedEntry) {
+        tracing::warn!(
+            store = %self.location.store_name(),
+            key = %entry.name,
+            reason = %entry.reason,
+            "skipping an entry of the bucket that cannot be listed as an object"
+        );
     }
 
     /// The object path of a node-relative key.
@@ -299,12 +337,23 @@ impl RemoteStorage {
         let mut keys = Vec::new();
         let mut listing = self.store.list(Some(&path));
         while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|source| StorageError::Object {
-                store: self.location.store_name(),
-                action: "listing",
-                key: prefix.into(),
-                source: Box::new(source),
-            })?;
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(error) => match SkippedEntry::of(&error) {
+                    Some(entry) => {
+                        self.warn_skipped(entry);
+                        continue;
+                    }
+                    None => {
+                        return Err(StorageError::Object {
+                            store: self.location.store_name(),
+                            action: "listing",
+                            key: prefix.into(),
+                            source: Box::new(error),
+                        });
+                    }
+                },
+            };
             keys.push(meta.location.to_string());
         }
         Ok(keys)
@@ -370,22 +419,39 @@ impl RemoteStorage {
         )
     }
 
-    /// The node's objects under `sub_prefix` (e.g. `manifests`), keys relative to the node prefix.
+    /// The node's objects under `sub_prefix` (e.g. `manifests`), keys relative to the node prefix. Entries that
+    /// cannot be objects are left out (see [`RemoteStorage::list_reporting`]).
     pub async fn list(&self, sub_prefix: &str) -> Result<Vec<RemoteObject>, StorageError> {
+        Ok(self.list_reporting(sub_prefix).await?.objects)
+    }
+
+    /// The node's objects under `sub_prefix`, and the entries the listing passed over: names no object can have
+    /// (a newline, ...) and, in a `file://` bucket, symbolic links and other files that are not regular. One such
+    /// entry costs a warning, not the listing.
+    pub async fn list_reporting(&self, sub_prefix: &str) -> Result<Listing, StorageError> {
         let prefix = self.path(sub_prefix);
         let node_prefix = format!("{}/", self.prefix);
         let mut objects = Vec::new();
+        let mut skipped = Vec::new();
         let mut listing = self.store.list(Some(&prefix));
         while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(|error| {
-                if is_missing_bucket(&error) {
-                    StorageError::MissingBucket {
-                        store: self.location.store_name(),
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(error) => {
+                    if let Some(entry) = SkippedEntry::of(&error) {
+                        self.warn_skipped(entry);
+                        skipped.push(entry.clone());
+                        continue;
                     }
-                } else {
-                    self.object_error("listing", sub_prefix, error)
+                    return Err(if is_missing_bucket(&error) {
+                        StorageError::MissingBucket {
+                            store: self.location.store_name(),
+                        }
+                    } else {
+                        self.object_error("listing", sub_prefix, error)
+                    });
                 }
-            })?;
+            };
             let full = meta.location.to_string();
             let key = full.strip_prefix(&node_prefix).unwrap_or(&full).to_string();
             objects.push(RemoteObject {
@@ -394,7 +460,7 @@ impl RemoteStorage {
                 last_modified: meta.last_modified,
             });
         }
-        Ok(objects)
+        Ok(Listing { objects, skipped })
     }
 
     /// Deletes the node's objects `keys`; one that is already gone is no error.
@@ -571,6 +637,172 @@ mod tests {
         assert_eq!(part_size(40 * 1024 * 1024 * 1024), MIN_PART);
         let huge: u64 = 5 * 1024 * 1024 * 1024 * 1024; // 5 TiB, S3's object limit
         assert!(huge.div_ceil(part_size(huge)) <= 10_000);
+    }
+
+    /// A `file://` bucket as `StorageSettings` opens it for an operation, next to a sentinel directory outside it.
+    struct FileBucket {
+        _dir: tempfile::TempDir,
+        node: std::path::PathBuf,
+        outside: std::path::PathBuf,
+        remote: RemoteStorage,
+    }
+
+    fn file_bucket() -> FileBucket {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("bucket/cluster/dc/node");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(node.join("manifests")).unwrap();
+        std::fs::create_dir_all(outside.join("ks/t-1/1-abc")).unwrap();
+        std::fs::write(outside.join("secret"), b"the host's secret").unwrap();
+        std::fs::write(
+            outside.join("ks/t-1/1-abc/nb-1-big-Data.db"),
+            b"not in the bucket",
+        )
+        .unwrap();
+        let location = StorageLocation::parse(&format!(
+            "file://{}/bucket/cluster/dc/node",
+            dir.path().display()
+        ))
+        .unwrap();
+        let store = super::super::StorageSettings::default()
+            .open(&location, &Default::default())
+            .unwrap();
+        FileBucket {
+            node,
+            outside: outside.clone(),
+            remote: RemoteStorage::new(store, location).unwrap(),
+            _dir: dir,
+        }
+    }
+
+    fn contents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    found.push((path.clone(), std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Issue #23: a node prefix whose `data` is a symbolic link to a directory outside the bucket made
+    /// `remove-backup` delete files there, and a restore read them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_bucket_never_follows_a_symlinked_directory() {
+        let bucket = file_bucket();
+        std::os::unix::fs::symlink(&bucket.outside, bucket.node.join("data")).unwrap();
+        let before = contents(&bucket.outside);
+        let key = "data/ks/t-1/1-abc/nb-1-big-Data.db";
+
+        assert_eq!(bucket.remote.size_of(key).await.unwrap(), None);
+        let error = bucket.remote.get(key).await.unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(bucket.remote.get_stream(key).await.is_err());
+        bucket.remote.delete(&[key.to_string()]).await.unwrap();
+        let listed = bucket.remote.list("data").await.unwrap();
+        assert!(listed.is_empty(), "{listed:?}");
+
+        assert_eq!(
+            contents(&bucket.outside),
+            before,
+            "nothing outside the bucket changed"
+        );
+    }
+
+    /// Issue #23: an object that is a symbolic link to a secret file put the secret's bytes into a restore when
+    /// the manifest had no hash.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_bucket_never_serves_a_symlinked_object() {
+        let bucket = file_bucket();
+        let table = bucket.node.join("data/ks/t-1/1-abc");
+        std::fs::create_dir_all(&table).unwrap();
+        std::os::unix::fs::symlink(
+            bucket.outside.join("secret"),
+            table.join("nb-1-big-Data.db"),
+        )
+        .unwrap();
+        let key = "data/ks/t-1/1-abc/nb-1-big-Data.db";
+
+        let error = bucket.remote.get(key).await.unwrap_err();
+        assert!(
+            error.to_string().contains(key),
+            "the error names the key: {error}"
+        );
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(bucket.remote.get_stream(key).await.is_err());
+        let listing = bucket.remote.list_reporting("data").await.unwrap();
+        assert!(listing.objects.is_empty(), "{listing:?}");
+        assert_eq!(listing.skipped.len(), 1);
+        assert_eq!(
+            listing.skipped[0].name,
+            "cluster/dc/node/data/ks/t-1/1-abc/nb-1-big-Data.db"
+        );
+        bucket.remote.delete(&[key.to_string()]).await.unwrap();
+        assert_eq!(
+            std::fs::read(bucket.outside.join("secret")).unwrap(),
+            b"the host's secret"
+        );
+    }
+
+    /// Issue #23: one object name with a newline made listing the node's manifests fail, and with it every
+    /// `list` and restore of the node.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_bucket_lists_past_a_name_with_a_newline() {
+        let bucket = file_bucket();
+        let manifests = bucket.node.join("manifests");
+        std::fs::write(manifests.join("a-1.json"), b"{}").unwrap();
+        std::fs::write(manifests.join("evil\nname.json"), b"{}").unwrap();
+        std::fs::write(manifests.join("b-2.json"), b"{}").unwrap();
+
+        let mut keys: Vec<String> = bucket
+            .remote
+            .list("manifests/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["manifests/a-1.json", "manifests/b-2.json"]);
+        let listing = bucket.remote.list_reporting("manifests/").await.unwrap();
+        assert_eq!(listing.objects.len(), 2);
+        assert_eq!(
+            listing.skipped_json(),
+            serde_json::json!([{
+                "key": "cluster/dc/node/manifests/evil\\nname.json",
+                "reason": "not a valid object key",
+            }])
+        );
+        bucket.remote.check_bucket().await.unwrap();
+    }
+
+    /// Issue #23: a restore from a `file://` bucket read objects 8 KiB per system call.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_bucket_streams_objects_in_large_blocks() {
+        let bucket = file_bucket();
+        let data: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        bucket
+            .remote
+            .put("data/object", data.clone().into())
+            .await
+            .unwrap();
+        let object = bucket.remote.get_stream("data/object").await.unwrap();
+        assert_eq!(object.size, data.len() as u64);
+        let chunks: Vec<Bytes> = object.chunks.map(Result::unwrap).collect().await;
+        assert!(
+            chunks.len() <= 3,
+            "{} chunks, the first of {} bytes",
+            chunks.len(),
+            chunks[0].len()
+        );
+        assert_eq!(chunks.concat(), data);
     }
 
     #[tokio::test]

@@ -12,9 +12,9 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use super::file_store::FileStore;
 use super::{StorageError, StorageLocation};
 use crate::jmx_settings::Secret;
 
@@ -143,9 +143,16 @@ impl StorageSettings {
             "file" => {
                 let directory = location.directory.as_deref().unwrap_or("/");
                 let root = Path::new(directory).join(&location.bucket);
-                Arc::new(LocalFileSystem::new_with_prefix(&root).map_err(|_| {
-                    StorageError::MissingBucket {
-                        store: store_name.clone(),
+                Arc::new(FileStore::open(&root).map_err(|error| {
+                    if error.kind() == std::io::ErrorKind::NotFound {
+                        StorageError::MissingBucket {
+                            store: store_name.clone(),
+                        }
+                    } else {
+                        StorageError::Configuration {
+                            store: store_name.clone(),
+                            message: format!("cannot open the bucket directory: {error}"),
+                        }
                     }
                 })?)
             }

@@ -12,7 +12,9 @@ use crate::esop::report::{AllManifestsReport, ManifestReport};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::RemoteStorage;
 use crate::storage::node::{self, BucketCheck, NodePath};
+use crate::storage::remote::skipped_json;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::skipped::SkippedEntry;
 use crate::validation::Violations;
 
 /// Esop's `ListOperationRequest`. The printing options of the Esop CLI (`json`, `humanUnits`, `toFile`, ...) are
@@ -137,23 +139,28 @@ async fn open_node_storage(
     .await
 }
 
-/// Every manifest of the node, read from the bucket: (name, manifest object size, manifest).
+/// A node's manifests as read from the bucket: (name, manifest object size, manifest) each.
+type Manifests = Vec<(String, u64, Manifest)>;
+
+/// Every manifest of the node, read from the bucket, and the entries of `manifests/` the listing passed over.
 async fn manifests(
     context: &OperationContext,
     remote: &RemoteStorage,
-) -> Result<Vec<(String, u64, Manifest)>, OperationFailure> {
+) -> Result<(Manifests, Vec<SkippedEntry>), OperationFailure> {
     manifests_except(context, remote, &BTreeSet::new()).await
 }
 
-/// The node's manifests but those named in `known`.
+/// The node's manifests but those named in `known`, and the entries the listing passed over.
 async fn manifests_except(
     context: &OperationContext,
     remote: &RemoteStorage,
     known: &BTreeSet<&str>,
-) -> Result<Vec<(String, u64, Manifest)>, OperationFailure> {
-    let objects = context.cancellable(remote.list("manifests/")).await??;
+) -> Result<(Manifests, Vec<SkippedEntry>), OperationFailure> {
+    let listing = context
+        .cancellable(remote.list_reporting("manifests/"))
+        .await??;
     let mut manifests = Vec::new();
-    for object in objects {
+    for object in listing.objects {
         let Some(name) = object
             .key
             .strip_prefix("manifests/")
@@ -167,7 +174,7 @@ async fn manifests_except(
                 .await?;
         manifests.push((name.to_string(), object.size, manifest));
     }
-    Ok(manifests)
+    Ok((manifests, listing.skipped))
 }
 
 /// Esop's report over the node's manifests.
@@ -195,9 +202,9 @@ impl Operation for List {
             fields: request,
         } = request;
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let mut report = crate::store::releasing_memory(async {
-            let manifests = manifests(&context, &remote).await?;
-            report_of(&remote, &manifests)
+        let (mut report, skipped) = crate::store::releasing_memory(async {
+            let (manifests, skipped) = manifests(&context, &remote).await?;
+            Ok::<_, OperationFailure>((report_of(&remote, &manifests)?, skipped))
         })
         .await?;
         if let Some(until) = request.from_timestamp {
@@ -206,9 +213,14 @@ impl Operation for List {
         if let Some(n) = request.last_n {
             report.retain_oldest(usize::try_from(n).unwrap_or(0));
         }
-        context.set_response(serde_json::to_value(&report).map_err(|error| {
+        let mut response = serde_json::to_value(&report).map_err(|error| {
             OperationFailure::Failed(format!("cannot describe the backups: {error}"))
-        })?);
+        })?;
+        // Beside Esop's report, only when there is something to say.
+        if !skipped.is_empty() {
+            response["skippedObjects"] = skipped_json(&skipped);
+        }
+        context.set_response(response);
         Ok(())
     }
 }
@@ -234,14 +246,18 @@ impl Operation for RemoveBackup {
             return Ok(());
         }
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let removed = crate::store::releasing_memory(remove_from_node(
+        let (removed, skipped) = crate::store::releasing_memory(remove_reporting(
             &context,
             &remote,
             &request,
             Topology::Delete,
         ))
         .await?;
-        context.set_response(serde_json::json!({ "dry": request.dry, "removed": removed }));
+        let mut response = serde_json::json!({ "dry": request.dry, "removed": removed });
+        if !skipped.is_empty() {
+            response["skippedObjects"] = skipped_json(&skipped);
+        }
+        context.set_response(response);
         Ok(())
     }
 }
@@ -261,7 +277,20 @@ pub async fn remove_from_node(
     request: &RemoveBackupFields,
     topology: Topology,
 ) -> Result<Vec<serde_json::Value>, OperationFailure> {
-    let manifests = manifests(context, remote).await?;
+    Ok(remove_reporting(context, remote, request, topology)
+        .await?
+        .0)
+}
+
+/// [`remove_from_node`], and the entries of `manifests/` its listing passed over. A manifest the listing cannot
+/// name cannot be read either, so what only it refers to may be deleted with the backups removed.
+async fn remove_reporting(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    request: &RemoveBackupFields,
+    topology: Topology,
+) -> Result<(Vec<serde_json::Value>, Vec<SkippedEntry>), OperationFailure> {
+    let (manifests, skipped) = manifests(context, remote).await?;
     let report = report_of(remote, &manifests)?;
     let chosen: Vec<&ManifestReport> = if let Some(name) = &request.backup_name {
         let found = report.get(name).ok_or_else(|| {
@@ -287,7 +316,7 @@ pub async fn remove_from_node(
     let newer = if request.dry {
         Vec::new()
     } else {
-        manifests_except(context, remote, &known).await?
+        manifests_except(context, remote, &known).await?.0
     };
     // What the backups that stay refer to is kept, even when several removed backups shared it (Esop counts
     // each removed backup against all the others, and so never deletes objects only they shared).
@@ -357,5 +386,5 @@ pub async fn remove_from_node(
             "reclaimedSpace": bytes,
         }));
     }
-    Ok(removed)
+    Ok((removed, skipped))
 }
