@@ -6,6 +6,7 @@
 
 pub mod entities;
 pub mod file_store;
+pub mod list_filter;
 pub mod location;
 pub mod node;
 pub mod remote;

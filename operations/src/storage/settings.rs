@@ -15,6 +15,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use super::file_store::FileStore;
+use super::list_filter::{FilteringConnector, TolerantListing};
 use super::{StorageError, StorageLocation};
 use crate::jmx_settings::Secret;
 
@@ -79,15 +80,16 @@ impl StorageSettings {
         let secrets = SecretDir(self.secrets_dir.as_deref());
         let client = self.client_options(options);
         let store: Arc<dyn ObjectStore> = match location.protocol.as_str() {
-            "s3" => Arc::new(
+            "s3" => Arc::new(TolerantListing::new(
                 self.s3_builder(location, options)?
                     .build()
                     .map_err(failed)?,
-            ),
+            )),
             "azure" => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
                     .with_container_name(&location.bucket)
                     .with_client_options(client)
+                    .with_http_connector(FilteringConnector)
                     .with_retry(retry());
                 // The names Esop read.
                 if let Ok(account) = std::env::var("AZURE_STORAGE_ACCOUNT") {
@@ -122,12 +124,13 @@ impl StorageSettings {
                 } else if let Some(endpoint) = &self.azure_endpoint {
                     builder = builder.with_endpoint(endpoint.clone());
                 }
-                Arc::new(builder.build().map_err(failed)?)
+                Arc::new(TolerantListing::new(builder.build().map_err(failed)?))
             }
             "gcp" => {
                 let mut builder = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&location.bucket)
                     .with_client_options(client)
+                    .with_http_connector(FilteringConnector)
                     .with_retry(retry());
                 if let Ok(path) = std::env::var("GOOGLE_APPLICATION_CREDENTIALS") {
                     builder = builder.with_application_credentials(path);
@@ -138,7 +141,7 @@ impl StorageSettings {
                 if let Some(path) = &self.gcs_service_account {
                     builder = builder.with_service_account_path(path.to_string_lossy());
                 }
-                Arc::new(builder.build().map_err(failed)?)
+                Arc::new(TolerantListing::new(builder.build().map_err(failed)?))
             }
             "file" => {
                 let directory = location.directory.as_deref().unwrap_or("/");
@@ -176,6 +179,7 @@ impl StorageSettings {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&location.bucket)
             .with_client_options(client)
+            .with_http_connector(FilteringConnector)
             .with_retry(retry());
         // Esop 2 (and the Instaclustr operator's secrets) spelled the secret key this way.
         if let Ok(key) = std::env::var("AWS_SECRET_KEY") {
