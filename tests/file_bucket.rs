@@ -5,6 +5,8 @@
 //!
 //! No Cassandra: with a location that names the node, neither command connects to JMX.
 
+mod support;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -282,6 +284,21 @@ fn list_and_remove_backup_go_past_a_name_with_a_newline() {
                 .contains(r#""cl/dc1/node1/manifests/odd\nname.json": not a valid object key"#),
         "{stderr}"
     );
+
+    // The same through the REST API, every answer checked against openapi.yaml.
+    let sidecar = support::Sidecar::start(&[]);
+    let done = support::run(
+        &sidecar,
+        json!({"type": "list", "storageLocation": location}),
+        "COMPLETED",
+    );
+    assert_eq!(done["response"]["skippedObjects"], skipped);
+    let done = support::run(
+        &sidecar,
+        json!({"type": "remove-backup", "storageLocation": location, "backupName": second, "dry": true}),
+        "COMPLETED",
+    );
+    assert_eq!(done["response"]["skippedObjects"], skipped);
 
     let (removed, _) = completed(&["remove-backup", "--sl", &location, "--backup-name", &first]);
     assert_eq!(removed["response"]["removed"][0]["name"], first.as_str());
