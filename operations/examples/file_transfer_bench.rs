@@ -20,6 +20,7 @@ use daedalus_operations::backup::hashes::{HashAlgorithm, HashCache};
 use daedalus_operations::backup::upload::{
     LocalFile, PlannedFile, RetryPolicy, TransferSettings, upload,
 };
+use daedalus_operations::node_fs::{RelPath, Root, Target};
 use daedalus_operations::restore::download::{PlannedDownload, download};
 use daedalus_operations::storage::{RemoteStorage, StorageLocation, StorageSettings, Throttle};
 use tokio_util::sync::CancellationToken;
@@ -146,14 +147,18 @@ async fn run_download(args: &[String]) -> Result<String, String> {
     let text =
         std::fs::read_to_string(plan_file).map_err(|error| format!("{plan_file}: {error}"))?;
     let mut files = Vec::new();
+    // The restore's files land through a root, as a restore's do.
+    let root = Arc::new(Root::open_creating(Path::new(target)).map_err(|error| error.to_string())?);
     for (number, line) in text.lines().filter(|line| !line.is_empty()).enumerate() {
         let fields: Vec<&str> = line.split('\t').collect();
         let [key, size, hash, relative] = fields[..] else {
             return Err(format!("plan line {}: expected 4 fields", number + 1));
         };
+        let relative = RelPath::parse(relative)
+            .map_err(|error| format!("plan line {}: {error}", number + 1))?;
         files.push(PlannedDownload {
             key: key.to_string(),
-            path: Path::new(target).join(relative),
+            target: Target::new(&root, relative),
             size: size
                 .parse()
                 .map_err(|error| format!("plan line {}: size: {error}", number + 1))?,
