@@ -24,7 +24,7 @@ fn manifest(name: &str) -> Vec<u8> {
     let entries: Vec<Value> = FILES
         .iter()
         .map(|(file, bytes)| {
-            json!({"objectKey": format!("data/ks/t-1/1-a/{file}"), "type": "FILE", "size": bytes.len()})
+            json!({"objectKey": format!("data/ks/t-0123456789abcdef0123456789abcdef/1-a/{file}"), "type": "FILE", "size": bytes.len()})
         })
         .collect();
     json!({
@@ -71,7 +71,11 @@ fn lists_and_removes_past_odd_names(store: Store) {
     store.create_bucket(BUCKET);
     let name = format!("first-{SCHEMA}-1000");
     for (file, bytes) in FILES {
-        store.put(BUCKET, &format!("{NODE}/data/ks/t-1/1-a/{file}"), bytes);
+        store.put(
+            BUCKET,
+            &format!("{NODE}/data/ks/t-0123456789abcdef0123456789abcdef/1-a/{file}"),
+            bytes,
+        );
     }
     store.put(
         BUCKET,

@@ -29,11 +29,19 @@ impl Bucket {
             dir: tempfile::tempdir().expect("a temporary directory"),
         };
         std::fs::create_dir_all(bucket.node().join("manifests")).unwrap();
-        std::fs::create_dir_all(bucket.sentinel().join("ks/t-1/1-a")).unwrap();
+        std::fs::create_dir_all(
+            bucket
+                .sentinel()
+                .join("ks/t-0123456789abcdef0123456789abcdef/1-a"),
+        )
+        .unwrap();
         std::fs::write(bucket.sentinel().join("secret"), SECRET).unwrap();
         for (name, _) in FILES {
             std::fs::write(
-                bucket.sentinel().join("ks/t-1/1-a").join(name),
+                bucket
+                    .sentinel()
+                    .join("ks/t-0123456789abcdef0123456789abcdef/1-a")
+                    .join(name),
                 format!("outside: {name}"),
             )
             .unwrap();
@@ -56,7 +64,9 @@ impl Bucket {
     /// Writes the objects of backup `name` (its manifest and, unless `data` is false, its files) as a backup does.
     fn backup(&self, name: &str, data: bool) {
         if data {
-            let dir = self.node().join("data/ks/t-1/1-a");
+            let dir = self
+                .node()
+                .join("data/ks/t-0123456789abcdef0123456789abcdef/1-a");
             std::fs::create_dir_all(&dir).unwrap();
             for (file, _) in FILES {
                 std::fs::write(dir.join(file), format!("backed up: {file}")).unwrap();
@@ -76,7 +86,7 @@ fn manifest(name: &str) -> Value {
     let entries: Vec<Value> = FILES
         .iter()
         .map(|(file, size)| {
-            json!({"objectKey": format!("data/ks/t-1/1-a/{file}"), "type": "FILE", "size": size})
+            json!({"objectKey": format!("data/ks/t-0123456789abcdef0123456789abcdef/1-a/{file}"), "type": "FILE", "size": size})
         })
         .collect();
     json!({
@@ -179,7 +189,9 @@ fn symlinked_objects_and_manifests_are_neither_read_nor_deleted() {
     let bucket = Bucket::new();
     let (old, new) = (name("old", 1_000), name("new", 2_000));
     bucket.backup(&old, true);
-    let object = bucket.node().join("data/ks/t-1/1-a/nb-1-big-Data.db");
+    let object = bucket
+        .node()
+        .join("data/ks/t-0123456789abcdef0123456789abcdef/1-a/nb-1-big-Data.db");
     std::fs::remove_file(&object).unwrap();
     symlink(bucket.sentinel().join("secret"), &object).unwrap();
     // A manifest outside the bucket, shown to the node through a link.
@@ -229,7 +241,7 @@ fn symlinked_objects_and_manifests_are_neither_read_nor_deleted() {
     assert!(
         !bucket
             .node()
-            .join("data/ks/t-1/1-a/nb-1-big-Index.db")
+            .join("data/ks/t-0123456789abcdef0123456789abcdef/1-a/nb-1-big-Index.db")
             .exists()
     );
     assert_eq!(

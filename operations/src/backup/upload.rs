@@ -423,8 +423,15 @@ where
 }
 
 pub(crate) fn should_retry(error: &StorageError, attempt: u32, policy: RetryPolicy) -> bool {
-    // A local file that cannot be read, a cancellation or a missing bucket do not get better by trying again.
-    matches!(error, StorageError::Object { .. }) && attempt < policy.max_attempts
+    // A local file that cannot be read, a cancellation, a missing bucket or a missing object (stores are strongly
+    // consistent; a file:// bucket's symbolic link is one too) do not get better by trying again.
+    let retryable = match error {
+        StorageError::Object { source, .. } => {
+            !matches!(**source, object_store::Error::NotFound { .. })
+        }
+        _ => false,
+    };
+    retryable && attempt < policy.max_attempts
 }
 
 pub(crate) async fn pause(delay: Duration, cancel: &CancellationToken) -> Result<(), StorageError> {

@@ -298,7 +298,6 @@ impl Staging {
                     source: std::io::Error::new(std::io::ErrorKind::InvalidInput, error),
                 }
             })?;
-        let existing = self.still_allowed(existing)?;
         let created = existing.create_dir_all(&missing)?;
         let root = self.still_allowed(existing.sub(&missing)?)?;
         Ok((Arc::new(root), created.len()))
