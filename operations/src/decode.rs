@@ -144,6 +144,23 @@ pub fn i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> 
     Ok(deserializer.deserialize_any(LenientInteger)?.unwrap_or(0))
 }
 
+/// An optional 32-bit integer, as leniently as [`i32`]: `4`, `4.0`, `"4"`; `null` is absent.
+pub fn option_i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
+    deserializer
+        .deserialize_any(LenientInteger)?
+        .map(|value| {
+            i32::try_from(value).map_err(|_| {
+                de::Error::invalid_value(de::Unexpected::Signed(value), &"a 32-bit integer")
+            })
+        })
+        .transpose()
+}
+
+/// An optional 64-bit integer (epoch millis), as leniently as [`i64`]; `null` is absent.
+pub fn option_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    deserializer.deserialize_any(LenientInteger)
+}
+
 /// A 32-bit integer whose absence or `null` means `DEFAULT`, e.g.
 /// `#[serde(default = "...", deserialize_with = "decode::i32_or::<_, 10>")]`.
 pub fn i32_or<'de, D: Deserializer<'de>, const DEFAULT: i32>(
@@ -475,6 +492,8 @@ mod tests {
         maybe: Option<bool>,
         #[serde(default, deserialize_with = "i32")]
         jobs: i32,
+        #[serde(default, deserialize_with = "option_i32")]
+        last: Option<i32>,
     }
 
     fn sample(value: serde_json::Value) -> Result<Sample, String> {
@@ -493,6 +512,24 @@ mod tests {
         assert_eq!(s.jobs, 0);
         let s = sample(json!({})).unwrap();
         assert_eq!((s.flag, s.maybe, s.jobs), (false, None, 0));
+    }
+
+    /// JSON Schema's `integer` (and Jackson) take `810.0` for 810; an optional integer does too.
+    #[test]
+    fn optional_integers_take_integral_floats_strings_and_null() {
+        for (given, expected) in [
+            (json!(810.0), Some(810)),
+            (json!("7"), Some(7)),
+            (json!(null), None),
+        ] {
+            assert_eq!(
+                sample(json!({"last": given})).unwrap().last,
+                expected,
+                "{given}"
+            );
+        }
+        assert!(sample(json!({"last": 1.5})).is_err());
+        assert!(sample(json!({"last": 4_000_000_000_i64})).is_err());
     }
 
     #[test]

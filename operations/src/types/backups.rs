@@ -38,10 +38,18 @@ pub struct ListFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_file: Option<String>,
     /// Only backups taken at or before this instant (epoch millis).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "decode::option_i64"
+    )]
     pub from_timestamp: Option<i64>,
     /// Only the N oldest of those.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "decode::option_i32"
+    )]
     pub last_n: Option<i32>,
     #[serde(default, deserialize_with = "decode::bool")]
     pub skip_download: bool,

@@ -116,26 +116,16 @@ pub struct SetThroughputRequest {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "optional_i32"
+        deserialize_with = "decode::option_i32"
     )]
     pub compaction_throughput: Option<i32>,
     /// Streaming throughput in megabits/s; 0 = unthrottled.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "optional_i32"
+        deserialize_with = "decode::option_i32"
     )]
     pub stream_throughput: Option<i32>,
-}
-
-fn optional_i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    if value.is_null() {
-        return Ok(None);
-    }
-    decode::i32(value)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }
 
 impl Validate for SetThroughputRequest {
