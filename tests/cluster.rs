@@ -369,7 +369,7 @@ fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_
         // That TRUNCATE is a user's: its snapshots (auto_snapshot, on every node) are theirs, and stay.
         let users: Vec<Vec<String>> = NODES
             .iter()
-            .map(|&node| truncation_snapshots(node))
+            .map(|&node| cassandra::truncation_snapshots(node, "cw_restore", "t"))
             .collect();
         assert!(users.iter().all(|names| !names.is_empty()), "{users:?}");
         let id = sidecars.submit(
@@ -406,7 +406,7 @@ fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_
             );
             // The restore's own TRUNCATE (run on one node, snapshotted on each) is cleaned up everywhere.
             assert_eq!(
-                truncation_snapshots(node),
+                cassandra::truncation_snapshots(node, "cw_restore", "t"),
                 users[index],
                 "node {node}: {done:#}"
             );
@@ -1058,20 +1058,4 @@ fn a_global_backup_whose_coordinator_dies_is_taken_over_by_another_sidecar_and_c
         objects.contains_key(&format!("topology/{tag}.json")),
         "the topology is uploaded once the parts completed"
     );
-}
-
-/// The `truncated-*` snapshots of `cw_restore.t` on `node`, sorted.
-fn truncation_snapshots(node: usize) -> Vec<String> {
-    let Some(dir) = cassandra::table_dir(node, "cw_restore", "t") else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("truncated-"))
-        .collect();
-    names.sort();
-    names
 }

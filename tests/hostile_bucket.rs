@@ -102,6 +102,22 @@ impl Scene {
         format!("file://{}", self.bucket.display())
     }
 
+    /// No file under `dir` holds the sentinel's secret.
+    fn secret_is_not_in(&self, dir: &Path, what: &str) {
+        let secret = format!(
+            "file {:x?}",
+            std::fs::read(self.outside.join("secret")).unwrap()
+        );
+        for (path, found) in tree(dir) {
+            assert_ne!(
+                found,
+                secret,
+                "{what} copied the secret to {}",
+                path.display()
+            );
+        }
+    }
+
     /// `../` enough times to climb from any directory to `/`, then the sentinel.
     fn climb_to_outside(&self) -> String {
         format!(
@@ -422,16 +438,7 @@ fn live_restores_refuse_every_hostile_shape() {
                 shape.name
             );
             // The secret never lands anywhere the restore writes.
-            let secret = std::fs::read(scene.outside.join("secret")).unwrap();
-            for (path, what) in tree(&scene.staging) {
-                assert_ne!(
-                    what,
-                    format!("file {secret:x?}"),
-                    "{} copied the secret to {}",
-                    shape.name,
-                    path.display()
-                );
-            }
+            scene.secret_is_not_in(&scene.staging, shape.name);
             assert_eq!(rows(), before_rows, "{} {strategy}", shape.name);
         }
     }
@@ -557,16 +564,7 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
                 shape.name
             );
         }
-        let secret = std::fs::read(scene.outside.join("secret")).unwrap();
-        for (path, what) in tree(&node_dir.join("data")) {
-            assert_ne!(
-                what,
-                format!("file {secret:x?}"),
-                "{} copied the secret to {}",
-                shape.name,
-                path.display()
-            );
-        }
+        scene.secret_is_not_in(&node_dir.join("data"), shape.name);
     }
 
     // Tokens that would write settings of their own into cassandra.yaml.
@@ -648,11 +646,7 @@ fn stopped_node_restores_refuse_every_hostile_shape() {
         "FAILED",
     );
     assert_eq!(done["state"], "FAILED");
-    assert!(
-        !tree(&download_dir)
-            .values()
-            .any(|what| what.contains(&format!("{:x?}", b"the host's secret\n")))
-    );
+    scene.secret_is_not_in(&download_dir, "commitlog-restore");
     assert_eq!(tree(&node_dir.join("commitlog")), commit_logs);
     assert!(
         !node_dir
@@ -798,18 +792,7 @@ fn listing_and_removal_refuse_what_is_not_a_backup() {
 
 /// The names of the `truncated-*` snapshots of `hb.t`.
 fn truncation_snapshots() -> Vec<String> {
-    let Some(dir) = cassandra::table_dir(NODE, "hb", "t") else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("truncated-"))
-        .collect();
-    names.sort();
-    names
+    cassandra::truncation_snapshots(NODE, "hb", "t")
 }
 
 /// The table's live SSTable files (snapshots aside), with their bytes.

@@ -186,15 +186,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Snapshot directories named `truncated-*` of a table on node 10.
 fn truncation_snapshots(keyspace: &str, table: &str) -> usize {
-    let Some(dir) = cassandra::table_dir(NODE, keyspace, table) else {
-        return 0;
-    };
-    std::fs::read_dir(dir.join("snapshots"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("truncated-"))
-        .count()
+    cassandra::truncation_snapshots(NODE, keyspace, table).len()
 }
 
 #[test]

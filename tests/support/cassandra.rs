@@ -46,7 +46,7 @@ pub fn jmx_service(node: usize) -> String {
 
 /// The directory holding node `n`'s files.
 pub fn node_dir(node: usize) -> PathBuf {
-    let root = std::env::var_os("DAEDALUS_CASSANDRA_DIR")
+    let root = std::env::var_os("DAEDALUS_TEST_CASSANDRA_DIR")
         .map_or_else(|| PathBuf::from("/tmp/daedalus-cassandra"), PathBuf::from);
     root.join(format!("node{node}"))
 }
@@ -145,6 +145,23 @@ pub fn table_dir(node: usize, keyspace: &str, table: &str) -> Option<PathBuf> {
     }
     let paths: Vec<String> = serde_json::from_slice(&output.stdout).expect("DataPaths, a list");
     paths.into_iter().next().map(PathBuf::from)
+}
+
+/// The names of the `truncated-*` snapshots (what TRUNCATE takes with `auto_snapshot`) of `keyspace.table` on node
+/// `n`, sorted; none when the table does not exist.
+pub fn truncation_snapshots(node: usize, keyspace: &str, table: &str) -> Vec<String> {
+    let Some(dir) = table_dir(node, keyspace, table) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("truncated-"))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The SSTables (`*-Data.db` files) of `keyspace.table` on node `n`.

@@ -198,6 +198,21 @@ impl NodeConfig {
         Ok(dirs)
     }
 
+    /// Checks a request's `cassandraConfigDirectory`: it must be the directory of the configured `cassandra.yaml`.
+    pub fn check_config_directory(
+        &self,
+        violations: &mut crate::validation::Violations,
+        given: &str,
+    ) {
+        self.check_request_dir(
+            violations,
+            "cassandraConfigDirectory",
+            given,
+            self.config_dir(),
+            self.flags.config,
+        );
+    }
+
     /// Checks a request's directory field against what the operator configured: `given` (the field's text) must
     /// name `expected` (the same directory, up to `.`, repeated and trailing slashes). Adds a violation naming
     /// `field` otherwise.

@@ -69,3 +69,17 @@ pub async fn download_for(
     );
     Ok(stats)
 }
+
+/// Runs blocking file work off the async workers; its error is the operation's failure.
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, OperationFailure>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| OperationFailure::Failed(error.to_string()))?
+        .map_err(|error| OperationFailure::Failed(error.to_string()))
+}

@@ -176,14 +176,11 @@ pub async fn restore(
     }))
 }
 
-/// Runs blocking work off the async workers; its error is the operation's failure.
+/// Blocking work off the async workers; its message is the operation's failure.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, OperationFailure> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?
-        .map_err(OperationFailure::Failed)
+    super::blocking(work).await
 }
 
 /// The plan over the node's data directories, opened as roots (created when a node that never ran has not made them

@@ -175,13 +175,8 @@ impl Operation for CommitLogRestore {
                 format!("cannot be checked: {error}"),
             ),
         }
-        self.node.check_request_dir(
-            violations,
-            "cassandraConfigDirectory",
-            &fields.cassandra_config_directory,
-            self.node.config_dir(),
-            flags.config,
-        );
+        self.node
+            .check_config_directory(violations, &fields.cassandra_config_directory);
         super::restore::check_staging(
             violations,
             "commitlogDownloadDir",

@@ -419,13 +419,8 @@ impl Operation for Restore {
             &self.node.cassandra_dir,
             flags.cassandra_dir,
         );
-        self.node.check_request_dir(
-            violations,
-            "cassandraConfigDirectory",
-            &fields.cassandra_config_directory,
-            self.node.config_dir(),
-            flags.config,
-        );
+        self.node
+            .check_config_directory(violations, &fields.cassandra_config_directory);
         let Some(data_dirs) = &fields.data_dirs else {
             return;
         };

@@ -122,18 +122,11 @@ fn staging_dir(fields: &RestoreFields, node: &LiveNode) -> Result<Staging, Opera
     })
 }
 
-fn fs_failure(error: FsError) -> OperationFailure {
-    OperationFailure::Failed(error.to_string())
-}
-
-/// Runs blocking file work off the async workers.
+/// File work through the roots, off the async workers.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
 ) -> Result<T, OperationFailure> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?
-        .map_err(fs_failure)
+    super::blocking(work).await
 }
 
 impl LiveRestore<'_> {
@@ -675,7 +668,8 @@ impl LiveRestore<'_> {
         target: &KeyspaceTable,
         local: &TableFiles,
     ) -> Result<(), OperationFailure> {
-        let links = links::plan(&local.files, &local.table_dirs).map_err(fs_failure)?;
+        let links = links::plan(&local.files, &local.table_dirs)
+            .map_err(|error| OperationFailure::Failed(error.to_string()))?;
         let made = blocking(move || links::make(&links))
             .await
             .map_err(|error| {
