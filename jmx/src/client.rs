@@ -1,13 +1,14 @@
 //! The JMX client: connect through the RMI registry, then call the `RMIConnection` of the agent.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use crate::error::JmxError;
 use crate::jrmp::hashes;
 use crate::jrmp::{Connection, JrmpError, ObjId, RawReturn, RemoteRef, ReturnKind};
 use crate::notify::{Fetched, Subscription};
+use crate::outage::{FIRST_RETRY, Outage};
 use crate::serial::Encoder;
 use crate::tls::{Connector, TlsConfig};
 use crate::value::{JavaArg, JavaException, JavaValue, to_value};
@@ -144,6 +145,30 @@ pub struct MBeanParameter {
 struct Session {
     target: RemoteRef,
     idle: Mutex<Vec<Connection>>,
+    /// Its endpoint stopped answering (or forgot it): the next call goes back to the registry.
+    broken: AtomicBool,
+}
+
+impl Session {
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Whether the client has a working JMX connection, as of its last call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    /// The last call found the agent gone; no new connection has been made since.
+    Down {
+        /// How long since the first call that found it gone.
+        down_for: Duration,
+    },
 }
 
 /// A connected JMX client. Cheap to share (`Arc` inside); calls may run concurrently, each on its own TCP
@@ -162,6 +187,11 @@ struct Inner {
     session: Mutex<Arc<Session>>,
     /// Serialises reconnection, so a burst of failures builds one new session, not many.
     reconnecting: tokio::sync::Mutex<()>,
+    /// Set while the agent does not answer a new connection.
+    outage: Mutex<Option<Outage>>,
+    /// `true` while the client has a session that is not known to be broken; watched by those who act when the
+    /// agent comes back.
+    connected: tokio::sync::watch::Sender<bool>,
     reconnects: AtomicU64,
 }
 
@@ -269,6 +299,8 @@ impl JmxClient {
                 dialer,
                 session: Mutex::new(Arc::new(session)),
                 reconnecting: tokio::sync::Mutex::new(()),
+                outage: Mutex::new(None),
+                connected: tokio::sync::watch::Sender::new(true),
                 reconnects: AtomicU64::new(0),
                 observer: std::sync::OnceLock::new(),
             }),
@@ -282,6 +314,23 @@ impl JmxClient {
     /// How many times the client had to open a new JMX connection after the first.
     pub fn reconnects(&self) -> u64 {
         self.inner.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last call found a working connection.
+    pub fn state(&self) -> ConnectionState {
+        if !self.session().is_broken() {
+            return ConnectionState::Connected;
+        }
+        let since = self.outage().as_ref().map(|outage| outage.since);
+        ConnectionState::Down {
+            down_for: since.map_or(Duration::ZERO, |since| since.elapsed()),
+        }
+    }
+
+    /// Changes of [`JmxClient::state`] between connected (`true`) and down: a receiver sees `true` again once a
+    /// call found the agent back.
+    pub fn watch_connected(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.connected.subscribe()
     }
 
     /// `host:port` of the registry this client connected to.
@@ -607,6 +656,10 @@ impl JmxClient {
         Arc::clone(&self.inner.session.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    fn outage(&self) -> MutexGuard<'_, Option<Outage>> {
+        self.inner.outage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn protocol(&self, message: impl Into<String>) -> JmxError {
         JmxError::Protocol {
             address: self.inner.address.clone(),
@@ -639,53 +692,114 @@ impl JmxClient {
         outcome
     }
 
-    /// Runs a call; on a lost or expired connection, reconnects and (if the call is idempotent) tries again.
+    /// Runs a call; on a lost or expired connection, reconnects and (if the call is idempotent or certainly
+    /// unsent) tries again. A call that was under way when the connection broke is not sent again: the agent
+    /// may have run it.
     async fn run_unobserved(&self, call: &Call<'_>) -> Result<RawReturn, JmxError> {
-        let session = self.session();
+        let mut session = self.session();
+        if session.is_broken() {
+            session = self.reconnect(&session).await?;
+        }
         match self.attempt(&session, call).await {
-            Err(error) if error.reconnect => {
-                tracing::debug!(address = %self.inner.address, error = %error.error, "JMX connection lost; reconnecting");
-                let fresh = self.reconnect(&session).await?;
-                if !call.idempotent && !error.unsent {
-                    return Err(error.error);
+            Err(failed) if failed.reconnect => {
+                session.mark_broken();
+                let _ = self.inner.connected.send_replace(false);
+                if !call.idempotent && !failed.unsent {
+                    return Err(failed.error);
                 }
-                self.attempt(&fresh, call).await.map_err(|e| e.error)
+                tracing::debug!(address = %self.inner.address, error = %failed.error, "JMX connection lost; reconnecting");
+                let fresh = self.reconnect(&session).await?;
+                self.attempt(&fresh, call).await.map_err(|failed| {
+                    if failed.reconnect {
+                        fresh.mark_broken();
+                        let _ = self.inner.connected.send_replace(false);
+                    }
+                    failed.error
+                })
             }
-            other => other.map_err(|e| e.error),
+            other => other.map_err(|failed| failed.error),
         }
     }
 
-    /// Replaces a failed session, unless another task already did.
+    /// Replaces a broken session through the registry, unless another task already did. While the agent does not
+    /// answer, one attempt is made per backoff interval and calls in between fail at once.
     async fn reconnect(&self, failed: &Arc<Session>) -> Result<Arc<Session>, JmxError> {
         let _guard = self.inner.reconnecting.lock().await;
         let current = self.session();
         if !Arc::ptr_eq(&current, failed) {
             return Ok(current);
         }
-        let fresh = Arc::new(establish(&self.inner.config, &self.inner.dialer).await?);
-        self.inner.reconnects.fetch_add(1, Ordering::Relaxed);
-        *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
-        Ok(fresh)
+        failed.mark_broken();
+        let _ = self.inner.connected.send_replace(false);
+        let now = Instant::now();
+        if let Some(outage) = self.outage().as_ref()
+            && !outage.may_try(now)
+        {
+            return Err(JmxError::Unavailable {
+                address: self.inner.address.clone(),
+                down_for: now.duration_since(outage.since),
+                retry_in: outage.retry_in(now),
+                last_error: outage.last_error.clone(),
+            });
+        }
+        match establish(&self.inner.config, &self.inner.dialer).await {
+            Ok(session) => {
+                let fresh = Arc::new(session);
+                *self.inner.session.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+                self.inner.reconnects.fetch_add(1, Ordering::Relaxed);
+                if let Some(outage) = self.outage().take() {
+                    tracing::info!(address = %self.inner.address, down_for = ?outage.since.elapsed(), "JMX answers again");
+                }
+                let _ = self.inner.connected.send_replace(true);
+                Ok(fresh)
+            }
+            Err(error) => {
+                let now = Instant::now();
+                let mut outage = self.outage();
+                match outage.as_mut() {
+                    Some(outage) => outage.failed_again(now, error.to_string()),
+                    None => {
+                        tracing::warn!(address = %self.inner.address, %error, "JMX does not answer; asking its registry again until it does");
+                        *outage = Some(Outage::begin(now, error.to_string()));
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// A connection to the session's endpoint: a pooled one that still answers a ping, else a new one. The ping
+    /// (which the JDK's own client makes too) tells a connection the server closed while it was idle, after an
+    /// idle timeout or a restart, before a call is sent on it; so a call that fails later surely reached the
+    /// server, and one that is not idempotent is not sent again.
+    async fn connection(&self, session: &Session) -> Result<Connection, Attempt> {
+        loop {
+            let taken = session.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(mut pooled) = taken else {
+                break;
+            };
+            match pooled.ping(self.inner.config.connect_timeout).await {
+                Ok(()) => return Ok(pooled),
+                Err(error) => {
+                    tracing::debug!(address = %self.inner.address, %error, "dropping a pooled JMX connection that no longer answers")
+                }
+            }
+        }
+        self.inner
+            .dialer
+            .open(&session.target)
+            .await
+            // The endpoint is gone (a restarted JVM serves its RMI connections elsewhere): the registry knows where
+            // it is now.
+            .map_err(|error| Attempt {
+                reconnect: error.is_connection_problem(),
+                unsent: true,
+                error,
+            })
     }
 
     async fn attempt(&self, session: &Session, call: &Call<'_>) -> Result<RawReturn, Attempt> {
-        let taken = session.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut connection, reused) = match taken {
-            Some(connection) => (connection, true),
-            None => {
-                let connection =
-                    self.inner
-                        .dialer
-                        .open(&session.target)
-                        .await
-                        .map_err(|error| Attempt {
-                            reconnect: false,
-                            unsent: true,
-                            error,
-                        })?;
-                (connection, false)
-            }
-        };
+        let mut connection = self.connection(session).await?;
         let result = connection
             .call(
                 &session.target.object,
@@ -700,11 +814,10 @@ impl JmxClient {
         let raw = match result {
             Ok(raw) => raw,
             Err(error) => {
-                // A pooled connection the server closed while idle fails before the call reached it.
-                let unsent = reused && matches!(error, JrmpError::Closed);
+                // The connection answered a ping just before, so the call was sent: it may have run.
                 return Err(Attempt {
                     reconnect: matches!(error, JrmpError::Closed | JrmpError::Io(_)),
-                    unsent,
+                    unsent: false,
                     error: self.transport_error(error, call),
                 });
             }
@@ -740,6 +853,10 @@ impl JmxClient {
             },
             JrmpError::Closed | JrmpError::Io(_) | JrmpError::Tls(_) => JmxError::ConnectionLost {
                 address,
+                during: match call.mbean {
+                    Some(mbean) => format!("{} on {mbean}", call.member()),
+                    None => call.member().to_string(),
+                },
                 message: error.to_string(),
             },
             JrmpError::Protocol(_) | JrmpError::Decode(_) => JmxError::Protocol {
@@ -750,10 +867,36 @@ impl JmxClient {
     }
 }
 
-/// Pings the agent every `interval` while the client exists.
+/// Pings the agent every `interval` while the client exists. Once a call found the agent gone, pings as often as
+/// the backoff allows instead, so the client finds the agent again soon after it is back even when no one calls.
 async fn keep_alive(client: Weak<Inner>, interval: Duration) {
+    let Some(mut connected) = client.upgrade().map(|inner| inner.connected.subscribe()) else {
+        return;
+    };
     loop {
-        tokio::time::sleep(interval).await;
+        let wait = {
+            let Some(inner) = client.upgrade() else {
+                return;
+            };
+            let client = JmxClient { inner };
+            match client.state() {
+                ConnectionState::Connected => interval,
+                ConnectionState::Down { .. } => client
+                    .outage()
+                    .as_ref()
+                    .map_or(FIRST_RETRY, |outage| outage.retry_in(Instant::now()))
+                    .clamp(Duration::from_millis(10), interval),
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = connected.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let Some(inner) = client.upgrade() else {
             return;
         };
@@ -978,6 +1121,7 @@ async fn establish(config: &JmxConfig, dialer: &Dialer) -> Result<Session, JmxEr
     Ok(Session {
         target,
         idle: Mutex::new(idle),
+        broken: AtomicBool::new(false),
     })
 }
 

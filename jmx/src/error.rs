@@ -58,8 +58,29 @@ pub enum JmxError {
         exception: JavaException,
     },
 
-    #[error("JMX at {address}: connection lost: {message}")]
-    ConnectionLost { address: String, message: String },
+    /// The connection broke while a call was under way: the agent may or may not have carried it out.
+    #[error(
+        "JMX at {address}: the connection broke during {during}: {message} (did the Java process stop or restart? the call may or may not have taken effect)"
+    )]
+    ConnectionLost {
+        address: String,
+        during: String,
+        message: String,
+    },
+
+    /// The agent has not answered for a while; the client asks its registry again at short intervals, and
+    /// calls in between fail at once with this.
+    #[error(
+        "JMX at {address} has not answered for {}: {last_error}; trying again in {}",
+        seconds(*down_for),
+        seconds(*retry_in)
+    )]
+    Unavailable {
+        address: String,
+        down_for: Duration,
+        retry_in: Duration,
+        last_error: String,
+    },
 
     #[error("JMX at {address}: {message}")]
     Protocol { address: String, message: String },
@@ -71,6 +92,10 @@ pub enum JmxError {
 
     #[error("TLS to JMX at {address}: {message}")]
     Tls { address: String, message: String },
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
 }
 
 fn mbean_suffix(mbean: &Option<String>) -> String {
@@ -85,7 +110,10 @@ impl JmxError {
     pub fn is_connection_problem(&self) -> bool {
         matches!(
             self,
-            JmxError::ConnectionLost { .. } | JmxError::Timeout { .. } | JmxError::Connect { .. }
+            JmxError::ConnectionLost { .. }
+                | JmxError::Timeout { .. }
+                | JmxError::Connect { .. }
+                | JmxError::Unavailable { .. }
         )
     }
 }

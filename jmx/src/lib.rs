@@ -6,6 +6,7 @@ mod client;
 mod error;
 pub mod jrmp;
 mod notify;
+mod outage;
 pub mod serial;
 mod tls;
 pub mod value;
@@ -13,8 +14,8 @@ pub mod value;
 pub use value::{CompositeData, JavaArg, JavaException, JavaObject, JavaValue, TabularData};
 
 pub use client::{
-    CallObserver, JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation, MBeanParameter,
-    ObservedCall,
+    CallObserver, ConnectionState, JmxClient, JmxConfig, MBeanAttribute, MBeanInfo, MBeanOperation,
+    MBeanParameter, ObservedCall,
 };
 pub use error::JmxError;
 pub use notify::{Notification, NotificationEvent, Subscription};

@@ -131,7 +131,16 @@ pub fn cassandra_like(credentials: Option<(&str, &str)>) -> Jvm {
 
 /// [`cassandra_like`] with extra JVM options, e.g. `-DidleTimeoutMs=1500`.
 pub fn cassandra_like_with(credentials: Option<(&str, &str)>, jvm_options: &[&str]) -> Jvm {
-    let port = free_port();
+    cassandra_like_on(free_port(), credentials, jvm_options)
+}
+
+/// [`cassandra_like_with`] with its registry on `port` (a restart of an agent that ran there); its RMI server
+/// takes a new random port, as Cassandra's does.
+pub fn cassandra_like_on(
+    port: u16,
+    credentials: Option<(&str, &str)>,
+    jvm_options: &[&str],
+) -> Jvm {
     let mut command = Command::new(java());
     command
         .arg("-Xmx64m")

@@ -196,9 +196,25 @@ fn copy_error(error: &JmxError) -> JmxError {
             address: address.clone(),
             exception: exception.clone(),
         },
-        JmxError::ConnectionLost { address, message } => JmxError::ConnectionLost {
+        JmxError::ConnectionLost {
+            address,
+            during,
+            message,
+        } => JmxError::ConnectionLost {
             address: address.clone(),
+            during: during.clone(),
             message: message.clone(),
+        },
+        JmxError::Unavailable {
+            address,
+            down_for,
+            retry_in,
+            last_error,
+        } => JmxError::Unavailable {
+            address: address.clone(),
+            down_for: *down_for,
+            retry_in: *retry_in,
+            last_error: last_error.clone(),
         },
         JmxError::Protocol { address, message } => JmxError::Protocol {
             address: address.clone(),
