@@ -144,7 +144,7 @@ pub struct MBeanParameter {
 /// An authenticated `RMIConnection` and open TCP connections to its endpoint.
 struct Session {
     target: RemoteRef,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Pooled>>,
     /// Its endpoint stopped answering (or forgot it): the next call goes back to the registry.
     broken: AtomicBool,
 }
@@ -159,6 +159,25 @@ impl Session {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
+
+/// A connection waiting for the next call, and since when.
+struct Pooled {
+    connection: Connection,
+    since: Instant,
+}
+
+impl Pooled {
+    fn new(connection: Connection) -> Self {
+        Self {
+            connection,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// A pooled connection used again within this long is not pinged first, as the JDK skips the ping for one used
+/// within a round trip: a burst of calls costs no extra round trips.
+const REUSE_WITHOUT_PING: Duration = Duration::from_millis(500);
 
 /// Whether the client has a working JMX connection, as of its last call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -768,18 +787,25 @@ impl JmxClient {
         }
     }
 
-    /// A connection to the session's endpoint: a pooled one that still answers a ping, else a new one. The ping
-    /// (which the JDK's own client makes too) tells a connection the server closed while it was idle, after an
-    /// idle timeout or a restart, before a call is sent on it; so a call that fails later surely reached the
-    /// server, and one that is not idempotent is not sent again.
+    /// A connection to the session's endpoint: a pooled one, else a new one. A pooled connection idle for a while
+    /// is pinged first (as the JDK's own client does), which tells one the server closed meanwhile, after an idle
+    /// timeout or a restart, before a call is sent on it; so a call that fails later reached the server, and one
+    /// that is not idempotent is not sent again.
     async fn connection(&self, session: &Session) -> Result<Connection, Attempt> {
         loop {
             let taken = session.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let Some(mut pooled) = taken else {
                 break;
             };
-            match pooled.ping(self.inner.config.connect_timeout).await {
-                Ok(()) => return Ok(pooled),
+            if pooled.since.elapsed() < REUSE_WITHOUT_PING {
+                return Ok(pooled.connection);
+            }
+            match pooled
+                .connection
+                .ping(self.inner.config.connect_timeout)
+                .await
+            {
+                Ok(()) => return Ok(pooled.connection),
                 Err(error) => {
                     tracing::debug!(address = %self.inner.address, %error, "dropping a pooled JMX connection that no longer answers")
                 }
@@ -814,7 +840,7 @@ impl JmxClient {
         let raw = match result {
             Ok(raw) => raw,
             Err(error) => {
-                // The connection answered a ping just before, so the call was sent: it may have run.
+                // The call was sent on a connection that answered moments before: it may have run.
                 return Err(Attempt {
                     reconnect: matches!(error, JrmpError::Closed | JrmpError::Io(_)),
                     unsent: false,
@@ -825,7 +851,7 @@ impl JmxClient {
         {
             let mut idle = session.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.inner.config.max_idle_connections {
-                idle.push(connection);
+                idle.push(Pooled::new(connection));
             }
         }
         if raw.exceptional {
@@ -1116,7 +1142,7 @@ async fn establish(config: &JmxConfig, dialer: &Dialer) -> Result<Session, JmxEr
     let _ = connection.dgc_ack(&raw.ack_uid).await;
     let mut idle = Vec::new();
     if target.host == server.host && target.port == server.port && target.tls == server.tls {
-        idle.push(connection);
+        idle.push(Pooled::new(connection));
     }
     Ok(Session {
         target,
