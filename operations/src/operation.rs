@@ -257,6 +257,12 @@ impl OperationContext {
         self.services.jmx.settings()
     }
 
+    /// What the sidecar shares with every operation, for work that outlives this one (clearing a snapshot once
+    /// Cassandra is back).
+    pub fn services(&self) -> Arc<Services> {
+        Arc::clone(&self.services)
+    }
+
     /// A connected JMX client for the node's Cassandra (shared; connected on first use).
     pub async fn jmx(&self) -> Result<jmx::JmxClient, OperationFailure> {
         Ok(self.cancellable(self.services.jmx.client()).await??)

@@ -1,5 +1,6 @@
-//! Snapshots left by backups that a sidecar restart interrupted: a backup clears its snapshot when it ends, but a
-//! killed sidecar never reached that point, and the snapshot would hold disk space until someone noticed.
+//! Snapshots left by interrupted backups: a backup clears its snapshot when it ends, but a killed sidecar never
+//! reached that point, and a backup that ended while Cassandra was down could not; the snapshot would hold disk space
+//! until someone noticed. Both are cleared once Cassandra answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +9,10 @@ use crate::cassandra::Cassandra;
 use crate::operation::Services;
 use crate::record::OperationRecord;
 
-/// How long to wait for Cassandra after a restart (it may be starting too) before leaving the snapshots be.
-const WAIT_FOR_CASSANDRA: Duration = Duration::from_secs(300);
+/// How long to wait for Cassandra (restarting, or being repaired by an operator) before leaving the snapshots be.
+const WAIT_FOR_CASSANDRA: Duration = Duration::from_secs(3600);
+/// How often to look meanwhile; a look while Cassandra is down costs one refused connection.
+const LOOK_EVERY: Duration = Duration::from_secs(2);
 
 /// Whether `snapshot` is the one a backup of `tag` took: the tag itself when it was given in full
 /// (`name-schema-millis`), else `<tag>-<schema version>-<millis>` (see `run::resolved_tag`).
@@ -41,6 +44,11 @@ pub async fn clear_snapshots(services: Arc<Services>, records: Vec<Arc<Operation
                 .map(str::to_string)
         })
         .collect();
+    clear_when_back(services, tags).await;
+}
+
+/// Clears the snapshots of backups of `tags` once Cassandra answers; logs what it did.
+pub async fn clear_when_back(services: Arc<Services>, tags: Vec<String>) {
     if tags.is_empty() {
         return;
     }
@@ -55,10 +63,10 @@ pub async fn clear_snapshots(services: Arc<Services>, records: Vec<Arc<Operation
             Ok(found) => break found,
             Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(%error, "waiting for Cassandra to clear interrupted backups' snapshots");
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(LOOK_EVERY).await;
             }
             Err(error) => {
-                tracing::warn!(%error, ?tags, "could not clear the snapshots of backups interrupted by the restart; clear them with clear-snapshot");
+                tracing::warn!(%error, ?tags, "Cassandra did not come back: could not clear the snapshots of interrupted backups; clear them with clear-snapshot");
                 return;
             }
         }
@@ -68,7 +76,7 @@ pub async fn clear_snapshots(services: Arc<Services>, records: Vec<Arc<Operation
         if tags.iter().any(|tag| is_snapshot_of(tag, snapshot)) {
             match cassandra.clear_snapshot(snapshot, &[]).await {
                 Ok(()) => {
-                    tracing::info!(%snapshot, "cleared the snapshot of a backup interrupted by the restart")
+                    tracing::info!(%snapshot, "cleared the snapshot of an interrupted backup")
                 }
                 Err(error) => {
                     tracing::warn!(%snapshot, %error, "could not clear the snapshot of an interrupted backup")

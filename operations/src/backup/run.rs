@@ -114,9 +114,19 @@ pub async fn backup(
         Err(error) => Err(error.into()),
     };
     // Not cancellable: a cancelled backup must not leave its snapshot behind either.
-    if let Err(error) = cassandra.clear_snapshot(&tag, &[]).await {
+    match cassandra.clear_snapshot(&tag, &[]).await {
+        Ok(()) => {}
+        Err(error) if error.is_connection_problem() => {
+            tracing::warn!(%tag, %error, "Cassandra does not answer: the backup's snapshot is cleared once it does");
+            tokio::spawn(super::interrupted::clear_when_back(
+                context.services(),
+                vec![tag.clone()],
+            ));
+        }
         // The backup itself is good; failing it would hide a usable manifest from clients.
-        tracing::warn!(%tag, %error, "could not clear the backup's snapshot; clear it with clear-snapshot");
+        Err(error) => {
+            tracing::warn!(%tag, %error, "could not clear the backup's snapshot; clear it with clear-snapshot")
+        }
     }
     uploaded
 }
