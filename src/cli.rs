@@ -422,14 +422,10 @@ pub struct StorageArgs {
 /// never from a flag, so it is not in the process's command line.
 #[derive(Debug, Args)]
 pub struct CqlArgs {
-    /// CQL (native protocol) address of the local Cassandra: `HOST[:PORT]`.
-    #[arg(
-        long,
-        global = true,
-        env = "DAEDALUS_CQL_ADDRESS",
-        default_value = "127.0.0.1:9042"
-    )]
-    pub cql_address: CqlAddress,
+    /// CQL (native protocol) address of the local Cassandra: `HOST[:PORT]` [default: the address and port
+    /// Cassandra reports over JMX, its broadcast_rpc_address or rpc_address and native_transport_port]
+    #[arg(long, global = true, env = "DAEDALUS_CQL_ADDRESS")]
+    pub cql_address: Option<CqlAddress>,
 
     /// CQL user name (password authentication).
     #[arg(long, global = true, env = "DAEDALUS_CQL_USERNAME")]
@@ -642,7 +638,7 @@ mod tests {
     #[test]
     fn cql_flags_become_cql_settings() {
         let defaults = cql_args(&[]).settings_with(None).unwrap();
-        assert_eq!(defaults.address.to_string(), "127.0.0.1:9042");
+        assert_eq!(defaults.address, None, "asked of Cassandra");
         assert_eq!(defaults.username, None);
         assert_eq!(defaults.password, None);
 
@@ -659,7 +655,10 @@ mod tests {
             file,
         ]);
         let settings = args.settings_with(None).unwrap();
-        assert_eq!(settings.address.to_string(), "10.0.0.5:9142");
+        assert_eq!(
+            settings.address.as_ref().unwrap().to_string(),
+            "10.0.0.5:9142"
+        );
         assert_eq!(settings.username.as_deref(), Some("restorer"));
         assert_eq!(
             settings.password.as_ref().map(Secret::expose),

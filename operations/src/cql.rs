@@ -73,7 +73,9 @@ impl FromStr for CqlAddress {
 /// How to reach the node's CQL port, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CqlSettings {
-    pub address: CqlAddress,
+    /// `None`: the address Cassandra reports over JMX ([`CqlSettings::with_address_from`]), since in a pod or on a
+    /// host Cassandra often serves CQL only on its own address, not on loopback.
+    pub address: Option<CqlAddress>,
     pub username: Option<String>,
     /// Redacted in `Debug`; sent only with a username.
     pub password: Option<Secret>,
@@ -84,7 +86,7 @@ pub struct CqlSettings {
 impl Default for CqlSettings {
     fn default() -> Self {
         Self {
-            address: CqlAddress::default(),
+            address: None,
             username: None,
             password: None,
             connect_timeout: Duration::from_secs(10),
@@ -92,9 +94,38 @@ impl Default for CqlSettings {
     }
 }
 
+impl CqlSettings {
+    /// These settings with the contact point decided: `--cql-address` when it was given, else the address the node
+    /// serves CQL on as it reports over JMX. Logs which one is used.
+    pub async fn with_address_from(
+        mut self,
+        cassandra: &crate::cassandra::Cassandra,
+    ) -> Result<Self, CqlError> {
+        if let Some(address) = &self.address {
+            tracing::info!(%address, "connecting over CQL to --cql-address");
+            return Ok(self);
+        }
+        let reported = cassandra
+            .native_address()
+            .await
+            .map_err(|source| CqlError::Discover {
+                message: source.to_string(),
+            })?;
+        let address: CqlAddress = reported.parse().map_err(|_| CqlError::Discover {
+            message: format!("it reported '{reported}', which is not HOST:PORT"),
+        })?;
+        tracing::info!(%address, "connecting over CQL to the address Cassandra reports (set --cql-address to choose another)");
+        self.address = Some(address);
+        Ok(self)
+    }
+}
+
 /// What went wrong talking CQL; every error names the contact point or the schema object concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum CqlError {
+    #[error("cannot learn Cassandra's CQL address over JMX: {message}; give it with --cql-address")]
+    Discover { message: String },
+
     #[error("cannot connect to Cassandra over CQL at {address}: {source}")]
     Connect {
         address: String,
@@ -160,9 +191,10 @@ impl fmt::Debug for CqlSession {
 }
 
 impl CqlSession {
-    /// Connects to the contact point (discovering the other nodes from it).
+    /// Connects to the contact point (discovering the other nodes from it): 127.0.0.1:9042 when the settings name
+    /// none ([`CqlSettings::with_address_from`] names the node's own).
     pub async fn connect(settings: &CqlSettings) -> Result<Self, CqlError> {
-        let address = settings.address.to_string();
+        let address = settings.address.clone().unwrap_or_default().to_string();
         let mut builder = SessionBuilder::new()
             .known_node(&address)
             .connection_timeout(settings.connect_timeout)
@@ -380,7 +412,7 @@ mod tests {
     async fn connect_errors_name_the_address() {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
         let settings = CqlSettings {
-            address: "127.0.0.1:1".parse().unwrap(),
+            address: Some("127.0.0.1:1".parse().unwrap()),
             connect_timeout: Duration::from_secs(2),
             ..CqlSettings::default()
         };

@@ -41,6 +41,13 @@ pub enum CassandraError {
     },
 }
 
+impl CassandraError {
+    /// Cassandra did not answer (stopped, restarting, unreachable), as opposed to answering with an error.
+    pub fn is_connection_problem(&self) -> bool {
+        matches!(self, CassandraError::Jmx(error) if error.is_connection_problem())
+    }
+}
+
 /// One node, reached over JMX.
 #[derive(Debug, Clone)]
 pub struct Cassandra {
@@ -232,6 +239,34 @@ impl Cassandra {
             });
         }
         Ok(members)
+    }
+
+    /// The `host:port` this node serves CQL on, as it tells drivers and other nodes (`broadcast_rpc_address`, else
+    /// `rpc_address`, and `native_transport_port`). `system_schema` is a keyspace every node replicates only to
+    /// itself, so each of its ranges names this node alone. 4.0 and later.
+    pub async fn native_address(&self) -> Result<String, CassandraError> {
+        const OPERATION: &str = "getRangeToNativeaddressWithPortMap";
+        let value = self
+            .jmx
+            .invoke(
+                STORAGE_SERVICE,
+                OPERATION,
+                &[JavaArg::String("system_schema".into())],
+                &["java.lang.String"],
+            )
+            .await?;
+        let JavaValue::Map(ranges) = &value else {
+            return Err(self.unexpected(OPERATION, &value));
+        };
+        ranges
+            .iter()
+            .find_map(|(_, replicas)| replicas.to_strings()?.into_iter().next())
+            // InetAddressAndPort may print its host name part as `name/address`.
+            .map(|address| match address.rsplit_once('/') {
+                Some((_, address)) => address.to_string(),
+                None => address,
+            })
+            .ok_or_else(|| self.unexpected(OPERATION, &value))
     }
 
     pub async fn data_file_locations(&self) -> Result<Vec<String>, CassandraError> {

@@ -331,7 +331,18 @@ impl LiveRestore<'_> {
             )));
         };
         tracing::info!(table = %target, id = %table.backup_id, "recreating a missing table from the backup's schema");
-        let settings = self.context.cql_settings().clone();
+        let settings = self
+            .context
+            .cancellable(
+                self.context
+                    .cql_settings()
+                    .clone()
+                    .with_address_from(&self.cassandra),
+            )
+            .await?
+            .map_err(|error| {
+                OperationFailure::Failed(format!("cannot recreate table {target}: {error}"))
+            })?;
         let (keyspace, name) = (target.keyspace.clone(), target.table.clone());
         let schema = schema.to_string();
         self.context
