@@ -40,8 +40,8 @@ fn sidecar_for(store: &Store) -> Sidecar {
 fn sidecar_with_jmx(store: &Store, jmx_service: &str) -> Sidecar {
     let args = store_args(store);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cql_address = format!("127.0.0.{NODE}:9042");
-    args.extend(["--jmx-service", jmx_service, "--cql-address", &cql_address]);
+    // No --cql-address: the sidecar asks Cassandra (127.0.0.10, where the default loopback address is another node).
+    args.extend(["--jmx-service", jmx_service]);
     Sidecar::start_with_env(&args, &s3_credentials())
 }
 
@@ -930,4 +930,123 @@ fn commit_logs_replay_to_the_point_in_time() {
     expected.insert(100, "before T".into());
     expected.insert(101, "at T".into());
     assert_eq!(rows("pt", "t"), expected, "rows up to T, none after");
+}
+
+/// A tmpfs of `size` (e.g. `1m`) mounted on a new directory, unmounted when dropped.
+struct SmallFilesystem(PathBuf);
+
+impl SmallFilesystem {
+    /// `None` where this process may not mount (not root, or no mount namespace of its own): the caller skips,
+    /// saying so.
+    fn mount(name: &str, size: &str) -> Option<SmallFilesystem> {
+        let dir = std::env::temp_dir().join(format!("daedalus-full-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        match output {
+            Ok(output) if output.status.success() => Some(SmallFilesystem(dir)),
+            other => {
+                let why = match other {
+                    Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                    Err(error) => error.to_string(),
+                };
+                eprintln!(
+                    "SKIPPED: cannot mount a {size} tmpfs at {} to fill ({why}); the full-disk test needs root",
+                    dir.display()
+                );
+                let _ = std::fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A download, or a backup into a `file://` bucket, that fills its filesystem fails naming the directory, leaves
+/// no partial file behind, and the node's tables as they were.
+#[test]
+fn a_full_disk_fails_naming_the_directory_and_leaves_the_node_alone() {
+    let _node = node();
+    let Some(small) = SmallFilesystem::mount("restore", "1m") else {
+        return;
+    };
+    let store = minio();
+    let sidecar = sidecar_for(&store);
+    keyspace_with_rows(&sidecar, "fd", &["t"], 40);
+    cql("CREATE TABLE IF NOT EXISTS fd.big (id int PRIMARY KEY, v text)");
+    cassandra::load_rows(NODE, "fd", "big", 3000, 1000);
+    run(
+        &sidecar,
+        json!({"type": "flush", "keyspace": "fd"}),
+        "COMPLETED",
+    );
+    backup(&sidecar, "fd", "fd1");
+    change_rows("fd", "t");
+    let before = (
+        rows("fd", "t"),
+        cassandra::sstables(NODE, "fd", "t"),
+        cassandra::sstables(NODE, "fd", "big"),
+    );
+
+    let downloads = small.0.join("downloads");
+    let failed = run(
+        &sidecar,
+        restore_body("IMPORT", "fd1", "fd", &downloads),
+        "FAILED",
+    );
+    let error = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("the filesystem holding {}", downloads.display()))
+            && error.contains("is full"),
+        "the error names the full directory: {error}"
+    );
+    // Files downloaded whole stay for a retry (CLEANUP removes them); the one cut short does not.
+    let partial: Vec<_> = files_under(&small.0)
+        .into_iter()
+        .filter(|file| file.to_string_lossy().ends_with(".daedalus-download"))
+        .collect();
+    assert!(partial.is_empty(), "no partial file is left: {partial:?}");
+    let after = (
+        rows("fd", "t"),
+        cassandra::sstables(NODE, "fd", "t"),
+        cassandra::sstables(NODE, "fd", "big"),
+    );
+    assert_eq!(after, before, "nothing truncated, nothing imported");
+
+    // A backup's own writes: into a file:// bucket on the full filesystem.
+    let bucket = small.0.join("bucket");
+    std::fs::create_dir(&bucket).unwrap();
+    let failed = run(
+        &sidecar,
+        json!({"type": "backup", "storageLocation": format!("file://{}/c/d/n", bucket.display()),
+               "entities": "fd", "snapshotTag": "full"}),
+        "FAILED",
+    );
+    let error = failed["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        error.contains(&bucket.display().to_string()) && error.contains("is full"),
+        "the error names the full bucket directory: {error}"
+    );
+    let partial: Vec<_> = files_under(&bucket)
+        .into_iter()
+        .filter(|file| file.to_string_lossy().contains('#'))
+        .collect();
+    assert!(partial.is_empty(), "no partial object is left: {partial:?}");
+    let snapshots: Vec<_> = files_under(&cassandra::node_dir(NODE).join("data/fd"))
+        .into_iter()
+        .filter(|file| file.to_string_lossy().contains("/snapshots/full-"))
+        .collect();
+    assert!(
+        snapshots.is_empty(),
+        "the backup's snapshot is cleared: {snapshots:?}"
+    );
+    assert_eq!(rows("fd", "t"), before.0);
 }

@@ -423,11 +423,13 @@ where
 }
 
 pub(crate) fn should_retry(error: &StorageError, attempt: u32, policy: RetryPolicy) -> bool {
-    // A local file that cannot be read, a cancellation, a missing bucket or a missing object (stores are strongly
-    // consistent; a file:// bucket's symbolic link is one too) do not get better by trying again.
+    // A local file that cannot be read, a cancellation, a missing bucket, a missing object (stores are strongly
+    // consistent; a file:// bucket's symbolic link is one too) or a full file:// bucket do not get better by trying
+    // again within seconds.
     let retryable = match error {
         StorageError::Object { source, .. } => {
             !matches!(**source, object_store::Error::NotFound { .. })
+                && !crate::storage::caused_by_full_disk(&**source)
         }
         _ => false,
     };

@@ -126,12 +126,27 @@ pub enum StorageError {
         actual: String,
     },
 
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {}", write_problem(path, source))]
     Write {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a local file cannot be written; a full filesystem is named by the directory, which is what an operator frees
+/// space on or moves away from.
+fn write_problem(path: &str, error: &std::io::Error) -> String {
+    if super::is_disk_full(error) {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .map_or_else(|| path.to_string(), |dir| dir.display().to_string());
+        return format!(
+            "the filesystem holding {dir} is full ({error}): free space there or use a directory on another \
+             filesystem"
+        );
+    }
+    error.to_string()
 }
 
 /// An object being read: its size as the store announces it, and its bytes as they arrive.

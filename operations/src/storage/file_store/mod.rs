@@ -116,7 +116,7 @@ enum Error {
         end: u64,
         size: u64,
     },
-    #[error("{key}: cannot {action}: {source}")]
+    #[error("{key}: cannot {action}: {}", io_problem(source))]
     Io {
         key: String,
         action: &'static str,
@@ -147,6 +147,16 @@ fn failure(key: &str, error: Error) -> object_store::Error {
             store: STORE,
             source: Box::new(other),
         },
+    }
+}
+
+/// A full filesystem said in words an operator acts on; the store's location, in front of every error, names the
+/// bucket directory.
+fn io_problem(error: &io::Error) -> String {
+    if crate::storage::is_disk_full(error) {
+        format!("the bucket's filesystem is full ({error})")
+    } else {
+        error.to_string()
     }
 }
 
