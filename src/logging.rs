@@ -15,7 +15,9 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter '{filter}': {e}"))?;
     let shown = filter.and(filter_fn(|metadata| !is_dispatcher_error(metadata)));
-    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour());
     let output = match format {
         LogFormat::Text => output.with_filter(shown).boxed(),
         LogFormat::Json => output.json().flatten_event(true).with_filter(shown).boxed(),
@@ -26,6 +28,14 @@ pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with(counter)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+/// Colour codes only for a person at a terminal: a file, journald or `kubectl logs` gets plain text. `NO_COLOR`
+/// (no-color.org) turns them off there too.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// actix-http's HTTP/1 dispatcher logs each connection it ends on a malformed request or an I/O error at ERROR
