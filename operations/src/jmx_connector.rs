@@ -100,6 +100,18 @@ impl JmxConnector {
         outcome.map_err(|error| copy_error(&error))
     }
 
+    /// Whether the shared client has a working connection, and how many times it reconnected; `None` before the
+    /// first connection.
+    pub fn connection(&self) -> Option<(bool, u64)> {
+        match &*self.lock() {
+            Slot::Connected(client) => Some((
+                client.state() == jmx::ConnectionState::Connected,
+                client.reconnects(),
+            )),
+            Slot::Idle | Slot::Connecting(_) => None,
+        }
+    }
+
     fn start_attempt(&self) -> Attempt {
         let mut config = self.settings.client_config();
         if let Some(timeout) = self.connect_timeout {

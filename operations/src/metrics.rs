@@ -48,6 +48,10 @@ pub struct Metrics {
     jmx_durations: HistogramFamily,
     jmx_errors: Family<Labels, Counter>,
     cassandra_reachable: Gauge,
+    jmx_connected: Gauge,
+    jmx_reconnects: Counter,
+    /// The client's own count at the last scrape, so the counter grows by what it added since.
+    jmx_reconnects_seen: AtomicU64,
     http_requests: Family<Labels, Counter>,
     http_durations: HistogramFamily,
 }
@@ -132,6 +136,18 @@ impl Metrics {
             "1 when Cassandra answered over JMX at the last look (each scrape looks), 0 otherwise",
             cassandra_reachable.clone(),
         );
+        let jmx_connected = Gauge::default();
+        registry.register(
+            "jmx_connected",
+            "1 while the sidecar holds a working JMX connection to Cassandra (as of its last call), 0 from the call that found Cassandra gone until one finds it back",
+            jmx_connected.clone(),
+        );
+        let jmx_reconnects = Counter::default();
+        registry.register(
+            "jmx_reconnects",
+            "New JMX connections the sidecar made after its first, each after Cassandra dropped the last (a restart, a crash, an idle timeout)",
+            jmx_reconnects.clone(),
+        );
         let http_requests = Family::default();
         registry.register(
             "http_requests",
@@ -158,6 +174,9 @@ impl Metrics {
             jmx_durations,
             jmx_errors,
             cassandra_reachable,
+            jmx_connected,
+            jmx_reconnects,
+            jmx_reconnects_seen: AtomicU64::new(0),
             http_requests,
             http_durations,
         }
@@ -261,6 +280,19 @@ impl Metrics {
 
     pub fn set_cassandra_reachable(&self, reachable: bool) {
         self.cassandra_reachable.set(i64::from(reachable));
+    }
+
+    /// The JMX client's state: connected or not, and how many times it reconnected so far (`None`: the sidecar has
+    /// not connected yet).
+    pub fn set_jmx_connection(&self, connection: Option<(bool, u64)>) {
+        let (connected, reconnects) = connection.unwrap_or((false, 0));
+        self.jmx_connected.set(i64::from(connected));
+        let seen = self
+            .jmx_reconnects_seen
+            .fetch_max(reconnects, std::sync::atomic::Ordering::Relaxed);
+        if reconnects > seen {
+            self.jmx_reconnects.inc_by(reconnects - seen);
+        }
     }
 
     /// One answered request. `route` must come from a fixed set (the route patterns, or one value for requests no

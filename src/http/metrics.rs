@@ -15,14 +15,17 @@ const UNMATCHED: &str = "unmatched";
 /// How long a scrape waits for Cassandra to answer the reachability check.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(2);
 
-/// `GET /metrics`: the Prometheus text format (OpenMetrics). The gauges of pending and running operations, and of
-/// Cassandra's reachability, are read at the scrape.
+/// `GET /metrics`: the Prometheus text format (OpenMetrics). The gauges of pending and running operations, of
+/// Cassandra's reachability and of the JMX connection are read at the scrape.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let services = state.executor.services();
     let (pending, running) = services.local.counts();
     services.metrics.set_unfinished(pending, running);
     let reachable = state.cassandra_answers(REACHABLE_WITHIN).await.is_ok();
     services.metrics.set_cassandra_reachable(reachable);
+    services
+        .metrics
+        .set_jmx_connection(services.jmx.connection());
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(services.metrics.encode())
