@@ -99,6 +99,11 @@ pub fn solo_keeping_config(node: usize) {
     script_or_panic(&["solo", &node.to_string()], &[("KEEP_CONFIG", "1")]);
 }
 
+/// Starts node `n` alone as [`solo`] does, with `env` for `scripts/cassandra` (e.g. `JMX_RMI_PORT=same`).
+pub fn solo_with(node: usize, env: &[(&str, &str)]) {
+    script_or_panic(&["solo", &node.to_string()], env);
+}
+
 /// Writes node `n`'s files for a solo start without starting it: a node that has never run.
 pub fn configure(node: usize) {
     script_or_panic(&["configure", &node.to_string()], &[]);
