@@ -382,10 +382,7 @@ fn cancelled_repair_ends_the_repair_in_cassandra(coordinator: &Sidecar) {
     std::fs::remove_file(&rows).unwrap();
     cassandra::group(6, 3);
     for node in 6..9 {
-        for limit in [
-            "StreamThroughputMebibytesPerSec",
-            "EntireSSTableStreamThroughputMebibytesPerSec",
-        ] {
+        for limit in stream_throughput_limits() {
             cassandra::jmx(node, &["set", STORAGE, limit, "int:1"]);
         }
     }
@@ -412,10 +409,7 @@ fn cancelled_repair_ends_the_repair_in_cassandra(coordinator: &Sidecar) {
     });
 
     for node in 6..9 {
-        for limit in [
-            "StreamThroughputMebibytesPerSec",
-            "EntireSSTableStreamThroughputMebibytesPerSec",
-        ] {
+        for limit in stream_throughput_limits() {
             cassandra::jmx(node, &["set", STORAGE, limit, "int:0"]);
         }
     }
@@ -487,4 +481,17 @@ fn flushed_data_survives_a_crash_without_the_commitlog() {
         "the flushed rows are back after the restart"
     );
     cassandra::stop(NODE);
+}
+
+/// The StorageService attributes that limit streaming: 4.1 renamed 4.0's (in megabits) and added one for whole
+/// SSTables, which 4.0's limit covers too.
+fn stream_throughput_limits() -> &'static [&'static str] {
+    if cassandra::version().starts_with("4.0") {
+        &["StreamThroughputMbPerSec"]
+    } else {
+        &[
+            "StreamThroughputMebibytesPerSec",
+            "EntireSSTableStreamThroughputMebibytesPerSec",
+        ]
+    }
 }
