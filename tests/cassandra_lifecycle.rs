@@ -8,27 +8,16 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Sidecar, cassandra, eventually, wait_for_state};
+use support::{Sidecar, cassandra, eventually, eventually_within, wait_for_state};
 
 /// Node 15: a one-node cluster of its own, which the test stops and kills at will.
 const NODE: usize = 15;
 const KEYSPACE: &str = "lifecycle";
 /// Long enough for a throttled backup to end (it reads 3 MB at 100 kB/s) or a node to start.
 const LONG: Duration = Duration::from_secs(180);
-
-fn until<T>(what: &str, within: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = condition() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Polls `/status` in the background and keeps every answer.
 struct StatusPoller {
@@ -97,7 +86,7 @@ fn snapshots_on_disk(tag: &str) -> Vec<PathBuf> {
 /// say the connection is down, and an operation submitted fails naming the cause.
 fn check_outage(sidecar: &Sidecar) {
     let client = sidecar.client();
-    let status = until("/status answers 503", LONG, || {
+    let status = eventually_within("/status answers 503", LONG, || {
         let response = client.get("/status");
         (response.status == 503).then_some(response)
     });
@@ -120,7 +109,7 @@ fn check_outage(sidecar: &Sidecar) {
 /// Once Cassandra is back: `/status` answers 200 and a flush completes, with no restart of the sidecar.
 fn check_recovered(sidecar: &Sidecar) {
     let client = sidecar.client();
-    until("/status answers 200", LONG, || {
+    eventually_within("/status answers 200", LONG, || {
         (client.get("/status").status == 200).then_some(())
     });
     let flush = client.submit(json!({"type": "flush", "keyspace": KEYSPACE}));
@@ -174,7 +163,7 @@ fn the_sidecar_follows_cassandra_through_stops_crashes_and_restarts() {
     });
     cassandra::stop(NODE);
     check_outage(&sidecar);
-    let ended = until("the backup ends", LONG, || {
+    let ended = eventually_within("the backup ends", LONG, || {
         let operation = client.operation(&id);
         matches!(operation["state"].as_str(), Some("FAILED" | "COMPLETED")).then_some(operation)
     });
@@ -186,7 +175,7 @@ fn the_sidecar_follows_cassandra_through_stops_crashes_and_restarts() {
     );
     cassandra::solo_with(NODE, &[("JMX_RMI_PORT", "same")]);
     check_recovered(&sidecar);
-    until("the interrupted backup's snapshot is cleared", LONG, || {
+    eventually_within("the interrupted backup's snapshot is cleared", LONG, || {
         snapshots_on_disk("outage").is_empty().then_some(())
     });
 

@@ -5,10 +5,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use support::{Sidecar, cassandra, run};
+use support::{Sidecar, cassandra, eventually_within, run};
 
 /// Node 16: a one-node cluster of its own, started from an empty directory on 4.1.
 const NODE: usize = 16;
@@ -32,19 +32,17 @@ fn count() -> String {
 /// `major.minor` as `/version/cassandra` says, once the sidecar reaches the node again.
 fn reported_version(sidecar: &Sidecar) -> String {
     let client = sidecar.client();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let response = client.get("/version/cassandra");
-        if response.status == 200 {
-            let version = response.json();
-            return format!("{}.{}", version["major"], version["minor"]);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sidecar did not reach the node again"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually_within(
+        "the sidecar reaches the node again",
+        Duration::from_secs(120),
+        || {
+            let response = client.get("/version/cassandra");
+            (response.status == 200).then(|| {
+                let version = response.json();
+                format!("{}.{}", version["major"], version["minor"])
+            })
+        },
+    )
 }
 
 fn data_files() -> BTreeSet<String> {

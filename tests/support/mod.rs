@@ -163,8 +163,17 @@ impl Drop for Sidecar {
 }
 
 /// Polls `condition` until it holds, failing the test with `what` if it does not within `PATIENCE`.
-pub fn eventually<T>(what: &str, mut condition: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+pub fn eventually<T>(what: &str, condition: impl FnMut() -> Option<T>) -> T {
+    eventually_within(what, PATIENCE, condition)
+}
+
+/// [`eventually`] with a bound of its own, for what takes longer by nature (a node starting, a throttled transfer).
+pub fn eventually_within<T>(
+    what: &str,
+    within: Duration,
+    mut condition: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
     loop {
         if let Some(value) = condition() {
             return value;

@@ -158,6 +158,8 @@ async fn follow(
     let mut errors: Vec<String> = Vec::new();
     let mut poll = tokio::time::interval(POLL);
     poll.tick().await;
+    // Whether Cassandra has reported this repair's status yet.
+    let mut known = false;
     let result = loop {
         let event = async {
             match subscription.as_mut() {
@@ -199,7 +201,18 @@ async fn follow(
                         }
                         break Ok(());
                     }
-                    Ok(_) => {}
+                    Ok(Some(_)) => known = true,
+                    // Cassandra keeps repair statuses in memory: one that knew this repair and no longer does
+                    // has restarted, and no status or notification will ever come.
+                    Ok(None) if known => break Err(OperationFailure::Failed(format!(
+                        "Cassandra at {} no longer knows repair {command}: it restarted while the repair ran, so \
+                         the repair's outcome is unknown; run it again",
+                        cassandra.jmx().address()
+                    ))),
+                    Ok(None) => {}
+                    Err(error) if error.is_connection_problem() => break Err(OperationFailure::Failed(format!(
+                        "Cassandra stopped answering during repair {command}, so the repair's outcome is unknown: {error}"
+                    ))),
                     Err(error) => tracing::warn!(%error, "cannot read the repair status"),
                 }
             }
