@@ -721,8 +721,7 @@ impl JmxClient {
         }
         match self.attempt(&session, call).await {
             Err(failed) if failed.reconnect => {
-                session.mark_broken();
-                let _ = self.inner.connected.send_replace(false);
+                self.lost(&session);
                 if !call.idempotent && !failed.unsent {
                     return Err(failed.error);
                 }
@@ -730,14 +729,20 @@ impl JmxClient {
                 let fresh = self.reconnect(&session).await?;
                 self.attempt(&fresh, call).await.map_err(|failed| {
                     if failed.reconnect {
-                        fresh.mark_broken();
-                        let _ = self.inner.connected.send_replace(false);
+                        self.lost(&fresh);
                     }
                     failed.error
                 })
             }
             other => other.map_err(|failed| failed.error),
         }
+    }
+
+    /// Marks `session` broken, so the next call goes back to the registry, and tells the watchers of
+    /// [`JmxClient::watch_connected`].
+    fn lost(&self, session: &Session) {
+        session.mark_broken();
+        let _ = self.inner.connected.send_replace(false);
     }
 
     /// Replaces a broken session through the registry, unless another task already did. While the agent does not
@@ -748,8 +753,7 @@ impl JmxClient {
         if !Arc::ptr_eq(&current, failed) {
             return Ok(current);
         }
-        failed.mark_broken();
-        let _ = self.inner.connected.send_replace(false);
+        self.lost(failed);
         let now = Instant::now();
         if let Some(outage) = self.outage().as_ref()
             && !outage.may_try(now)
