@@ -413,11 +413,16 @@ fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_
         }
     }
 
-    for (name, node) in [(&tag, 3), (&moved, 1)] {
+    // The second with placeholders for cluster, DC and node, as Icarus's clients write a location: `resolveNodes`
+    // fills in the real cluster from Cassandra (it used to look for a cluster named `placeholder`).
+    for (name, node, location) in [
+        (&tag, 3, format!("s3://{BUCKET}")),
+        (&moved, 1, format!("s3://{BUCKET}/placeholder/dc/node")),
+    ] {
         let id = sidecars.submit(
             node,
-            json!({"type": "remove-backup", "storageLocation": format!("s3://{BUCKET}"), "backupName": name,
-                   "globalRequest": true}),
+            json!({"type": "remove-backup", "storageLocation": location, "backupName": name,
+                   "globalRequest": true, "resolveNodes": true}),
         );
         let done = sidecars.finished(node, &id, Duration::from_secs(60));
         assert_eq!(done["state"], "COMPLETED", "{done:#}");

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod cql;
 pub mod crypto;
 pub mod decode;
+pub mod echo;
 pub mod esop;
 pub mod executor;
 pub mod jmx_connector;

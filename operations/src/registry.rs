@@ -117,9 +117,12 @@ impl<O: Operation> ErasedOperation for Arc<O> {
         body: Value,
         accepted_at: DateTime<Utc>,
     ) -> Result<PreparedOperation, RequestError> {
+        let given = crate::echo::GivenForms::of(&body);
         let request = <O::Request as crate::decode::DecodeRequest>::decode_request(body)
             .map_err(|(field, message)| RequestError::Decode { field, message })?;
-        prepare_request(Arc::clone(self), request, accepted_at)
+        let mut prepared = prepare_request(Arc::clone(self), request, accepted_at)?;
+        given.restore(&mut prepared.request);
+        Ok(prepared)
     }
 }
 

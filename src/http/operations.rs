@@ -33,7 +33,48 @@ pub async fn submit(
     let location = operation_url(&request, state.trust_forwarded_headers, &record.id());
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
-        .json(record.as_ref()))
+        .json(Reader::of(&request).render(&record)))
+}
+
+/// Who reads an answer, as far as its shape goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Any,
+    /// Icarus's own HTTP client (Jersey): an Icarus coordinating a cluster-wide operation over this sidecar, or a
+    /// Java tool built on Icarus's client. It refuses fields its classes lack (`echo::icarus_view`).
+    Icarus,
+}
+
+impl Reader {
+    fn of(request: &HttpRequest) -> Reader {
+        let agent = request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if agent.starts_with("Jersey/") {
+            Reader::Icarus
+        } else {
+            Reader::Any
+        }
+    }
+
+    fn render(self, record: &OperationRecord) -> serde_json::Value {
+        let mut value = serde_json::to_value(record).unwrap_or_default();
+        if self == Reader::Icarus
+            && let serde_json::Value::Object(operation) = &mut value
+        {
+            daedalus_operations::echo::icarus_view(operation);
+        }
+        value
+    }
+
+    fn write(self, out: &mut Vec<u8>, record: &OperationRecord) -> Result<(), serde_json::Error> {
+        match self {
+            Reader::Any => serde_json::to_writer(out, record),
+            Reader::Icarus => serde_json::to_writer(out, &self.render(record)),
+        }
+    }
 }
 
 /// `GET /operations?type=..&state=..&limit=..&cursor=..`: newest first. Filters may repeat and may hold
@@ -65,12 +106,13 @@ pub async fn list(
             response.insert_header((NEXT_CURSOR, encode_cursor(last.sequence())));
         }
     }
-    if records.len() <= LIST_CHUNK {
+    let reader = Reader::of(&request);
+    if records.len() <= LIST_CHUNK && reader == Reader::Any {
         return Ok(response.json(records));
     }
     Ok(response
         .content_type("application/json")
-        .streaming(json_array(records)))
+        .streaming(json_array(records, reader)))
 }
 
 /// The response header naming where the next page starts.
@@ -96,6 +138,7 @@ const LIST_CHUNK: usize = 256;
 /// not hold its whole text (about 400 bytes each) in memory, once per concurrent request.
 fn json_array(
     records: Vec<Arc<OperationRecord>>,
+    reader: Reader,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, serde_json::Error>> {
     let chunks = records.len().div_ceil(LIST_CHUNK).max(1);
     futures_util::stream::iter(0..chunks).map(move |chunk| {
@@ -109,7 +152,7 @@ fn json_array(
             if start + at > 0 {
                 text.push(b',');
             }
-            serde_json::to_writer(&mut text, record.as_ref())?;
+            reader.write(&mut text, record)?;
         }
         if chunk + 1 == chunks {
             text.push(b']');
@@ -203,6 +246,7 @@ fn not_found(id: &Uuid) -> ApiError {
 /// `GET /operations/{id}`.
 pub async fn get(
     state: web::Data<AppState>,
+    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
@@ -212,7 +256,7 @@ pub async fn get(
         .store
         .get(&id)
         .ok_or_else(|| not_found(&id))?;
-    Ok(read_response(&state).json(record.as_ref()))
+    Ok(read_response(&state).json(Reader::of(&request).render(&record)))
 }
 
 /// `DELETE /operations/{id}`: asks the operation to stop; 202 because it ends CANCELLED a moment later.

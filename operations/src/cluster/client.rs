@@ -142,28 +142,30 @@ impl PeerClient {
         }
     }
 
-    /// The pre-flight check: the peer answers `GET /version` and is ready for operations (`/health/ready`; an Icarus
-    /// peer, which has no readiness probe, must reach its Cassandra: `/version/cassandra`).
+    /// The pre-flight check: the peer answers `GET /version` and is ready for operations. A Daedalus peer says so
+    /// on `/health/ready`; Icarus has no readiness probe (it answers unknown paths with 500, not 404), so an Icarus
+    /// peer, or any sidecar that does not name itself Daedalus, must reach its Cassandra: `/version/cassandra`.
     pub async fn check_ready(&self, base: &str) -> Result<(), PeerError> {
         let version = format!("{base}/version");
         let response = self.idempotent(&version, reqwest::Method::GET).await?;
         if !response.status().is_success() {
             return Err(refused(&version, response).await);
         }
-        let ready = format!("{base}/health/ready");
-        let response = self.idempotent(&ready, reqwest::Method::GET).await?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        if response.status() != reqwest::StatusCode::NOT_FOUND {
-            return Err(refused(&ready, response).await);
-        }
-        let cassandra = format!("{base}/version/cassandra");
-        let response = self.idempotent(&cassandra, reqwest::Method::GET).await?;
+        let body = response.bytes().await.unwrap_or_default();
+        let sidecar = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|body| body.get("version")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let probe = if is_daedalus(&sidecar) {
+            format!("{base}/health/ready")
+        } else {
+            format!("{base}/version/cassandra")
+        };
+        let response = self.idempotent(&probe, reqwest::Method::GET).await?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(refused(&cassandra, response).await)
+            Err(refused(&probe, response).await)
         }
     }
 
@@ -205,6 +207,11 @@ impl PeerClient {
             tokio::time::sleep(backoff(attempt)).await;
         }
     }
+}
+
+/// What `GET /version` names a Daedalus sidecar: `daedalus <version>` (Icarus: `instaclustr-icarus <version>`).
+fn is_daedalus(version: &str) -> bool {
+    version.split_whitespace().next() == Some("daedalus")
 }
 
 /// 0.5 s, 1 s, 2 s, ...: short, as every call is already bounded by its own timeout.
@@ -284,5 +291,13 @@ mod tests {
         assert_eq!(operation.state, OperationState::Running);
         assert_eq!(operation.progress, 0.0);
         assert_eq!(operation.errors[0].source, "node2");
+    }
+
+    #[test]
+    fn only_a_sidecar_naming_itself_daedalus_is_asked_for_readiness() {
+        assert!(is_daedalus("daedalus 0.1.0"));
+        assert!(!is_daedalus("instaclustr-icarus 3.0.0"));
+        assert!(!is_daedalus("daedalus-fork 1.0"));
+        assert!(!is_daedalus(""));
     }
 }

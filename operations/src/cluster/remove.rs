@@ -30,9 +30,12 @@ async fn remove_everywhere(
     context: &OperationContext,
 ) -> Result<Vec<Value>, OperationFailure> {
     let location = &connection.storage_location;
+    // With `resolveNodes` the cluster comes from Cassandra even when the location names one, as for a node's own
+    // removal and Icarus's: a location such as `s3://bucket/c/d/n` with placeholders then removes what a global
+    // backup to that same location wrote.
     let cluster = match &location.node_path {
-        Some((cluster, _, _)) => cluster.clone(),
-        None => {
+        Some((cluster, _, _)) if !request.resolve_nodes => cluster.clone(),
+        _ => {
             let cassandra = context.cassandra().await?;
             let own = node::node_location(&cassandra, location).await?;
             own.node_path
