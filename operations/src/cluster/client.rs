@@ -50,6 +50,16 @@ fn lenient_progress<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
         .clamp(0.0, 1.0))
 }
 
+/// Which sidecar runs beside a peer, as its `GET /version` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sidecar {
+    #[default]
+    Daedalus,
+    /// Icarus, or any sidecar that does not name itself Daedalus: it gets its parts in the forms Icarus reads
+    /// ([`super::icarus_part`]).
+    Icarus,
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
@@ -145,7 +155,7 @@ impl PeerClient {
     /// The pre-flight check: the peer answers `GET /version` and is ready for operations. A Daedalus peer says so
     /// on `/health/ready`; Icarus has no readiness probe (it answers unknown paths with 500, not 404), so an Icarus
     /// peer, or any sidecar that does not name itself Daedalus, must reach its Cassandra: `/version/cassandra`.
-    pub async fn check_ready(&self, base: &str) -> Result<(), PeerError> {
+    pub async fn check_ready(&self, base: &str) -> Result<Sidecar, PeerError> {
         let version = format!("{base}/version");
         let response = self.idempotent(&version, reqwest::Method::GET).await?;
         if !response.status().is_success() {
@@ -156,14 +166,14 @@ impl PeerClient {
             .ok()
             .and_then(|body| body.get("version")?.as_str().map(str::to_string))
             .unwrap_or_default();
-        let probe = if is_daedalus(&sidecar) {
-            format!("{base}/health/ready")
+        let (kind, probe) = if is_daedalus(&sidecar) {
+            (Sidecar::Daedalus, format!("{base}/health/ready"))
         } else {
-            format!("{base}/version/cassandra")
+            (Sidecar::Icarus, format!("{base}/version/cassandra"))
         };
         let response = self.idempotent(&probe, reqwest::Method::GET).await?;
         if response.status().is_success() {
-            Ok(())
+            Ok(kind)
         } else {
             Err(refused(&probe, response).await)
         }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::client::Sidecar;
 use super::{Peer, PeerClient, PeerError, RemoteOperation};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::record::ReportedError;
@@ -90,6 +91,11 @@ pub struct Coordinator {
     /// Parts recorded before this sidecar took the operation over, by host id: followed (or skipped, when they
     /// completed) rather than sent again.
     recorded: Mutex<HashMap<String, RemoteOperation>>,
+    /// Which sidecar each peer runs, as the pre-flight found it.
+    sidecars: Mutex<Vec<Sidecar>>,
+    /// The local node's data directories, for the parts of Icarus peers when the request gave none (Icarus needs
+    /// them, and takes every node's to be the same).
+    own_data_dirs: Mutex<Vec<String>>,
 }
 
 /// The parts a recorded `nodes` view names, by host id.
@@ -127,6 +133,7 @@ impl Coordinator {
     ) -> Result<Coordinator, OperationFailure> {
         let settings = context.peer_settings();
         let client = settings.client().map_err(OperationFailure::Failed)?;
+        let peers_len = peers.len();
         let views = peers
             .iter()
             .map(|peer| NodeView {
@@ -151,6 +158,8 @@ impl Coordinator {
             peers,
             views: Mutex::new(views),
             recorded: Mutex::new(recorded_parts(context.recorded_nodes())),
+            sidecars: Mutex::new(vec![Sidecar::Daedalus; peers_len]),
+            own_data_dirs: Mutex::new(Vec::new()),
         };
         coordinator.publish();
         Ok(coordinator)
@@ -160,7 +169,8 @@ impl Coordinator {
         &self.peers
     }
 
-    /// Every peer's sidecar must answer and be ready before anything starts anywhere.
+    /// Every peer's sidecar must answer and be ready before anything starts anywhere. Learns which peers run Icarus,
+    /// and for those the local node's data directories.
     pub async fn preflight(&self) -> Result<(), OperationFailure> {
         let checks = self
             .peers
@@ -170,17 +180,38 @@ impl Coordinator {
             .context
             .cancellable(futures_util::future::join_all(checks))
             .await?;
-        let failed: Vec<String> = results
-            .into_iter()
-            .filter_map(|(peer, result)| result.err().map(|error| format!("{peer}: {error}")))
-            .collect();
-        if failed.is_empty() {
-            return Ok(());
+        let mut failed = Vec::new();
+        let mut sidecars = Vec::with_capacity(results.len());
+        for (peer, result) in results {
+            match result {
+                Ok(sidecar) => sidecars.push(sidecar),
+                Err(error) => {
+                    failed.push(format!("{peer}: {error}"));
+                    sidecars.push(Sidecar::Daedalus);
+                }
+            }
         }
-        Err(OperationFailure::Failed(format!(
-            "pre-flight: not every node's sidecar is ready, so nothing was started: {}",
-            failed.join("; ")
-        )))
+        if !failed.is_empty() {
+            return Err(OperationFailure::Failed(format!(
+                "pre-flight: not every node's sidecar is ready, so nothing was started: {}",
+                failed.join("; ")
+            )));
+        }
+        if sidecars.contains(&Sidecar::Icarus) {
+            let cassandra = self.context.cassandra().await?;
+            let dirs = self
+                .context
+                .cancellable(cassandra.data_file_locations())
+                .await?
+                .map_err(|error| {
+                    OperationFailure::Failed(format!(
+                        "cannot read the local data directories for the Icarus peers: {error}"
+                    ))
+                })?;
+            *self.own_data_dirs.lock().unwrap_or_else(|p| p.into_inner()) = dirs;
+        }
+        *self.sidecars.lock().unwrap_or_else(|p| p.into_inner()) = sidecars;
+        Ok(())
     }
 
     /// Counts one unit of the coordinator's own work done.
@@ -289,6 +320,24 @@ impl Coordinator {
                     .map_err(PartFailure::Peer)?
             }
             _ => {
+                let sidecar = self
+                    .sidecars
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(index)
+                    .copied()
+                    .unwrap_or_default();
+                let body = match sidecar {
+                    Sidecar::Daedalus => body,
+                    Sidecar::Icarus => {
+                        let dirs = self
+                            .own_data_dirs
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone();
+                        super::icarus_part(body, &dirs)
+                    }
+                };
                 let operation = self
                     .client
                     .submit(&peer.peer, &body)

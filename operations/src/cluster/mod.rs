@@ -60,6 +60,51 @@ pub fn storage_part_body<F: Serialize>(
     Ok(body)
 }
 
+/// A part for an Icarus peer, in the forms Icarus 3.0.0 reads: its top level ignores fields it lacks, but
+/// `timeout` is whole hours, `import` must say `"type": "import"`, a duration's unit one of Icarus's four, and a
+/// backup or restore needs `dataDirs` (Icarus takes every node's to be the same: the coordinator's own, when the
+/// request gave none).
+pub fn icarus_part(body: Value, own_data_dirs: &[String]) -> Value {
+    let Value::Object(mut body) = body else {
+        return body;
+    };
+    if let Some(Value::String(text)) = body.get("timeout")
+        && let Ok(timeout) =
+            serde_json::from_value::<crate::storage::request::Timeout>(text.clone().into())
+    {
+        let hours = timeout.0.as_secs().div_ceil(3600).clamp(1, i32::MAX as u64);
+        body.insert("timeout".into(), hours.into());
+    }
+    if let Some(Value::Object(import)) = body.get_mut("import") {
+        import.insert("type".into(), "import".into());
+    }
+    for field in ["duration", "olderThan"] {
+        if let Some(Value::Object(duration)) = body.get_mut(field)
+            && let (Some(value), Some(unit)) = (
+                duration.get("value").and_then(Value::as_u64),
+                duration.get("unit").and_then(Value::as_str),
+            )
+            && !matches!(unit, "SECONDS" | "MINUTES" | "HOURS" | "DAYS")
+        {
+            let per_second = match unit {
+                "MILLISECONDS" => 1_000,
+                "MICROSECONDS" => 1_000_000,
+                _ => 1_000_000_000,
+            };
+            duration.insert("value".into(), value.div_ceil(per_second).into());
+            duration.insert("unit".into(), "SECONDS".into());
+        }
+    }
+    let typed = matches!(
+        body.get("type").and_then(Value::as_str),
+        Some("backup" | "restore")
+    );
+    if typed && !body.get("dataDirs").is_some_and(Value::is_array) && !own_data_dirs.is_empty() {
+        body.insert("dataDirs".into(), own_data_dirs.to_vec().into());
+    }
+    Value::Object(body)
+}
+
 /// When a request's `timeout` runs out, counted from now.
 pub fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
@@ -124,6 +169,22 @@ mod tests {
         );
         assert_eq!(restore["restorationPhase"], "DOWNLOAD");
         assert_eq!(restore["snapshotTag"], tag);
+    }
+
+    #[test]
+    fn icarus_peers_get_hours_typed_imports_whole_seconds_and_data_dirs() {
+        let part = super::icarus_part(
+            json!({"type": "restore", "timeout": "90m", "import": {"sourceDir": "/d"},
+                "duration": {"value": 1500, "unit": "MILLISECONDS"}}),
+            &["/var/lib/cassandra/data".to_string()],
+        );
+        assert_eq!(
+            part,
+            json!({"type": "restore", "timeout": 2, "import": {"type": "import", "sourceDir": "/d"},
+                "duration": {"value": 2, "unit": "SECONDS"}, "dataDirs": ["/var/lib/cassandra/data"]})
+        );
+        let given = json!({"type": "backup", "timeout": 3, "dataDirs": ["/data"]});
+        assert_eq!(super::icarus_part(given.clone(), &["/x".into()]), given);
     }
 
     #[test]
