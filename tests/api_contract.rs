@@ -449,6 +449,53 @@ fn operator_bodies_are_accepted() {
     }
 }
 
+/// The operators' bodies byte for byte (`support::operators`, each naming its source): accepted, and what they read
+/// back is as they sent it. IBM sends a restore again when the echoed fields differ from a fresh request; CassKop
+/// and IBM decode `duration` into a string.
+#[test]
+fn the_operators_exact_bodies_are_accepted_and_read_back_as_sent() {
+    use support::operators::*;
+    let sidecar = Sidecar::start(&[]);
+    let client = sidecar.client();
+    for body in [
+        INSTACLUSTR_BACKUP,
+        CASSKOP_BACKUP,
+        CASSKOP_RESTORE,
+        IBM_BACKUP,
+        IBM_RESTORE,
+    ] {
+        let answer = client.send(
+            Method::POST,
+            "/operations",
+            Some(("application/json", body.as_bytes().to_vec())),
+        );
+        assert_eq!(answer.status, 201, "{body}: {}", answer.text());
+        let sent: Value = serde_json::from_str(body).unwrap();
+        let echoed = answer.json();
+        for field in [
+            "storageLocation",
+            "snapshotTag",
+            "duration",
+            "bandwidth",
+            "dataDirs",
+            "retry",
+            "timeout",
+            "concurrentConnections",
+            "restorationStrategyType",
+            "restorationPhase",
+            "globalRequest",
+            "entities",
+        ] {
+            if let Some(value) = sent.get(field) {
+                assert_eq!(&echoed[field], value, "{field} of {body}\n{echoed}");
+            }
+        }
+        if let Some(source) = sent.pointer("/import/sourceDir") {
+            assert_eq!(&echoed["import"]["sourceDir"], source, "{echoed}");
+        }
+    }
+}
+
 /// Storage requests echo what the server decoded, in the shapes the spec gives: restore's enums in upper case and
 /// no `restorationPhase` when every phase runs, `entities` left out when it means everything, `keyspaceTables` as a
 /// list whichever form it came in, and the connection's `concurrentConnections` on `list` and `remove-backup` too.

@@ -82,7 +82,12 @@ fn manifests(bucket: &Path) -> Vec<String> {
         .map(|entries| {
             entries
                 .flatten()
-                .map(|e| e.file_name().to_string_lossy().trim_end_matches(".json").to_string())
+                .map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .trim_end_matches(".json")
+                        .to_string()
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -118,7 +123,11 @@ fn an_esop_backup_is_restored_by_daedalus_by_every_strategy() {
     let bucket = tempfile::tempdir().unwrap();
     let mut args = vec!["backup".to_string()];
     args.extend(common_esop_args(bucket.path()));
-    args.extend(["-s".into(), "byesop".into(), "--create-missing-bucket".into()]);
+    args.extend([
+        "-s".into(),
+        "byesop".into(),
+        "--create-missing-bucket".into(),
+    ]);
     esop(&args);
     let names = manifests(bucket.path());
     assert!(
@@ -146,10 +155,18 @@ fn an_esop_backup_is_restored_by_daedalus_by_every_strategy() {
     let dir = cassandra::node_dir(NODE);
     let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
         .args(["restore", "--storage-location", &location(bucket.path())])
-        .args(["--snapshot-tag", "byesop", "--restoration-strategy-type", "IN_PLACE"])
+        .args([
+            "--snapshot-tag",
+            "byesop",
+            "--restoration-strategy-type",
+            "IN_PLACE",
+        ])
         .args(["--entities", "esop"])
         .args(["--cassandra-dir", &dir.display().to_string()])
-        .args(["--config-directory", &dir.join("conf").display().to_string()])
+        .args([
+            "--config-directory",
+            &dir.join("conf").display().to_string(),
+        ])
         .args(["--jmx-service", &cassandra::jmx_service(NODE)])
         .output()
         .expect("daedalus restore runs");

@@ -6,6 +6,7 @@
 pub mod cassandra;
 pub mod etcd;
 pub mod jvm;
+pub mod operators;
 pub mod secrets;
 pub mod spec;
 pub mod stores;
@@ -45,7 +46,25 @@ impl Sidecar {
 
     /// Starts `daedalus serve --listen LISTEN` (a sidecar of a cluster-wide test binds its node's address).
     pub fn start_listening(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Sidecar {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
+        Self::start_through(&[], listen, args, env)
+    }
+
+    /// [`Sidecar::start_listening`] through a command that execs it, e.g. `scripts/cassandra exec 19`, which runs
+    /// it in node 19's mount namespace.
+    pub fn start_through(
+        prefix: &[&str],
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sidecar {
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(env!("CARGO_BIN_EXE_daedalus"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_daedalus")),
+        };
         command
             .args(["--log-format", "json", "serve", "--listen", listen])
             .args(args)
