@@ -10,6 +10,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::record::{COMMON_FIELDS, ICARUS_COMMON_FIELDS};
+
 /// The request fields echoed as the request gave them, when it gave them as text: a duration, a rate, the
 /// cluster-wide `timeout`, and the proxy port and switch (strings in the Go client's model).
 const AS_GIVEN: [&[&str]; 6] = [
@@ -61,18 +63,6 @@ fn slot<'a>(object: &'a mut Map<String, Value>, path: &[&str]) -> Option<&'a mut
 fn lookup<'a>(body: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(body, |value, key| value.get(key))
 }
-
-/// The common part of every Icarus operation object.
-const COMMON: [&str; 8] = [
-    "type",
-    "id",
-    "creationTime",
-    "state",
-    "errors",
-    "progress",
-    "startTime",
-    "completionTime",
-];
 
 /// Each type's own fields, as Icarus 3.0.0's `Operation` classes (Esop 3.0.1's requests) list them in the
 /// "known properties" of Jackson's refusal. Types Icarus does not have are shown in full.
@@ -213,7 +203,8 @@ pub fn icarus_view(operation: &mut Map<String, Value>) {
     let Some(own) = icarus_fields(&type_id) else {
         return;
     };
-    operation.retain(|key, _| COMMON.contains(&key.as_str()) || own.contains(&key.as_str()));
+    let common = &COMMON_FIELDS[..ICARUS_COMMON_FIELDS];
+    operation.retain(|key, _| common.contains(&key.as_str()) || own.contains(&key.as_str()));
     for (field, known) in NESTED {
         if let Some(Value::Object(inner)) = operation.get_mut(field) {
             inner.retain(|key, _| known.contains(&key.as_str()));

@@ -72,8 +72,9 @@ impl Status {
     }
 }
 
-/// The fields the common part of the operation object owns; request fields with these names are not echoed.
-const COMMON_FIELDS: [&str; 11] = [
+/// The fields the common part of the operation object owns; request fields with these names are not echoed. The
+/// first [`ICARUS_COMMON_FIELDS`] are Icarus's own, the rest Daedalus's.
+pub(crate) const COMMON_FIELDS: [&str; 11] = [
     "type",
     "id",
     "creationTime",
@@ -86,6 +87,9 @@ const COMMON_FIELDS: [&str; 11] = [
     "nodes",
     "sidecar",
 ];
+
+/// How many of [`COMMON_FIELDS`] Icarus's `Operation` has.
+pub(crate) const ICARUS_COMMON_FIELDS: usize = 8;
 
 /// Orders operations created within the same clock tick, so "newest first" is exact.
 static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
