@@ -31,9 +31,9 @@ pub async fn submit(
     let prepared = state.registry.prepare(body)?;
     let record = state.executor.submit(prepared).await?;
     let location = operation_url(&request, state.trust_forwarded_headers, &record.id());
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .json(Reader::of(&request).render(&record)))
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, location));
+    Ok(Reader::of(&request).respond(response, &record))
 }
 
 /// Who reads an answer, as far as its shape goes.
@@ -59,20 +59,30 @@ impl Reader {
         }
     }
 
-    fn render(self, record: &OperationRecord) -> serde_json::Value {
+    /// Icarus's view, built from the whole object: other readers get the record written directly.
+    fn icarus_view(record: &OperationRecord) -> serde_json::Value {
         let mut value = serde_json::to_value(record).unwrap_or_default();
-        if self == Reader::Icarus
-            && let serde_json::Value::Object(operation) = &mut value
-        {
+        if let serde_json::Value::Object(operation) = &mut value {
             daedalus_operations::echo::icarus_view(operation);
         }
         value
     }
 
+    fn respond(
+        self,
+        mut response: actix_web::HttpResponseBuilder,
+        record: &OperationRecord,
+    ) -> HttpResponse {
+        match self {
+            Reader::Any => response.json(record),
+            Reader::Icarus => response.json(Self::icarus_view(record)),
+        }
+    }
+
     fn write(self, out: &mut Vec<u8>, record: &OperationRecord) -> Result<(), serde_json::Error> {
         match self {
             Reader::Any => serde_json::to_writer(out, record),
-            Reader::Icarus => serde_json::to_writer(out, &self.render(record)),
+            Reader::Icarus => serde_json::to_writer(out, &Self::icarus_view(record)),
         }
     }
 }
@@ -256,7 +266,7 @@ pub async fn get(
         .store
         .get(&id)
         .ok_or_else(|| not_found(&id))?;
-    Ok(read_response(&state).json(Reader::of(&request).render(&record)))
+    Ok(Reader::of(&request).respond(read_response(&state), &record))
 }
 
 /// `DELETE /operations/{id}`: asks the operation to stop; 202 because it ends CANCELLED a moment later.
