@@ -171,6 +171,17 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
             "entities",
             "mixes",
         ),
+        // Echoed numbers a Go client reads into an int32.
+        (
+            json!({"type": "backup", "storageLocation": "s3://b", "timeout": 3_000_000_000_i64}),
+            "timeout",
+            "at most 2147483647 hours",
+        ),
+        (
+            json!({"type": "backup", "storageLocation": "s3://b", "bandwidth": {"value": 5_000_000_000_i64, "unit": "BPS"}}),
+            "bandwidth",
+            "at most 2147483647",
+        ),
         (
             json!({"type": "backup", "storageLocation": "s3://b", "bandwidth": "lots"}),
             "bandwidth",

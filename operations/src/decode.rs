@@ -420,9 +420,22 @@ fn parse_rate(text: &str) -> Result<DataRate, String> {
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     match (number.parse(), RateUnit::parse(unit)) {
-        (Ok(value), Some(unit)) => Ok(DataRate { value, unit }),
+        (Ok(value), Some(unit)) => rate(value, unit),
         _ => Err(format!("'{text}' is not {RATE_HINT}")),
     }
+}
+
+/// The largest `value` of a rate: the Icarus Go client (and the operators on it) reads it into an `int32`, and an
+/// operation echoes it.
+const MAX_RATE_VALUE: u64 = i32::MAX as u64;
+
+fn rate(value: u64, unit: RateUnit) -> Result<DataRate, String> {
+    if value > MAX_RATE_VALUE {
+        return Err(format!(
+            "a rate's value must be at most {MAX_RATE_VALUE} (use a larger unit), got {value}"
+        ));
+    }
+    Ok(DataRate { value, unit })
 }
 
 impl<'de> Deserialize<'de> for DataRate {
@@ -457,7 +470,7 @@ impl<'de> Deserialize<'de> for DataRate {
                         "unknown unit '{unit}'; expected BPS, KBPS, MBPS or GBPS"
                     ))
                 })?;
-                Ok(DataRate { value, unit })
+                rate(value, unit).map_err(de::Error::custom)
             }
         }
 

@@ -178,6 +178,19 @@ impl std::fmt::Display for Timeout {
     }
 }
 
+impl Timeout {
+    /// Hours as Icarus takes them, up to its `int`'s (and the Go client's `int32`'s) largest: an operation echoes them.
+    fn checked_hours<E: serde::de::Error>(hours: i64) -> Result<Timeout, E> {
+        if hours > i64::from(i32::MAX) {
+            return Err(E::custom(format!(
+                "must be at most {} hours, got {hours}",
+                i32::MAX
+            )));
+        }
+        Ok(Timeout::from_hours(hours))
+    }
+}
+
 impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -194,12 +207,12 @@ impl<'de> Deserialize<'de> for Timeout {
                 "must be a number of hours or a duration such as \"90s\" or \"2h\"",
             )
         })? {
-            Given::Hours(hours) => Ok(Timeout::from_hours(hours)),
-            Given::Fraction(hours) => Ok(Timeout::from_hours(hours as i64)),
+            Given::Hours(hours) => Timeout::checked_hours(hours),
+            Given::Fraction(hours) => Timeout::checked_hours(hours as i64),
             Given::Null(()) => Ok(Timeout::default()),
             Given::Text(text) => {
                 if let Ok(hours) = text.trim().parse::<i64>() {
-                    return Ok(Timeout::from_hours(hours));
+                    return Timeout::checked_hours(hours);
                 }
                 match humantime::parse_duration(text.trim()) {
                     Ok(duration) if duration.is_zero() => Ok(Timeout::default()),
