@@ -48,3 +48,41 @@ fn parallel_first_installs_of_java_11_all_get_a_working_java() {
         );
     }
 }
+
+/// `scripts/esop jar` from parallel callers on an empty cache: one download, and every caller gets the same
+/// runnable jar (Esop's Main-Class in its manifest, which the script checks).
+#[test]
+fn parallel_first_fetches_of_esop_all_get_the_jar() {
+    let cache = tempfile::tempdir().expect("a temporary directory");
+    let esop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/esop");
+    let callers: Vec<_> = (0..3u64)
+        .map(|caller| {
+            let cache = cache.path().to_path_buf();
+            let esop = esop.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(500 * caller));
+                Command::new(esop)
+                    .arg("jar")
+                    .env("DAEDALUS_CACHE", cache)
+                    .output()
+                    .expect("scripts/esop runs")
+            })
+        })
+        .collect();
+    let mut paths = Vec::new();
+    for caller in callers {
+        let output = caller.join().expect("the caller thread ends");
+        assert!(
+            output.status.success(),
+            "scripts/esop jar failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        paths.push(String::from_utf8_lossy(&output.stdout).trim().to_string());
+    }
+    paths.dedup();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    let size = std::fs::metadata(&paths[0])
+        .expect("the jar is there")
+        .len();
+    assert!(size > 10_000_000, "{} is {size} bytes", paths[0]);
+}
