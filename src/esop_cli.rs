@@ -88,10 +88,28 @@ pub struct ConnectionFlags {
     /// Print the operation as JSON when it ends.
     #[arg(long)]
     pub json: bool,
+
+    /// Esop reads the store's credentials from this Kubernetes secret (the Instaclustr operator's restore init
+    /// container passes it). Daedalus reads them from its environment: accepted, so that command line runs, and the
+    /// log says where credentials come from.
+    #[arg(long = "k8s-secret-name", value_name = "NAME")]
+    pub k8s_secret_name: Option<String>,
+    /// The namespace of --k8s-secret-name.
+    #[arg(long = "k8s-namespace", value_name = "NAMESPACE")]
+    pub k8s_namespace: Option<String>,
 }
 
 impl ConnectionFlags {
     fn connection(&self) -> Connection {
+        if let Some(secret) = &self.k8s_secret_name {
+            tracing::warn!(
+                secret = %secret,
+                namespace = self.k8s_namespace.as_deref().unwrap_or("default"),
+                "the store's credentials come from this process's environment (AWS_*, AZURE_STORAGE_*, \
+                 GOOGLE_APPLICATION_CREDENTIALS), not from the Kubernetes secret: mount the secret as environment \
+                 variables"
+            );
+        }
         let proxy_settings =
             (self.proxy_host.is_some() || self.proxy_port.is_some()).then(|| ProxySettings {
                 use_proxy: self.use_proxy,
@@ -441,8 +459,13 @@ pub struct RestoreArgs {
     /// The backup: a tag (its newest backup) or a backup's full name.
     #[arg(short = 's', long = "snapshot-tag", visible_alias = "st")]
     pub snapshot_tag: String,
-    /// `IN_PLACE` (node stopped), `HARDLINKS` or `IMPORT` (node running).
-    #[arg(long = "restoration-strategy-type", visible_alias = "rst", value_parser = parse_with(parse_strategy))]
+    /// `IN_PLACE` (node stopped; the default, as Esop's), `HARDLINKS` or `IMPORT` (node running).
+    #[arg(
+        long = "restoration-strategy-type",
+        visible_alias = "rst",
+        value_parser = parse_with(parse_strategy),
+        default_value = "IN_PLACE"
+    )]
     pub strategy: Strategy,
     /// One phase of a HARDLINKS or IMPORT restore: INIT, DOWNLOAD, TRUNCATE, IMPORT or CLEANUP; default all, in order.
     #[arg(long = "restoration-phase-type", visible_alias = "rp", value_parser = parse_with(parse_phase))]

@@ -219,3 +219,68 @@ fn a_daedalus_backup_is_restored_by_esop() {
     }
     assert_eq!(rows(), ROWS, "Esop brought every row back");
 }
+
+/// The Instaclustr operator restores through an init container running Esop's command line
+/// (`pkg/controller/cassandradatacenter/statefulset.go:318-383`, `docker/cassandra-sidecar/esop.sh`, instaclustr/
+/// cassandra-operator b8906d8): these arguments, the pod's host name last in the location. Only what the container's
+/// defaults would give differently here is added: the node's directories and JMX port.
+#[test]
+fn the_instaclustr_operators_restore_arguments_restore_the_stopped_node() {
+    let _node = node();
+    fill_table();
+    let bucket = tempfile::tempdir().unwrap();
+    let sidecar = sidecar();
+    let topology = sidecar.client().get("/topology").json();
+    let (cluster, dc, host_id) = (
+        topology["clusterName"].as_str().unwrap().to_string(),
+        topology["topology"][0]["dc"].as_str().unwrap().to_string(),
+        topology["topology"][0]["nodeId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let base = format!("file://{}/operator", bucket.path().display());
+    run(
+        &sidecar,
+        json!({"type": "backup", "storageLocation": format!("{base}/{cluster}/{dc}/{host_id}"),
+            "snapshotTag": "mySnapshotTag", "uploadClusterTopology": true, "createMissingBucket": true}),
+        "COMPLETED",
+    );
+    truncate();
+    run(&sidecar, json!({"type": "drain"}), "COMPLETED");
+    cassandra::stop(NODE);
+    let dir = cassandra::node_dir(NODE);
+    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        .args([
+            "restore",
+            "--snapshot-tag=mySnapshotTag",
+            &format!("--storage-location={base}/{cluster}/{dc}/127.0.0.{NODE}"),
+            "--k8s-namespace=default",
+            "--k8s-secret-name=cloud-backup-secrets",
+            "--resolve-host-id-from-topology",
+            "--update-cassandra-yaml",
+            "--restore-into-new-cluster",
+        ])
+        .args(["--cassandra-dir", &dir.display().to_string()])
+        .args([
+            "--config-directory",
+            &dir.join("conf").display().to_string(),
+        ])
+        .args(["--jmx-service", &cassandra::jmx_service(NODE)])
+        .output()
+        .expect("daedalus restore runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not from the Kubernetes secret"),
+        "the log says where credentials come from: {stderr}"
+    );
+    let mut env = FORMAT.to_vec();
+    env.push(("KEEP_CONFIG", "1"));
+    cassandra::solo_with(NODE, &env);
+    assert_eq!(
+        rows(),
+        ROWS,
+        "the operator's restore brought every row back"
+    );
+}
