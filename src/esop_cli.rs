@@ -21,7 +21,7 @@ use daedalus_operations::types::import::ImportRequest;
 use daedalus_operations::types::restore::{Phase, Restore, RestoreFields, Strategy};
 use serde_json::Value;
 
-use crate::cli::{JmxArgs, StorageArgs};
+use crate::args::{JmxArgs, StorageArgs};
 use crate::once;
 use crate::restore_marker::RestoreMarker;
 

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use jmx::{JavaArg, JavaValue, JmxClient, NotificationEvent};
 
-use crate::cli::JmxArgs;
+use crate::args::JmxArgs;
 use crate::jmx_credentials::jmx_settings;
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use daedalus_operations::{JmxSettings, Secret};
 
-use crate::cli::JmxArgs;
+use crate::args::JmxArgs;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the JMX credentials file {path}: {source}")]

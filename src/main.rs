@@ -1,5 +1,6 @@
 //! `daedalus`: a sidecar for Apache Cassandra. See README.md and ARCHITECTURE.md.
 
+mod args;
 mod cli;
 mod esop_cli;
 mod http;

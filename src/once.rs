@@ -15,7 +15,7 @@ use daedalus_operations::{
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{JmxArgs, StorageArgs};
+use crate::args::{JmxArgs, StorageArgs};
 use crate::jmx_credentials::jmx_settings;
 use crate::signals::Signals;
 

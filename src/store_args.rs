@@ -92,7 +92,7 @@ pub enum StoreCommand {
     Import {
         file: Option<PathBuf>,
         /// How long imported finished operations are kept after they finished.
-        #[arg(long, default_value = "1h", value_parser = crate::cli::parse_positive_duration)]
+        #[arg(long, default_value = "1h", value_parser = crate::args::parse_positive_duration)]
         operations_expiration: Duration,
         #[command(flatten)]
         etcd: EtcdArgs,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use dashmap::DashMap;
 use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -51,53 +50,6 @@ pub enum CancelError {
         "operation {id} runs on another sidecar ({sidecar}); cancel it there (or through the cluster-wide operation that sent it)"
     )]
     Elsewhere { id: Uuid, sidecar: String },
-}
-
-/// The operations this sidecar runs that have not finished, by id.
-#[derive(Debug, Default)]
-pub struct LocalOperations(DashMap<Uuid, Arc<OperationRecord>>);
-
-impl LocalOperations {
-    pub fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
-        self.0.get(id).map(|entry| Arc::clone(entry.value()))
-    }
-
-    pub fn all(&self) -> Vec<Arc<OperationRecord>> {
-        self.0
-            .iter()
-            .map(|entry| Arc::clone(entry.value()))
-            .collect()
-    }
-
-    /// How many are pending and how many running.
-    pub fn counts(&self) -> (usize, usize) {
-        let mut pending = 0;
-        let mut running = 0;
-        for entry in self.0.iter() {
-            match entry.value().state() {
-                OperationState::Pending => pending += 1,
-                OperationState::Running => running += 1,
-                _ => {}
-            }
-        }
-        (pending, running)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn add(&self, record: Arc<OperationRecord>) {
-        self.0.insert(record.id(), record);
-    }
-
-    fn remove(&self, id: &Uuid) {
-        self.0.remove(id);
-    }
 }
 
 /// How a graceful shutdown went.

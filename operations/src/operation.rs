@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -10,6 +11,7 @@ use uuid::Uuid;
 use crate::jmx_connector::JmxConnector;
 use crate::jmx_settings::JmxSettings;
 use crate::record::{OperationRecord, ReportedError};
+use crate::state::OperationState;
 use crate::store::OperationStore;
 use crate::validation::Validate;
 
@@ -102,11 +104,11 @@ pub struct Services {
     /// How to reach the node over CQL (restores recreating dropped tables).
     pub cql: crate::cql::CqlSettings,
     /// How a cluster-wide operation reaches the other nodes' sidecars.
-    pub peers: crate::cluster::PeerSettings,
+    pub peers: crate::peer::PeerSettings,
     pub store: Arc<dyn OperationStore>,
     /// The operations this sidecar runs and has not finished. With a shared store (etcd) the store lists every
     /// sidecar's operations; admission limits, exclusive groups and cancellation are about this one's.
-    pub local: crate::executor::LocalOperations,
+    pub local: LocalOperations,
     /// The Prometheus metrics (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled to ask the process to shut down gracefully (the `stop` operation does this).
@@ -233,7 +235,7 @@ impl OperationContext {
         self.record.type_id()
     }
 
-    pub fn peer_settings(&self) -> &crate::cluster::PeerSettings {
+    pub fn peer_settings(&self) -> &crate::peer::PeerSettings {
         &self.services.peers
     }
 
@@ -283,5 +285,52 @@ impl OperationContext {
     /// Asks the sidecar to shut down gracefully once this call returns.
     pub fn request_shutdown(&self) {
         self.services.shutdown_request.cancel();
+    }
+}
+
+/// The operations this sidecar runs that have not finished, by id.
+#[derive(Debug, Default)]
+pub struct LocalOperations(DashMap<Uuid, Arc<OperationRecord>>);
+
+impl LocalOperations {
+    pub fn get(&self, id: &Uuid) -> Option<Arc<OperationRecord>> {
+        self.0.get(id).map(|entry| Arc::clone(entry.value()))
+    }
+
+    pub fn all(&self) -> Vec<Arc<OperationRecord>> {
+        self.0
+            .iter()
+            .map(|entry| Arc::clone(entry.value()))
+            .collect()
+    }
+
+    /// How many are pending and how many running.
+    pub fn counts(&self) -> (usize, usize) {
+        let mut pending = 0;
+        let mut running = 0;
+        for entry in self.0.iter() {
+            match entry.value().state() {
+                OperationState::Pending => pending += 1,
+                OperationState::Running => running += 1,
+                _ => {}
+            }
+        }
+        (pending, running)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn add(&self, record: Arc<OperationRecord>) {
+        self.0.insert(record.id(), record);
+    }
+
+    pub(crate) fn remove(&self, id: &Uuid) {
+        self.0.remove(id);
     }
 }

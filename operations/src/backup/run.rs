@@ -9,13 +9,14 @@ use serde_json::json;
 use super::hashes::HashCache;
 use super::manifest_builder;
 use super::snapshot_files::{self, SnapshotTable};
-use super::upload::{self, PlannedFile, RetryPolicy, UploadSettings};
+use super::upload::{self, PlannedFile, UploadSettings};
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::{ClusterTopology, cluster_topology};
 use crate::decode::{DataRate, HumanDuration};
 use crate::esop::json::to_jackson_pretty;
 use crate::esop::sstable;
 use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::transfer::RetryPolicy;
 use crate::storage::{Entities, RemoteStorage, Throttle};
 
 use super::hashes::HashAlgorithm;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hashes::{HashAlgorithm, HashCache, Hasher, hash_file};
 use crate::storage::remote::TransferMemory;
+use crate::storage::transfer::{RetryPolicy, pause, should_retry};
 use crate::storage::{RemoteStorage, StorageError, Throttle};
 
 /// A file on disk to back up.
@@ -39,34 +40,6 @@ pub struct StoredFile {
     pub key: String,
     pub size: u64,
     pub hash: Option<String>,
-}
-
-/// Esop's `retry`: the first try and up to `max_attempts` more, `interval` apart (doubling when exponential).
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub interval: Duration,
-    pub exponential: bool,
-    pub max_attempts: u32,
-}
-
-impl From<&crate::storage::request::Retry> for RetryPolicy {
-    fn from(retry: &crate::storage::request::Retry) -> Self {
-        RetryPolicy {
-            interval: Duration::from_secs(u64::try_from(retry.interval).unwrap_or(0)),
-            exponential: retry.strategy == "EXPONENTIAL",
-            max_attempts: u32::try_from(retry.max_attempts).unwrap_or(0),
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        if self.exponential {
-            self.interval.saturating_mul(2u32.saturating_pow(attempt))
-        } else {
-            self.interval
-        }
-    }
 }
 
 /// How a transfer runs, uploads and restore downloads alike.
@@ -422,28 +395,6 @@ where
     }
 }
 
-pub(crate) fn should_retry(error: &StorageError, attempt: u32, policy: RetryPolicy) -> bool {
-    // A local file that cannot be read, a cancellation, a missing bucket, a missing object (stores are strongly
-    // consistent; a file:// bucket's symbolic link is one too) or a full file:// bucket do not get better by trying
-    // again within seconds.
-    let retryable = match error {
-        StorageError::Object { source, .. } => {
-            !matches!(**source, object_store::Error::NotFound { .. })
-                && !crate::storage::caused_by_full_disk(&**source)
-        }
-        _ => false,
-    };
-    retryable && attempt < policy.max_attempts
-}
-
-pub(crate) async fn pause(delay: Duration, cancel: &CancellationToken) -> Result<(), StorageError> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(StorageError::Cancelled),
-        _ = tokio::time::sleep(delay) => Ok(()),
-    }
-}
-
 async fn hash_in_background(
     file: &LocalFile,
     algorithm: HashAlgorithm,
@@ -466,6 +417,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
     use crate::decode::{DataRate, HumanDuration, RateUnit};
 
     fn directory_store(root: &std::path::Path) -> RemoteStorage {

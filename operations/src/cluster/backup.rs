@@ -9,8 +9,8 @@ use super::coordinator::{Coordinator, Step};
 use super::peers::participants;
 use super::{deadline_after, storage_part_body};
 use crate::backup::run::{resolved_tag, upload_topology};
+use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::node::{self, BucketCheck};
 use crate::types::backup::BackupRequest;
 
 /// Boxed, and built in this function's own frame: the coordinator's future is large, and a node's own backup,
@@ -61,7 +61,7 @@ async fn coordinate(
 
     let location = &request.connection.storage_location;
     let first = &coordinator.peers()[0];
-    let bucket = node::open_location(
+    let bucket = node_storage::open_location(
         context,
         location.for_node(&topology.cluster_name, &first.dc, &first.host_id),
         &request.connection,

@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::client::Sidecar;
-use super::{Peer, PeerClient, PeerError, RemoteOperation};
+use super::Peer;
 use crate::operation::{OperationContext, OperationFailure};
+use crate::peer::{PeerClient, PeerError, RemoteOperation, Sidecar};
 use crate::record::ReportedError;
 use crate::state::OperationState;
 

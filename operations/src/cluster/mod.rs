@@ -4,18 +4,14 @@
 //! naming the node, when one of them fails, stops answering, or outlasts the request's `timeout`.
 
 pub mod backup;
-pub mod client;
 pub mod coordinator;
 pub mod peers;
 pub mod remove;
 pub mod restore;
 pub mod rolling;
-mod settings;
 
-pub use client::{PeerClient, PeerError, RemoteOperation};
 pub use coordinator::Coordinator;
 pub use peers::Peer;
-pub use settings::PeerSettings;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

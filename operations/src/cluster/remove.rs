@@ -9,8 +9,8 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::esop::manifest::manifest_key;
+use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::node::{self, BucketCheck};
 use crate::storage::request::Connection;
 use crate::types::backups::{RemoveBackupFields, Topology, remove_from_node};
 
@@ -37,13 +37,13 @@ async fn remove_everywhere(
         Some((cluster, _, _)) if !request.resolve_nodes => cluster.clone(),
         _ => {
             let cassandra = context.cassandra().await?;
-            let own = node::node_location(&cassandra, location).await?;
+            let own = node_storage::node_location(&cassandra, location).await?;
             own.node_path
                 .map(|(cluster, _, _)| cluster)
                 .unwrap_or_default()
         }
     };
-    let bucket = node::open_location(
+    let bucket = node_storage::open_location(
         context,
         location.for_node(&cluster, "-", "-"),
         connection,

@@ -13,9 +13,9 @@ use super::{deadline_after, storage_part_body};
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::ClusterTopology;
 use crate::esop::manifest::manifest_key;
+use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::backup_topology;
-use crate::storage::node::{self, BucketCheck};
 use crate::storage::{RemoteStorage, StorageLocation};
 use crate::types::restore::{Phase, RestoreFields, RestoreRequest};
 
@@ -67,7 +67,7 @@ async fn coordinate(
 
     let location = &request.connection.storage_location;
     let first = &coordinator.peers()[0];
-    let bucket = node::open_location(
+    let bucket = node_storage::open_location(
         context,
         location.for_node(&cluster.topology.cluster_name, &first.dc, &first.host_id),
         &request.connection,

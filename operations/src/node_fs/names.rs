@@ -7,6 +7,23 @@ use crate::esop::sstable::SstableName;
 
 pub use crate::validation::{is_keyspace_name, is_table_name};
 
+/// Keyspaces Cassandra manages itself. A restore into a live node never writes them (Esop's rule); IN_PLACE has
+/// its own rules for them.
+pub const SYSTEM_KEYSPACES: [&str; 8] = [
+    "system",
+    "system_schema",
+    "system_auth",
+    "system_distributed",
+    "system_traces",
+    "system_views",
+    "system_virtual_schema",
+    "system_cluster_metadata",
+];
+
+pub fn is_system_keyspace(keyspace: &str) -> bool {
+    SYSTEM_KEYSPACES.contains(&keyspace)
+}
+
 /// File names are limited to 255 bytes on every filesystem Cassandra runs on.
 const FILE_NAME_MAX: usize = 255;
 

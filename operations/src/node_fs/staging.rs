@@ -225,7 +225,7 @@ pub fn check(canonical: &Path, guarded: &Guarded) -> Result<(), String> {
 /// Cassandra knows, a system keyspace, or a directory that holds table directories (`<table>-<32 hex>`), such as the
 /// one a dropped keyspace leaves with its snapshots.
 fn is_keyspace_dir(data: &Path, name: &str, guarded: &Guarded) -> bool {
-    if guarded.keyspaces.contains(name) || crate::restore::tables::is_system_keyspace(name) {
+    if guarded.keyspaces.contains(name) || names::is_system_keyspace(name) {
         return true;
     }
     std::fs::read_dir(data.join(name))

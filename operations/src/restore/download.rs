@@ -21,9 +21,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::hashes::{HashAlgorithm, Hasher};
-use crate::backup::upload::{pause, should_retry};
 use crate::node_fs::{EntryKind, FsError, RelPath, Target};
 use crate::storage::remote::TransferMemory;
+use crate::storage::transfer::{pause, should_retry};
 use crate::storage::{RemoteStorage, StorageError};
 
 /// Bytes gathered from the network before they are hashed and written in one go: large enough that writes and
@@ -548,8 +548,8 @@ mod tests {
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
 
-    use crate::backup::upload::RetryPolicy;
     use crate::storage::Throttle;
+    use crate::storage::transfer::RetryPolicy;
     use bytes::Bytes;
     use futures_util::stream::BoxStream;
     use object_store::memory::InMemory;

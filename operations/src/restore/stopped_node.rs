@@ -16,8 +16,8 @@ use super::download::{DownloadSettings, PlannedDownload};
 use super::in_place::{self, LocalPlan, SelectedTable, SystemRestore};
 use crate::backup::hashes::HashAlgorithm;
 use crate::node_fs::{NodeConfig, NodeDirs, RelPath, Root, names};
+use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::node::{self, BucketCheck};
 use crate::storage::request::Connection;
 use crate::storage::{Entities, RemoteStorage, StorageLocation, Throttle};
 use crate::types::restore::RestoreFields;
@@ -30,7 +30,7 @@ pub async fn restore(
 ) -> Result<serde_json::Value, OperationFailure> {
     super::require_node_down(context, "an IN_PLACE restore").await?;
     let bucket = BucketCheck::of(connection, false);
-    let mut remote = node::open_location(
+    let mut remote = node_storage::open_location(
         context,
         connection.storage_location.clone(),
         connection,
@@ -40,7 +40,8 @@ pub async fn restore(
     if fields.resolve_host_id_from_topology {
         let location = backed_up_node(context, &remote, fields).await?;
         tracing::info!(%location, "the backed-up node, found in the backup's topology");
-        remote = node::open_location(context, location, connection, BucketCheck::Skip).await?;
+        remote =
+            node_storage::open_location(context, location, connection, BucketCheck::Skip).await?;
     }
     // The node is down: only a schema version given in the request can narrow the choice.
     let schema = match (fields.exact_schema_version, fields.schema_version) {

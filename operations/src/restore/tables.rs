@@ -4,25 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::esop::manifest::{EntryType, Manifest, ManifestEntry};
 use crate::esop::sstable::SstableName;
-use crate::node_fs::{RelPath, names};
+use crate::node_fs::RelPath;
+use crate::node_fs::names::{self, is_system_keyspace};
 use crate::storage::{Entities, KeyspaceTable};
-
-/// Keyspaces Cassandra manages itself. A restore into a live node never writes them (Esop's rule); IN_PLACE has
-/// its own rules for them.
-pub const SYSTEM_KEYSPACES: [&str; 8] = [
-    "system",
-    "system_schema",
-    "system_auth",
-    "system_distributed",
-    "system_traces",
-    "system_views",
-    "system_virtual_schema",
-    "system_cluster_metadata",
-];
-
-pub fn is_system_keyspace(keyspace: &str) -> bool {
-    SYSTEM_KEYSPACES.contains(&keyspace)
-}
 
 /// One table of the backup to restore.
 #[derive(Debug, Clone)]

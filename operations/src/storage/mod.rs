@@ -8,12 +8,12 @@ pub mod entities;
 pub mod file_store;
 pub mod list_filter;
 pub mod location;
-pub mod node;
 pub mod remote;
 pub mod request;
 pub mod settings;
 pub mod skipped;
 pub mod throttle;
+pub mod transfer;
 
 pub use entities::{Entities, KeyspaceTable};
 pub use location::StorageLocation;

@@ -5,8 +5,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::transfer::RetryPolicy;
 use super::{StorageLocation, StorageOptions};
-use crate::backup::upload::RetryPolicy;
 use crate::decode::{self, DecodeRequest};
 use crate::validation::{self, Validate, Violations};
 

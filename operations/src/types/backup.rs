@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::backup::hashes::HashAlgorithm;
 use crate::backup::run::{BackupPlan, default_snapshot_tag};
 use crate::decode::{self, DataRate, HumanDuration};
+use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::Entities;
-use crate::storage::node::{self, BucketCheck, NodePath};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::validation::Violations;
 
@@ -162,7 +162,7 @@ impl Operation for Backup {
         storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
         let StorageRequest { connection, fields } = request;
         let cassandra = context.cassandra().await?;
-        let remote = node::open(
+        let remote = node_storage::open(
             &context,
             &connection,
             NodePath::FromCassandra,

@@ -9,9 +9,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use crate::esop::manifest::{Manifest, manifest_key};
 use crate::esop::report::{AllManifestsReport, ManifestReport};
+use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::RemoteStorage;
-use crate::storage::node::{self, BucketCheck, NodePath};
 use crate::storage::remote::skipped_json;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::skipped::SkippedEntry;
@@ -138,7 +138,7 @@ async fn open_node_storage(
     } else {
         NodePath::AsGiven
     };
-    node::open(
+    node_storage::open(
         context,
         connection,
         node_path,

@@ -10,10 +10,10 @@ use serde_json::json;
 use crate::backup::hashes::{HashAlgorithm, HashCache};
 use crate::backup::upload::{self, LocalFile, PlannedFile, UploadSettings};
 use crate::decode::{self, DataRate, HumanDuration};
+use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog::is_segment_name;
 use crate::storage::Throttle;
-use crate::storage::node::{self, BucketCheck, NodePath};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::validation::{self, Violations};
 
@@ -144,7 +144,7 @@ impl Operation for CommitLogBackup {
         } else {
             NodePath::AsGiven
         };
-        let remote = node::open(
+        let remote = node_storage::open(
             &context,
             &connection,
             node_path,

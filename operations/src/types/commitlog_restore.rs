@@ -12,10 +12,10 @@ use serde_json::json;
 use crate::backup::hashes::HashAlgorithm;
 use crate::node_fs::staging::{self, Staging};
 use crate::node_fs::{NodeConfig, Root, Target};
+use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog;
 use crate::restore::download::{DownloadSettings, PlannedDownload};
-use crate::storage::node::{self, BucketCheck, NodePath};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::{KeyspaceTable, Throttle};
 use crate::validation::{self, Violations};
@@ -193,7 +193,7 @@ impl Operation for CommitLogRestore {
         let StorageRequest { connection, fields } = request;
         crate::restore::require_node_down(&context, Self::TYPE).await?;
         let bucket = BucketCheck::of(&connection, false);
-        let remote = node::open(&context, &connection, NodePath::AsGiven, bucket).await?;
+        let remote = node_storage::open(&context, &connection, NodePath::AsGiven, bucket).await?;
         let objects = context
             .cancellable(remote.list(commitlog::COMMITLOG_PREFIX))
             .await??;

@@ -1,7 +1,7 @@
 //! Which tables of a manifest an IN_PLACE restore takes: the `entities` filter, then Esop's system-keyspace rules.
 
 use crate::esop::manifest::{EntryType, Manifest, ManifestEntry};
-use crate::restore::tables::is_system_keyspace;
+use crate::node_fs::names::is_system_keyspace;
 use crate::storage::Entities;
 
 /// The request flags that let system tables through (Esop §4.5).

@@ -1,10 +1,11 @@
 //! The one place an operation opens a node's storage: complete the location from Cassandra when asked, build the
-//! client, and check (or create) the bucket.
+//! client, and check (or create) the bucket. Above `storage` (which knows nothing of operations) and below the
+//! engines.
 
-use super::request::Connection;
-use super::{RemoteStorage, StorageError, StorageLocation};
 use crate::cassandra::Cassandra;
 use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::request::Connection;
+use crate::storage::{RemoteStorage, StorageError, StorageLocation};
 
 /// How a location without `cluster/dc/node` is completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

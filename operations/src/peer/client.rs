@@ -56,7 +56,7 @@ pub enum Sidecar {
     #[default]
     Daedalus,
     /// Icarus, or any sidecar that does not name itself Daedalus: it gets its parts in the forms Icarus reads
-    /// ([`super::icarus_part`]).
+    /// ([`crate::cluster::icarus_part`]).
     Icarus,
 }
 

@@ -1,0 +1,58 @@
+//! How a transfer to or from a store retries: Esop's `retry` policy and which failures are worth another try.
+//! Shared by the backup's uploads and the restore's downloads.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::StorageError;
+
+/// Esop's `retry`: the first try and up to `max_attempts` more, `interval` apart (doubling when exponential).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub interval: Duration,
+    pub exponential: bool,
+    pub max_attempts: u32,
+}
+
+impl From<&super::request::Retry> for RetryPolicy {
+    fn from(retry: &super::request::Retry) -> Self {
+        RetryPolicy {
+            interval: Duration::from_secs(u64::try_from(retry.interval).unwrap_or(0)),
+            exponential: retry.strategy == "EXPONENTIAL",
+            max_attempts: u32::try_from(retry.max_attempts).unwrap_or(0),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+        if self.exponential {
+            self.interval.saturating_mul(2u32.saturating_pow(attempt))
+        } else {
+            self.interval
+        }
+    }
+}
+
+pub(crate) fn should_retry(error: &StorageError, attempt: u32, policy: RetryPolicy) -> bool {
+    // A local file that cannot be read, a cancellation, a missing bucket, a missing object (stores are strongly
+    // consistent; a file:// bucket's symbolic link is one too) or a full file:// bucket do not get better by trying
+    // again within seconds.
+    let retryable = match error {
+        StorageError::Object { source, .. } => {
+            !matches!(**source, object_store::Error::NotFound { .. })
+                && !super::caused_by_full_disk(&**source)
+        }
+        _ => false,
+    };
+    retryable && attempt < policy.max_attempts
+}
+
+pub(crate) async fn pause(delay: Duration, cancel: &CancellationToken) -> Result<(), StorageError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(StorageError::Cancelled),
+        _ = tokio::time::sleep(delay) => Ok(()),
+    }
+}
