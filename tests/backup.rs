@@ -589,33 +589,54 @@ fn commit_logs_to_s3s_fs_and_a_failing_store_leaves_nothing_behind() {
     store.create_bucket("backups");
     let cache = temp_dir("s3s");
     let sidecar = sidecar_for(Some(&store), &cache);
+    // Cassandra recycles segments while the backup runs (seen on 4.1): only those on disk before and after it are
+    // sure to have been there when it listed them.
+    let segments = || -> std::collections::BTreeMap<String, u64> {
+        std::fs::read_dir(cassandra::node_dir(1).join("commitlog"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().map(|m| m.len()).unwrap_or_default(),
+                )
+            })
+            .filter(|(name, _)| name.starts_with("CommitLog-") && name.ends_with(".log"))
+            .collect()
+    };
+    let before = segments();
     let done = run(
         &sidecar,
         json!({"type": "commitlog-backup", "storageLocation": "s3://backups/c/d/n"}),
         "COMPLETED",
     );
+    let after = segments();
     let objects = store.objects("backups");
-    let segments: Vec<(String, u64)> = std::fs::read_dir(cassandra::node_dir(1).join("commitlog"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                e.metadata().unwrap().len(),
-            )
-        })
-        .filter(|(name, _)| name.starts_with("CommitLog-") && name.ends_with(".log"))
+    assert!(!objects.is_empty());
+    assert_eq!(done["response"]["stats"]["files"], objects.len());
+    for key in objects.keys() {
+        let (segment, millis) = key
+            .strip_prefix("c/d/n/commitlog/")
+            .and_then(|name| name.rsplit_once('.'))
+            .unwrap_or_else(|| panic!("{key} is not <node>/commitlog/<segment>.<millis>"));
+        assert!(
+            segment.starts_with("CommitLog-") && segment.ends_with(".log"),
+            "{key}"
+        );
+        assert!(millis.parse::<u64>().is_ok(), "{key}");
+    }
+    let stable: Vec<&String> = before
+        .keys()
+        .filter(|name| after.contains_key(*name))
         .collect();
-    assert!(!segments.is_empty());
-    assert_eq!(done["response"]["stats"]["files"], segments.len());
-    for (name, size) in &segments {
+    assert!(!stable.is_empty(), "{before:?} {after:?}");
+    for name in stable {
         let prefix = format!("c/d/n/commitlog/{name}.");
         let (key, stored) = objects
             .iter()
             .find(|(key, _)| key.starts_with(&prefix))
             .unwrap_or_else(|| panic!("{prefix}<millis> in {objects:?}"));
-        assert!(key[prefix.len()..].parse::<u64>().is_ok(), "{key}");
-        assert_eq!(stored, size, "{key}");
+        assert_eq!(*stored, after[name], "{key}");
     }
 
     if cassandra::version().starts_with('4') {
