@@ -18,6 +18,7 @@ use crate::record::{OperationRecord, ReportedError};
 use crate::registry::PreparedOperation;
 use crate::state::OperationState;
 use crate::store::StoreError;
+use crate::sync::lock;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -108,7 +109,7 @@ impl Executor {
         }
         let local = &self.services.local;
         let record = {
-            let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+            let _admission = lock(&self.admission);
             if local.len() >= self.max_unfinished {
                 return Err(SubmitError::TooManyUnfinished {
                     limit: self.max_unfinished,

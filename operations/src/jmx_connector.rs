@@ -64,9 +64,7 @@ impl JmxConnector {
 
     fn lock(&self) -> MutexGuard<'_, Slot> {
         // Every update of the slot is a single assignment, so a poisoned lock still holds a consistent slot.
-        self.slot
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.slot)
     }
 
     /// The shared client, connecting if there is none yet. A connected client re-opens its JMX connection

@@ -28,6 +28,7 @@ pub mod restore;
 pub mod state;
 pub mod storage;
 pub mod store;
+mod sync;
 pub mod types;
 pub mod validation;
 

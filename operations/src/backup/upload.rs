@@ -15,6 +15,7 @@ use super::hashes::{HashAlgorithm, HashCache, Hasher, hash_file};
 use crate::storage::remote::TransferMemory;
 use crate::storage::transfer::{RetryPolicy, pause, should_retry};
 use crate::storage::{RemoteStorage, StorageError, Throttle};
+use crate::sync::lock;
 
 /// A file on disk to back up.
 #[derive(Debug, Clone)]
@@ -408,10 +409,6 @@ async fn hash_in_background(
         .await
         .map_err(|join| read_error(std::io::Error::other(join)))?
         .map_err(read_error)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::node_fs::{EntryKind, FsError, RelPath, Target};
 use crate::storage::remote::TransferMemory;
 use crate::storage::transfer::{pause, should_retry};
 use crate::storage::{RemoteStorage, StorageError};
+use crate::sync::lock;
 
 /// Bytes gathered from the network before they are hashed and written in one go: large enough that writes and
 /// throttle waits are few, small enough that ten connections stay far below the memory budget.
@@ -537,10 +538,6 @@ fn hash(algorithm: HashAlgorithm, value: &str) -> String {
         HashAlgorithm::None => "hash",
     };
     format!("{name} {value}")
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use object_store::{
 use quick_xml::events::Event;
 
 use super::skipped::{SkipReason, SkippedEntries, SkippedEntry, is_valid_key};
+use crate::sync::lock;
 
 /// Where the connector writes the entries it took out of the list responses of one listing.
 #[derive(Debug, Clone, Default)]
@@ -40,11 +41,11 @@ pub struct SkipReport(Arc<Mutex<Vec<SkippedEntry>>>);
 
 impl SkipReport {
     fn push(&self, entry: SkippedEntry) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        lock(&self.0).push(entry);
     }
 
     fn take(&self) -> Vec<SkippedEntry> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *lock(&self.0))
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::skipped::{SkippedEntries, SkippedEntry};
 use super::{StorageLocation, Throttle};
+use crate::sync::lock;
 
 /// The smallest part S3 accepts (all but the last).
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -73,10 +74,6 @@ impl TransferMemory {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sync::lock;
 use tokio::time::Instant;
 
 /// A byte-rate limit: each `acquire(n)` waits until `n` more bytes fit under the rate since the transfer began.
@@ -39,7 +40,7 @@ impl Throttle {
         let cost = Duration::from_secs_f64(bytes as f64 / rate);
         let ready = {
             let now = Instant::now();
-            let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = lock(&self.next_free);
             // Idle time does not bank credit beyond the present: a burst after a pause is still paced.
             let start = next.map_or(now, |at| at.max(now));
             *next = Some(start + cost);

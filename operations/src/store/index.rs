@@ -36,9 +36,7 @@ impl Index {
     fn lock(&self) -> MutexGuard<'_, Entries> {
         // Every update below either completes or panics before changing anything that others rely on together,
         // so the entries stay usable after a panic elsewhere.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.entries)
     }
 
     /// Adds a record to the creation order; its state arrives when it is attached (see `InMemoryStore::insert`).

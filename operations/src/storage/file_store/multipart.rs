@@ -12,6 +12,7 @@ use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 
 use super::resolve::Key;
 use super::{Error, blocking, failure, io_error, meta_of_std};
+use crate::sync::lock;
 
 /// A multipart upload: parts written at their offsets into one temporary file beside the object.
 #[derive(Debug)]
@@ -51,7 +52,7 @@ impl Upload {
 
 impl UploadState {
     fn take_file(&self) -> Option<std::fs::File> {
-        self.file.lock().unwrap_or_else(|e| e.into_inner()).take()
+        lock(&self.file).take()
     }
 }
 
@@ -62,7 +63,7 @@ impl MultipartUpload for Upload {
         self.offset += data.content_length() as u64;
         let state = Arc::clone(&self.state);
         blocking(move || {
-            let guard = state.file.lock().unwrap_or_else(|e| e.into_inner());
+            let guard = lock(&state.file);
             let Some(file) = guard.as_ref() else {
                 return Err(failure(
                     &state.key,

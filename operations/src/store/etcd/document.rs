@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::record::{OperationRecord, ReportedError, StoredStatus};
 use crate::state::OperationState;
+use crate::sync::lock;
 
 /// Bumped if the layout ever changes, so an older sidecar can tell a document it cannot read.
 pub const FORMAT: u32 = 1;
@@ -140,10 +141,7 @@ impl Document {
 /// Each distinct name is kept once, so the memory this takes is bounded by the number of operation types.
 fn intern(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut names = lock(NAMES.get_or_init(Default::default));
     if let Some(known) = names.get(name) {
         return known;
     }

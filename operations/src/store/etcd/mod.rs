@@ -46,6 +46,7 @@ use self::takeover::Session;
 use super::{InMemoryStore, OperationFilter, OperationStore, Page, StoreError};
 use crate::record::{OperationRecord, ReportedError};
 use crate::state::OperationState;
+use crate::sync::lock;
 
 /// How often changes that are not state transitions (progress, a cluster-wide operation's per-node view) are written.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -177,11 +178,7 @@ impl EtcdStore {
     /// The operations this sidecar takes over from sidecars that died, as copies to run on with
     /// `Executor::adopt`. There is one receiver: the first call gets it.
     pub fn takeovers(&self) -> Option<Takeovers> {
-        let receiver = self
-            .takeovers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let receiver = lock(&self.takeovers).take();
         self.inner.taking_over.store(true, Ordering::Relaxed);
         receiver
     }
@@ -656,7 +653,7 @@ impl Inner {
     }
 
     fn lock_adopting(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
-        self.adopting.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.adopting)
     }
 
     /// Writes every owned record that changed since it was last written.
