@@ -2,26 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::target::{TableRequest, Target};
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::validation::{self, Validate, Violations};
 
+pub type CleanupRequest = TableRequest<CleanupFields>;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct CleanupRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    /// Absent or empty: every table of the keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
+pub struct CleanupFields {
     /// Parallel jobs; 0 lets Cassandra decide.
     #[serde(default, deserialize_with = "decode::i32")]
     pub jobs: i32,
 }
 
-impl Validate for CleanupRequest {
+impl Validate for CleanupFields {
     fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
         validation::non_negative(violations, "jobs", self.jobs);
     }
 }
@@ -37,13 +33,13 @@ impl Operation for Cleanup {
         request: CleanupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let super::target::Target {
+        let Target {
             cassandra,
             keyspace,
             tables,
-        } = super::target::target(&context, request.keyspace, request.tables).await?;
+        } = request.target.resolve(&context).await?;
         let status = context
-            .cancellable(cassandra.cleanup(request.jobs, &keyspace, &tables))
+            .cancellable(cassandra.cleanup(request.fields.jobs, &keyspace, &tables))
             .await??;
         super::sstables::outcome(status, "cleaning up", &keyspace)
     }

@@ -3,28 +3,23 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::target::{TableRequest, Target};
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::validation::{self, Validate, Violations};
 
+pub type CompactRequest = TableRequest<CompactFields>;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CompactRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    /// Absent or empty: every table of the keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
+pub struct CompactFields {
     /// Write several SSTables (sized by tier) instead of one.
     #[serde(default, deserialize_with = "decode::bool")]
     pub split_output: bool,
 }
 
-impl Validate for CompactRequest {
-    fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
-    }
+impl Validate for CompactFields {
+    fn validate(&self, _violations: &mut Violations) {}
 }
 
 pub struct Compact;
@@ -38,25 +33,23 @@ impl Operation for Compact {
         request: CompactRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let super::target::Target {
+        let Target {
             cassandra,
             keyspace,
             tables,
-        } = super::target::target(&context, request.keyspace, request.tables).await?;
+        } = request.target.resolve(&context).await?;
         context
-            .cancellable(cassandra.compact(request.split_output, &keyspace, &tables))
+            .cancellable(cassandra.compact(request.fields.split_output, &keyspace, &tables))
             .await??;
         Ok(())
     }
 }
 
+pub type GarbageCollectRequest = TableRequest<GarbageCollectFields>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GarbageCollectRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
+pub struct GarbageCollectFields {
     /// `ROW` (default) drops deleted rows, `CELL` deleted cells too, `NONE` only rewrites.
     #[serde(default = "row", deserialize_with = "tombstone_option")]
     pub tombstone_option: String,
@@ -72,10 +65,8 @@ fn tombstone_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     Ok(decode::upper_case(deserializer)?.unwrap_or_else(row))
 }
 
-impl Validate for GarbageCollectRequest {
+impl Validate for GarbageCollectFields {
     fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
         validation::non_negative(violations, "jobs", self.jobs);
         if !matches!(self.tombstone_option.as_str(), "NONE" | "ROW" | "CELL") {
             violations.add(
@@ -97,13 +88,14 @@ impl Operation for GarbageCollect {
         request: GarbageCollectRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let super::target::Target {
+        let Target {
             cassandra,
             keyspace,
             tables,
-        } = super::target::target(&context, request.keyspace, request.tables).await?;
+        } = request.target.resolve(&context).await?;
+        let fields = request.fields;
         let collect =
-            cassandra.garbage_collect(&request.tombstone_option, request.jobs, &keyspace, &tables);
+            cassandra.garbage_collect(&fields.tombstone_option, fields.jobs, &keyspace, &tables);
         let status = context.cancellable(collect).await??;
         super::sstables::outcome(status, "garbage collecting", &keyspace)
     }

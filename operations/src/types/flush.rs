@@ -1,25 +1,10 @@
 //! `flush`: writes memtables to SSTables, like `nodetool flush`.
 
-use serde::{Deserialize, Serialize};
-
+use super::target::{TableTarget, Target};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::validation::{self, Validate, Violations};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct FlushRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    /// Absent or empty: every table of the keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
-}
-
-impl Validate for FlushRequest {
-    fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
-    }
-}
+/// Flush takes nothing beyond what it acts on.
+pub type FlushRequest = TableTarget;
 
 pub struct Flush;
 
@@ -32,11 +17,11 @@ impl Operation for Flush {
         request: FlushRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let super::target::Target {
+        let Target {
             cassandra,
             keyspace,
             tables,
-        } = super::target::target(&context, request.keyspace, request.tables).await?;
+        } = request.resolve(&context).await?;
         context
             .cancellable(cassandra.flush(&keyspace, &tables))
             .await??;

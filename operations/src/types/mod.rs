@@ -10,6 +10,7 @@ pub mod decommission;
 pub mod drain;
 pub mod flush;
 pub mod import;
+pub mod one_table;
 pub mod rebuild;
 pub mod refresh;
 pub mod repair;
@@ -19,13 +20,13 @@ pub mod sleep;
 pub mod snapshots;
 mod sstables;
 pub mod stop;
-mod target;
+pub mod target;
 pub mod truncate;
 pub mod upgradesstables;
 
 use crate::cluster::rolling::RollingOperation;
-use crate::operation::Operation;
 use crate::registry::Registry;
+use one_table::{OnTable, TableAction};
 
 /// The group of operations that change what the node is (decommission, drain, rebuild): one at a time.
 pub const NODE_STATE: &str = "node-state";
@@ -77,7 +78,7 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(RollingOperation(flush::Flush))
         .register(import::Import)
         .register(rebuild::Rebuild)
-        .register(refresh::Refresh)
+        .register(OnTable(refresh::Refresh))
         .register(RollingOperation(repair::Repair))
         .register(restore::Restore::new(options.node.clone()))
         .register(RollingOperation(scrub::Scrub))
@@ -87,7 +88,7 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(stop::Stop)
         .register(RollingOperation(upgradesstables::UpgradeSSTables));
     if options.enable_truncate {
-        registry.register(truncate::Truncate);
+        registry.register(OnTable(truncate::Truncate));
     } else {
         registry.disable(
             truncate::Truncate::TYPE,

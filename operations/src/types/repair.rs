@@ -6,10 +6,11 @@ use std::time::Duration;
 use jmx::{JavaValue, NotificationEvent, Subscription};
 use serde::{Deserialize, Serialize};
 
+use super::target::{TableRequest, Target};
 use crate::cassandra::STORAGE_SERVICE;
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::validation::{self, Validate, Violations};
+use crate::validation::{Validate, Violations};
 
 /// How often the parent repair status is asked, in case notifications were lost.
 const POLL: Duration = Duration::from_secs(5);
@@ -19,14 +20,11 @@ const ERROR: i64 = 2;
 const ABORT: i64 = 3;
 const COMPLETE: i64 = 5;
 
+pub type RepairRequest = TableRequest<RepairFields>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RepairRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    /// Absent or empty: every table of the keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
+pub struct RepairFields {
     /// `parallel` (default, as `nodetool repair`), `sequential` or `dc_parallel`.
     #[serde(default = "parallel", deserialize_with = "parallelism")]
     pub parallelism: String,
@@ -57,10 +55,8 @@ fn parallelism<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Stri
     Ok(decode::upper_case(deserializer)?.map_or_else(parallel, |p| p.to_ascii_lowercase()))
 }
 
-impl Validate for RepairRequest {
+impl Validate for RepairFields {
     fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
         if !matches!(
             self.parallelism.as_str(),
             "sequential" | "parallel" | "dc_parallel"
@@ -82,9 +78,9 @@ impl Validate for RepairRequest {
     }
 }
 
-impl RepairRequest {
-    /// `RepairOption` keys and values as `repairAsync` takes them.
-    fn options(&self) -> Vec<(String, String)> {
+impl RepairFields {
+    /// `RepairOption` keys and values as `repairAsync` takes them, `tables` being the target's.
+    fn options(&self, tables: &Option<Vec<String>>) -> Vec<(String, String)> {
         let mut options = vec![
             ("parallelism".to_string(), self.parallelism.clone()),
             ("primaryRange".to_string(), self.primary_range.to_string()),
@@ -92,7 +88,7 @@ impl RepairRequest {
             ("jobThreads".to_string(), self.job_threads.to_string()),
         ];
         let lists = [
-            ("columnFamilies", &self.tables),
+            ("columnFamilies", tables),
             ("dataCenters", &self.data_centers),
             ("hosts", &self.hosts),
         ];
@@ -117,18 +113,18 @@ impl Operation for Repair {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         // The tables travel in the repair options (columnFamilies); here they are only checked.
-        let super::target::Target {
+        let options = request.fields.options(&request.target.tables);
+        let Target {
             cassandra,
             keyspace,
             ..
-        } = super::target::target(&context, request.keyspace.clone(), request.tables.clone())
-            .await?;
+        } = request.target.resolve(&context).await?;
         // Listen before starting, so no notification of this repair can be missed.
         let subscription = context
             .cancellable(cassandra.jmx().subscribe(STORAGE_SERVICE))
             .await??;
         let command = context
-            .cancellable(cassandra.repair_async(&keyspace, request.options()))
+            .cancellable(cassandra.repair_async(&keyspace, options))
             .await??;
         if command == 0 {
             tracing::info!(keyspace, "nothing to repair");

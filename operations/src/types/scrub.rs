@@ -2,18 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::target::{TableRequest, Target};
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::validation::{self, Validate, Violations};
 
+pub type ScrubRequest = TableRequest<ScrubFields>;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ScrubRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    /// Absent or empty: every table of the keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
+pub struct ScrubFields {
     /// Parallel jobs; 0 lets Cassandra decide.
     #[serde(default, deserialize_with = "decode::i32")]
     pub jobs: i32,
@@ -32,10 +30,8 @@ pub struct ScrubRequest {
     pub reinsert_overflowed_ttl: bool,
 }
 
-impl Validate for ScrubRequest {
+impl Validate for ScrubFields {
     fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
         validation::non_negative(violations, "jobs", self.jobs);
     }
 }
@@ -51,18 +47,18 @@ impl Operation for Scrub {
         request: ScrubRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let super::target::Target {
+        let Target {
             cassandra,
             keyspace,
             tables,
-        } = super::target::target(&context, request.keyspace.clone(), request.tables.clone())
-            .await?;
+        } = request.target.resolve(&context).await?;
+        let fields = request.fields;
         let scrub = cassandra.scrub(
-            request.disable_snapshot,
-            request.skip_corrupted,
-            !request.no_validate,
-            request.reinsert_overflowed_ttl,
-            request.jobs,
+            fields.disable_snapshot,
+            fields.skip_corrupted,
+            !fields.no_validate,
+            fields.reinsert_overflowed_ttl,
+            fields.jobs,
             &keyspace,
             &tables,
         );

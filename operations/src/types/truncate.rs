@@ -1,47 +1,21 @@
 //! `truncate`: deletes every row of a table. Registered only with `--enable-truncate`.
 
-use serde::{Deserialize, Serialize};
+use super::one_table::{OneTableRequest, TableAction};
+use crate::cassandra::{Cassandra, CassandraError};
 
-use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::validation::{self, Validate, Violations};
+pub type TruncateRequest = OneTableRequest;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct TruncateRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-}
-
-impl Validate for TruncateRequest {
-    fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::required_table(violations, "table", &self.table);
-    }
-}
-
+/// Registered as `OnTable(Truncate)`.
 pub struct Truncate;
 
-impl Operation for Truncate {
+impl TableAction for Truncate {
     const TYPE: &'static str = "truncate";
-    type Request = TruncateRequest;
 
-    async fn run(
-        &self,
-        request: TruncateRequest,
-        context: OperationContext,
-    ) -> Result<(), OperationFailure> {
-        let target =
-            super::target::target(&context, request.keyspace, request.table.map(|t| vec![t]))
-                .await?;
-        let (cassandra, keyspace, table) = (
-            target.cassandra,
-            target.keyspace,
-            target.tables.into_iter().next().unwrap_or_default(),
-        );
-        context
-            .cancellable(cassandra.truncate(&keyspace, &table))
-            .await??;
-        Ok(())
+    async fn apply(
+        cassandra: &Cassandra,
+        keyspace: &str,
+        table: &str,
+    ) -> Result<(), CassandraError> {
+        cassandra.truncate(keyspace, table).await
     }
 }

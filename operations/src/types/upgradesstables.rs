@@ -2,17 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::target::{TableRequest, Target};
 use crate::decode;
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::validation::{self, Validate, Violations};
 
+pub type UpgradeSSTablesRequest = TableRequest<UpgradeSSTablesFields>;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct UpgradeSSTablesRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyspace: Option<String>,
-    /// Absent or empty: every table of the keyspace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tables: Option<Vec<String>>,
+pub struct UpgradeSSTablesFields {
     /// Parallel jobs; 0 lets Cassandra decide.
     #[serde(default, deserialize_with = "decode::i32")]
     pub jobs: i32,
@@ -27,10 +25,8 @@ pub struct UpgradeSSTablesRequest {
     pub include_all_sstables: bool,
 }
 
-impl Validate for UpgradeSSTablesRequest {
+impl Validate for UpgradeSSTablesFields {
     fn validate(&self, violations: &mut Violations) {
-        validation::required_keyspace(violations, "keyspace", &self.keyspace);
-        validation::table_names(violations, "tables", &self.tables);
         validation::non_negative(violations, "jobs", self.jobs);
     }
 }
@@ -46,15 +42,15 @@ impl Operation for UpgradeSSTables {
         request: UpgradeSSTablesRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        let super::target::Target {
+        let Target {
             cassandra,
             keyspace,
             tables,
-        } = super::target::target(&context, request.keyspace, request.tables).await?;
+        } = request.target.resolve(&context).await?;
         let upgrade = cassandra.upgrade_sstables(
             &keyspace,
-            !request.include_all_sstables,
-            request.jobs,
+            !request.fields.include_all_sstables,
+            request.fields.jobs,
             &tables,
         );
         let status = context.cancellable(upgrade).await??;
