@@ -8,6 +8,7 @@ pub mod jrmp;
 mod notify;
 mod outage;
 pub mod serial;
+mod sync;
 mod tls;
 pub mod value;
 
