@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use clap::Args;
 use daedalus_operations::Operation;
-use daedalus_operations::backup::hashes::HashAlgorithm;
 use daedalus_operations::decode::{DataRate, HumanDuration};
 use daedalus_operations::node_fs::{ConfigFlags, NodeConfig};
 use daedalus_operations::registry::prepare_request;
 use daedalus_operations::storage::request::{Connection, ProxySettings, Retry, StorageRequest};
+use daedalus_operations::storage::transfer::hashes::HashAlgorithm;
 use daedalus_operations::storage::{Entities, KeyspaceTable, StorageLocation};
 use daedalus_operations::types::backup::{Backup, BackupFields};
 use daedalus_operations::types::backups::{List, ListFields, RemoveBackup, RemoveBackupFields};

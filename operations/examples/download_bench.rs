@@ -13,12 +13,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use daedalus_operations::backup::hashes::HashAlgorithm;
 use daedalus_operations::node_fs::{RelPath, Root, Target};
 use daedalus_operations::restore::download::{
     DownloadSettings, PlannedDownload, Progress, download,
 };
 use daedalus_operations::storage::transfer::RetryPolicy;
+use daedalus_operations::storage::transfer::hashes::HashAlgorithm;
 use daedalus_operations::storage::{RemoteStorage, StorageLocation, StorageSettings, Throttle};
 use tokio_util::sync::CancellationToken;
 

@@ -16,11 +16,12 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daedalus_operations::backup::hashes::{HashAlgorithm, HashCache};
-use daedalus_operations::backup::upload::{LocalFile, PlannedFile, TransferSettings, upload};
+use daedalus_operations::backup::upload::{PlannedFile, upload};
 use daedalus_operations::node_fs::{RelPath, Root, Target};
 use daedalus_operations::restore::download::{PlannedDownload, download};
 use daedalus_operations::storage::transfer::RetryPolicy;
+use daedalus_operations::storage::transfer::hashes::{HashAlgorithm, HashCache};
+use daedalus_operations::storage::transfer::{LocalFile, TransferSettings};
 use daedalus_operations::storage::{RemoteStorage, StorageLocation, StorageSettings, Throttle};
 use tokio_util::sync::CancellationToken;
 

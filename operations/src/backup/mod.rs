@@ -1,7 +1,6 @@
 //! The backup engine: find a snapshot's files, decide their object keys, upload what the bucket lacks, and
 //! describe the result in Esop's manifest. The `backup` operation (in [`crate::types::backup`]) drives it.
 
-pub mod hashes;
 pub mod interrupted;
 pub mod manifest_builder;
 pub mod run;

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::hashes::HashCache;
 use super::manifest_builder;
 use super::snapshot_files::{self, SnapshotTable};
 use super::upload::{self, PlannedFile, UploadSettings};
@@ -17,9 +16,10 @@ use crate::esop::json::to_jackson_pretty;
 use crate::esop::sstable;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::transfer::RetryPolicy;
+use crate::storage::transfer::hashes::HashCache;
 use crate::storage::{Entities, RemoteStorage, Throttle};
 
-use super::hashes::HashAlgorithm;
+use crate::storage::transfer::hashes::HashAlgorithm;
 
 /// A backup in the engine's own terms: what to snapshot, under which tag, and how to upload it.
 #[derive(Debug, Clone)]

@@ -40,8 +40,8 @@ pub struct SnapshotTable {
 }
 
 impl SnapshotFile {
-    pub fn local(&self) -> super::upload::LocalFile {
-        super::upload::LocalFile {
+    pub fn local(&self) -> crate::storage::transfer::LocalFile {
+        crate::storage::transfer::LocalFile {
             path: self.path.clone(),
             cache_key: self.live_path.clone(),
             size: self.size,

@@ -2,31 +2,18 @@
 //! so an existing key is the same file), the rest stream up in parallel under one bandwidth limit and one memory
 //! budget, each hashed as it is read.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::hashes::{HashAlgorithm, HashCache, Hasher, hash_file};
 use crate::storage::remote::TransferMemory;
-use crate::storage::transfer::{RetryPolicy, pause, should_retry};
-use crate::storage::{RemoteStorage, StorageError, Throttle};
+use crate::storage::transfer::hashes::{HashAlgorithm, HashCache, Hasher, hash_file};
+use crate::storage::transfer::{LocalFile, RetryPolicy, TransferSettings, pause, should_retry};
+use crate::storage::{RemoteStorage, StorageError};
 use crate::sync::lock;
-
-/// A file on disk to back up.
-#[derive(Debug, Clone)]
-pub struct LocalFile {
-    pub path: PathBuf,
-    /// Names the file in the hash cache: a path that stays the same while the file does (for a snapshot file,
-    /// the live SSTable it is a hard link of).
-    pub cache_key: PathBuf,
-    pub size: u64,
-    pub modified: SystemTime,
-}
 
 /// A local file and the object key it goes to (relative to the node prefix).
 #[derive(Debug, Clone)]
@@ -41,19 +28,6 @@ pub struct StoredFile {
     pub key: String,
     pub size: u64,
     pub hash: Option<String>,
-}
-
-/// How a transfer runs, uploads and restore downloads alike.
-#[derive(Debug)]
-pub struct TransferSettings {
-    /// Files transferred at once (Esop's `concurrentConnections`); 0 counts as 1.
-    pub concurrency: usize,
-    /// Retries of a failed store request; a download fetches the whole object again from its first byte.
-    pub retry: RetryPolicy,
-    /// One limit for the whole transfer, however many connections share it.
-    pub throttle: Throttle,
-    /// How files are hashed (upload), or how the manifest's hashes were made (download; `NONE` checks sizes only).
-    pub algorithm: HashAlgorithm,
 }
 
 pub type UploadSettings = TransferSettings;
@@ -417,6 +391,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::decode::{DataRate, HumanDuration, RateUnit};
+    use crate::storage::Throttle;
 
     fn directory_store(root: &std::path::Path) -> RemoteStorage {
         std::fs::create_dir_all(root.join("bucket")).unwrap();

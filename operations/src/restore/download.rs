@@ -20,9 +20,9 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::hashes::{HashAlgorithm, Hasher};
 use crate::node_fs::{EntryKind, FsError, RelPath, Target};
 use crate::storage::remote::TransferMemory;
+use crate::storage::transfer::hashes::{HashAlgorithm, Hasher};
 use crate::storage::transfer::{pause, should_retry};
 use crate::storage::{RemoteStorage, StorageError};
 use crate::sync::lock;
@@ -47,7 +47,7 @@ pub struct PlannedDownload {
     pub hash: Option<String>,
 }
 
-pub type DownloadSettings = crate::backup::upload::TransferSettings;
+pub type DownloadSettings = crate::storage::transfer::TransferSettings;
 
 /// What a download did, for the restore's `response`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]

@@ -14,11 +14,11 @@ use serde_json::json;
 use super::choice::{self, ChosenBackup};
 use super::download::{DownloadSettings, PlannedDownload};
 use super::in_place::{self, LocalPlan, SelectedTable, SystemRestore};
-use crate::backup::hashes::HashAlgorithm;
 use crate::node_fs::{NodeConfig, NodeDirs, RelPath, Root, names};
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::request::Connection;
+use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{Entities, RemoteStorage, StorageLocation, Throttle};
 use crate::types::restore::RestoreFields;
 

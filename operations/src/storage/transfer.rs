@@ -1,11 +1,40 @@
-//! How a transfer to or from a store retries: Esop's `retry` policy and which failures are worth another try.
-//! Shared by the backup's uploads and the restore's downloads.
+//! What the backup's uploads and the restore's downloads share, below both engines: how a transfer runs
+//! ([`TransferSettings`]), how it retries (Esop's `retry` policy and which failures are worth another try), and
+//! how files are hashed for manifests ([`hashes`]).
 
-use std::time::Duration;
+pub mod hashes;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use super::StorageError;
+use self::hashes::HashAlgorithm;
+use super::{StorageError, Throttle};
+
+/// A file on disk to transfer (back up).
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    pub path: PathBuf,
+    /// Names the file in the hash cache: a path that stays the same while the file does (for a snapshot file,
+    /// the live SSTable it is a hard link of).
+    pub cache_key: PathBuf,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// How a transfer runs, uploads and restore downloads alike.
+#[derive(Debug)]
+pub struct TransferSettings {
+    /// Files transferred at once (Esop's `concurrentConnections`); 0 counts as 1.
+    pub concurrency: usize,
+    /// Retries of a failed store request; a download fetches the whole object again from its first byte.
+    pub retry: RetryPolicy,
+    /// One limit for the whole transfer, however many connections share it.
+    pub throttle: Throttle,
+    /// How files are hashed (upload), or how the manifest's hashes were made (download; `NONE` checks sizes only).
+    pub algorithm: HashAlgorithm,
+}
 
 /// Esop's `retry`: the first try and up to `max_attempts` more, `interval` apart (doubling when exponential).
 #[derive(Debug, Clone, Copy)]

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::hashes::HashAlgorithm;
 use crate::backup::run::{BackupPlan, default_snapshot_tag};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::Entities;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::validation::Violations;
 
 /// Esop's `BackupOperationRequest`: the connection fields and these. The fields old clients add

@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::backup::hashes::{HashAlgorithm, HashCache};
-use crate::backup::upload::{self, LocalFile, PlannedFile, UploadSettings};
+use crate::backup::upload::{self, PlannedFile, UploadSettings};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog::is_segment_name;
 use crate::storage::Throttle;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::transfer::LocalFile;
+use crate::storage::transfer::hashes::{HashAlgorithm, HashCache};
 use crate::validation::{self, Violations};
 
 /// Esop's `BackupCommitLogsOperationRequest`.

@@ -9,7 +9,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::backup::hashes::HashAlgorithm;
 use crate::node_fs::staging::{self, Staging};
 use crate::node_fs::{NodeConfig, Root, Target};
 use crate::node_storage::{self, BucketCheck, NodePath};
@@ -17,6 +16,7 @@ use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog;
 use crate::restore::download::{DownloadSettings, PlannedDownload};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{KeyspaceTable, Throttle};
 use crate::validation::{self, Violations};
 

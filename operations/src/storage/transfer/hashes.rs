@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::upload::LocalFile;
+use super::LocalFile;
 
 /// How manifest entries are hashed: Esop's `--hash-algorithm` (`SHA-256`, the default, or `CRC`), and `NONE` as
 /// Esop 4 added.
