@@ -15,8 +15,8 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use uuid::Uuid;
 
-use crate::jmx_settings::Secret;
 use crate::net::split_host_port;
+use crate::secret::Secret;
 
 pub use schema::{SchemaCql, SchemaError, split_statements};
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::net::split_host_port;
+use crate::secret::Secret;
 
 /// Cassandra's default JMX port.
 pub const DEFAULT_JMX_PORT: u16 = 7199;
@@ -83,26 +84,6 @@ impl FromStr for JmxService {
             host: host.to_string(),
             port,
         })
-    }
-}
-
-/// A password or other secret: never printed, not even in debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 

@@ -313,7 +313,7 @@ fn optional_port<'de, D: serde::Deserializer<'de>>(
 
 impl ProxySettings {
     /// `http://[user:password@]host:port` (applied whenever host and port are set, as Esop 3 does).
-    pub fn url(&self) -> Option<crate::jmx_settings::Secret> {
+    pub fn url(&self) -> Option<crate::secret::Secret> {
         let (host, port) = (self.proxy_host.as_ref()?, self.proxy_port?);
         let scheme = self
             .proxy_protocol
@@ -322,13 +322,13 @@ impl ProxySettings {
             .to_ascii_lowercase();
         let plain = format!("{scheme}://{host}:{port}");
         let Some(user) = &self.proxy_username else {
-            return Some(crate::jmx_settings::Secret::new(plain));
+            return Some(crate::secret::Secret::new(plain));
         };
         // The URL setters percent-encode, so a password with `@`, `/` or `#` stays one password.
         let mut url = url::Url::parse(&plain).ok()?;
         url.set_username(user).ok()?;
         url.set_password(self.proxy_password.as_deref()).ok()?;
-        Some(crate::jmx_settings::Secret::new(url.to_string()))
+        Some(crate::secret::Secret::new(url.to_string()))
     }
 
     pub fn validate(&self, violations: &mut Violations) {

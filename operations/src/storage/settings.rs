@@ -17,7 +17,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use super::file_store::FileStore;
 use super::list_filter::{FilteringConnector, TolerantListing};
 use super::{StorageError, StorageLocation};
-use crate::jmx_settings::Secret;
+use crate::secret::Secret;
 
 /// Azurite's well-known development account, for `--azure-use-emulator`.
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";

@@ -7,7 +7,7 @@ use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 use uuid::Uuid;
 
 use super::EtcdError;
-use crate::jmx_settings::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct EtcdSettings {
