@@ -15,10 +15,10 @@ const WAIT_FOR_CASSANDRA: Duration = Duration::from_secs(3600);
 const LOOK_EVERY: Duration = Duration::from_secs(2);
 
 /// Whether `snapshot` is the one a backup of `tag` took: the tag itself when it was given in full
-/// (`name-schema-millis`), else `<tag>-<schema version>-<millis>` (see `run::resolved_tag`).
+/// (`name-schema-millis`), else `<tag>-<schema version>-<millis>` (see `crate::esop::tag::resolved_tag`).
 pub fn is_snapshot_of(tag: &str, snapshot: &str) -> bool {
     if snapshot == tag {
-        return super::run::ends_in_timestamp(tag);
+        return crate::esop::tag::ends_in_timestamp(tag);
     }
     let Some(rest) = snapshot.strip_prefix(tag).and_then(|r| r.strip_prefix('-')) else {
         return false;

@@ -148,7 +148,7 @@ mod tests {
         let version = backup["schemaVersion"].as_str().unwrap();
         let now = chrono::Utc::now();
         assert_eq!(
-            crate::backup::run::resolved_tag(Some(tag), false, version, now),
+            crate::esop::tag::resolved_tag(Some(tag), false, version, now),
             tag
         );
 

@@ -5,3 +5,4 @@ pub mod json;
 pub mod manifest;
 pub mod report;
 pub mod sstable;
+pub mod tag;

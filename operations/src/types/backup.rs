@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::run::{BackupPlan, default_snapshot_tag};
+use crate::backup::run::BackupPlan;
 use crate::decode::{self, DataRate, HumanDuration};
+use crate::esop::tag::default_snapshot_tag;
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::Entities;
@@ -27,7 +28,7 @@ pub struct BackupFields {
     pub data_dirs: Option<Vec<String>>,
     /// Absent: `autosnap-<epoch seconds>`, filled in at submit so the client learns it from the 201 answer
     /// ([`Backup::fill_defaults`]). When the backup runs it becomes `<tag>-<schemaVersion>-<millis>` (see
-    /// [`crate::backup::run::resolved_tag`]), the manifest's name.
+    /// [`crate::esop::tag::resolved_tag`]), the manifest's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_tag: Option<String>,
     /// The tag was generated at submit, not given. Such a tag ends in a number (its seconds), which would make
