@@ -6,7 +6,6 @@ pub mod commitlog;
 pub mod download;
 pub mod in_place;
 pub mod live;
-pub mod stopped_node;
 pub mod tables;
 
 use crate::node_fs::NodeConfig;
@@ -23,7 +22,7 @@ pub async fn restore(
 ) -> Result<serde_json::Value, OperationFailure> {
     let StorageRequest { connection, fields } = request;
     match fields.restoration_strategy_type {
-        Strategy::InPlace => stopped_node::restore(&connection, &fields, config, context).await,
+        Strategy::InPlace => in_place::restore(&connection, &fields, config, context).await,
         Strategy::Hardlinks | Strategy::Import => {
             live::restore(&connection, &fields, context).await
         }

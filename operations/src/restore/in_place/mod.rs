@@ -1,11 +1,13 @@
-//! The filesystem side of the IN_PLACE restore strategy (Esop §4.5), as blocking library functions the restore
-//! operation calls with the node down: which manifest tables to take ([`select`]), what to keep, delete and download
-//! in the data directories ([`plan`]), emptying hints, saved caches and commit logs ([`clean_node_dirs`]) and the
-//! `cassandra.yaml` edit ([`update_cassandra_yaml`]). Where the node's directories are comes from
+//! The IN_PLACE restore strategy (Esop §4.5), a restore into a stopped node: the run, start to end ([`restore`],
+//! in `run.rs`), and the filesystem side it calls with the node down, as blocking library functions: which manifest
+//! tables to take ([`select`]), what to keep, delete and download in the data directories ([`plan`]), emptying
+//! hints, saved caches and commit logs ([`clean_node_dirs`]) and the `cassandra.yaml` edit
+//! ([`update_cassandra_yaml`]). Where the node's directories are comes from
 //! [`crate::node_fs::NodeConfig`]; every change goes through a [`crate::node_fs::Root`].
 
 mod clean;
 mod plan;
+mod run;
 mod select;
 mod yaml;
 
@@ -14,6 +16,7 @@ mod tests;
 
 pub use clean::{CleanError, CleanReport, clean_node_dirs};
 pub use plan::{LocalPlan, OtherTableDir, PlanError, PlannedFile, plan};
+pub use run::restore;
 pub use select::{SelectedTable, SystemRestore, select, system_rules};
 pub use yaml::{
     AutoBootstrap, InitialToken, YamlChange, YamlError, edit_cassandra_yaml, update_cassandra_yaml,

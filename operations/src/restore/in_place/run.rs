@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::choice::{self, ChosenBackup};
-use super::download::{DownloadSettings, PlannedDownload};
-use super::in_place::{self, LocalPlan, SelectedTable, SystemRestore};
+use super::{self as in_place, LocalPlan, SelectedTable, SystemRestore};
 use crate::node_fs::{NodeConfig, NodeDirs, RelPath, Root, names};
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
+use crate::restore::choice::{self, ChosenBackup};
+use crate::restore::download::{DownloadSettings, PlannedDownload};
+use crate::restore::{download_for, require_node_down};
 use crate::storage::request::Connection;
 use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{Entities, RemoteStorage, StorageLocation, Throttle};
@@ -28,7 +29,7 @@ pub async fn restore(
     config: &NodeConfig,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
-    super::require_node_down(context, "an IN_PLACE restore").await?;
+    require_node_down(context, "an IN_PLACE restore").await?;
     let bucket = BucketCheck::of(connection, false);
     let mut remote = node_storage::open_location(
         context,
@@ -132,7 +133,7 @@ pub async fn restore(
         throttle: Throttle::new(fields.bandwidth.map(|rate| rate.bytes_per_second())),
         algorithm,
     };
-    let stats = super::download_for(context, &remote, files, &settings).await?;
+    let stats = download_for(context, &remote, files, &settings).await?;
 
     // Only once every file of the backup is in place does anything of the node's go.
     let deleted = delete.len();
@@ -181,7 +182,7 @@ pub async fn restore(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, OperationFailure> {
-    super::blocking(work).await
+    crate::restore::blocking(work).await
 }
 
 /// The plan over the node's data directories, opened as roots (created when a node that never ran has not made them
