@@ -116,7 +116,7 @@ pub enum Command {
     /// `commitlog-restore`); Cassandra stopped.
     CommitlogRestore(crate::esop_cli::CommitLogRestoreArgs),
     /// Copy operations out of an etcd store or into one, as JSON lines (`--store etcd` of `serve`).
-    Store(crate::store_args::StoreCommandArgs),
+    Store(crate::operation_store_args::StoreCommandArgs),
     /// Write the manual pages into DIR (for the packages).
     #[command(hide = true)]
     ManPages { dir: PathBuf },
@@ -266,7 +266,7 @@ pub struct ServeArgs {
     pub open_metrics: bool,
 
     #[command(flatten)]
-    pub store: crate::store_args::StoreArgs,
+    pub store: crate::operation_store_args::StoreArgs,
 
     #[command(flatten)]
     pub peers: PeerArgs,

@@ -9,10 +9,10 @@ mod jmx_credentials;
 mod logging;
 mod man_pages;
 mod once;
+mod operation_store_args;
 mod restore_marker;
 mod serve;
 mod signals;
-mod store_args;
 mod version;
 
 use std::process::ExitCode;
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::CommitlogBackup(args) => esop_cli::commitlog_backup(args),
         Command::Restore(args) => esop_cli::restore(*args),
         Command::CommitlogRestore(args) => esop_cli::commitlog_restore(args),
-        Command::Store(args) => store_args::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Store(args) => operation_store_args::run(args).map(|()| ExitCode::SUCCESS),
         Command::ManPages { dir } => man_pages::write(&dir).map(|()| ExitCode::SUCCESS),
     };
     match result {

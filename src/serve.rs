@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::middleware::{self, NormalizePath};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use daedalus_operations::store::spawn_expiry_sweeper;
+use daedalus_operations::operation_store::spawn_expiry_sweeper;
 use daedalus_operations::types::{self, TypeOptions};
 use daedalus_operations::{Executor, JmxConnector, Services};
 use tokio_util::sync::CancellationToken;
@@ -279,7 +279,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Runs on the cluster-wide operations this sidecar takes over from a coordinator that died (`--store etcd`).
 #[cfg(feature = "etcd")]
 async fn take_over(
-    etcd: daedalus_operations::store::etcd::EtcdStore,
+    etcd: daedalus_operations::operation_store::etcd::EtcdStore,
     registry: Arc<daedalus_operations::Registry>,
     executor: Arc<Executor>,
 ) {

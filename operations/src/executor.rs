@@ -14,10 +14,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::operation::{OperationContext, OperationFailure, Recorded, Services};
+use crate::operation_store::StoreError;
 use crate::record::{OperationRecord, ReportedError};
 use crate::registry::PreparedOperation;
 use crate::state::OperationState;
-use crate::store::StoreError;
 use crate::sync::lock;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -363,8 +363,8 @@ async fn finish(record: &Arc<OperationRecord>, state: OperationState, services: 
 mod tests {
     use super::*;
     use crate::operation::Operation;
+    use crate::operation_store::{InMemoryStore, OperationStore};
     use crate::registry::Registry;
-    use crate::store::{InMemoryStore, OperationStore};
     use crate::types::drain::DrainRequest;
     use serde_json::json;
 

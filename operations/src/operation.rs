@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use crate::jmx_connector::JmxConnector;
 use crate::jmx_settings::JmxSettings;
+use crate::operation_store::OperationStore;
 use crate::record::{OperationRecord, ReportedError};
 use crate::state::OperationState;
-use crate::store::OperationStore;
 use crate::validation::Validate;
 
 /// One operation type: its `type` id, its request, and what running it does.

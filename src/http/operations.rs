@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use daedalus_operations::store::Page;
+use daedalus_operations::operation_store::Page;
 use daedalus_operations::{OperationFilter, OperationRecord, OperationState};
 use futures_util::StreamExt;
 use uuid::Uuid;

@@ -210,7 +210,7 @@ impl Operation for List {
             fields: request,
         } = request;
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let (mut report, skipped) = crate::store::releasing_memory(async {
+        let (mut report, skipped) = crate::operation_store::releasing_memory(async {
             let (manifests, skipped) = manifests(&context, &remote).await?;
             Ok::<_, OperationFailure>((report_of(&remote, &manifests)?, skipped))
         })
@@ -254,7 +254,7 @@ impl Operation for RemoveBackup {
             return Ok(());
         }
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
-        let (removed, skipped) = crate::store::releasing_memory(remove_reporting(
+        let (removed, skipped) = crate::operation_store::releasing_memory(remove_reporting(
             &context,
             &remote,
             &request,

@@ -468,9 +468,10 @@ impl Operation for Restore {
             context.set_response(response);
             return Ok(());
         }
-        let response =
-            crate::store::releasing_memory(crate::restore::restore(request, &self.node, &context))
-                .await?;
+        let response = crate::operation_store::releasing_memory(crate::restore::restore(
+            request, &self.node, &context,
+        ))
+        .await?;
         context.set_response(response);
         Ok(())
     }

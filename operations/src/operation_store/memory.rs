@@ -158,8 +158,8 @@ impl OperationStore for InMemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operation_store::Page;
     use crate::state::OperationState;
-    use crate::store::Page;
     use chrono::Duration;
     use serde_json::Map;
     use tokio_util::sync::CancellationToken;

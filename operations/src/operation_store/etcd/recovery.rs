@@ -7,9 +7,9 @@ use chrono::Utc;
 
 use super::Inner;
 use super::writer::{Owned, Written};
+use crate::operation_store::{OperationFilter, OperationStore};
 use crate::record::{OperationRecord, ReportedError};
 use crate::state::OperationState;
-use crate::store::{OperationFilter, OperationStore};
 
 impl Inner {
     /// Operations this sidecar ran that are not finished in etcd: it stopped while they ran (a crash, a kill, a pod

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::members::Members;
 use super::{Document, EtcdSettings, Inner, RECONNECT_DELAY, WRITE_DEADLINE};
-use crate::store::OperationStore;
+use crate::operation_store::OperationStore;
 
 impl Inner {
     /// Replaces the cache with what etcd holds; returns the revision it reflects.

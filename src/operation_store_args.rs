@@ -104,7 +104,7 @@ pub struct OpenedStore {
     pub store: Arc<dyn OperationStore>,
     pub interrupted: Vec<Arc<OperationRecord>>,
     #[cfg(feature = "etcd")]
-    pub etcd: Option<daedalus_operations::store::etcd::EtcdStore>,
+    pub etcd: Option<daedalus_operations::operation_store::etcd::EtcdStore>,
 }
 
 impl StoreArgs {
@@ -136,7 +136,7 @@ impl EtcdArgs {
 
     #[cfg(feature = "etcd")]
     async fn open(&self, expiration: Duration, max_stored: usize) -> anyhow::Result<OpenedStore> {
-        use daedalus_operations::store::etcd::EtcdStore;
+        use daedalus_operations::operation_store::etcd::EtcdStore;
         let settings = self.settings(expiration)?;
         tracing::info!(endpoints = %settings.endpoints.join(","), prefix = %settings.prefix, sidecar = %settings.sidecar, max_cached = max_stored, "operations kept in etcd");
         let (store, interrupted) = EtcdStore::open(settings, max_stored).await?;
@@ -151,9 +151,9 @@ impl EtcdArgs {
     fn settings(
         &self,
         expiration: Duration,
-    ) -> anyhow::Result<daedalus_operations::store::etcd::EtcdSettings> {
+    ) -> anyhow::Result<daedalus_operations::operation_store::etcd::EtcdSettings> {
         use daedalus_operations::Secret;
-        use daedalus_operations::store::etcd::EtcdSettings;
+        use daedalus_operations::operation_store::etcd::EtcdSettings;
         for endpoint in &self.etcd_endpoints {
             let url = url::Url::parse(endpoint).map_err(|e| {
                 anyhow::anyhow!(
@@ -211,7 +211,7 @@ pub fn run(args: StoreCommandArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "etcd")]
 async fn transfer(args: StoreCommandArgs) -> anyhow::Result<()> {
-    use daedalus_operations::store::etcd::{Document, EtcdStore};
+    use daedalus_operations::operation_store::etcd::{Document, EtcdStore};
     use std::io::{BufRead, Write};
     match args.command {
         StoreCommand::Export { etcd } => {

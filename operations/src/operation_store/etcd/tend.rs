@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
 use super::{Inner, takeover};
+use crate::operation_store::{OperationFilter, OperationStore};
 use crate::record::OperationRecord;
-use crate::store::{OperationFilter, OperationStore};
 use crate::sync::lock;
 
 impl Inner {

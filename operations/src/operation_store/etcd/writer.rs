@@ -9,8 +9,8 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use uuid::Uuid;
 
 use super::{Document, FLUSH_INTERVAL, Inner, WRITE_DEADLINE};
+use crate::operation_store::StoreError;
 use crate::record::OperationRecord;
-use crate::store::StoreError;
 
 /// A record this sidecar runs, with what was last written of it.
 #[derive(Debug)]
