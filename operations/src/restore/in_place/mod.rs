@@ -16,7 +16,8 @@ pub use clean::{CleanError, CleanReport, clean_node_dirs};
 pub use plan::{LocalPlan, OtherTableDir, PlanError, PlannedFile, plan};
 pub use select::{SelectedTable, SystemRestore, select, system_rules};
 pub use yaml::{
-    AutoBootstrap, InitialToken, YamlChange, YamlError, edit_cassandra_yaml, update_cassandra_yaml,
+    AutoBootstrap, EditProblem, InitialToken, YamlChange, YamlError, edit_cassandra_yaml,
+    update_cassandra_yaml,
 };
 
 // Each message names the file or directory and what was wrong with it: the operation's error as it stands.
