@@ -1,6 +1,8 @@
 //! The HTTP contract, against the real binary: every endpoint, status code and body as `openapi.yaml` and the
 //! Icarus compatibility notes describe them. Every response is also checked against the spec by `SpecClient`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use reqwest::Method;

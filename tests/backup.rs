@@ -1,6 +1,8 @@
 //! Backups of a real Cassandra 5.0 node to real object stores (MinIO, s3s-fs, Azurite, a directory), checked from
 //! outside Daedalus: the bucket's objects, their bytes, the manifest, and the node's snapshot directories.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::collections::BTreeMap;

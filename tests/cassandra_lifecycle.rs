@@ -3,6 +3,8 @@
 //! port each time. Throughout, `/status` is polled and must answer 200 or 503, never hang or fail otherwise;
 //! while Cassandra is down operations fail naming the cause; once it is back, the sidecar finds it by itself.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! nodes by default; `scripts/test` also runs them on a single 4.1 node), each answer checked against what CQL or
 //! the filesystem says.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::collections::BTreeSet;

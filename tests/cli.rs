@@ -1,5 +1,7 @@
 //! The command line: version, help, environment variables, and clear errors for bad flags.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::process::Command;

@@ -5,6 +5,8 @@
 //!
 //! No Cassandra: with a location that names the node, neither command connects to JMX.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::process::Command;

@@ -7,6 +7,8 @@
 //! Every keyspace is created up front ([`schema`]): a restore checks that the cluster agrees on one schema version,
 //! which a test creating a table at the same moment would briefly break.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! real Cassandra cluster: the table comes back with its original id, in its original directory, and the
 //! snapshot's SSTables load into it.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::Path;

@@ -6,6 +6,8 @@
 //! Node 21 alone, in Cassandra 5.0's `big` format with integer generations (`SSTABLE_FORMAT=big`): Esop 3.0.1 backs
 //! up BTI files and UUID-named SSTables as nothing, an Esop limitation, not Daedalus's.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! member down and takes that member back; a snapshot restores into a fresh cluster; and parallel first installs
 //! of etcd on an empty cache all end with working binaries (as parallel test binaries start them).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::PathBuf;

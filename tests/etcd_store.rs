@@ -2,6 +2,8 @@
 //! operations shared by the sidecars of one prefix, surviving a sidecar's restart, expiring through leases, an etcd
 //! outage (one member, then all), `etcdctl snapshot`, `daedalus store export|import`, and a sidecar's copy bounded by
 //! `--max-stored-operations` while etcd keeps every operation.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
 #![cfg(feature = "etcd")]
 
 mod support;

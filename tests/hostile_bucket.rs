@@ -8,6 +8,8 @@
 //!
 //! The tests share node 12 and take turns with it ([`node`]).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! health probes open only when told to, and never writes a token to its logs or answers. Without token files the
 //! API stays open (every other test file runs that way).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The HTTP layer against hostile or broken clients, over raw TCP: ambiguous framing, slow heads and bodies, and
 //! more connections held open than the sidecar accepts at once.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::io::{Read, Write};

@@ -2,6 +2,8 @@
 //! `/config` redaction, secrets on the command line, `HEAD` and trailing slashes. Every response is also checked
 //! against `openapi.yaml` by `SpecClient`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use reqwest::Method;

@@ -3,6 +3,8 @@
 //! to new connections without a restart, and with a client CA (mTLS) a client without a certificate, or with one of
 //! another CA, is refused.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::Path;

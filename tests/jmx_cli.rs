@@ -1,5 +1,7 @@
 //! `daedalus jmx ...` against a real JVM's JMX agent.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::process::{Command, Output};

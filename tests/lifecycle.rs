@@ -1,6 +1,8 @@
 //! How operations live and end, against the real binary: expiry, the concurrency cap, graceful shutdown on
 //! SIGTERM, and the `stop` operation.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use nix::sys::signal::Signal;

@@ -1,6 +1,8 @@
 //! The node maintenance operations through the sidecar's API, against the real Cassandra cluster, each checked
 //! outside Daedalus (files on disk, CQL).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use serde_json::json;

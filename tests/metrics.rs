@@ -3,6 +3,8 @@
 //! a read token is needed unless `--open-metrics`, and, after a real backup of node 1 to MinIO, the freshness gauge
 //! equals the manifest's time and the upload counters moved.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use prometheus_parse::{Sample, Scrape, Value};

@@ -9,6 +9,8 @@
 //! with integer generations (`SSTABLE_FORMAT=big`): Icarus's Esop 3.0.1 backs up BTI files and UUID-named
 //! SSTables as nothing, an Icarus limitation, not Daedalus's.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::{Path, PathBuf};

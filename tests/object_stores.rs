@@ -1,6 +1,8 @@
 //! The object-storage test servers work: each starts, takes a bucket and an object written by a signed request,
 //! lists and returns it, and keeps it across a restart.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use support::stores::Store;

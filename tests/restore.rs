@@ -5,6 +5,8 @@
 //!
 //! The tests share node 10, and IN_PLACE stops it: they take turns ([`node`]).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! (the oldest finished ones dropped, counted in `/metrics`), paged listings, and progress 1.0 on every finished
 //! operation. Uses the `sleep` test operation, so no Cassandra is needed.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::io::Read;

@@ -2,6 +2,8 @@
 //! sidecar reports the new version, backups and restores work across the upgrade, and `upgradesstables` through the
 //! API rewrites the 4.1 SSTables in 5.0's format.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -36,6 +36,44 @@ impl TlsConfig {
     }
 }
 
+/// Why the TLS settings cannot be used; each message names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsSetupError {
+    #[error("cannot read the CA file {}: {source}", file.display())]
+    CaFile {
+        file: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("bad certificate in {}: {source}", file.display())]
+    BadCertificate {
+        file: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("unusable certificate in {}: {source}", file.display())]
+    UnusableCertificate { file: PathBuf, source: RustlsError },
+    #[error("no certificate in the CA file {}", file.display())]
+    NoCertificate { file: PathBuf },
+    #[error("cannot use the CA file {}: {source}", file.display())]
+    Verifier {
+        file: PathBuf,
+        source: rustls::client::VerifierBuilderError,
+    },
+    #[error(transparent)]
+    Protocols(RustlsError),
+    #[error("cannot read the client certificate {}: {source}", file.display())]
+    ClientCertificate {
+        file: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("cannot read the client key {}: {source}", file.display())]
+    ClientKey {
+        file: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("unusable client certificate: {0}")]
+    ClientAuth(#[source] RustlsError),
+}
+
 #[derive(Clone)]
 pub(crate) struct Connector {
     inner: tokio_rustls::TlsConnector,
@@ -48,28 +86,38 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    pub(crate) fn new(config: &TlsConfig) -> Result<Self, String> {
+    pub(crate) fn new(config: &TlsConfig) -> Result<Self, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ca_file = || config.ca_file.clone();
         let mut roots = RootCertStore::empty();
-        let certificates = CertificateDer::pem_file_iter(&config.ca_file)
-            .map_err(|e| format!("cannot read the CA file {}: {e}", config.ca_file.display()))?;
+        let certificates = CertificateDer::pem_file_iter(&config.ca_file).map_err(|source| {
+            TlsSetupError::CaFile {
+                file: ca_file(),
+                source,
+            }
+        })?;
         for certificate in certificates {
-            let certificate = certificate
-                .map_err(|e| format!("bad certificate in {}: {e}", config.ca_file.display()))?;
-            roots.add(certificate).map_err(|e| {
-                format!("unusable certificate in {}: {e}", config.ca_file.display())
+            let certificate = certificate.map_err(|source| TlsSetupError::BadCertificate {
+                file: ca_file(),
+                source,
             })?;
+            roots
+                .add(certificate)
+                .map_err(|source| TlsSetupError::UnusableCertificate {
+                    file: ca_file(),
+                    source,
+                })?;
         }
         if roots.is_empty() {
-            return Err(format!(
-                "no certificate in the CA file {}",
-                config.ca_file.display()
-            ));
+            return Err(TlsSetupError::NoCertificate { file: ca_file() });
         }
         let webpki =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                 .build()
-                .map_err(|e| format!("cannot use the CA file {}: {e}", config.ca_file.display()))?;
+                .map_err(|source| TlsSetupError::Verifier {
+                    file: ca_file(),
+                    source,
+                })?;
         let verifier: Arc<dyn ServerCertVerifier> = if config.verify_hostname {
             webpki
         } else {
@@ -77,7 +125,7 @@ impl Connector {
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsSetupError::Protocols)?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
         let client = match &config.client_cert {
@@ -85,18 +133,19 @@ impl Connector {
             Some((cert_file, key_file)) => {
                 let chain = CertificateDer::pem_file_iter(cert_file)
                     .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| {
-                        format!(
-                            "cannot read the client certificate {}: {e}",
-                            cert_file.display()
-                        )
+                    .map_err(|source| TlsSetupError::ClientCertificate {
+                        file: cert_file.clone(),
+                        source,
                     })?;
-                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-                    format!("cannot read the client key {}: {e}", key_file.display())
+                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|source| {
+                    TlsSetupError::ClientKey {
+                        file: key_file.clone(),
+                        source,
+                    }
                 })?;
                 builder
                     .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("unusable client certificate: {e}"))?
+                    .map_err(TlsSetupError::ClientAuth)?
             }
         };
         Ok(Self {

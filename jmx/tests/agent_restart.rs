@@ -2,6 +2,8 @@
 //! client tells what happened to calls under way, fails fast while the agent is gone, and finds it again through
 //! the registry without being rebuilt.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Every call kind against a JMX server set up like Cassandra's (loopback registry, random RMI port,
 //! daemon export), with an MBean of Cassandra-shaped signatures.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::time::Duration;

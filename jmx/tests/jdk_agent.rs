@@ -1,5 +1,7 @@
 //! The client against the JDK's own JMX agent (`-Dcom.sun.management.jmxremote.port=...`), in a real JVM.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use jmx::{JavaArg, JavaValue, JmxClient, JmxConfig, JmxError};

@@ -1,5 +1,7 @@
 //! The JDK agent with a password file: right credentials work, wrong or missing ones give the typed error.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::os::unix::fs::PermissionsExt;

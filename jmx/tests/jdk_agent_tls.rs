@@ -1,6 +1,8 @@
 //! The JDK agent with TLS on both the registry and the connector, with certificates the test makes with
 //! `keytool`: a CA, and a server certificate it signs for 127.0.0.1.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 mod support;
 
 use std::path::{Path, PathBuf};

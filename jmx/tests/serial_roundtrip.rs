@@ -1,6 +1,8 @@
 //! Property: whatever argument we write, the reader reads back as the value it stands for, consuming every
 //! byte; and no byte string makes the reader panic.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
+
 use jmx::JavaArg;
 use jmx::JavaValue;
 use jmx::serial::{Decoder, Encoder, Limits};

@@ -1,5 +1,6 @@
 //! Starts real JVMs for the integration tests and stops them when dropped.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is the test failing
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};

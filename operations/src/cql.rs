@@ -108,12 +108,10 @@ impl CqlSettings {
         let reported = cassandra
             .native_address()
             .await
-            .map_err(|source| CqlError::Discover {
-                message: source.to_string(),
-            })?;
-        let address: CqlAddress = reported.parse().map_err(|_| CqlError::Discover {
-            message: format!("it reported '{reported}', which is not HOST:PORT"),
-        })?;
+            .map_err(|source| CqlError::Discover { source })?;
+        let address: CqlAddress = reported
+            .parse()
+            .map_err(|_| CqlError::NotAnAddress { reported })?;
         tracing::info!(%address, "connecting over CQL to the address Cassandra reports (set --cql-address to choose another)");
         self.address = Some(address);
         Ok(self)
@@ -123,8 +121,17 @@ impl CqlSettings {
 /// What went wrong talking CQL; every error names the contact point or the schema object concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum CqlError {
-    #[error("cannot learn Cassandra's CQL address over JMX: {message}; give it with --cql-address")]
-    Discover { message: String },
+    #[error("cannot learn Cassandra's CQL address over JMX: {source}; give it with --cql-address")]
+    Discover {
+        #[source]
+        source: crate::cassandra::CassandraError,
+    },
+
+    #[error(
+        "cannot learn Cassandra's CQL address over JMX: it reported '{reported}', which is not HOST:PORT; give it \
+         with --cql-address"
+    )]
+    NotAnAddress { reported: String },
 
     #[error("cannot connect to Cassandra over CQL at {address}: {source}")]
     Connect {
@@ -133,15 +140,20 @@ pub enum CqlError {
         source: Box<scylla::errors::NewSessionError>,
     },
 
-    #[error("CQL at {address} failed on `{statement}`: {message}")]
+    #[error("CQL at {address} failed on `{statement}`: {source}")]
     Query {
         address: String,
         statement: String,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
-    #[error("the nodes did not agree on the schema (asked through {address}): {message}")]
-    SchemaAgreement { address: String, message: String },
+    #[error("the nodes did not agree on the schema (asked through {address}): {source}")]
+    SchemaAgreement {
+        address: String,
+        #[source]
+        source: Box<scylla::errors::SchemaAgreementError>,
+    },
 
     #[error(
         "keyspace '{keyspace}' does not exist: create the keyspace first (a backup manifest carries no keyspace \
@@ -280,9 +292,9 @@ impl CqlSession {
         self.session
             .await_schema_agreement()
             .await
-            .map_err(|e| CqlError::SchemaAgreement {
+            .map_err(|source| CqlError::SchemaAgreement {
                 address: self.address.clone(),
-                message: e.to_string(),
+                source: Box::new(source),
             })?;
         let id = self
             .table_id(keyspace, table)
@@ -324,11 +336,15 @@ impl CqlSession {
             .map_err(|e| self.query_error(statement, e))
     }
 
-    fn query_error(&self, statement: &str, error: impl fmt::Display) -> CqlError {
+    fn query_error(
+        &self,
+        statement: &str,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> CqlError {
         CqlError::Query {
             address: self.address.clone(),
             statement: abbreviate(statement),
-            message: error.to_string(),
+            source: error.into(),
         }
     }
 }
@@ -348,6 +364,20 @@ fn abbreviate(statement: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_cassandra_reports_wrongly_reads_as_before() {
+        let error = CqlError::NotAnAddress {
+            reported: "nowhere".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            concat!(
+                "cannot learn Cassandra's CQL address over JMX: it reported 'nowhere', which is not HOST:PORT; ",
+                "give it with --cql-address"
+            )
+        );
+    }
 
     #[test]
     fn parses_addresses() {

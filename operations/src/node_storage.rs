@@ -107,7 +107,7 @@ impl From<StorageError> for OperationFailure {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Cancelled => OperationFailure::Cancelled,
-            other => OperationFailure::Failed(other.to_string()),
+            other => OperationFailure::Engine(Box::new(other)),
         }
     }
 }

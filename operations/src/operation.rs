@@ -75,7 +75,11 @@ pub trait Operation: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), OperationFailure>> + Send;
 }
 
-/// Why an operation did not complete. The message is what the client reads in `errors`.
+/// An error of any engine or library, kept whole: a caller can still walk its chain and downcast it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an operation did not complete. Its `Display` is what the client reads in `errors`; an error caught on the
+/// way stays reachable through [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum OperationFailure {
     #[error("cancelled")]
@@ -89,9 +93,63 @@ pub enum OperationFailure {
     #[error(transparent)]
     Cassandra(#[from] crate::cassandra::CassandraError),
 
+    /// An engine's error whose own message says what failed (object storage, a manifest, a node directory, a
+    /// peer, ...): `?` makes one from each through the `From` impls below and the engines' own.
+    #[error("{0}")]
+    Engine(#[source] BoxError),
+
+    /// An error, with what was being done when it happened: the client reads `{context}: {source}`.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+
+    /// A failure that is only words: a state found wrong, not an error caught.
     #[error("{0}")]
     Failed(String),
 }
+
+impl OperationFailure {
+    /// `error`, read by the client as its own message, kept as the source.
+    pub fn engine(error: impl Into<BoxError>) -> Self {
+        Self::Engine(error.into())
+    }
+
+    /// `error` under what was being done, read as `{context}: {error}`.
+    pub fn context(context: impl Into<String>, error: impl Into<BoxError>) -> Self {
+        Self::Context {
+            context: context.into(),
+            source: error.into(),
+        }
+    }
+}
+
+/// The errors of the layers below the operations whose message is the whole failure a client reads.
+macro_rules! engine_failures {
+    ($($error:ty),* $(,)?) => {
+        $(
+            impl From<$error> for $crate::operation::OperationFailure {
+                fn from(error: $error) -> Self {
+                    Self::Engine(Box::new(error))
+                }
+            }
+        )*
+    };
+}
+pub(crate) use engine_failures;
+
+engine_failures!(
+    tokio::task::JoinError,
+    crate::cql::CqlError,
+    crate::cql::SchemaError,
+    crate::esop::manifest::ManifestError,
+    crate::esop::report::ReportError,
+    crate::node_fs::NodeDirsError,
+    crate::node_fs::FsError,
+    crate::peer::PeerError,
+);
 
 /// What the framework offers every running operation, shared by all of them.
 #[derive(Debug)]
@@ -332,5 +390,52 @@ impl LocalOperations {
 
     pub(crate) fn remove(&self, id: &Uuid) {
         self.0.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::OperationFailure;
+    use crate::storage::StorageError;
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file")
+    }
+
+    #[test]
+    fn context_reads_as_the_formatted_message_did_and_keeps_the_cause() {
+        let failure =
+            OperationFailure::context("cannot read the snapshot t in [\"/d\"]", not_found());
+        assert_eq!(
+            failure.to_string(),
+            "cannot read the snapshot t in [\"/d\"]: no such file"
+        );
+        let cause = failure.source().expect("the cause");
+        assert!(
+            cause.downcast_ref::<std::io::Error>().is_some(),
+            "{cause:?}"
+        );
+    }
+
+    #[test]
+    fn an_engine_error_is_the_message_and_the_source() {
+        let failure = OperationFailure::from(StorageError::Read {
+            path: "/k".into(),
+            source: not_found(),
+        });
+        assert_eq!(failure.to_string(), "cannot read /k: no such file");
+        let cause = failure.source().expect("the storage error");
+        assert!(cause.downcast_ref::<StorageError>().is_some(), "{cause:?}");
+        assert!(cause.source().is_some(), "the io error under it");
+    }
+
+    #[test]
+    fn a_cancelled_transfer_cancels_the_operation() {
+        assert!(matches!(
+            OperationFailure::from(StorageError::Cancelled),
+            OperationFailure::Cancelled
+        ));
     }
 }

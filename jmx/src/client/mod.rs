@@ -181,9 +181,9 @@ impl JmxClient {
     pub async fn connect(config: JmxConfig) -> Result<JmxClient, JmxError> {
         let address = config.address();
         let tls = match &config.tls {
-            Some(tls) => Some(Connector::new(tls).map_err(|message| JmxError::Tls {
+            Some(tls) => Some(Connector::new(tls).map_err(|error| JmxError::Tls {
                 address: address.clone(),
-                message,
+                message: error.to_string(),
             })?),
             None => None,
         };

@@ -147,12 +147,12 @@ async fn upload_snapshot(
     let tables = {
         let (dirs, wanted) = (data_dirs.to_vec(), tag.to_string());
         tokio::task::spawn_blocking(move || snapshot_files::find(&dirs, &wanted))
-            .await
-            .map_err(|error| OperationFailure::Failed(error.to_string()))?
+            .await?
             .map_err(|error| {
-                OperationFailure::Failed(format!(
-                    "cannot read the snapshot {tag} in {data_dirs:?}: {error}"
-                ))
+                OperationFailure::context(
+                    format!("cannot read the snapshot {tag} in {data_dirs:?}"),
+                    error,
+                )
             })?
     };
     if tables.is_empty() {
@@ -228,10 +228,9 @@ async fn plan_uploads(tables: &[SnapshotTable]) -> Result<Vec<PlannedFile>, Oper
                     Some(digest) => Clone::clone(digest),
                     None => {
                         let digest = sstable::sstable_digest(&dir, &prefix).map_err(|error| {
-                            format!(
-                                "cannot read the digest of {}/{prefix}: {error}",
-                                dir.display()
-                            )
+                            let context =
+                                format!("cannot read the digest of {}/{prefix}", dir.display());
+                            OperationFailure::context(context, error)
                         })?;
                         digests.insert((dir, prefix), digest.clone());
                         digest
@@ -250,11 +249,9 @@ async fn plan_uploads(tables: &[SnapshotTable]) -> Result<Vec<PlannedFile>, Oper
                 });
             }
         }
-        Ok::<_, String>(planned)
+        Ok::<_, OperationFailure>(planned)
     })
-    .await
-    .map_err(|error| OperationFailure::Failed(error.to_string()))?
-    .map_err(OperationFailure::Failed)
+    .await?
 }
 
 /// Every keyspace, or `keyspace.table`, named must exist before a snapshot is taken.
@@ -277,7 +274,7 @@ pub async fn upload_topology(
     tag: &str,
 ) -> Result<(), OperationFailure> {
     let json = to_jackson_pretty(topology)
-        .map_err(|error| OperationFailure::Failed(format!("cannot write the topology: {error}")))?;
+        .map_err(|error| OperationFailure::context("cannot write the topology", error))?;
     context
         .cancellable(remote.put_in_bucket(&format!("topology/{tag}.json"), json.into()))
         .await??;

@@ -241,6 +241,17 @@ fn is_keyspace_dir(data: &Path, name: &str, guarded: &Guarded) -> bool {
         })
 }
 
+/// Why [`Staging::check`] refuses a directory. Read after the field's name: `commitlogDownloadDir '...' {error}`.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    /// The path, or the part of it that exists, cannot be resolved on disk.
+    #[error(transparent)]
+    Unresolved(#[from] io::Error),
+    /// It is, holds or lies inside one of Cassandra's own directories (the words say which, see [`check`]).
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// A staging directory: checked against the node's directories, opened (created first when missing) for the work
 /// that writes into it, and removed again as far as it was created.
 #[derive(Debug, Clone)]
@@ -251,9 +262,9 @@ pub struct Staging {
 
 impl Staging {
     /// Checks `path` (normalized) on disk against `guarded`; the error says why it cannot be used.
-    pub fn check(path: &Path, guarded: &Guarded) -> Result<Staging, String> {
-        let resolved = resolve(path).map_err(|error| error.to_string())?;
-        check(&resolved.canonical(), guarded)?;
+    pub fn check(path: &Path, guarded: &Guarded) -> Result<Staging, StagingError> {
+        let resolved = resolve(path)?;
+        check(&resolved.canonical(), guarded).map_err(StagingError::Refused)?;
         Ok(Staging {
             resolved,
             guarded: guarded.clone(),

@@ -247,6 +247,9 @@ pub fn append_replay_list(
     Ok(Some(line))
 }
 
+// Each message names the field or file and what was wrong with it: the operation's error as it stands.
+crate::operation::engine_failures!(CommitLogError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

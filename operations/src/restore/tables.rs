@@ -36,7 +36,7 @@ pub fn live_tables<'m>(
     manifest: &'m Manifest,
     entities: &Entities,
     rename: &BTreeMap<KeyspaceTable, KeyspaceTable>,
-) -> Result<Vec<RestoredTable<'m>>, String> {
+) -> Result<Vec<RestoredTable<'m>>, LiveTablesError> {
     let tables: Vec<RestoredTable<'m>> = manifest
         .tables()
         .filter(|(keyspace, table, _)| {
@@ -62,8 +62,7 @@ pub fn live_tables<'m>(
                 )?,
             })
         })
-        .collect::<Result<_, BadName>>()
-        .map_err(|error| error.to_string())?;
+        .collect::<Result<_, BadName>>()?;
     let missing: Vec<String> = match entities {
         Entities::All => Vec::new(),
         Entities::Keyspaces(keyspaces) => keyspaces
@@ -78,12 +77,22 @@ pub fn live_tables<'m>(
             .collect(),
     };
     if !missing.is_empty() {
-        return Err(format!(
-            "the backup holds no {} (system keyspaces are never restored into a running node)",
-            missing.join(", ")
-        ));
+        return Err(LiveTablesError::Missing { missing });
     }
     Ok(tables)
+}
+
+/// Why [`live_tables`] cannot restore from a backup.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveTablesError {
+    #[error(transparent)]
+    BadName(#[from] BadName),
+    /// Keyspaces or `keyspace.table`s the request names that the backup does not hold (outside the system ones).
+    #[error(
+        "the backup holds no {} (system keyspaces are never restored into a running node)",
+        missing.join(", ")
+    )]
+    Missing { missing: Vec<String> },
 }
 
 /// A name from the backup that no restore may use, naming the object (or table) it came from.
@@ -288,7 +297,8 @@ mod tests {
             &Entities::parse("ks.z,other.t").unwrap(),
             &BTreeMap::new(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("ks.z, other.t"), "{error}");
         assert!(
             live_tables(

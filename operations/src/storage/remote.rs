@@ -81,6 +81,15 @@ pub enum StorageError {
     #[error("{store}: {message}")]
     Configuration { store: String, message: String },
 
+    /// The client for a store cannot be set up, or the bucket created: `{store}: [{doing}: ]{source}`.
+    #[error("{store}: {}{source}", doing.map(|doing| format!("{doing}: ")).unwrap_or_default())]
+    Setup {
+        store: String,
+        doing: Option<&'static str>,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     #[error(
         "{store}: the bucket does not exist (create it, or set createMissingBucket where the provider allows)"
     )]

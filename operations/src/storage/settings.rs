@@ -73,9 +73,10 @@ impl StorageSettings {
     ) -> Result<Arc<dyn ObjectStore>, StorageError> {
         crate::crypto::install_default_provider();
         let store_name = location.store_name();
-        let failed = |source: object_store::Error| StorageError::Configuration {
+        let failed = |source: object_store::Error| StorageError::Setup {
             store: store_name.clone(),
-            message: source.to_string(),
+            doing: None,
+            source: Box::new(source),
         };
         let secrets = SecretDir(self.secrets_dir.as_deref());
         let client = self.client_options(options);
@@ -152,9 +153,10 @@ impl StorageSettings {
                             store: store_name.clone(),
                         }
                     } else {
-                        StorageError::Configuration {
+                        StorageError::Setup {
                             store: store_name.clone(),
-                            message: format!("cannot open the bucket directory: {error}"),
+                            doing: Some("cannot open the bucket directory"),
+                            source: Box::new(error),
                         }
                     }
                 })?)
@@ -228,18 +230,28 @@ impl StorageSettings {
             store: store.clone(),
             message,
         };
+        let setup =
+            |doing: Option<&'static str>,
+             source: Box<dyn std::error::Error + Send + Sync + 'static>| {
+                StorageError::Setup {
+                    store: store.clone(),
+                    doing,
+                    source,
+                }
+            };
         match location.protocol.as_str() {
             "file" => {
                 let directory = location.directory.as_deref().unwrap_or("/");
-                std::fs::create_dir_all(Path::new(directory).join(&location.bucket))
-                    .map_err(|error| failed(format!("cannot create the bucket directory: {error}")))
+                std::fs::create_dir_all(Path::new(directory).join(&location.bucket)).map_err(
+                    |error| setup(Some("cannot create the bucket directory"), error.into()),
+                )
             }
             "s3" => {
                 let builder = self.s3_builder(location, options)?;
                 let region = builder
                     .get_config_value(&object_store::aws::AmazonS3ConfigKey::Region)
                     .unwrap_or_else(|| "us-east-1".into());
-                let s3 = builder.build().map_err(|error| failed(error.to_string()))?;
+                let s3 = builder.build().map_err(|error| setup(None, error.into()))?;
                 // A presigned PUT of the bucket itself is S3's CreateBucket.
                 let url = object_store::signer::Signer::signed_url(
                     &s3,
@@ -248,7 +260,7 @@ impl StorageSettings {
                     Duration::from_secs(300),
                 )
                 .await
-                .map_err(|error| failed(error.to_string()))?;
+                .map_err(|error| setup(None, error.into()))?;
                 let body = if region == "us-east-1" {
                     String::new()
                 } else {
@@ -260,15 +272,15 @@ impl StorageSettings {
                 let mut client = reqwest::Client::builder();
                 if let Some(proxy) = &options.proxy_url {
                     let proxy = reqwest::Proxy::all(proxy.expose())
-                        .map_err(|error| failed(format!("bad proxy: {}", error.without_url())))?;
+                        .map_err(|error| setup(Some("bad proxy"), error.without_url().into()))?;
                     client = client.proxy(proxy);
                 }
                 let client = client
                     .build()
-                    .map_err(|error| failed(format!("cannot create the bucket: {error}")))?;
+                    .map_err(|error| setup(Some("cannot create the bucket"), error.into()))?;
                 // The presigned URL carries the credential (and a session token): never in an error.
                 let response = client.put(url).body(body).send().await.map_err(|error| {
-                    failed(format!("cannot create the bucket: {}", error.without_url()))
+                    setup(Some("cannot create the bucket"), error.without_url().into())
                 })?;
                 let status = response.status();
                 if status.is_success() || status == reqwest::StatusCode::CONFLICT {
@@ -328,9 +340,10 @@ impl SecretDir<'_> {
         match std::fs::read_to_string(&path) {
             Ok(value) => Ok(Some(value.trim().to_string())),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(StorageError::Configuration {
+            Err(error) => Err(StorageError::Setup {
                 store: format!("secret {}", path.display()),
-                message: error.to_string(),
+                doing: None,
+                source: Box::new(error),
             }),
         }
     }
@@ -342,6 +355,32 @@ mod tests {
 
     fn location(text: &str) -> StorageLocation {
         StorageLocation::parse(text).expect("a location")
+    }
+
+    #[test]
+    fn a_setup_error_reads_as_the_message_it_replaced_and_keeps_its_cause() {
+        use std::error::Error as _;
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let doing = StorageError::Setup {
+            store: "file://b".into(),
+            doing: Some("cannot create the bucket directory"),
+            source: Box::new(io()),
+        };
+        assert_eq!(
+            doing.to_string(),
+            "file://b: cannot create the bucket directory: denied"
+        );
+        assert!(
+            doing
+                .source()
+                .is_some_and(|cause| cause.is::<std::io::Error>())
+        );
+        let bare = StorageError::Setup {
+            store: "s3://b".into(),
+            doing: None,
+            source: Box::new(io()),
+        };
+        assert_eq!(bare.to_string(), "s3://b: denied");
     }
 
     #[test]

@@ -206,9 +206,9 @@ async fn follow(
                         cassandra.jmx().address()
                     ))),
                     Ok(None) => {}
-                    Err(error) if error.is_connection_problem() => break Err(OperationFailure::Failed(format!(
-                        "Cassandra stopped answering during repair {command}, so the repair's outcome is unknown: {error}"
-                    ))),
+                    Err(error) if error.is_connection_problem() => break Err(OperationFailure::context(format!(
+                        "Cassandra stopped answering during repair {command}, so the repair's outcome is unknown"
+                    ), error)),
                     Err(error) => tracing::warn!(%error, "cannot read the repair status"),
                 }
             }

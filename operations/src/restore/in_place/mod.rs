@@ -19,5 +19,9 @@ pub use plan::{LocalPlan, OtherTableDir, PlanError, PlannedFile, plan};
 pub use run::restore;
 pub use select::{SelectedTable, SystemRestore, select, system_rules};
 pub use yaml::{
-    AutoBootstrap, InitialToken, YamlChange, YamlError, edit_cassandra_yaml, update_cassandra_yaml,
+    AutoBootstrap, EditProblem, InitialToken, YamlChange, YamlError, edit_cassandra_yaml,
+    update_cassandra_yaml,
 };
+
+// Each message names the file or directory and what was wrong with it: the operation's error as it stands.
+crate::operation::engine_failures!(CleanError, PlanError, YamlError);

@@ -57,7 +57,24 @@ pub enum YamlError {
     /// The edit is checked by parsing the result; this means the file was not valid YAML to begin with, or has a
     /// layout the line edit does not understand. Nothing was written.
     #[error("{} would not be valid after the edit ({problem}); it was left unchanged", path.display())]
-    Invalid { path: PathBuf, problem: String },
+    Invalid {
+        path: PathBuf,
+        #[source]
+        problem: EditProblem,
+    },
+}
+
+/// Why an edited `cassandra.yaml` is not what the edit meant (see [`edit_cassandra_yaml`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EditProblem {
+    #[error(transparent)]
+    NotYaml(#[from] serde_yaml_ng::Error),
+    #[error("auto_bootstrap is not false")]
+    AutoBootstrap,
+    #[error("initial_token is not the backup's tokens")]
+    InitialToken,
+    #[error("num_tokens is not the number of tokens")]
+    NumTokens,
 }
 
 /// A top-level `key: value` line (not commented out, not indented). Returns the value without a trailing comment.
@@ -93,7 +110,10 @@ fn token_set(text: &str) -> std::collections::BTreeSet<&str> {
 }
 
 /// The edited text and what changed; pure, for [`update_cassandra_yaml`].
-pub fn edit_cassandra_yaml(text: &str, tokens: &[String]) -> Result<(String, YamlChange), String> {
+pub fn edit_cassandra_yaml(
+    text: &str,
+    tokens: &[String],
+) -> Result<(String, YamlChange), EditProblem> {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let mut auto_bootstrap = None;
     let mut initial_token = None;
@@ -174,10 +194,10 @@ pub fn edit_cassandra_yaml(text: &str, tokens: &[String]) -> Result<(String, Yam
 }
 
 /// The edited file must parse and say what the edit meant, or it is not written.
-fn check(edited: &str, change: &YamlChange, wanted_tokens: &str) -> Result<(), String> {
-    let yaml: Value = serde_yaml_ng::from_str(edited).map_err(|e| e.to_string())?;
+fn check(edited: &str, change: &YamlChange, wanted_tokens: &str) -> Result<(), EditProblem> {
+    let yaml: Value = serde_yaml_ng::from_str(edited)?;
     if yaml.get("auto_bootstrap") != Some(&Value::Bool(false)) {
-        return Err("auto_bootstrap is not false".to_owned());
+        return Err(EditProblem::AutoBootstrap);
     }
     if change.initial_token == InitialToken::Set {
         let value = match yaml.get("initial_token") {
@@ -187,13 +207,13 @@ fn check(edited: &str, change: &YamlChange, wanted_tokens: &str) -> Result<(), S
             _ => String::new(),
         };
         if value != wanted_tokens {
-            return Err("initial_token is not the backup's tokens".to_owned());
+            return Err(EditProblem::InitialToken);
         }
     }
     if let Some((_, wanted)) = change.num_tokens
         && yaml.get("num_tokens").and_then(Value::as_u64) != u64::try_from(wanted).ok()
     {
-        return Err("num_tokens is not the number of tokens".to_owned());
+        return Err(EditProblem::NumTokens);
     }
     Ok(())
 }
