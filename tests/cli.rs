@@ -189,3 +189,54 @@ fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
         "no ANSI escape codes in piped logs: {logs:?}"
     );
 }
+
+/// An init container's `restore --json --restored-marker` that finds its restore done prints JSON too, so the
+/// script reading its output parses it whichever way the run went. No Cassandra: the marker is read first.
+#[test]
+fn restore_json_with_a_marker_of_the_same_restore_prints_json() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let location = format!("file://{}/bucket/cluster/dc1/node1", dir.path().display());
+    let marker = dir.path().join("restored.json");
+    std::fs::write(
+        &marker,
+        serde_json::json!({
+            "storageLocation": location,
+            "snapshotTag": "nightly",
+            "backup": "nightly-5d1c-1718029212345",
+            "completed": "2026-01-02T03:04:05Z",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // Directories of the temporary one: were the marker not matched, nothing of this machine's Cassandra is touched.
+    let cassandra_dir = dir.path().join("cassandra").display().to_string();
+    let config_dir = dir.path().join("conf").display().to_string();
+    let output = daedalus(&[
+        "restore",
+        "--storage-location",
+        &location,
+        "--snapshot-tag",
+        "nightly",
+        "--cassandra-dir",
+        &cassandra_dir,
+        "--config-directory",
+        &config_dir,
+        "--jmx-service",
+        support::CLOSED_JMX_SERVICE,
+        "--restored-marker",
+        &marker.display().to_string(),
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(printed["alreadyRestored"], true, "{printed}");
+    assert_eq!(printed["backup"], "nightly-5d1c-1718029212345", "{printed}");
+    assert_eq!(printed["snapshotTag"], "nightly", "{printed}");
+    assert_eq!(printed["storageLocation"], location.as_str(), "{printed}");
+    assert_eq!(printed["marker"], marker.display().to_string(), "{printed}");
+}
