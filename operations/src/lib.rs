@@ -25,6 +25,7 @@ pub mod peer;
 pub mod record;
 pub mod registry;
 pub mod restore;
+pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod store;
