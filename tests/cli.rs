@@ -2,16 +2,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::Sidecar;
 
-fn daedalus(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args(args)
-        .output()
-        .expect("the daedalus binary runs")
-}
+use support::daedalus;
 
 #[test]
 fn version_and_help() {
@@ -152,7 +145,7 @@ fn a_busy_port_is_a_clear_error() {
 #[test]
 fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
     use std::io::{BufRead, BufReader, Read};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let mut child = support::daedalus_command()
         .args([
             "--log-format",
             "text",
