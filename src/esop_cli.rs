@@ -52,23 +52,30 @@ pub struct ConnectionFlags {
     #[arg(long = "insecure-http")]
     pub insecure_http: bool,
 
+    /// Do not check that the bucket exists before the transfer (for credentials that may not list buckets).
     #[arg(long = "skip-bucket-verification")]
     pub skip_bucket_verification: bool,
 
+    /// Accepted for Esop compatibility: the proxy is used whenever --proxy-host and --proxy-port are given.
     #[arg(long = "use-proxy")]
     pub use_proxy: bool,
+    /// Host of the HTTP(S) proxy to reach the store through (S3 only).
     #[arg(long = "proxy-host")]
     pub proxy_host: Option<String>,
+    /// Port of the proxy (1-65535).
     #[arg(long = "proxy-port")]
     pub proxy_port: Option<i32>,
+    /// User name for the proxy.
     #[arg(long = "proxy-username")]
     pub proxy_username: Option<String>,
+    /// Password for the proxy; never logged nor echoed in the operation.
     #[arg(
         long = "proxy-password",
         env = "DAEDALUS_PROXY_PASSWORD",
         hide_env_values = true
     )]
     pub proxy_password: Option<String>,
+    /// How to talk to the proxy: `http` (default) or `https`.
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: Option<String>,
 
@@ -174,23 +181,30 @@ pub struct BackupArgs {
     /// Maximum rate for the whole backup, e.g. `10MBPS`.
     #[arg(short = 'b', long)]
     pub bandwidth: Option<DataRate>,
+    /// Create the bucket when it does not exist (S3 and `file://`; on other stores it must exist).
     #[arg(long = "create-missing-bucket")]
     pub create_missing_bucket: bool,
+    /// Accepted for Esop compatibility; objects already in the bucket are not refreshed.
     #[arg(long = "skip-refreshing")]
     pub skip_refreshing: bool,
+    /// Accepted for Esop compatibility (`COPY` or `REPLACE`); objects already in the bucket are not refreshed.
     #[arg(
         long = "metadata-directive",
         visible_alias = "md",
         default_value = "COPY"
     )]
     pub metadata_directive: String,
+    /// Also upload the cluster's topology (every node's host id, data centre and tokens) with the backup.
     #[arg(long = "uploadClusterTopology")]
     pub upload_cluster_topology: bool,
     /// `SHA-256` (default), `CRC` or `NONE`.
     #[arg(long = "hash-algorithm", default_value = "SHA-256", value_parser = parse_with(parse_hash_algorithm))]
     pub hash_algorithm: HashAlgorithm,
+    /// The schema version the manifest's name carries; default: the one Cassandra reports.
     #[arg(long = "schema-version")]
     pub schema_version: Option<uuid::Uuid>,
+    /// Esop's client-side KMS encryption, which Daedalus does not do: a backup naming a key is refused. Use the
+    /// bucket's default encryption.
     #[arg(long = "kmsKeyId")]
     pub kms_key_id: Option<String>,
     #[command(flatten)]
@@ -239,6 +253,7 @@ pub struct RemoveBackupArgs {
     /// Only say what would be removed.
     #[arg(short = 'd', long)]
     pub dry: bool,
+    /// Complete an incomplete location from the local Cassandra.
     #[arg(long = "resolve-nodes")]
     pub resolve_nodes: bool,
     #[command(flatten)]
@@ -264,8 +279,10 @@ pub struct CommitLogBackupArgs {
     /// Complete an incomplete location from the local Cassandra.
     #[arg(long)]
     pub online: bool,
+    /// Minimum rate: finish within this time even above --bandwidth, e.g. `1h`.
     #[arg(short = 'd', long)]
     pub duration: Option<HumanDuration>,
+    /// Maximum rate for the whole upload, e.g. `10MBPS`.
     #[arg(short = 'b', long)]
     pub bandwidth: Option<DataRate>,
     #[command(flatten)]
@@ -489,6 +506,7 @@ pub struct RestoreArgs {
     /// IN_PLACE: restore the system keyspaces too.
     #[arg(long = "restore-system-keyspace", visible_alias = "rs")]
     pub restore_system_keyspace: bool,
+    /// IN_PLACE: restore `system_auth` (roles and permissions) too.
     #[arg(long = "restore-system-auth", visible_alias = "ra")]
     pub restore_system_auth: bool,
     /// IN_PLACE: set auto_bootstrap false and initial_token to the backup's tokens in cassandra.yaml.
@@ -500,14 +518,19 @@ pub struct RestoreArgs {
     /// IN_PLACE: find the backed-up node by this pod's host name in the backup's topology.
     #[arg(long = "resolve-host-id-from-topology")]
     pub resolve_host_id_from_topology: bool,
+    /// HARDLINKS and IMPORT: keep the snapshots the truncation took (they hold what the tables had) after CLEANUP.
     #[arg(long = "restoration-no-delete-truncates")]
     pub no_delete_truncates: bool,
+    /// HARDLINKS and IMPORT: keep the downloaded files after CLEANUP.
     #[arg(long = "restoration-no-delete-downloads")]
     pub no_delete_downloads: bool,
+    /// HARDLINKS and IMPORT: download nothing; the files are expected in --import-source-dir already.
     #[arg(long = "restoration-no-download-data")]
     pub no_download_data: bool,
+    /// With --exact-schema-version: the schema version the backup must have.
     #[arg(long = "schema-version")]
     pub schema_version: Option<uuid::Uuid>,
+    /// Only a backup of this schema version: --schema-version, or (HARDLINKS, IMPORT) the running node's.
     #[arg(long = "exact-schema-version")]
     pub exact_schema_version: bool,
     /// Restore a table under another name, `ks.from=ks.to` (repeatable).
@@ -522,18 +545,25 @@ pub struct RestoreArgs {
         default_value = "/tmp/cassandra-import-source"
     )]
     pub import_source_dir: PathBuf,
+    /// IMPORT: keep the SSTables' compaction levels (Cassandra resets them by default).
     #[arg(long = "import-keep-level")]
     pub import_keep_level: bool,
+    /// IMPORT: keep the SSTables' repaired state (Cassandra clears it by default).
     #[arg(long = "import-keep-repaired")]
     pub import_keep_repaired: bool,
+    /// IMPORT: do not verify the SSTables before importing them.
     #[arg(long = "import-no-verify")]
     pub import_no_verify: bool,
+    /// IMPORT: do not check that the SSTables' tokens belong to this node.
     #[arg(long = "import-no-verify-tokens")]
     pub import_no_verify_tokens: bool,
+    /// IMPORT: do not invalidate the caches of the imported tables.
     #[arg(long = "import-no-invalidate-caches")]
     pub import_no_invalidate_caches: bool,
+    /// IMPORT: skip every check (no verify, no token check, no cache invalidation, no extended verify).
     #[arg(long = "import-quick")]
     pub import_quick: bool,
+    /// IMPORT: verify the SSTables' every row (slow); not with --import-quick.
     #[arg(long = "import-extended-verify")]
     pub import_extended_verify: bool,
     /// Restore once: do nothing when FILE records a completed restore of this storage location and snapshot tag,
@@ -575,11 +605,18 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(marker) = &marker
         && let Some(backup) = marker.already_restored()?
     {
-        println!(
-            "restore of {} already complete ({backup}, recorded in {}): nothing to do",
-            args.snapshot_tag,
-            marker.path().display()
-        );
+        if args.connection.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&marker.nothing_to_do(&backup))?
+            );
+        } else {
+            println!(
+                "restore of {} already complete ({backup}, recorded in {}): nothing to do",
+                args.snapshot_tag,
+                marker.path().display()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let live = args.strategy != Strategy::InPlace;

@@ -22,6 +22,18 @@ struct Asked {
     snapshot_tag: String,
 }
 
+/// What `restore --json` prints when the marker says the restore was done: no operation ran, so not an operation,
+/// but JSON all the same for the script that reads it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NothingToDo<'a> {
+    already_restored: bool,
+    #[serde(flatten)]
+    asked: &'a Asked,
+    backup: &'a str,
+    marker: String,
+}
+
 /// The marker file's JSON.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,6 +79,16 @@ impl RestoreMarker {
             )
         })?;
         Ok((recorded.asked == self.asked).then_some(recorded.backup))
+    }
+
+    /// The answer of a run that found `backup` restored already.
+    pub fn nothing_to_do<'a>(&'a self, backup: &'a str) -> NothingToDo<'a> {
+        NothingToDo {
+            already_restored: true,
+            asked: &self.asked,
+            backup,
+            marker: self.path.display().to_string(),
+        }
     }
 
     /// Records that the restore of `backup` completed: written to a temporary file and renamed, so a marker is

@@ -83,8 +83,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     let store = Arc::clone(&opened.store);
     let shutdown_request = CancellationToken::new();
-    let metrics =
-        Arc::new(daedalus_operations::metrics::Metrics::new().observing_store(Arc::clone(&store)));
+    let http_metrics = http::metrics::HttpMetrics::new();
+    // Registered before the store's collector, so /metrics lists the series in the order it always did.
+    let metrics = Arc::new(
+        daedalus_operations::metrics::Metrics::new()
+            .registering(|registry| http_metrics.register(registry))
+            .observing_store(Arc::clone(&store)),
+    );
     let services = Arc::new(Services {
         source: gethostname::gethostname().to_string_lossy().into_owned(),
         jmx: JmxConnector::new(jmx, tokio::runtime::Handle::current())
@@ -124,12 +129,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_max_unfinished(usize::try_from(args.max_unfinished_operations).unwrap_or(usize::MAX)),
     );
-    if !opened.interrupted.is_empty() {
-        tokio::spawn(daedalus_operations::backup::interrupted::clear_snapshots(
-            Arc::clone(executor.services()),
-            opened.interrupted.clone(),
-        ));
-    }
+    daedalus_operations::startup::after_restart(
+        Arc::clone(executor.services()),
+        opened.interrupted.clone(),
+    );
     #[cfg(feature = "etcd")]
     if let Some(etcd) = &opened.etcd {
         tokio::spawn(take_over(
@@ -153,6 +156,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutting_down: Arc::clone(&shutting_down),
         cassandra_config: args.cassandra_config.clone(),
         trust_forwarded_headers: args.trust_forwarded_headers,
+        http_metrics,
     });
     let cors = CorsPolicy::new(!args.disable_cors, args.cors_allowed_origins.clone());
     let limits = ConnectionLimits::new(args.max_connections);

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::Digest;
-use support::stores::{self, Store};
+use support::builder::SidecarBuilder;
+use support::scratch::Scratch;
+use support::stores::Store;
 use support::{Sidecar, cassandra, run, wait_for_state};
 
 const CLUSTER_PATH: &str = "daedalus-test/datacenter1/node1";
@@ -18,42 +20,14 @@ const CLUSTER_PATH: &str = "daedalus-test/datacenter1/node1";
 /// A sidecar for node 1 that reaches `store` (none: only `file://` locations).
 fn sidecar_for(store: Option<&Store>, cache: &Path) -> Sidecar {
     cassandra::cluster();
-    let mut args = vec![
-        "--jmx-service".to_string(),
-        cassandra::jmx_service(1),
-        "--cache-dir".to_string(),
-        cache.display().to_string(),
-    ];
+    let mut builder = SidecarBuilder::new()
+        .jmx_service(&cassandra::jmx_service(1))
+        .args(["--cache-dir".to_string(), cache.display().to_string()]);
     if let Some(store) = store {
-        if store.kind().is_s3() {
-            args.extend([
-                "--s3-endpoint".into(),
-                store.endpoint(),
-                "--storage-allow-http".into(),
-            ]);
-        } else {
-            args.extend([
-                "--azure-use-emulator".into(),
-                "--azure-endpoint".into(),
-                store.endpoint(),
-            ]);
-        }
+        builder = builder.store(store);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Sidecar::start_with_env(
-        &args,
-        &[
-            ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
-        ],
-    )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("daedalus-backup-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    // The S3 credentials whatever the store: harmless to the others.
+    builder.s3_credentials().start()
 }
 
 /// A keyspace on node 1 with a table of several SSTables, a table with a secondary index and one with an SAI
@@ -346,7 +320,7 @@ fn backup_body(location: &str, keyspace: &str, tag: &str) -> Value {
 fn backup_to_minio_then_only_new_sstables() {
     let store = Store::minio();
     store.create_bucket("backups");
-    let cache = temp_dir("minio-cache");
+    let cache = Scratch::empty("minio-cache");
     let sidecar = sidecar_for(Some(&store), &cache);
     keyspace_with_tables(&sidecar, "bk_minio");
     let location = format!("s3://backups/{CLUSTER_PATH}");
@@ -442,7 +416,7 @@ fn backup_to_minio_then_only_new_sstables() {
 fn backup_to_azurite_and_a_directory() {
     let store = Store::azurite();
     store.create_bucket("backups");
-    let cache = temp_dir(store.kind().name());
+    let cache = Scratch::empty(store.kind().name());
     let sidecar = sidecar_for(Some(&store), &cache);
     let keyspace = format!("bk_{}", store.kind().name().replace('-', "_"));
     keyspace_with_tables(&sidecar, &keyspace);
@@ -457,7 +431,7 @@ fn backup_to_azurite_and_a_directory() {
     );
     check_backup(&sidecar, &InStore(&store, "backups"), &keyspace, &done);
 
-    let root = temp_dir("directory");
+    let root = Scratch::empty("directory");
     std::fs::create_dir_all(root.join("bucket")).unwrap();
     let sidecar = sidecar_for(None, &root.join("cache"));
     keyspace_with_tables(&sidecar, "bk_file");
@@ -508,7 +482,7 @@ fn backup_to_azurite_and_a_directory() {
 /// Locations that cannot work are refused at submit time, or fail saying why.
 #[test]
 fn bad_locations_are_refused() {
-    let root = temp_dir("bad");
+    let root = Scratch::empty("bad");
     let sidecar = sidecar_for(None, &root);
     for location in ["s3:/x", "ftp://bucket/c/dc/n", "s3://bucket/prefix"] {
         let refused = sidecar.client().post_json(
@@ -589,7 +563,7 @@ fn bad_locations_are_refused() {
 fn commit_logs_to_s3s_fs_and_a_failing_store_leaves_nothing_behind() {
     let store = Store::s3s();
     store.create_bucket("backups");
-    let cache = temp_dir("s3s");
+    let cache = Scratch::empty("s3s");
     let sidecar = sidecar_for(Some(&store), &cache);
     // Cassandra recycles segments while the backup runs (seen on 4.1): only those on disk before and after it are
     // sure to have been there when it listed them.
@@ -675,7 +649,7 @@ fn commit_logs_to_s3s_fs_and_a_failing_store_leaves_nothing_behind() {
 fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     let mut store = Store::minio();
     store.create_bucket("backups");
-    let cache = temp_dir("faults");
+    let cache = Scratch::empty("faults");
     let sidecar = sidecar_for(Some(&store), &cache);
     let client = sidecar.client();
     cassandra::cql(1, "DROP KEYSPACE IF EXISTS bk_fault");
@@ -811,7 +785,7 @@ fn manifest_object_keys(manifest: &Value) -> Vec<String> {
 /// keeps every object another backup refers to. A manifest written by Esop is listed too.
 #[test]
 fn list_and_remove_backups_read_the_bucket() {
-    let root = temp_dir("list");
+    let root = Scratch::empty("list");
     let bucket = root.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let sidecar = sidecar_for(None, &root.join("cache"));
@@ -1007,7 +981,7 @@ fn list_and_remove_backups_read_the_bucket() {
 #[test]
 fn the_command_line_runs_the_same_backup() {
     cassandra::cluster();
-    let root = temp_dir("cli");
+    let root = Scratch::empty("cli");
     std::fs::create_dir_all(root.join("bucket")).unwrap();
     cassandra::cql(
         1,
@@ -1020,7 +994,7 @@ fn the_command_line_runs_the_same_backup() {
     cassandra::cql(1, "INSERT INTO bk_cli.t (id, v) VALUES (1, 'one')");
     let location = format!("file://{}/bucket/{CLUSTER_PATH}", root.display());
     let daedalus = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        support::daedalus_command()
             .args(args)
             .args(["--jmx-service", &cassandra::jmx_service(1)])
             .args(["--cache-dir", &root.join("cache").display().to_string()])
@@ -1074,7 +1048,7 @@ fn the_command_line_runs_the_same_backup() {
     // SIGTERM (a Job or its pod being stopped) cancels the backup, which still clears its snapshot: exit code 1,
     // no manifest. Megabytes at 1 MB/s keep it running meanwhile.
     cassandra::load_rows(1, "bk_cli", "t", 50, 60_000);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let child = support::daedalus_command()
         .args(["backup", "--sl", &location, "--entities", "bk_cli"])
         .args(["-s", "terminated", "--bandwidth", "1MBPS"])
         .args(["--jmx-service", &cassandra::jmx_service(1)])

@@ -4,16 +4,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::Sidecar;
 
-fn daedalus(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args(args)
-        .output()
-        .expect("the daedalus binary runs")
-}
+use support::daedalus;
 
 #[test]
 fn version_and_help() {
@@ -154,7 +147,7 @@ fn a_busy_port_is_a_clear_error() {
 #[test]
 fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
     use std::io::{BufRead, BufReader, Read};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let mut child = support::daedalus_command()
         .args([
             "--log-format",
             "text",
@@ -190,4 +183,55 @@ fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
         !logs.contains('\u{1b}'),
         "no ANSI escape codes in piped logs: {logs:?}"
     );
+}
+
+/// An init container's `restore --json --restored-marker` that finds its restore done prints JSON too, so the
+/// script reading its output parses it whichever way the run went. No Cassandra: the marker is read first.
+#[test]
+fn restore_json_with_a_marker_of_the_same_restore_prints_json() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let location = format!("file://{}/bucket/cluster/dc1/node1", dir.path().display());
+    let marker = dir.path().join("restored.json");
+    std::fs::write(
+        &marker,
+        serde_json::json!({
+            "storageLocation": location,
+            "snapshotTag": "nightly",
+            "backup": "nightly-5d1c-1718029212345",
+            "completed": "2026-01-02T03:04:05Z",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // Directories of the temporary one: were the marker not matched, nothing of this machine's Cassandra is touched.
+    let cassandra_dir = dir.path().join("cassandra").display().to_string();
+    let config_dir = dir.path().join("conf").display().to_string();
+    let output = daedalus(&[
+        "restore",
+        "--storage-location",
+        &location,
+        "--snapshot-tag",
+        "nightly",
+        "--cassandra-dir",
+        &cassandra_dir,
+        "--config-directory",
+        &config_dir,
+        "--jmx-service",
+        support::CLOSED_JMX_SERVICE,
+        "--restored-marker",
+        &marker.display().to_string(),
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(printed["alreadyRestored"], true, "{printed}");
+    assert_eq!(printed["backup"], "nightly-5d1c-1718029212345", "{printed}");
+    assert_eq!(printed["snapshotTag"], "nightly", "{printed}");
+    assert_eq!(printed["storageLocation"], location.as_str(), "{printed}");
+    assert_eq!(printed["marker"], marker.display().to_string(), "{printed}");
 }

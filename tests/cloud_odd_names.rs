@@ -9,10 +9,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
-use support::stores::{self, Store};
+use support::stores::Store;
 
 const BUCKET: &str = "backups";
 const NODE: &str = "cl/dc1/node1";
@@ -43,21 +41,13 @@ fn manifest(name: &str) -> Vec<u8> {
 
 /// Runs `daedalus ARGS --json` against `store`; the operation it prints, which must have COMPLETED.
 fn completed(store: &Store, args: &[&str]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
-    command.args(args).arg("--json");
-    if store.kind().is_s3() {
-        command
-            .args(["--s3-endpoint", &store.endpoint(), "--storage-allow-http"])
-            .env("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY);
-    } else {
-        command.args([
-            "--azure-use-emulator",
-            "--azure-endpoint",
-            &store.endpoint(),
-        ]);
-    }
-    let output = command.output().expect("the daedalus binary runs");
+    let output = support::daedalus_command()
+        .args(args)
+        .arg("--json")
+        .args(store.daedalus_args())
+        .envs(store.daedalus_env().iter().copied())
+        .output()
+        .expect("the daedalus binary runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{args:?} failed:\n{stderr}");
     let operation: Value = serde_json::from_slice(&output.stdout).unwrap();

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::stores::{self, Store};
+use support::builder::SidecarBuilder;
+use support::stores::Store;
 use support::{Sidecar, cassandra, eventually};
 
 const NODES: [usize; 3] = [1, 2, 3];
@@ -71,11 +72,7 @@ fn schema() {
 
 fn minio() -> &'static Store {
     static STORE: OnceLock<Store> = OnceLock::new();
-    STORE.get_or_init(|| {
-        let store = Store::minio();
-        store.create_bucket(BUCKET);
-        store
-    })
+    STORE.get_or_init(|| Store::minio_with_bucket(BUCKET))
 }
 
 /// A port free on every address of `nodes` at once.
@@ -124,33 +121,22 @@ impl Sidecars {
 
     /// A sidecar listening on `listen`, for the Cassandra of node `node`.
     fn start_one(listen: &str, node: usize, extra: &[String]) -> Sidecar {
-        let jmx = cassandra::jmx_service(node);
-        let cql = format!("127.0.0.{node}:9042");
-        let endpoint = minio().endpoint();
-        let mut args = vec![
-            "--jmx-service",
-            &jmx,
-            "--cql-address",
-            &cql,
-            "--s3-endpoint",
-            &endpoint,
-            "--storage-allow-http",
-            "--peer-poll-interval",
-            "300ms",
-            "--peer-connect-timeout",
-            "1s",
-            "--peer-request-timeout",
-            "3s",
-        ];
-        args.extend(extra.iter().map(String::as_str));
-        Sidecar::start_listening(
-            listen,
-            &args,
-            &[
-                ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
-                ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
-            ],
-        )
+        SidecarBuilder::new()
+            .listen(listen)
+            .jmx_service(&cassandra::jmx_service(node))
+            .args(["--cql-address".to_string(), format!("127.0.0.{node}:9042")])
+            .store(minio())
+            .args([
+                "--peer-poll-interval",
+                "300ms",
+                "--peer-connect-timeout",
+                "1s",
+                "--peer-request-timeout",
+                "3s",
+            ])
+            .args(extra.iter().map(String::as_str))
+            .s3_credentials()
+            .start()
     }
 
     /// The sidecar of node `node`.

@@ -117,6 +117,32 @@ fn common_esop_args(bucket: &Path) -> Vec<String> {
     ]
 }
 
+/// IN_PLACE as an init container runs it: the node drained through `sidecar` and stopped, `daedalus restore ARGS`
+/// run on its directories, and the node started again on the configuration the restore may have changed. Returns
+/// what the restore logged.
+fn restore_in_place(sidecar: &Sidecar, args: &[&str]) -> String {
+    run(sidecar, json!({"type": "drain"}), "COMPLETED");
+    cassandra::stop(NODE);
+    let dir = cassandra::node_dir(NODE);
+    let output = support::daedalus_command()
+        .arg("restore")
+        .args(args)
+        .args(["--cassandra-dir", &dir.display().to_string()])
+        .args([
+            "--config-directory",
+            &dir.join("conf").display().to_string(),
+        ])
+        .args(["--jmx-service", &cassandra::jmx_service(NODE)])
+        .output()
+        .expect("daedalus restore runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let mut env = FORMAT.to_vec();
+    env.push(("KEEP_CONFIG", "1"));
+    cassandra::solo_with(NODE, &env);
+    stderr
+}
+
 #[test]
 fn an_esop_backup_is_restored_by_daedalus_by_every_strategy() {
     let _node = node();
@@ -152,34 +178,19 @@ fn an_esop_backup_is_restored_by_daedalus_by_every_strategy() {
 
     // IN_PLACE, as an init container runs it: the node stopped, its files replaced, the node started again.
     truncate();
-    run(&sidecar, json!({"type": "drain"}), "COMPLETED");
-    cassandra::stop(NODE);
-    let dir = cassandra::node_dir(NODE);
-    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args(["restore", "--storage-location", &location(bucket.path())])
-        .args([
+    restore_in_place(
+        &sidecar,
+        &[
+            "--storage-location",
+            &location(bucket.path()),
             "--snapshot-tag",
             "byesop",
             "--restoration-strategy-type",
             "IN_PLACE",
-        ])
-        .args(["--entities", "esop"])
-        .args(["--cassandra-dir", &dir.display().to_string()])
-        .args([
-            "--config-directory",
-            &dir.join("conf").display().to_string(),
-        ])
-        .args(["--jmx-service", &cassandra::jmx_service(NODE)])
-        .output()
-        .expect("daedalus restore runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+            "--entities",
+            "esop",
+        ],
     );
-    let mut env = FORMAT.to_vec();
-    env.push(("KEEP_CONFIG", "1"));
-    cassandra::solo_with(NODE, &env);
     assert_eq!(rows(), ROWS, "IN_PLACE brought every row back");
 }
 
@@ -249,12 +260,9 @@ fn the_instaclustr_operators_restore_arguments_restore_the_stopped_node() {
         "COMPLETED",
     );
     truncate();
-    run(&sidecar, json!({"type": "drain"}), "COMPLETED");
-    cassandra::stop(NODE);
-    let dir = cassandra::node_dir(NODE);
-    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args([
-            "restore",
+    let stderr = restore_in_place(
+        &sidecar,
+        &[
             "--snapshot-tag=mySnapshotTag",
             &format!("--storage-location={base}/{cluster}/{dc}/127.0.0.{NODE}"),
             "--k8s-namespace=default",
@@ -262,24 +270,12 @@ fn the_instaclustr_operators_restore_arguments_restore_the_stopped_node() {
             "--resolve-host-id-from-topology",
             "--update-cassandra-yaml",
             "--restore-into-new-cluster",
-        ])
-        .args(["--cassandra-dir", &dir.display().to_string()])
-        .args([
-            "--config-directory",
-            &dir.join("conf").display().to_string(),
-        ])
-        .args(["--jmx-service", &cassandra::jmx_service(NODE)])
-        .output()
-        .expect("daedalus restore runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+        ],
+    );
     assert!(
         stderr.contains("not from the Kubernetes secret"),
         "the log says where credentials come from: {stderr}"
     );
-    let mut env = FORMAT.to_vec();
-    env.push(("KEEP_CONFIG", "1"));
-    cassandra::solo_with(NODE, &env);
     assert_eq!(
         rows(),
         ROWS,

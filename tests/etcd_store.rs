@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -333,7 +332,7 @@ fn store_export_and_import_move_operations_between_prefixes() {
 
     let daedalus = |args: &[&str], input: Option<&[u8]>| {
         use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        let mut child = support::daedalus_command()
             .arg("store")
             .args(args)
             .args(["--etcd-endpoints", &etcd.endpoints_arg()])
@@ -367,7 +366,7 @@ fn store_export_and_import_move_operations_between_prefixes() {
     assert_eq!(copy["state"], "COMPLETED");
     assert_eq!(copy["sidecar"], "sidecar-a");
 
-    let broken = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let broken = support::daedalus_command()
         .args([
             "store",
             "import",

@@ -11,9 +11,9 @@ mod support;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+use support::daedalus;
 
 const NODE: &str = "cl/dc1/node1";
 const SCHEMA: &str = "6c8e35a0-4a5e-3a41-9b1e-0b6d4f7f2e11";
@@ -121,13 +121,6 @@ fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     found.sort();
     found
-}
-
-fn daedalus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args(args)
-        .output()
-        .expect("the daedalus binary runs")
 }
 
 /// Runs `args --json`; the operation it prints, which must have COMPLETED.

@@ -15,7 +15,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Value, json};
@@ -458,7 +457,7 @@ fn live_restores_refuse_every_hostile_shape() {
 /// `daedalus restore` (IN_PLACE) for node 12, from its own flags.
 fn restore_command(location: &str, tag: &str, extra: &[&str]) -> std::process::Output {
     let dir = cassandra::node_dir(NODE);
-    Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    support::daedalus_command()
         .args([
             "restore",
             "--storage-location",
@@ -691,7 +690,7 @@ fn listing_and_removal_refuse_what_is_not_a_backup() {
         name
     };
     let daedalus = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        support::daedalus_command()
             .args(args)
             .output()
             .expect("daedalus runs")

@@ -181,7 +181,7 @@ fn open_probes_stay_open_only_with_the_flag_and_an_open_api_warns() {
 
 #[test]
 fn an_api_reachable_from_elsewhere_without_tokens_is_warned_about() {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"));
+    let mut command = support::daedalus_command();
     let output = command
         .args([
             "--log-format",

@@ -143,7 +143,7 @@ fn a_cors_origin_list_echoes_only_listed_origins() {
 
 #[test]
 fn a_bad_cors_origin_is_refused_at_start() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let output = support::daedalus_command()
         .args(["serve", "--cors-allowed-origins", "console.example.com/x"])
         .output()
         .expect("the binary runs");

@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
@@ -129,7 +128,7 @@ fn a_key_that_does_not_match_the_certificate_stops_the_start() {
     ca(dir, "ca1");
     leaf(dir, "server", "ca1", &["127.0.0.1"], true);
     leaf(dir, "other", "ca1", &["127.0.0.1"], true);
-    let output = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let output = support::daedalus_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert-file"])
         .arg(file(dir, "server.pem"))
         .arg("--tls-key-file")

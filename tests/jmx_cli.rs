@@ -4,16 +4,11 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use support::jvm::JdkAgent;
 
-fn daedalus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_daedalus"))
-        .args(args)
-        .output()
-        .expect("the daedalus binary runs")
-}
+use support::daedalus;
 
 fn stdout(output: &Output) -> String {
     assert!(
@@ -90,7 +85,7 @@ fn every_subcommand_works_with_json_output() {
 fn listen_prints_notifications() {
     let agent = JdkAgent::start_with(&["-XX:+UseSerialGC"]);
     let service = agent.service();
-    let listener = Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let listener = support::daedalus_command()
         .args([
             "jmx",
             "--jmx-service",

@@ -6,12 +6,8 @@
 mod support;
 
 use nix::sys::signal::Signal;
-use serde_json::{Value, json};
-use support::{Sidecar, eventually, wait_for_state};
-
-fn id_of(operation: &Value) -> String {
-    operation["id"].as_str().expect("operation id").to_string()
-}
+use serde_json::json;
+use support::{Sidecar, eventually, id_of, wait_for_state};
 
 #[test]
 fn finished_operations_expire_and_unfinished_ones_stay() {

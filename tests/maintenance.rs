@@ -224,7 +224,7 @@ fn rebuild_cancelled_repair_and_decommission_on_a_cluster_of_their_own() {
         node8.client().get("/status").json(),
         json!({"nodeState": "DECOMMISSIONED"})
     );
-    let live = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+    let live = support::daedalus_command()
         .args([
             "jmx",
             "--json",
@@ -332,7 +332,7 @@ fn compaction_garbage_collection_and_throughput() {
         "COMPLETED",
     );
     let read = |attribute: &str| -> i64 {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_daedalus"))
+        let output = support::daedalus_command()
             .args(["jmx", "--jmx-service", &cassandra::jmx_service(1), "get"])
             .args(["org.apache.cassandra.db:type=StorageService", attribute])
             .output()

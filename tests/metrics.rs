@@ -10,6 +10,7 @@ mod support;
 use prometheus_parse::{Sample, Scrape, Value};
 use reqwest::Method;
 use serde_json::json;
+use support::builder::SidecarBuilder;
 use support::stores::{self, Store};
 use support::{Sidecar, cassandra, run};
 
@@ -278,23 +279,12 @@ fn metrics_need_a_read_token_unless_opened() {
 fn after_a_backup_the_freshness_gauge_is_the_manifests_time() {
     cassandra::cluster();
     cassandra::table_with_rows("metrics_ks", "t", 20);
-    let store = Store::minio();
-    store.create_bucket("metrics");
-    let endpoint = store.endpoint();
-    let jmx = cassandra::jmx_service(1);
-    let sidecar = Sidecar::start_with_env(
-        &[
-            "--jmx-service",
-            &jmx,
-            "--s3-endpoint",
-            &endpoint,
-            "--storage-allow-http",
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
-        ],
-    );
+    let store = Store::minio_with_bucket("metrics");
+    let sidecar = SidecarBuilder::new()
+        .jmx_service(&cassandra::jmx_service(1))
+        .store(&store)
+        .s3_credentials()
+        .start();
     let done = run(
         &sidecar,
         json!({"type": "backup", "storageLocation": "s3://metrics", "entities": "metrics_ks", "snapshotTag": "fresh"}),

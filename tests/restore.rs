@@ -15,6 +15,8 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Value, json};
+use support::builder::SidecarBuilder;
+use support::scratch::Scratch;
 use support::stores::{self, Store};
 use support::{Sidecar, cassandra, eventually, run, wait_for_state};
 
@@ -40,55 +42,12 @@ fn sidecar_for(store: &Store) -> Sidecar {
 }
 
 fn sidecar_with_jmx(store: &Store, jmx_service: &str) -> Sidecar {
-    let args = store_args(store);
-    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     // No --cql-address: the sidecar asks Cassandra (127.0.0.10, where the default loopback address is another node).
-    args.extend(["--jmx-service", jmx_service]);
-    Sidecar::start_with_env(&args, &s3_credentials())
-}
-
-fn store_args(store: &Store) -> Vec<String> {
-    vec![
-        "--s3-endpoint".into(),
-        store.endpoint(),
-        "--storage-allow-http".into(),
-    ]
-}
-
-fn s3_credentials() -> [(&'static str, &'static str); 2] {
-    [
-        ("AWS_ACCESS_KEY_ID", stores::S3_ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", stores::S3_SECRET_KEY),
-    ]
-}
-
-fn minio() -> Store {
-    let store = Store::minio();
-    store.create_bucket(BUCKET);
-    store
-}
-
-/// A path under the temporary directory, for a restore to fill; removed, with what is in it, when dropped.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("daedalus-restore-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    Scratch(dir)
+    SidecarBuilder::new()
+        .store(store)
+        .jmx_service(jmx_service)
+        .s3_credentials()
+        .start()
 }
 
 /// A keyspace on node 10 (replicated once: the node holds every row) with `tables`, each `(id int PRIMARY KEY, v
@@ -194,7 +153,7 @@ fn truncation_snapshots(keyspace: &str, table: &str) -> usize {
 #[test]
 fn import_and_hardlinks_bring_the_backed_up_rows_back() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "rt", &["t", "indexed"], 60);
     cql("CREATE INDEX IF NOT EXISTS ON rt.indexed (v)");
@@ -204,7 +163,7 @@ fn import_and_hardlinks_bring_the_backed_up_rows_back() {
     change_rows("rt", "t");
     cql("TRUNCATE rt.indexed");
     assert_ne!(rows("rt", "t"), before.0);
-    let downloads = temp_dir("import");
+    let downloads = Scratch::absent("import");
     // No phase: every phase in order.
     let done = run(
         &sidecar,
@@ -239,7 +198,7 @@ fn import_and_hardlinks_bring_the_backed_up_rows_back() {
     // HARDLINKS, one request per phase, as Icarus's coordinator sends them.
     change_rows("rt", "t");
     change_rows("rt", "indexed");
-    let downloads = temp_dir("hardlinks");
+    let downloads = Scratch::absent("hardlinks");
     for phase in ["INIT", "DOWNLOAD", "TRUNCATE", "IMPORT"] {
         let mut body = restore_body("HARDLINKS", "rt1", "rt", &downloads);
         body["restorationPhase"] = json!(phase);
@@ -262,7 +221,7 @@ fn import_and_hardlinks_bring_the_backed_up_rows_back() {
 #[test]
 fn rename_recreates_dropped_tables_and_leaves_others_alone() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "rn", &["a", "b", "c"], 30);
     let (a, b) = (rows("rn", "a"), rows("rn", "b"));
@@ -278,7 +237,7 @@ fn rename_recreates_dropped_tables_and_leaves_others_alone() {
     change_rows("rn", "c");
     let (c, d) = (rows("rn", "c"), rows("rn", "d"));
 
-    let mut body = restore_body("IMPORT", "rn1", "rn.a,rn.b", &temp_dir("rename"));
+    let mut body = restore_body("IMPORT", "rn1", "rn.a,rn.b", &Scratch::absent("rename"));
     body["rename"] = json!({"rn.a": "rn.a2"});
     let done = run(&sidecar, body, "COMPLETED");
     assert_eq!(
@@ -314,7 +273,7 @@ fn rename_recreates_dropped_tables_and_leaves_others_alone() {
 #[test]
 fn a_corrupt_object_or_a_stopped_store_fails_naming_it_and_imports_nothing() {
     let _node = node();
-    let mut store = minio();
+    let mut store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "fa", &["t"], 40);
     cql("CREATE TABLE IF NOT EXISTS fa.big (id int PRIMARY KEY, v text)");
@@ -341,7 +300,7 @@ fn a_corrupt_object_or_a_stopped_store_fails_naming_it_and_imports_nothing() {
         .expect("t's Data.db in the bucket");
     let original = store.get(BUCKET, &key);
     store.put(BUCKET, &key, &vec![b'x'; usize::try_from(size).unwrap()]);
-    let downloads = temp_dir("faults");
+    let downloads = Scratch::absent("faults");
     let failed = run(
         &sidecar,
         restore_body("IMPORT", "fa1", "fa", &downloads),
@@ -411,7 +370,7 @@ fn a_corrupt_object_or_a_stopped_store_fails_naming_it_and_imports_nothing() {
 #[test]
 fn a_cancel_stops_the_restore_and_never_leaves_a_table_half_imported() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     let tables = ["t1", "t2", "t3", "t4", "t5", "t6"];
     keyspace_with_rows(&sidecar, "ca", &tables, 50);
@@ -419,7 +378,7 @@ fn a_cancel_stops_the_restore_and_never_leaves_a_table_half_imported() {
     let client = sidecar.client();
 
     // In DOWNLOAD: throttled, so the cancel arrives while files are on their way.
-    let downloads = temp_dir("cancel");
+    let downloads = Scratch::absent("cancel");
     let mut body = restore_body("IMPORT", "ca1", "ca", &downloads);
     body["restorationPhase"] = json!("DOWNLOAD");
     body["bandwidth"] = json!("1KBPS");
@@ -462,7 +421,7 @@ fn a_cancel_stops_the_restore_and_never_leaves_a_table_half_imported() {
 #[test]
 fn bad_nodes_and_tokens_fail_clearly() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "tk", &["t"], 10);
     let name = backup(&sidecar, "tk", "tk1");
@@ -470,7 +429,7 @@ fn bad_nodes_and_tokens_fail_clearly() {
 
     // A node that does not answer.
     let nowhere = sidecar_with_jmx(&store, "127.0.0.1:1");
-    let mut body = restore_body("IMPORT", "tk1", "tk", &temp_dir("down"));
+    let mut body = restore_body("IMPORT", "tk1", "tk", &Scratch::absent("down"));
     body["storageLocation"] = json!(location);
     let failed = run(&nowhere, body.clone(), "FAILED");
     let error = failed["errors"][0]["message"].as_str().unwrap();
@@ -504,7 +463,7 @@ fn bad_nodes_and_tokens_fail_clearly() {
     // An unknown tag names the ones there are.
     let failed = run(
         &sidecar,
-        restore_body("IMPORT", "nosuch", "tk", &temp_dir("tag")),
+        restore_body("IMPORT", "nosuch", "tk", &Scratch::absent("tag")),
         "FAILED",
     );
     let error = failed["errors"][0]["message"].as_str().unwrap();
@@ -513,18 +472,19 @@ fn bad_nodes_and_tokens_fail_clearly() {
 
 /// `daedalus restore ...` against node `node`'s files, with the test stores' settings.
 fn restore_command(store: &Store, args: &[&str]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
-    command.arg("restore").args(store_args(store)).args(args);
-    for (name, value) in s3_credentials() {
-        command.env(name, value);
-    }
-    command.output().expect("daedalus restore runs")
+    support::daedalus_command()
+        .arg("restore")
+        .args(store.daedalus_args())
+        .args(args)
+        .envs(stores::S3_CREDENTIALS)
+        .output()
+        .expect("daedalus restore runs")
 }
 
 #[test]
 fn in_place_restores_a_stopped_node_from_the_command_line() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "ip", &["t"], 40);
     let before = rows("ip", "t");
@@ -550,7 +510,7 @@ fn in_place_restores_a_stopped_node_from_the_command_line() {
     // As an init container knows its node: by its host name (here the address, which loopback names are), found in
     // the topology the backup uploaded.
     let by_host_name = format!("{}/127.0.0.{NODE}", location.rsplit_once('/').unwrap().0);
-    let marker_dir = temp_dir("marker");
+    let marker_dir = Scratch::absent("marker");
     let marker = marker_dir.join("daedalus/restored.json");
     let (dir_arg, conf_arg, marker_arg) = (
         dir.display().to_string(),
@@ -629,7 +589,7 @@ fn sstable_prefix(file_name: &str) -> Option<String> {
 #[test]
 fn a_bucket_laid_out_by_esop_restores() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "es", &["t"], 25);
     let before = rows("es", "t");
@@ -649,7 +609,7 @@ fn a_bucket_laid_out_by_esop_restores() {
 
     // The bucket as Esop writes it (file:// store): every SSTable file under
     // data/<ks>/<table>-<id>/<generation>-<digest>/<file>, hashed with Esop's CRC option, and the manifest.
-    let bucket_root = temp_dir("esop-bucket");
+    let bucket_root = Scratch::absent("esop-bucket");
     let node_path = "esop-cluster/dc1/esop-node";
     let node_dir = bucket_root.join("bucket").join(node_path);
     let mut sstables: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -709,7 +669,7 @@ fn a_bucket_laid_out_by_esop_restores() {
     );
 
     cql("TRUNCATE es.t");
-    let mut body = restore_body("IMPORT", "weekly", "es", &temp_dir("esop-import"));
+    let mut body = restore_body("IMPORT", "weekly", "es", &Scratch::absent("esop-import"));
     body["storageLocation"] = json!(format!(
         "file://{}/bucket/{node_path}",
         bucket_root.display()
@@ -725,7 +685,7 @@ const NEW_NODE: usize = 11;
 #[test]
 fn in_place_into_a_new_cluster_starts_with_the_backed_up_tokens_and_data() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "nc", &["t"], 30);
     let before = rows("nc", "t");
@@ -820,7 +780,7 @@ fn in_place_into_a_new_cluster_starts_with_the_backed_up_tokens_and_data() {
 #[test]
 fn commit_logs_replay_to_the_point_in_time() {
     let _node = node();
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "pt", &["t"], 10);
     backup(&sidecar, "pt", "pt1");
@@ -884,7 +844,7 @@ fn commit_logs_replay_to_the_point_in_time() {
     // Something of the operator's in the commit-log directory: only segments are moved aside.
     let note = dir.join("commitlog/README");
     std::fs::write(&note, b"the operator's note").unwrap();
-    let downloads = temp_dir("commitlogs");
+    let downloads = Scratch::absent("commitlogs");
     let end = point_in_time.to_string();
     let commitlog_dir = dir.join("commitlog").display().to_string();
     let download_dir = downloads.display().to_string();
@@ -902,15 +862,13 @@ fn commit_logs_replay_to_the_point_in_time() {
         "--jmx-service",
         &cassandra::jmx_service(NODE),
     ]);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
-    command
+    let output = support::daedalus_command()
         .arg("commitlog-restore")
-        .args(store_args(&store))
-        .args(&args);
-    for (name, value) in s3_credentials() {
-        command.env(name, value);
-    }
-    let output = command.output().unwrap();
+        .args(store.daedalus_args())
+        .args(&args)
+        .envs(stores::S3_CREDENTIALS)
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -980,7 +938,7 @@ fn a_full_disk_fails_naming_the_directory_and_leaves_the_node_alone() {
     let Some(small) = SmallFilesystem::mount("restore", "1m") else {
         return;
     };
-    let store = minio();
+    let store = Store::minio_with_bucket(BUCKET);
     let sidecar = sidecar_for(&store);
     keyspace_with_rows(&sidecar, "fd", &["t"], 40);
     cql("CREATE TABLE IF NOT EXISTS fd.big (id int PRIMARY KEY, v text)");

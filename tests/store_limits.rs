@@ -7,14 +7,10 @@
 mod support;
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use serde_json::{Value, json};
-use support::{Sidecar, wait_for_state};
-
-fn id_of(operation: &Value) -> String {
-    operation["id"].as_str().expect("operation id").to_string()
-}
+use support::{Sidecar, id_of, wait_for_state};
 
 fn ids_of(list: &Value) -> Vec<String> {
     list.as_array().expect("a list").iter().map(id_of).collect()
@@ -287,7 +283,7 @@ fn a_store_limit_below_the_unfinished_limit_stops_the_start() {
         // The default unfinished limit is 1000.
         (&[][..], Some(("DAEDALUS_MAX_STORED_OPERATIONS", "999"))),
     ] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_daedalus"));
+        let mut command = support::daedalus_command();
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)

@@ -27,6 +27,7 @@ pub mod record;
 pub mod registry;
 pub mod restore;
 pub mod secret;
+pub mod startup;
 pub mod state;
 pub mod storage;
 mod sync;

@@ -1,8 +1,9 @@
 //! The sidecar's Prometheus metrics, with the `prometheus-client` crate: operations by type and outcome, their
 //! durations, what backups and restores moved, when each keyspace was last backed up, JMX calls, Cassandra's
-//! reachability, HTTP requests, and how many operations the store holds and evicted. Names and units follow
-//! Prometheus conventions (`daedalus_…_total`, `_seconds`, `_bytes`). No label ever holds a secret: storage locations
-//! are `protocol://bucket/path`, never credentials.
+//! reachability, and how many operations the store holds and evicted. Names and units follow Prometheus conventions
+//! (`daedalus_…_total`, `_seconds`, `_bytes`). No label ever holds a secret: storage locations are
+//! `protocol://bucket/path`, never credentials. The binary registers its HTTP metrics in the same registry
+//! ([`Metrics::registering`]): this crate knows nothing of HTTP.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -52,8 +53,6 @@ pub struct Metrics {
     jmx_reconnects: Counter,
     /// The client's own count at the last scrape, so the counter grows by what it added since.
     jmx_reconnects_seen: AtomicU64,
-    http_requests: Family<Labels, Counter>,
-    http_durations: HistogramFamily,
 }
 
 impl Default for Metrics {
@@ -148,19 +147,6 @@ impl Metrics {
             "New JMX connections the sidecar made after its first, each after Cassandra dropped the last (a restart, a crash, an idle timeout)",
             jmx_reconnects.clone(),
         );
-        let http_requests = Family::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route, method and status",
-            http_requests.clone(),
-        );
-        let http_durations: HistogramFamily = Family::new_with_constructor(fast_buckets);
-        registry.register_with_unit(
-            "http_request_duration",
-            "Time to answer HTTP requests, by route",
-            Unit::Seconds,
-            http_durations.clone(),
-        );
         Metrics {
             registry,
             submitted,
@@ -177,9 +163,14 @@ impl Metrics {
             jmx_connected,
             jmx_reconnects,
             jmx_reconnects_seen: AtomicU64::new(0),
-            http_requests,
-            http_durations,
         }
+    }
+
+    /// Also reports the metrics `register` adds to the registry (under the same `daedalus_` prefix): those of a
+    /// layer above this crate, such as the binary's HTTP requests.
+    pub fn registering(mut self, register: impl FnOnce(&mut Registry)) -> Self {
+        register(&mut self.registry);
+        self
     }
 
     /// Also reports what `store` holds and evicted, read from it at each scrape.
@@ -294,33 +285,6 @@ impl Metrics {
             self.jmx_reconnects.inc_by(reconnects - seen);
         }
     }
-
-    /// One answered request. `route` must come from a fixed set (the route patterns, or one value for requests no
-    /// route matches); `method` may be anything a client sent, and is kept to a fixed set here.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .get_or_create(&vec![
-                ("route", route.to_string()),
-                ("method", method_label(method).to_string()),
-                ("status", status.to_string()),
-            ])
-            .inc();
-        self.http_durations
-            .get_or_create(&vec![("route", route.to_string())])
-            .observe(elapsed.as_secs_f64());
-    }
-}
-
-/// The `method` label of HTTP requests: the standard methods as they are, any other `other`. Clients, unauthenticated
-/// ones too, may send any token as a method, and every label value is a series kept until the process ends.
-fn method_label(method: &str) -> &'static str {
-    const STANDARD: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
-    ];
-    STANDARD
-        .into_iter()
-        .find(|standard| *standard == method)
-        .unwrap_or("other")
 }
 
 /// JMX calls, as the client reports them.

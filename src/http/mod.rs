@@ -34,6 +34,8 @@ pub struct AppState {
     pub cassandra_config: Option<std::path::PathBuf>,
     /// Build `Location` from `Forwarded` / `X-Forwarded-*` (only behind a proxy that sets them).
     pub trust_forwarded_headers: bool,
+    /// The HTTP requests' series of `/metrics` (registered in the executor's `Metrics`).
+    pub http_metrics: metrics::HttpMetrics,
 }
 
 impl AppState {

@@ -3,17 +3,19 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod builder;
 pub mod cassandra;
 pub mod etcd;
 pub mod jvm;
 pub mod operators;
+pub mod scratch;
 pub mod secrets;
 pub mod spec;
 pub mod stores;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +65,7 @@ impl Sidecar {
                 command.args(rest).arg(env!("CARGO_BIN_EXE_daedalus"));
                 command
             }
-            None => Command::new(env!("CARGO_BIN_EXE_daedalus")),
+            None => daedalus_command(),
         };
         command
             .args(["--log-format", "json", "serve", "--listen", listen])
@@ -230,4 +232,22 @@ pub fn run(sidecar: &Sidecar, body: Value, expected: &str) -> Value {
     });
     assert_eq!(done["state"], expected, "{done}");
     done
+}
+
+/// The `daedalus` binary under test, as a command to give arguments to.
+pub fn daedalus_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_daedalus"))
+}
+
+/// Runs `daedalus ARGS` to its end; what it printed and how it exited.
+pub fn daedalus(args: &[&str]) -> Output {
+    daedalus_command()
+        .args(args)
+        .output()
+        .expect("the daedalus binary runs")
+}
+
+/// The `id` of an operation as the API returns it.
+pub fn id_of(operation: &Value) -> String {
+    operation["id"].as_str().expect("operation id").to_string()
 }

@@ -17,6 +17,11 @@ use std::sync::OnceLock;
 pub const S3_ACCESS_KEY: &str = "daedalus-test";
 pub const S3_SECRET_KEY: &str = "daedalus-test-secret";
 pub const S3_REGION: &str = "us-east-1";
+/// [`S3_ACCESS_KEY`] and [`S3_SECRET_KEY`] as the environment of a `daedalus` process.
+pub const S3_CREDENTIALS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+    ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+];
 pub const AZURE_ACCOUNT: &str = "devstoreaccount1";
 pub const AZURE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -124,6 +129,41 @@ impl Store {
             }
         }
         panic!("{} did not start:\n{}", kind.name(), failures.join("\n"));
+    }
+
+    /// A MinIO with `bucket` created.
+    pub fn minio_with_bucket(bucket: &str) -> Store {
+        let store = Store::minio();
+        store.create_bucket(bucket);
+        store
+    }
+
+    /// The flags that point `daedalus` at this server: `--s3-endpoint URL --storage-allow-http` (S3), or
+    /// `--azure-use-emulator --azure-endpoint URL` (Azurite).
+    pub fn daedalus_args(&self) -> Vec<String> {
+        if self.kind.is_s3() {
+            vec![
+                "--s3-endpoint".into(),
+                self.endpoint(),
+                "--storage-allow-http".into(),
+            ]
+        } else {
+            vec![
+                "--azure-use-emulator".into(),
+                "--azure-endpoint".into(),
+                self.endpoint(),
+            ]
+        }
+    }
+
+    /// The environment `daedalus` needs beside [`Store::daedalus_args`]: the S3 credentials for an S3 server, none
+    /// for Azurite (the emulator's account is built in).
+    pub fn daedalus_env(&self) -> &'static [(&'static str, &'static str)] {
+        if self.kind.is_s3() {
+            &S3_CREDENTIALS
+        } else {
+            &[]
+        }
     }
 
     pub fn kind(&self) -> Kind {
