@@ -18,13 +18,13 @@ use crate::backup::hashes::HashAlgorithm;
 use crate::node_fs::{NodeConfig, NodeDirs, RelPath, Root, names};
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
+use crate::restore::plan::RestorePlan;
 use crate::storage::request::Connection;
 use crate::storage::{Entities, RemoteStorage, StorageLocation, Throttle};
-use crate::types::restore::RestoreFields;
 
 pub async fn restore(
     connection: &Connection,
-    fields: &RestoreFields,
+    fields: &RestorePlan,
     config: &NodeConfig,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
@@ -258,7 +258,7 @@ fn require_named_entities(
 async fn backed_up_node(
     context: &OperationContext,
     remote: &RemoteStorage,
-    fields: &RestoreFields,
+    fields: &RestorePlan,
 ) -> Result<StorageLocation, OperationFailure> {
     let location = remote.location();
     let Some((cluster, _, node_name)) = &location.node_path else {

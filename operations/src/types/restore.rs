@@ -2,107 +2,18 @@
 //! phases (the work itself is in [`crate::restore`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{self, DataRate};
 use crate::node_fs::{NodeConfig, staging};
 use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::restore::plan::RestorePlan;
+pub use crate::restore::plan::{Phase, Strategy};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::{Entities, KeyspaceTable};
 use crate::types::import::ImportRequest;
 use crate::validation::{self, Violations};
-
-/// How a backup gets into Cassandra (Esop's `restorationStrategyType`, any letter case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Node down: files go straight into the data directories.
-    #[default]
-    InPlace,
-    /// Node up: downloaded, then hard-linked into the table directories and loaded (`loadNewSSTables`).
-    Hardlinks,
-    /// Node up: downloaded, then imported (`importNewSSTables`, Cassandra 4.0+).
-    Import,
-}
-
-/// A step of a HARDLINKS or IMPORT restore (Esop's `restorationPhase`, any letter case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Init,
-    Download,
-    Truncate,
-    Import,
-    Cleanup,
-}
-
-/// Enum values as Esop writes them, read in any letter case as Jackson did.
-macro_rules! esop_enum {
-    ($type:ty, [$($variant:path => $name:literal),+ $(,)?]) => {
-        impl $type {
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            pub fn name(self) -> &'static str {
-                match self { $($variant => $name),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text.trim().to_ascii_uppercase().as_str() {
-                    $($name => Some($variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl Serialize for $type {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.name())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $type {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                <$type>::parse(&text).ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "must be one of {}, got '{text}'",
-                        Self::NAMES.join(", ")
-                    ))
-                })
-            }
-        }
-    };
-}
-
-esop_enum!(Strategy, [
-    Strategy::InPlace => "IN_PLACE",
-    Strategy::Hardlinks => "HARDLINKS",
-    Strategy::Import => "IMPORT",
-]);
-
-esop_enum!(Phase, [
-    Phase::Init => "INIT",
-    Phase::Download => "DOWNLOAD",
-    Phase::Truncate => "TRUNCATE",
-    Phase::Import => "IMPORT",
-    Phase::Cleanup => "CLEANUP",
-]);
-
-impl Phase {
-    pub const ALL: [Phase; 5] = [
-        Phase::Init,
-        Phase::Download,
-        Phase::Truncate,
-        Phase::Import,
-        Phase::Cleanup,
-    ];
-}
 
 /// `null` is the default, as Jackson reads it.
 fn strategy_or_default<'de, D: serde::Deserializer<'de>>(
@@ -212,6 +123,30 @@ impl RestoreFields {
     /// Where HARDLINKS and IMPORT download to, when given.
     pub fn source_dir(&self) -> Option<&str> {
         self.import.as_ref().and_then(|i| i.source_dir.as_deref())
+    }
+
+    /// What the restore engine runs for this request on one node.
+    pub fn plan(&self) -> RestorePlan {
+        RestorePlan {
+            snapshot_tag: self.snapshot_tag.clone(),
+            entities: self.entities.clone(),
+            restoration_strategy_type: self.restoration_strategy_type,
+            restoration_phase: self.restoration_phase,
+            source_dir: self.source_dir().map(str::to_string),
+            import_checks: self.import.clone().unwrap_or_default().checks(),
+            schema_version: self.schema_version,
+            exact_schema_version: self.exact_schema_version,
+            restore_system_keyspace: self.restore_system_keyspace,
+            restore_system_auth: self.restore_system_auth,
+            new_cluster: self.new_cluster,
+            update_cassandra_yaml: self.update_cassandra_yaml,
+            resolve_host_id_from_topology: self.resolve_host_id_from_topology,
+            rename: self.rename.clone(),
+            bandwidth: self.bandwidth,
+            no_delete_truncates: self.no_delete_truncates,
+            no_delete_downloads: self.no_delete_downloads,
+            no_download_data: self.no_download_data,
+        }
     }
 }
 
@@ -468,9 +403,14 @@ impl Operation for Restore {
             context.set_response(response);
             return Ok(());
         }
-        let response =
-            crate::store::releasing_memory(crate::restore::restore(request, &self.node, &context))
-                .await?;
+        let plan = request.fields.plan();
+        let response = crate::store::releasing_memory(crate::restore::restore(
+            &request.connection,
+            &plan,
+            &self.node,
+            &context,
+        ))
+        .await?;
         context.set_response(response);
         Ok(())
     }
