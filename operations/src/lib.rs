@@ -24,6 +24,7 @@ pub mod operation;
 pub mod peer;
 pub mod record;
 pub mod registry;
+pub mod removal;
 pub mod restore;
 pub mod state;
 pub mod storage;
