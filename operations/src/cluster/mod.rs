@@ -5,13 +5,13 @@
 
 pub mod backup;
 pub mod coordinator;
-pub mod peers;
+pub mod participants;
 pub mod remove;
 pub mod restore;
 pub mod rolling;
 
 pub use coordinator::Coordinator;
-pub use peers::Peer;
+pub use participants::Peer;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -20,7 +20,8 @@ use crate::operation::OperationFailure;
 use crate::storage::request::StorageRequest;
 
 /// The body a peer receives for its part: the request as this sidecar decoded it (every field with its effective
-/// value), its `type`, and `globalRequest: false`. The caller then rewrites what differs per node.
+/// value), its `type`, and `globalRequest: false`. What differs per node is changed on a clone of the typed request
+/// ([`changed_part_body`]).
 pub fn part_body(
     type_id: &str,
     request: &impl Serialize,
@@ -54,6 +55,30 @@ pub fn storage_part_body<F: Serialize>(
         proxy.insert("proxyPassword".into(), password.clone().into());
     }
     Ok(body)
+}
+
+/// One node's part, as its sidecar receives it: `part`, a changed clone of the request, written as
+/// [`storage_part_body`] writes the request itself (`base`). The keys keep `base`'s order: those the part leaves out
+/// are removed as [`Map::remove`] removes them, then the part's are set, in place where `base` has them and
+/// appended where it has not, so each part is byte for byte what the coordinators sent when they patched the
+/// request's body key by key.
+pub fn changed_part_body<F: Serialize>(
+    type_id: &str,
+    base: &Map<String, Value>,
+    part: &StorageRequest<F>,
+) -> Result<Value, OperationFailure> {
+    let changed = storage_part_body(type_id, part)?;
+    let mut body = base.clone();
+    let left_out: Vec<String> = base
+        .keys()
+        .filter(|key| !changed.contains_key(*key))
+        .cloned()
+        .collect();
+    for key in left_out {
+        body.remove(&key);
+    }
+    body.extend(changed);
+    Ok(Value::Object(body))
 }
 
 /// A part for an Icarus peer, in the forms Icarus 3.0.0 reads: its top level ignores fields it lacks, but

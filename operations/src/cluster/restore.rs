@@ -5,22 +5,48 @@
 //! CLEANUP still removes what was downloaded (unless `noDeleteDownloads`), keeping the truncation snapshots.
 
 use futures_util::future::BoxFuture;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::coordinator::{Coordinator, Step};
-use super::peers::{Peer, participants};
-use super::{deadline_after, storage_part_body};
+use super::participants::{Peer, participants};
+use super::{changed_part_body, deadline_after, storage_part_body};
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::ClusterTopology;
 use crate::esop::manifest::manifest_key;
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::backup_topology;
+use crate::restore::{Phase, RestorePlan};
+use crate::storage::request::{StorageRequest, Timeout};
 use crate::storage::{RemoteStorage, StorageLocation};
-use crate::types::restore::{Phase, RestoreFields, RestoreRequest};
 
 /// How long the CLEANUP after a failed phase may take (the request's own timeout may be what ran out).
 const CLEANUP_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What a cluster-wide restore needs of the request's own fields, which the request type implements: a node's part
+/// is a changed clone of them.
+pub trait RestorePart: Serialize + Clone + Send + Sync + 'static {
+    /// Every node restores `backup` (the full name the coordinator settled, or the tag as given), one phase per
+    /// part; `pinned`, by name, needs no schema filter.
+    fn settled(&self, backup: &str, pinned: bool) -> Self;
+    /// A node's part in `phase`.
+    fn in_phase(&self, phase: Phase) -> Self;
+    /// The part of the CLEANUP after a failed phase, which keeps the truncation snapshots.
+    fn keeping_truncates(&self) -> Self;
+}
+
+/// A cluster-wide restore: the request the parts are made of, and what the coordinator reads of it.
+pub struct ClusterRestore<F> {
+    pub request: StorageRequest<F>,
+    /// What each node restores, as the request asked.
+    pub plan: RestorePlan,
+    pub timeout: Timeout,
+    /// Only the nodes of these data centres.
+    pub dc: Option<String>,
+    /// Run only `plan.restoration_phase`, on every node.
+    pub single_phase: bool,
+}
 
 /// Which backup every node restores and where each node finds its part.
 struct Plan {
@@ -35,22 +61,22 @@ struct Plan {
 
 /// Boxed, and built in this function's own frame: the coordinator's future is large, and a node's own restore,
 /// which shares `Restore::run` with it, should not carry its size.
-pub fn restore(
-    request: RestoreRequest,
+pub fn restore<F: RestorePart>(
+    restore: ClusterRestore<F>,
     context: &OperationContext,
 ) -> BoxFuture<'_, Result<Value, OperationFailure>> {
-    Box::pin(coordinate(request, context))
+    Box::pin(coordinate(restore, context))
 }
 
-async fn coordinate(
-    request: RestoreRequest,
+async fn coordinate<F: RestorePart>(
+    restore: ClusterRestore<F>,
     context: &OperationContext,
 ) -> Result<Value, OperationFailure> {
-    let fields = &request.fields;
-    let deadline = deadline_after(fields.timeout.0);
+    let (request, fields) = (&restore.request, &restore.plan);
+    let deadline = deadline_after(restore.timeout.0);
     let cassandra = context.cassandra().await?;
-    let cluster = participants(context, &cassandra, fields.dc.as_deref()).await?;
-    let phases: Vec<Phase> = match (fields.single_phase, fields.restoration_phase) {
+    let cluster = participants(context, &cassandra, restore.dc.as_deref()).await?;
+    let phases: Vec<Phase> = match (restore.single_phase, fields.restoration_phase) {
         (true, Some(phase)) => vec![phase],
         _ => Phase::ALL.to_vec(),
     };
@@ -86,26 +112,25 @@ async fn coordinate(
     .await?;
     tracing::info!(backup = %plan.backup, pinned = plan.pinned, nodes, "cluster-wide restore planned");
 
-    let mut template = storage_part_body("restore", &request)?;
-    template.insert("snapshotTag".into(), plan.backup.clone().into());
-    template.insert("singlePhase".into(), false.into());
-    if plan.pinned {
-        template.insert("exactSchemaVersion".into(), false.into());
-        template.remove("schemaVersion");
-    }
+    let base = storage_part_body("restore", request)?;
+    let settled = StorageRequest {
+        connection: request.connection.clone(),
+        fields: request.fields.settled(&plan.backup, plan.pinned),
+    };
     let truncating = truncating_node(coordinator.peers());
-    let timeout_text = fields.timeout.to_string();
+    let timeout_text = restore.timeout.to_string();
     let mut downloaded = false;
     for phase in phases.iter().copied() {
         let step = Step {
             phase: Some(phase.name()),
             parts: parts(
-                &template,
+                &base,
+                &settled,
                 &plan,
                 phase,
                 coordinator.peers().len(),
                 truncating,
-            ),
+            )?,
             concurrency: nodes,
             deadline: Some(deadline),
             timeout_text: timeout_text.clone(),
@@ -117,7 +142,7 @@ async fn coordinate(
                 && !fields.no_delete_downloads
                 && !matches!(failure, OperationFailure::Cancelled);
             if cleanup {
-                clean_up_after_failure(&coordinator, &template, &plan, &failure).await;
+                clean_up_after_failure(&coordinator, &base, &settled, &plan, &failure).await;
             }
             return Err(failure);
         }
@@ -139,47 +164,60 @@ fn truncating_node(peers: &[Peer]) -> usize {
         .map_or(0, |(index, _)| index)
 }
 
-fn parts(
-    template: &Map<String, Value>,
+/// The parts of `phase`: `settled` in that phase, at each node's location; `base` is the request's own body.
+fn parts<F: RestorePart>(
+    base: &Map<String, Value>,
+    settled: &StorageRequest<F>,
     plan: &Plan,
     phase: Phase,
     nodes: usize,
     truncating: usize,
-) -> Vec<(usize, Value)> {
+) -> Result<Vec<(usize, Value)>, OperationFailure> {
+    let fields = settled.fields.in_phase(phase);
     (0..nodes)
         .filter(|index| phase != Phase::Truncate || *index == truncating)
         .map(|index| {
-            let mut body = template.clone();
-            body.insert("restorationPhase".into(), phase.name().into());
-            body.insert(
-                "storageLocation".into(),
-                plan.locations[index].to_string().into(),
-            );
-            (index, body.into())
+            let mut part = StorageRequest {
+                connection: settled.connection.clone(),
+                fields: fields.clone(),
+            };
+            part.connection.storage_location = plan.locations[index].clone();
+            Ok((index, changed_part_body("restore", base, &part)?))
         })
         .collect()
 }
 
 /// After a failed phase the downloads go (unless `noDeleteDownloads`); the truncation snapshots stay: once
 /// TRUNCATE ran they hold the only copy of what the tables had.
-async fn clean_up_after_failure(
+async fn clean_up_after_failure<F: RestorePart>(
     coordinator: &Coordinator,
-    template: &Map<String, Value>,
+    base: &Map<String, Value>,
+    settled: &StorageRequest<F>,
     plan: &Plan,
     failure: &OperationFailure,
 ) {
-    let mut template = template.clone();
-    template.insert("noDeleteTruncates".into(), true.into());
+    let settled = StorageRequest {
+        connection: settled.connection.clone(),
+        fields: settled.fields.keeping_truncates(),
+    };
     tracing::info!(%failure, "the restore failed; removing the downloaded files on every node");
+    let parts = match parts(
+        base,
+        &settled,
+        plan,
+        Phase::Cleanup,
+        coordinator.peers().len(),
+        usize::MAX,
+    ) {
+        Ok(parts) => parts,
+        Err(error) => {
+            tracing::warn!(%error, "the CLEANUP after a failed restore could not be sent");
+            return;
+        }
+    };
     let step = Step {
         phase: Some(Phase::Cleanup.name()),
-        parts: parts(
-            &template,
-            plan,
-            Phase::Cleanup,
-            coordinator.peers().len(),
-            usize::MAX,
-        ),
+        parts,
         concurrency: coordinator.peers().len(),
         deadline: Some(super::deadline_after(CLEANUP_AFTER_FAILURE)),
         timeout_text: humantime::format_duration(CLEANUP_AFTER_FAILURE).to_string(),
@@ -200,7 +238,7 @@ async fn plan(
     location: &StorageLocation,
     current: &ClusterTopology,
     peers: &[Peer],
-    fields: &RestoreFields,
+    fields: &RestorePlan,
 ) -> Result<Plan, OperationFailure> {
     let schema = fields.exact_schema_version.then(|| {
         fields
@@ -328,10 +366,96 @@ mod tests {
                 .map(|i| StorageLocation::parse(&format!("s3://bucket/c/dc1/n{i}")).unwrap())
                 .collect(),
         };
-        let truncate = parts(&Map::new(), &plan, Phase::Truncate, 3, 1);
+        let request = StorageRequest {
+            connection: crate::storage::request::Connection::new(plan.locations[0].clone()),
+            fields: crate::types::restore::RestoreFields::new("b"),
+        };
+        let truncate = parts(&Map::new(), &request, &plan, Phase::Truncate, 3, 1).unwrap();
         assert_eq!(truncate.len(), 1);
         assert_eq!(truncate[0].1["storageLocation"], "s3://bucket/c/dc1/n1");
         assert_eq!(truncate[0].1["restorationPhase"], "TRUNCATE");
-        assert_eq!(parts(&Map::new(), &plan, Phase::Import, 3, 1).len(), 3);
+        assert_eq!(
+            parts(&Map::new(), &request, &plan, Phase::Import, 3, 1)
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    /// Each part is what the coordinator sent when it patched the request's body key by key, byte for byte: the
+    /// same keys in the same order, pinned or not, and in the CLEANUP after a failure.
+    #[test]
+    fn parts_are_the_request_patched_as_before() {
+        use crate::decode::DecodeRequest;
+        let request: crate::types::restore::RestoreRequest = DecodeRequest::decode_request(json!({
+            "storageLocation": "s3://bucket/c/dc1/n0", "snapshotTag": "nightly",
+            "restorationStrategyType": "HARDLINKS", "globalRequest": true, "timeout": "90m",
+            "schemaVersion": "9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e", "exactSchemaVersion": true,
+            "import": {"sourceDir": "/var/lib/cassandra/downloadedsstables"}, "entities": "ks.t",
+            "proxySettings": {"useProxy": true, "proxyHost": "proxy", "proxyPort": 3128,
+                "proxyUser": "u", "proxyPassword": "secret"}
+        }))
+        .unwrap();
+        let plan = Plan {
+            backup: "nightly-9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e-1764000000123".into(),
+            pinned: true,
+            locations: (0..2)
+                .map(|i| StorageLocation::parse(&format!("s3://bucket/c/dc1/n{i}")).unwrap())
+                .collect(),
+        };
+        let base = storage_part_body("restore", &request).unwrap();
+        for pinned in [true, false] {
+            let plan = Plan {
+                pinned,
+                backup: plan.backup.clone(),
+                locations: plan.locations.clone(),
+            };
+            // The coordinator's former template and parts.
+            let mut template = base.clone();
+            template.insert("snapshotTag".into(), plan.backup.clone().into());
+            template.insert("singlePhase".into(), false.into());
+            if plan.pinned {
+                template.insert("exactSchemaVersion".into(), false.into());
+                template.remove("schemaVersion");
+            }
+            let mut cleanup = template.clone();
+            cleanup.insert("noDeleteTruncates".into(), true.into());
+            let before = |template: &Map<String, Value>, phase: Phase, index: usize| {
+                let mut body = template.clone();
+                body.insert("restorationPhase".into(), phase.name().into());
+                body.insert(
+                    "storageLocation".into(),
+                    plan.locations[index].to_string().into(),
+                );
+                serde_json::to_string(&body).unwrap()
+            };
+
+            let settled = StorageRequest {
+                connection: request.connection.clone(),
+                fields: request.fields.settled(&plan.backup, plan.pinned),
+            };
+            for phase in Phase::ALL {
+                for (index, body) in parts(&base, &settled, &plan, phase, 2, 0).unwrap() {
+                    assert_eq!(
+                        serde_json::to_string(&body).unwrap(),
+                        before(&template, phase, index),
+                        "{phase}, pinned {pinned}"
+                    );
+                }
+            }
+            let settled = StorageRequest {
+                connection: settled.connection.clone(),
+                fields: settled.fields.keeping_truncates(),
+            };
+            for (index, body) in
+                parts(&base, &settled, &plan, Phase::Cleanup, 2, usize::MAX).unwrap()
+            {
+                assert_eq!(
+                    serde_json::to_string(&body).unwrap(),
+                    before(&cleanup, Phase::Cleanup, index)
+                );
+                assert_eq!(body["proxySettings"]["proxyPassword"], "secret");
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
 use super::coordinator::{Coordinator, Step};
-use super::peers::participants;
+use super::participants::participants;
 use super::{deadline_after, part_body};
 use crate::decode::{self, DecodeRequest};
 use crate::operation::{Operation, OperationContext, OperationFailure};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::hashes::HashAlgorithm;
 use crate::backup::run::{BackupPlan, default_snapshot_tag};
+use crate::cluster::backup::{BackupPart, ClusterBackup};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
@@ -95,6 +96,19 @@ impl Default for BackupFields {
     }
 }
 
+impl BackupPart for BackupFields {
+    fn part(&self, tag: &str, schema_version: uuid::Uuid) -> Self {
+        BackupFields {
+            snapshot_tag: Some(tag.to_string()),
+            schema_version: Some(schema_version),
+            global_request: false,
+            create_missing_bucket: false,
+            upload_cluster_topology: false,
+            ..self.clone()
+        }
+    }
+}
+
 fn copy() -> String {
     "COPY".into()
 }
@@ -155,8 +169,17 @@ impl Operation for Backup {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         if request.fields.global_request {
-            let response = crate::cluster::backup::backup(request, &context).await?;
-            context.set_response(response);
+            let fields = &request.fields;
+            let plan = ClusterBackup {
+                timeout: fields.timeout,
+                dc: fields.dc.clone(),
+                tag: fields.snapshot_tag.clone(),
+                tag_generated: fields.snapshot_tag_generated,
+                create_missing_bucket: fields.create_missing_bucket,
+                request,
+            };
+            let response = crate::cluster::backup::backup(plan, &context).await?;
+            context.set_response(crate::cluster::backup::response_json(&response)?);
             return Ok(());
         }
         storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;

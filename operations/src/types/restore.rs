@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::restore::{ClusterRestore, RestorePart};
 use crate::decode::{self, DataRate};
 use crate::node_fs::{NodeConfig, staging};
 use crate::operation::{Operation, OperationContext, OperationFailure};
@@ -146,6 +147,36 @@ impl RestoreFields {
             no_delete_truncates: self.no_delete_truncates,
             no_delete_downloads: self.no_delete_downloads,
             no_download_data: self.no_download_data,
+        }
+    }
+}
+
+impl RestorePart for RestoreFields {
+    fn settled(&self, backup: &str, pinned: bool) -> Self {
+        let mut part = RestoreFields {
+            snapshot_tag: backup.to_string(),
+            global_request: false,
+            single_phase: false,
+            ..self.clone()
+        };
+        if pinned {
+            part.exact_schema_version = false;
+            part.schema_version = None;
+        }
+        part
+    }
+
+    fn in_phase(&self, phase: Phase) -> Self {
+        RestoreFields {
+            restoration_phase: Some(phase),
+            ..self.clone()
+        }
+    }
+
+    fn keeping_truncates(&self) -> Self {
+        RestoreFields {
+            no_delete_truncates: true,
+            ..self.clone()
         }
     }
 }
@@ -399,7 +430,15 @@ impl Operation for Restore {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         if request.fields.global_request {
-            let response = crate::cluster::restore::restore(request, &context).await?;
+            let fields = &request.fields;
+            let restore = ClusterRestore {
+                plan: fields.plan(),
+                timeout: fields.timeout,
+                dc: fields.dc.clone(),
+                single_phase: fields.single_phase,
+                request,
+            };
+            let response = crate::cluster::restore::restore(restore, &context).await?;
             context.set_response(response);
             return Ok(());
         }
