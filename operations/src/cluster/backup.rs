@@ -5,13 +5,14 @@
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::Timeout;
 use super::coordinator::{Coordinator, Step};
 use super::participants::participants;
 use super::{changed_part_body, deadline_after, storage_part_body};
 use crate::backup::run::{resolved_tag, upload_topology};
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::request::{StorageRequest, Timeout};
+use crate::storage::request::StorageRequest;
 
 /// What a cluster-wide backup needs of the request's own fields, which the request type implements: a node's part
 /// is a changed clone of them.

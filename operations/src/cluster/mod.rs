@@ -9,9 +9,11 @@ pub mod participants;
 pub mod remove;
 pub mod restore;
 pub mod rolling;
+pub mod timeout;
 
 pub use coordinator::Coordinator;
 pub use participants::Peer;
+pub use timeout::Timeout;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -90,8 +92,7 @@ pub fn icarus_part(body: Value, own_data_dirs: &[String]) -> Value {
         return body;
     };
     if let Some(Value::String(text)) = body.get("timeout")
-        && let Ok(timeout) =
-            serde_json::from_value::<crate::storage::request::Timeout>(text.clone().into())
+        && let Ok(timeout) = serde_json::from_value::<Timeout>(text.clone().into())
     {
         let hours = timeout.0.as_secs().div_ceil(3600).clamp(1, i32::MAX as u64);
         body.insert("timeout".into(), hours.into());
@@ -206,31 +207,5 @@ mod tests {
         );
         let given = json!({"type": "backup", "timeout": 3, "dataDirs": ["/data"]});
         assert_eq!(super::icarus_part(given.clone(), &["/x".into()]), given);
-    }
-
-    #[test]
-    fn timeouts_are_icarus_hours_or_durations() {
-        use crate::storage::request::Timeout;
-        let read = |value| serde_json::from_value::<Timeout>(value);
-        assert_eq!(read(json!(2)).unwrap(), Timeout::hours(2));
-        assert_eq!(read(json!("3")).unwrap(), Timeout::hours(3));
-        assert_eq!(
-            read(json!(0)).unwrap(),
-            Timeout::hours(5),
-            "below 1: Icarus's default"
-        );
-        assert_eq!(read(json!(null)).unwrap(), Timeout::hours(5));
-        assert_eq!(read(json!("90s")).unwrap().0.as_secs(), 90);
-        assert!(
-            read(json!("soon"))
-                .unwrap_err()
-                .to_string()
-                .contains("number of hours")
-        );
-        assert_eq!(serde_json::to_value(Timeout::hours(5)).unwrap(), json!(5));
-        assert_eq!(
-            serde_json::to_value(read(json!("90m")).unwrap()).unwrap(),
-            json!("1h 30m")
-        );
     }
 }

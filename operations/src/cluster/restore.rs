@@ -8,6 +8,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::Timeout;
 use super::coordinator::{Coordinator, Step};
 use super::participants::{Peer, participants};
 use super::{changed_part_body, deadline_after, storage_part_body};
@@ -18,7 +19,7 @@ use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::backup_topology;
 use crate::restore::{Phase, RestorePlan};
-use crate::storage::request::{StorageRequest, Timeout};
+use crate::storage::request::StorageRequest;
 use crate::storage::{RemoteStorage, StorageLocation};
 
 /// How long the CLEANUP after a failed phase may take (the request's own timeout may be what ran out).

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::hashes::HashAlgorithm;
 use crate::backup::run::{BackupPlan, default_snapshot_tag};
+use crate::cluster::Timeout;
 use crate::cluster::backup::{BackupPart, ClusterBackup};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::node_storage::{self, BucketCheck, NodePath};
@@ -44,7 +45,7 @@ pub struct BackupFields {
     #[serde(default, deserialize_with = "decode::bool")]
     pub global_request: bool,
     #[serde(default)]
-    pub timeout: storage::Timeout,
+    pub timeout: Timeout,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<uuid::Uuid>,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -76,7 +77,7 @@ impl BackupFields {
             entities: Entities::All,
             dc: None,
             global_request: false,
-            timeout: storage::Timeout::default(),
+            timeout: Timeout::default(),
             schema_version: None,
             upload_cluster_topology: false,
             duration: None,

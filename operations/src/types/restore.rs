@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Timeout;
 use crate::cluster::restore::{ClusterRestore, RestorePart};
 use crate::decode::{self, DataRate};
 use crate::node_fs::{NodeConfig, staging};
@@ -58,7 +59,7 @@ pub struct RestoreFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dc: Option<String>,
     #[serde(default)]
-    pub timeout: storage::Timeout,
+    pub timeout: Timeout,
     #[serde(default, deserialize_with = "decode::bool")]
     pub no_delete_truncates: bool,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -104,7 +105,7 @@ impl RestoreFields {
             global_request: false,
             single_phase: false,
             dc: None,
-            timeout: storage::Timeout::default(),
+            timeout: Timeout::default(),
             no_delete_truncates: false,
             no_delete_downloads: false,
             no_download_data: false,
