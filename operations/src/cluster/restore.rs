@@ -50,7 +50,7 @@ pub struct ClusterRestore<F> {
 }
 
 /// Which backup every node restores and where each node finds its part.
-struct Plan {
+struct Placement {
     /// The backup's full name when the coordinator settled it; the tag as given otherwise (each node then picks
     /// its newest, as Icarus lets them).
     backup: String,
@@ -73,11 +73,11 @@ async fn coordinate<F: RestorePart>(
     restore: ClusterRestore<F>,
     context: &OperationContext,
 ) -> Result<Value, OperationFailure> {
-    let (request, fields) = (&restore.request, &restore.plan);
+    let (request, asked) = (&restore.request, &restore.plan);
     let deadline = deadline_after(restore.timeout.0);
     let cassandra = context.cassandra().await?;
     let cluster = participants(context, &cassandra, restore.dc.as_deref()).await?;
-    let phases: Vec<Phase> = match (restore.single_phase, fields.restoration_phase) {
+    let phases: Vec<Phase> = match (restore.single_phase, asked.restoration_phase) {
         (true, Some(phase)) => vec![phase],
         _ => Phase::ALL.to_vec(),
     };
@@ -101,22 +101,22 @@ async fn coordinate<F: RestorePart>(
         BucketCheck::of(&request.connection, false),
     )
     .await?;
-    let plan = plan(
+    let placement = place(
         context,
         &cassandra,
         &bucket,
         location,
         &cluster.topology,
         coordinator.peers(),
-        fields,
+        asked,
     )
     .await?;
-    tracing::info!(backup = %plan.backup, pinned = plan.pinned, nodes, "cluster-wide restore planned");
+    tracing::info!(backup = %placement.backup, pinned = placement.pinned, nodes, "cluster-wide restore planned");
 
     let base = storage_part_body("restore", request)?;
     let settled = StorageRequest {
         connection: request.connection.clone(),
-        fields: request.fields.settled(&plan.backup, plan.pinned),
+        fields: request.fields.settled(&placement.backup, placement.pinned),
     };
     let truncating = truncating_node(coordinator.peers());
     let timeout_text = restore.timeout.to_string();
@@ -127,7 +127,7 @@ async fn coordinate<F: RestorePart>(
             parts: parts(
                 &base,
                 &settled,
-                &plan,
+                &placement,
                 phase,
                 coordinator.peers().len(),
                 truncating,
@@ -140,16 +140,16 @@ async fn coordinate<F: RestorePart>(
         if let Err(failure) = coordinator.run_step(step).await {
             let cleanup = phases.len() > 1
                 && downloaded
-                && !fields.no_delete_downloads
+                && !asked.no_delete_downloads
                 && !matches!(failure, OperationFailure::Cancelled);
             if cleanup {
-                clean_up_after_failure(&coordinator, &base, &settled, &plan, &failure).await;
+                clean_up_after_failure(&coordinator, &base, &settled, &placement, &failure).await;
             }
             return Err(failure);
         }
     }
     Ok(json!({
-        "backup": plan.backup,
+        "backup": placement.backup,
         "phases": phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
         "truncatedOn": phases.contains(&Phase::Truncate).then(|| coordinator.peers()[truncating].node.clone()),
     }))
@@ -169,7 +169,7 @@ fn truncating_node(peers: &[Peer]) -> usize {
 fn parts<F: RestorePart>(
     base: &Map<String, Value>,
     settled: &StorageRequest<F>,
-    plan: &Plan,
+    placement: &Placement,
     phase: Phase,
     nodes: usize,
     truncating: usize,
@@ -182,7 +182,7 @@ fn parts<F: RestorePart>(
                 connection: settled.connection.clone(),
                 fields: fields.clone(),
             };
-            part.connection.storage_location = plan.locations[index].clone();
+            part.connection.storage_location = placement.locations[index].clone();
             Ok((index, changed_part_body("restore", base, &part)?))
         })
         .collect()
@@ -194,7 +194,7 @@ async fn clean_up_after_failure<F: RestorePart>(
     coordinator: &Coordinator,
     base: &Map<String, Value>,
     settled: &StorageRequest<F>,
-    plan: &Plan,
+    placement: &Placement,
     failure: &OperationFailure,
 ) {
     let settled = StorageRequest {
@@ -205,7 +205,7 @@ async fn clean_up_after_failure<F: RestorePart>(
     let parts = match parts(
         base,
         &settled,
-        plan,
+        placement,
         Phase::Cleanup,
         coordinator.peers().len(),
         usize::MAX,
@@ -232,25 +232,25 @@ async fn clean_up_after_failure<F: RestorePart>(
 /// written by a cluster-wide backup) every node restores that backup by name, from the backed-up node with its
 /// host id or, in a new cluster, with its tokens. Without one, as Icarus: the current cluster, data centre and host
 /// ids, and the tag as given.
-async fn plan(
+async fn place(
     context: &OperationContext,
     cassandra: &Cassandra,
     bucket: &RemoteStorage,
     location: &StorageLocation,
     current: &ClusterTopology,
     peers: &[Peer],
-    fields: &RestorePlan,
-) -> Result<Plan, OperationFailure> {
-    let schema = fields.exact_schema_version.then(|| {
-        fields
+    asked: &RestorePlan,
+) -> Result<Placement, OperationFailure> {
+    let schema = asked.exact_schema_version.then(|| {
+        asked
             .schema_version
             .map(|v| v.to_string())
             .unwrap_or_else(|| current.schema_version.clone())
     });
-    let found = backup_topology(context, bucket, &fields.snapshot_tag, schema.as_deref()).await?;
+    let found = backup_topology(context, bucket, &asked.snapshot_tag, schema.as_deref()).await?;
     let Some((name, backed_up)) = found else {
-        return Ok(Plan {
-            backup: fields.snapshot_tag.clone(),
+        return Ok(Placement {
+            backup: asked.snapshot_tag.clone(),
             pinned: false,
             locations: peers
                 .iter()
@@ -281,7 +281,7 @@ async fn plan(
         )
         .await?
     };
-    Ok(Plan {
+    Ok(Placement {
         backup: name,
         pinned: true,
         locations,
@@ -360,7 +360,7 @@ mod tests {
     fn truncate_runs_on_the_node_with_the_smallest_host_id() {
         let peers = [peer("c0"), peer("a1"), peer("b2")];
         assert_eq!(truncating_node(&peers), 1);
-        let plan = Plan {
+        let placement = Placement {
             backup: "b".into(),
             pinned: true,
             locations: (0..3)
@@ -368,15 +368,15 @@ mod tests {
                 .collect(),
         };
         let request = StorageRequest {
-            connection: crate::storage::request::Connection::new(plan.locations[0].clone()),
+            connection: crate::storage::request::Connection::new(placement.locations[0].clone()),
             fields: crate::types::restore::RestoreFields::new("b"),
         };
-        let truncate = parts(&Map::new(), &request, &plan, Phase::Truncate, 3, 1).unwrap();
+        let truncate = parts(&Map::new(), &request, &placement, Phase::Truncate, 3, 1).unwrap();
         assert_eq!(truncate.len(), 1);
         assert_eq!(truncate[0].1["storageLocation"], "s3://bucket/c/dc1/n1");
         assert_eq!(truncate[0].1["restorationPhase"], "TRUNCATE");
         assert_eq!(
-            parts(&Map::new(), &request, &plan, Phase::Import, 3, 1)
+            parts(&Map::new(), &request, &placement, Phase::Import, 3, 1)
                 .unwrap()
                 .len(),
             3
@@ -397,7 +397,7 @@ mod tests {
                 "proxyUser": "u", "proxyPassword": "secret"}
         }))
         .unwrap();
-        let plan = Plan {
+        let placement = Placement {
             backup: "nightly-9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e-1764000000123".into(),
             pinned: true,
             locations: (0..2)
@@ -406,16 +406,16 @@ mod tests {
         };
         let base = storage_part_body("restore", &request).unwrap();
         for pinned in [true, false] {
-            let plan = Plan {
+            let placement = Placement {
                 pinned,
-                backup: plan.backup.clone(),
-                locations: plan.locations.clone(),
+                backup: placement.backup.clone(),
+                locations: placement.locations.clone(),
             };
             // The coordinator's former template and parts.
             let mut template = base.clone();
-            template.insert("snapshotTag".into(), plan.backup.clone().into());
+            template.insert("snapshotTag".into(), placement.backup.clone().into());
             template.insert("singlePhase".into(), false.into());
-            if plan.pinned {
+            if placement.pinned {
                 template.insert("exactSchemaVersion".into(), false.into());
                 template.remove("schemaVersion");
             }
@@ -426,17 +426,17 @@ mod tests {
                 body.insert("restorationPhase".into(), phase.name().into());
                 body.insert(
                     "storageLocation".into(),
-                    plan.locations[index].to_string().into(),
+                    placement.locations[index].to_string().into(),
                 );
                 serde_json::to_string(&body).unwrap()
             };
 
             let settled = StorageRequest {
                 connection: request.connection.clone(),
-                fields: request.fields.settled(&plan.backup, plan.pinned),
+                fields: request.fields.settled(&placement.backup, placement.pinned),
             };
             for phase in Phase::ALL {
-                for (index, body) in parts(&base, &settled, &plan, phase, 2, 0).unwrap() {
+                for (index, body) in parts(&base, &settled, &placement, phase, 2, 0).unwrap() {
                     assert_eq!(
                         serde_json::to_string(&body).unwrap(),
                         before(&template, phase, index),
@@ -449,7 +449,7 @@ mod tests {
                 fields: settled.fields.keeping_truncates(),
             };
             for (index, body) in
-                parts(&base, &settled, &plan, Phase::Cleanup, 2, usize::MAX).unwrap()
+                parts(&base, &settled, &placement, Phase::Cleanup, 2, usize::MAX).unwrap()
             {
                 assert_eq!(
                     serde_json::to_string(&body).unwrap(),

@@ -167,3 +167,33 @@ pub async fn remove_reporting(
     }
     Ok((removed, skipped))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entries of `removed` keep their JSON: the node's prefix last, and only in a cluster-wide removal.
+    #[test]
+    fn removed_backups_are_written_as_before() {
+        let mut removed = RemovedBackup {
+            name: "daily-1".into(),
+            removed_objects: 3,
+            reclaimed_space: 1024,
+            node: None,
+        };
+        let text = serde_json::to_string(&removed).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"daily-1","removedObjects":3,"reclaimedSpace":1024}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<RemovedBackup>(&text).unwrap(),
+            removed
+        );
+        removed.node = Some("c/dc1/n1".into());
+        assert_eq!(
+            serde_json::to_string(&removed).unwrap(),
+            r#"{"name":"daily-1","removedObjects":3,"reclaimedSpace":1024,"node":"c/dc1/n1"}"#
+        );
+    }
+}

@@ -8,7 +8,7 @@
 //! ([`journal::Journal`]) the restore keeps in its staging directory.
 //!
 //! Where files may be touched: the data directories Cassandra reports ([`node::LiveNode`]), and the staging
-//! directory, checked against them before anything happens ([`node::Staging`]). Every write, link and removal goes
+//! directory, checked against them before anything happens ([`Staging`]). Every write, link and removal goes
 //! through a [`Root`] of one of them.
 
 mod journal;
