@@ -217,9 +217,10 @@ impl Operation for Backup {
             .collect();
         let outcome = crate::backup::run::backup(&plan, &remote, &cassandra, &context).await;
         let taken = outcome.as_ref().ok().and_then(|response| {
-            let tag = response["snapshotTag"].as_str()?;
             Some(
-                crate::esop::manifest::ManifestName::parse(tag)?.timestamp_millis() as f64 / 1000.0,
+                crate::esop::manifest::ManifestName::parse(&response.snapshot_tag)?
+                    .timestamp_millis() as f64
+                    / 1000.0,
             )
         });
         let at = taken.unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
@@ -229,7 +230,10 @@ impl Operation for Backup {
                 .metrics()
                 .backup_ended(&keyspaces, &location, at, outcome.is_ok());
         }
-        context.set_response(outcome?);
+        let response = serde_json::to_value(outcome?).map_err(|error| {
+            OperationFailure::Failed(format!("cannot record the backup's response: {error}"))
+        })?;
+        context.set_response(response);
         Ok(())
     }
 }
@@ -266,6 +270,24 @@ mod tests {
         assert!(
             !given.fields.snapshot_tag_generated,
             "a tag the client gave is theirs"
+        );
+    }
+
+    /// The node's backup answers with the fields and in the order the `json!` it replaced wrote.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let response = crate::backup::run::BackupResponse {
+            snapshot_tag: "t-1".into(),
+            storage_location: "s3://b/c/d/n".into(),
+            manifest: "c/d/n/manifests/t-1.json".into(),
+            stats: Default::default(),
+        };
+        let written = serde_json::to_string(&response).unwrap();
+        assert!(
+            written.starts_with(
+                r#"{"snapshotTag":"t-1","storageLocation":"s3://b/c/d/n","manifest":"c/d/n/manifests/t-1.json","stats":{"#
+            ),
+            "{written}"
         );
     }
 }
