@@ -290,4 +290,46 @@ mod tests {
             "{written}"
         );
     }
+
+    /// Each part of a cluster-wide backup is what the coordinator sent when it patched the request's body key by key, byte for byte, with
+    /// the schema version given in the request or not (then it was appended).
+    #[test]
+    fn parts_are_the_request_patched_as_before() {
+        let schema = "9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e";
+        let tag = format!("nightly-{schema}-1764000000123");
+        for given in [None, Some("0f0c3c2e-8b4f-4a51-9d1e-1c5a2b3d4e5f")] {
+            let mut body = serde_json::json!({
+                "storageLocation": "s3://bucket/c/dc1/n0", "snapshotTag": "nightly", "globalRequest": true,
+                "createMissingBucket": true, "uploadClusterTopology": true, "timeout": 2,
+                "proxySettings": {"useProxy": true, "proxyHost": "proxy", "proxyPassword": "secret"}
+            });
+            if let Some(given) = given {
+                body["schemaVersion"] = given.into();
+            }
+            let request: BackupRequest =
+                crate::decode::DecodeRequest::decode_request(body).unwrap();
+            let location = crate::storage::StorageLocation::parse("s3://bucket/c/dc2/n7").unwrap();
+
+            let mut before = crate::cluster::storage_part_body("backup", &request).unwrap();
+            before.insert("storageLocation".into(), location.to_string().into());
+            before.insert("snapshotTag".into(), tag.clone().into());
+            before.insert("schemaVersion".into(), schema.into());
+            before.insert("skipBucketVerification".into(), true.into());
+            before.insert("createMissingBucket".into(), false.into());
+            before.insert("uploadClusterTopology".into(), false.into());
+
+            let base = crate::cluster::storage_part_body("backup", &request).unwrap();
+            let mut part = StorageRequest {
+                connection: request.connection.clone(),
+                fields: request.fields.part(&tag, schema.parse().unwrap()),
+            };
+            part.connection.storage_location = location;
+            part.connection.skip_bucket_verification = true;
+            let body = crate::cluster::changed_part_body("backup", &base, &part).unwrap();
+            assert_eq!(
+                serde_json::to_string(&body).unwrap(),
+                serde_json::to_string(&before).unwrap()
+            );
+        }
+    }
 }

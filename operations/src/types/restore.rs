@@ -455,3 +455,73 @@ impl Operation for Restore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::cluster::{changed_part_body, storage_part_body};
+    use crate::decode::DecodeRequest;
+    use crate::storage::StorageLocation;
+
+    /// Each part of a cluster-wide restore is what the coordinator sent when it patched the request's body key by
+    /// key, byte for byte: the same keys in the same order, pinned or not, and in the CLEANUP after a failure.
+    #[test]
+    fn cluster_parts_are_the_request_patched_as_before() {
+        let request: RestoreRequest = DecodeRequest::decode_request(json!({
+            "storageLocation": "s3://bucket/c/dc1/n0", "snapshotTag": "nightly",
+            "restorationStrategyType": "HARDLINKS", "globalRequest": true, "timeout": "90m",
+            "schemaVersion": "9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e", "exactSchemaVersion": true,
+            "import": {"sourceDir": "/var/lib/cassandra/downloadedsstables"}, "entities": "ks.t",
+            "proxySettings": {"useProxy": true, "proxyHost": "proxy", "proxyPort": 3128,
+                "proxyUser": "u", "proxyPassword": "secret"}
+        }))
+        .unwrap();
+        let backup = "nightly-9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e-1764000000123";
+        let location = StorageLocation::parse("s3://bucket/c/dc2/n7").unwrap();
+        let base = storage_part_body("restore", &request).unwrap();
+        for pinned in [true, false] {
+            // The coordinator's former template and parts.
+            let mut template = base.clone();
+            template.insert("snapshotTag".into(), backup.into());
+            template.insert("singlePhase".into(), false.into());
+            if pinned {
+                template.insert("exactSchemaVersion".into(), false.into());
+                template.remove("schemaVersion");
+            }
+            let mut cleanup = template.clone();
+            cleanup.insert("noDeleteTruncates".into(), true.into());
+            let before = |template: &Map<String, Value>, phase: Phase| {
+                let mut body = template.clone();
+                body.insert("restorationPhase".into(), phase.name().into());
+                body.insert("storageLocation".into(), location.to_string().into());
+                serde_json::to_string(&body).unwrap()
+            };
+            let part = |fields: RestoreFields| {
+                let mut part = StorageRequest {
+                    connection: request.connection.clone(),
+                    fields,
+                };
+                part.connection.storage_location = location.clone();
+                let body = changed_part_body("restore", &base, &part).unwrap();
+                assert_eq!(body["proxySettings"]["proxyPassword"], "secret");
+                serde_json::to_string(&body).unwrap()
+            };
+
+            let settled = request.fields.settled(backup, pinned);
+            for phase in Phase::ALL {
+                assert_eq!(
+                    part(settled.in_phase(phase)),
+                    before(&template, phase),
+                    "{phase}, pinned {pinned}"
+                );
+            }
+            assert_eq!(
+                part(settled.keeping_truncates().in_phase(Phase::Cleanup)),
+                before(&cleanup, Phase::Cleanup),
+                "pinned {pinned}"
+            );
+        }
+    }
+}
