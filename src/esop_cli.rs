@@ -14,10 +14,11 @@ use daedalus_operations::storage::request::{Connection, ProxySettings, Retry, St
 use daedalus_operations::storage::transfer::hashes::HashAlgorithm;
 use daedalus_operations::storage::{Entities, KeyspaceTable, StorageLocation};
 use daedalus_operations::types::backup::{Backup, BackupFields};
-use daedalus_operations::types::backups::{List, ListFields, RemoveBackup, RemoveBackupFields};
 use daedalus_operations::types::commitlog_backup::{CommitLogBackup, CommitLogBackupFields};
 use daedalus_operations::types::commitlog_restore::{CommitLogRestore, CommitLogRestoreFields};
 use daedalus_operations::types::import::ImportRequest;
+use daedalus_operations::types::list::{List, ListFields};
+use daedalus_operations::types::remove_backup::{RemoveBackup, RemoveBackupFields};
 use daedalus_operations::types::restore::{Phase, Restore, RestoreFields, Strategy};
 use serde_json::Value;
 

@@ -25,6 +25,7 @@ pub mod operation_store;
 pub mod peer;
 pub mod record;
 pub mod registry;
+pub mod removal;
 pub mod restore;
 pub mod secret;
 pub mod startup;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::manifest_builder;
 use super::snapshot_files::{self, SnapshotTable};
@@ -43,13 +43,25 @@ pub struct BackupPlan {
     pub algorithm: HashAlgorithm,
 }
 
+/// What a node's backup did: the operation's `response`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupResponse {
+    /// The backup's name, which its manifest has.
+    pub snapshot_tag: String,
+    pub storage_location: String,
+    /// The manifest's key in the bucket.
+    pub manifest: String,
+    pub stats: upload::UploadStats,
+}
+
 /// Runs the backup of this node into `remote`; returns what it did, for the operation's `response`.
 pub async fn backup(
     plan: &BackupPlan,
     remote: &RemoteStorage,
     cassandra: &Cassandra,
     context: &OperationContext,
-) -> Result<serde_json::Value, OperationFailure> {
+) -> Result<BackupResponse, OperationFailure> {
     context
         .cancellable(require_entities(cassandra, &plan.entities))
         .await??;
@@ -143,7 +155,7 @@ async fn upload_snapshot(
     tag: &str,
     schema_version: &str,
     tokens: Vec<String>,
-) -> Result<serde_json::Value, OperationFailure> {
+) -> Result<BackupResponse, OperationFailure> {
     let tables = {
         let (dirs, wanted) = (data_dirs.to_vec(), tag.to_string());
         tokio::task::spawn_blocking(move || snapshot_files::find(&dirs, &wanted))
@@ -202,12 +214,15 @@ async fn upload_snapshot(
         upload_topology(context, remote, &topology, tag).await?;
     }
     tracing::info!(%tag, files = stats.files, uploaded = stats.uploaded_files, "backup complete");
-    Ok(json!({
-        "snapshotTag": tag,
-        "storageLocation": remote.location().to_string(),
-        "manifest": format!("{}/{manifest_key}", remote.location().node_prefix().unwrap_or_default()),
-        "stats": stats,
-    }))
+    Ok(BackupResponse {
+        snapshot_tag: tag.to_string(),
+        storage_location: remote.location().to_string(),
+        manifest: format!(
+            "{}/{manifest_key}",
+            remote.location().node_prefix().unwrap_or_default()
+        ),
+        stats,
+    })
 }
 
 /// Each snapshot file with its Esop object key; digests are read from disk, off the async workers.

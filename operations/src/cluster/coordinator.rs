@@ -2,13 +2,14 @@
 //! publishes every node's state as the operation's `nodes`, and ends a step at the first failure, at the deadline
 //! or on cancellation, cancelling the parts still running on the peers before it returns.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,22 +25,24 @@ use crate::state::OperationState;
 /// coordinator gives up on them (a peer that stopped answering never confirms).
 const CANCEL_GRACE: Duration = Duration::from_secs(20);
 
-/// One node's part as the operation's `nodes` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One node's part as the operation's `nodes` shows it, and as a sidecar taking the operation over reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NodeView {
     #[serde(flatten)]
     peer: Peer,
     /// The restore phase the part runs (restores only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    phase: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase: Option<Cow<'static, str>>,
     /// The part's id on the peer, once submitted.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     operation_id: Option<Uuid>,
     /// Absent until submitted.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     state: Option<OperationState>,
+    #[serde(default)]
     progress: f64,
+    #[serde(default)]
     errors: Vec<ReportedError>,
 }
 
@@ -98,7 +101,8 @@ pub struct Coordinator {
     own_data_dirs: Mutex<Vec<String>>,
 }
 
-/// The parts a recorded `nodes` view names, by host id.
+/// The parts a recorded `nodes` view names, by host id: those submitted (a view that cannot be read is passed
+/// over, and its part sent again). The errors are left behind: the view shows those the part reports now.
 fn recorded_parts(nodes: Option<&Value>) -> HashMap<String, RemoteOperation> {
     let Some(Value::Array(views)) = nodes else {
         return HashMap::new();
@@ -106,15 +110,13 @@ fn recorded_parts(nodes: Option<&Value>) -> HashMap<String, RemoteOperation> {
     views
         .iter()
         .filter_map(|view| {
-            let host_id = view.get("hostId")?.as_str()?.to_string();
-            let id = Uuid::parse_str(view.get("operationId")?.as_str()?).ok()?;
-            let state = serde_json::from_value(view.get("state")?.clone()).ok()?;
+            let view = NodeView::deserialize(view).ok()?;
             Some((
-                host_id,
+                view.peer.host_id,
                 RemoteOperation {
-                    id,
-                    state,
-                    progress: view.get("progress").and_then(Value::as_f64).unwrap_or(0.0),
+                    id: view.operation_id?,
+                    state: view.state?,
+                    progress: view.progress,
                     errors: Vec::new(),
                 },
             ))
@@ -294,7 +296,7 @@ impl Coordinator {
     ) -> Result<(), PartFailure> {
         let peer = &self.peers[index];
         self.update(index, |view| {
-            view.phase = phase;
+            view.phase = phase.map(Cow::Borrowed);
             view.operation_id = None;
             view.state = None;
             view.progress = 0.0;
@@ -512,5 +514,33 @@ mod tests {
         assert_eq!(parts["h2"].state, OperationState::Completed);
         assert!(!parts.contains_key("h3"));
         assert!(recorded_parts(None).is_empty());
+    }
+
+    /// What the operation's `nodes` shows is what a sidecar taking it over reads back.
+    #[test]
+    fn node_views_are_read_back_as_written() {
+        let view = NodeView {
+            peer: Peer {
+                node: "127.0.0.1".into(),
+                host_id: "h1".into(),
+                dc: "dc1".into(),
+                peer: "http://127.0.0.1:4567".into(),
+            },
+            phase: Some(Cow::Borrowed("DOWNLOAD")),
+            operation_id: Some(Uuid::new_v4()),
+            state: Some(OperationState::Failed),
+            progress: 0.25,
+            errors: vec![ReportedError {
+                source: "http://127.0.0.1:4567".into(),
+                message: "no space left".into(),
+            }],
+        };
+        let written = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            written["phase"], "DOWNLOAD",
+            "the fields side by side, as before"
+        );
+        assert_eq!(written["hostId"], "h1");
+        assert_eq!(NodeView::deserialize(&written).unwrap(), view);
     }
 }

@@ -5,13 +5,15 @@
 
 pub mod backup;
 pub mod coordinator;
-pub mod peers;
+pub mod participants;
 pub mod remove;
 pub mod restore;
 pub mod rolling;
+pub mod timeout;
 
 pub use coordinator::Coordinator;
-pub use peers::Peer;
+pub use participants::Peer;
+pub use timeout::Timeout;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -20,7 +22,8 @@ use crate::operation::OperationFailure;
 use crate::storage::request::StorageRequest;
 
 /// The body a peer receives for its part: the request as this sidecar decoded it (every field with its effective
-/// value), its `type`, and `globalRequest: false`. The caller then rewrites what differs per node.
+/// value), its `type`, and `globalRequest: false`. What differs per node is changed on a clone of the typed request
+/// ([`changed_part_body`]).
 pub fn part_body(
     type_id: &str,
     request: &impl Serialize,
@@ -56,6 +59,30 @@ pub fn storage_part_body<F: Serialize>(
     Ok(body)
 }
 
+/// One node's part, as its sidecar receives it: `part`, a changed clone of the request, written as
+/// [`storage_part_body`] writes the request itself (`base`). The keys keep `base`'s order: those the part leaves out
+/// are removed as [`Map::remove`] removes them, then the part's are set, in place where `base` has them and
+/// appended where it has not, so each part is byte for byte what the coordinators sent when they patched the
+/// request's body key by key.
+pub fn changed_part_body<F: Serialize>(
+    type_id: &str,
+    base: &Map<String, Value>,
+    part: &StorageRequest<F>,
+) -> Result<Value, OperationFailure> {
+    let changed = storage_part_body(type_id, part)?;
+    let mut body = base.clone();
+    let left_out: Vec<String> = base
+        .keys()
+        .filter(|key| !changed.contains_key(*key))
+        .cloned()
+        .collect();
+    for key in left_out {
+        body.remove(&key);
+    }
+    body.extend(changed);
+    Ok(Value::Object(body))
+}
+
 /// A part for an Icarus peer, in the forms Icarus 3.0.0 reads: its top level ignores fields it lacks, but
 /// `timeout` is whole hours, `import` must say `"type": "import"`, a duration's unit one of Icarus's four, and a
 /// backup or restore needs `dataDirs` (Icarus takes every node's to be the same: the coordinator's own, when the
@@ -65,8 +92,7 @@ pub fn icarus_part(body: Value, own_data_dirs: &[String]) -> Value {
         return body;
     };
     if let Some(Value::String(text)) = body.get("timeout")
-        && let Ok(timeout) =
-            serde_json::from_value::<crate::storage::request::Timeout>(text.clone().into())
+        && let Ok(timeout) = serde_json::from_value::<Timeout>(text.clone().into())
     {
         let hours = timeout.0.as_secs().div_ceil(3600).clamp(1, i32::MAX as u64);
         body.insert("timeout".into(), hours.into());
@@ -181,31 +207,5 @@ mod tests {
         );
         let given = json!({"type": "backup", "timeout": 3, "dataDirs": ["/data"]});
         assert_eq!(super::icarus_part(given.clone(), &["/x".into()]), given);
-    }
-
-    #[test]
-    fn timeouts_are_icarus_hours_or_durations() {
-        use crate::storage::request::Timeout;
-        let read = |value| serde_json::from_value::<Timeout>(value);
-        assert_eq!(read(json!(2)).unwrap(), Timeout::hours(2));
-        assert_eq!(read(json!("3")).unwrap(), Timeout::hours(3));
-        assert_eq!(
-            read(json!(0)).unwrap(),
-            Timeout::hours(5),
-            "below 1: Icarus's default"
-        );
-        assert_eq!(read(json!(null)).unwrap(), Timeout::hours(5));
-        assert_eq!(read(json!("90s")).unwrap().0.as_secs(), 90);
-        assert!(
-            read(json!("soon"))
-                .unwrap_err()
-                .to_string()
-                .contains("number of hours")
-        );
-        assert_eq!(serde_json::to_value(Timeout::hours(5)).unwrap(), json!(5));
-        assert_eq!(
-            serde_json::to_value(read(json!("90m")).unwrap()).unwrap(),
-            json!("1h 30m")
-        );
     }
 }

@@ -6,35 +6,37 @@
 use std::collections::BTreeSet;
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 
 use crate::esop::manifest::manifest_key;
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
+use crate::removal::{RemovalPlan, RemovedBackup, Topology, remove_from_node};
 use crate::storage::request::Connection;
-use crate::types::backups::{RemoveBackupFields, Topology, remove_from_node};
 
-/// Returns what was removed, one object per backup and node (`node`, `name`, `removedObjects`, `reclaimedSpace`).
-/// Boxed, as the other cluster-wide entry points (see [`super::backup::backup`]).
+/// Returns what was removed, one entry per backup and node. `resolve_nodes`: the cluster's name comes from
+/// Cassandra even when the location names one. Boxed, as the other cluster-wide entry points (see
+/// [`super::backup::backup`]).
 pub fn remove<'a>(
     connection: &'a Connection,
-    request: &'a RemoveBackupFields,
+    plan: &'a RemovalPlan,
+    resolve_nodes: bool,
     context: &'a OperationContext,
-) -> BoxFuture<'a, Result<Vec<Value>, OperationFailure>> {
-    Box::pin(remove_everywhere(connection, request, context))
+) -> BoxFuture<'a, Result<Vec<RemovedBackup>, OperationFailure>> {
+    Box::pin(remove_everywhere(connection, plan, resolve_nodes, context))
 }
 
 async fn remove_everywhere(
     connection: &Connection,
-    request: &RemoveBackupFields,
+    plan: &RemovalPlan,
+    resolve_nodes: bool,
     context: &OperationContext,
-) -> Result<Vec<Value>, OperationFailure> {
+) -> Result<Vec<RemovedBackup>, OperationFailure> {
     let location = &connection.storage_location;
     // With `resolveNodes` the cluster comes from Cassandra even when the location names one, as for a node's own
     // removal and Icarus's: a location such as `s3://bucket/c/d/n` with placeholders then removes what a global
     // backup to that same location wrote.
     let cluster = match &location.node_path {
-        Some((cluster, _, _)) if !request.resolve_nodes => cluster.clone(),
+        Some((cluster, _, _)) if !resolve_nodes => cluster.clone(),
         _ => {
             let cassandra = context.cassandra().await?;
             let own = node_storage::node_location(&cassandra, location).await?;
@@ -68,7 +70,7 @@ async fn remove_everywhere(
     let mut failed = Vec::new();
     for (done, node_location) in nodes.iter().enumerate() {
         let remote = bucket.at(node_location.clone())?;
-        let has_backup = match &request.backup_name {
+        let has_backup = match &plan.backup_name {
             Some(name) => context
                 .cancellable(remote.size_of(&manifest_key(name)))
                 .await??
@@ -76,13 +78,11 @@ async fn remove_everywhere(
             None => true,
         };
         if has_backup {
-            match remove_from_node(context, &remote, request, Topology::Keep).await {
+            match remove_from_node(context, &remote, plan, Topology::Keep).await {
                 Ok(backups) => {
                     for mut backup in backups {
-                        if let Some(name) = backup["name"].as_str() {
-                            names.insert(name.to_string());
-                        }
-                        backup["node"] = node_location.node_prefix().unwrap_or_default().into();
+                        names.insert(backup.name.clone());
+                        backup.node = Some(node_location.node_prefix().unwrap_or_default());
                         removed.push(backup);
                     }
                 }
@@ -98,7 +98,7 @@ async fn remove_everywhere(
             .progress()
             .units(done as u64 + 1, nodes.len() as u64 + 1);
     }
-    if let Some(name) = &request.backup_name
+    if let Some(name) = &plan.backup_name
         && names.is_empty()
         && failed.is_empty()
     {
@@ -107,7 +107,7 @@ async fn remove_everywhere(
             location.store_name()
         )));
     }
-    if !request.dry {
+    if !plan.dry {
         for name in &names {
             context
                 .cancellable(bucket.delete_in_bucket(&format!("topology/{name}.json")))

@@ -5,25 +5,52 @@
 //! CLEANUP still removes what was downloaded (unless `noDeleteDownloads`), keeping the truncation snapshots.
 
 use futures_util::future::BoxFuture;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::Timeout;
 use super::coordinator::{Coordinator, Step};
-use super::peers::{Peer, participants};
-use super::{deadline_after, storage_part_body};
+use super::participants::{Peer, participants};
+use super::{changed_part_body, deadline_after, storage_part_body};
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::ClusterTopology;
 use crate::esop::manifest::manifest_key;
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::backup_topology;
+use crate::restore::{Phase, RestorePlan};
+use crate::storage::request::StorageRequest;
 use crate::storage::{RemoteStorage, StorageLocation};
-use crate::types::restore::{Phase, RestoreFields, RestoreRequest};
 
 /// How long the CLEANUP after a failed phase may take (the request's own timeout may be what ran out).
 const CLEANUP_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// What a cluster-wide restore needs of the request's own fields, which the request type implements: a node's part
+/// is a changed clone of them.
+pub trait RestorePart: Serialize + Clone + Send + Sync + 'static {
+    /// Every node restores `backup` (the full name the coordinator settled, or the tag as given), one phase per
+    /// part; `pinned`, by name, needs no schema filter.
+    fn settled(&self, backup: &str, pinned: bool) -> Self;
+    /// A node's part in `phase`.
+    fn in_phase(&self, phase: Phase) -> Self;
+    /// The part of the CLEANUP after a failed phase, which keeps the truncation snapshots.
+    fn keeping_truncates(&self) -> Self;
+}
+
+/// A cluster-wide restore: the request the parts are made of, and what the coordinator reads of it.
+pub struct ClusterRestore<F> {
+    pub request: StorageRequest<F>,
+    /// What each node restores, as the request asked.
+    pub plan: RestorePlan,
+    pub timeout: Timeout,
+    /// Only the nodes of these data centres.
+    pub dc: Option<String>,
+    /// Run only `plan.restoration_phase`, on every node.
+    pub single_phase: bool,
+}
+
 /// Which backup every node restores and where each node finds its part.
-struct Plan {
+struct Placement {
     /// The backup's full name when the coordinator settled it; the tag as given otherwise (each node then picks
     /// its newest, as Icarus lets them).
     backup: String,
@@ -35,22 +62,22 @@ struct Plan {
 
 /// Boxed, and built in this function's own frame: the coordinator's future is large, and a node's own restore,
 /// which shares `Restore::run` with it, should not carry its size.
-pub fn restore(
-    request: RestoreRequest,
+pub fn restore<F: RestorePart>(
+    restore: ClusterRestore<F>,
     context: &OperationContext,
 ) -> BoxFuture<'_, Result<Value, OperationFailure>> {
-    Box::pin(coordinate(request, context))
+    Box::pin(coordinate(restore, context))
 }
 
-async fn coordinate(
-    request: RestoreRequest,
+async fn coordinate<F: RestorePart>(
+    restore: ClusterRestore<F>,
     context: &OperationContext,
 ) -> Result<Value, OperationFailure> {
-    let fields = &request.fields;
-    let deadline = deadline_after(fields.timeout.0);
+    let (request, asked) = (&restore.request, &restore.plan);
+    let deadline = deadline_after(restore.timeout.0);
     let cassandra = context.cassandra().await?;
-    let cluster = participants(context, &cassandra, fields.dc.as_deref()).await?;
-    let phases: Vec<Phase> = match (fields.single_phase, fields.restoration_phase) {
+    let cluster = participants(context, &cassandra, restore.dc.as_deref()).await?;
+    let phases: Vec<Phase> = match (restore.single_phase, asked.restoration_phase) {
         (true, Some(phase)) => vec![phase],
         _ => Phase::ALL.to_vec(),
     };
@@ -74,38 +101,37 @@ async fn coordinate(
         BucketCheck::of(&request.connection, false),
     )
     .await?;
-    let plan = plan(
+    let placement = place(
         context,
         &cassandra,
         &bucket,
         location,
         &cluster.topology,
         coordinator.peers(),
-        fields,
+        asked,
     )
     .await?;
-    tracing::info!(backup = %plan.backup, pinned = plan.pinned, nodes, "cluster-wide restore planned");
+    tracing::info!(backup = %placement.backup, pinned = placement.pinned, nodes, "cluster-wide restore planned");
 
-    let mut template = storage_part_body("restore", &request)?;
-    template.insert("snapshotTag".into(), plan.backup.clone().into());
-    template.insert("singlePhase".into(), false.into());
-    if plan.pinned {
-        template.insert("exactSchemaVersion".into(), false.into());
-        template.remove("schemaVersion");
-    }
+    let base = storage_part_body("restore", request)?;
+    let settled = StorageRequest {
+        connection: request.connection.clone(),
+        fields: request.fields.settled(&placement.backup, placement.pinned),
+    };
     let truncating = truncating_node(coordinator.peers());
-    let timeout_text = fields.timeout.to_string();
+    let timeout_text = restore.timeout.to_string();
     let mut downloaded = false;
     for phase in phases.iter().copied() {
         let step = Step {
             phase: Some(phase.name()),
             parts: parts(
-                &template,
-                &plan,
+                &base,
+                &settled,
+                &placement,
                 phase,
                 coordinator.peers().len(),
                 truncating,
-            ),
+            )?,
             concurrency: nodes,
             deadline: Some(deadline),
             timeout_text: timeout_text.clone(),
@@ -114,16 +140,16 @@ async fn coordinate(
         if let Err(failure) = coordinator.run_step(step).await {
             let cleanup = phases.len() > 1
                 && downloaded
-                && !fields.no_delete_downloads
+                && !asked.no_delete_downloads
                 && !matches!(failure, OperationFailure::Cancelled);
             if cleanup {
-                clean_up_after_failure(&coordinator, &template, &plan, &failure).await;
+                clean_up_after_failure(&coordinator, &base, &settled, &placement, &failure).await;
             }
             return Err(failure);
         }
     }
     Ok(json!({
-        "backup": plan.backup,
+        "backup": placement.backup,
         "phases": phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
         "truncatedOn": phases.contains(&Phase::Truncate).then(|| coordinator.peers()[truncating].node.clone()),
     }))
@@ -139,47 +165,60 @@ fn truncating_node(peers: &[Peer]) -> usize {
         .map_or(0, |(index, _)| index)
 }
 
-fn parts(
-    template: &Map<String, Value>,
-    plan: &Plan,
+/// The parts of `phase`: `settled` in that phase, at each node's location; `base` is the request's own body.
+fn parts<F: RestorePart>(
+    base: &Map<String, Value>,
+    settled: &StorageRequest<F>,
+    placement: &Placement,
     phase: Phase,
     nodes: usize,
     truncating: usize,
-) -> Vec<(usize, Value)> {
+) -> Result<Vec<(usize, Value)>, OperationFailure> {
+    let fields = settled.fields.in_phase(phase);
     (0..nodes)
         .filter(|index| phase != Phase::Truncate || *index == truncating)
         .map(|index| {
-            let mut body = template.clone();
-            body.insert("restorationPhase".into(), phase.name().into());
-            body.insert(
-                "storageLocation".into(),
-                plan.locations[index].to_string().into(),
-            );
-            (index, body.into())
+            let mut part = StorageRequest {
+                connection: settled.connection.clone(),
+                fields: fields.clone(),
+            };
+            part.connection.storage_location = placement.locations[index].clone();
+            Ok((index, changed_part_body("restore", base, &part)?))
         })
         .collect()
 }
 
 /// After a failed phase the downloads go (unless `noDeleteDownloads`); the truncation snapshots stay: once
 /// TRUNCATE ran they hold the only copy of what the tables had.
-async fn clean_up_after_failure(
+async fn clean_up_after_failure<F: RestorePart>(
     coordinator: &Coordinator,
-    template: &Map<String, Value>,
-    plan: &Plan,
+    base: &Map<String, Value>,
+    settled: &StorageRequest<F>,
+    placement: &Placement,
     failure: &OperationFailure,
 ) {
-    let mut template = template.clone();
-    template.insert("noDeleteTruncates".into(), true.into());
+    let settled = StorageRequest {
+        connection: settled.connection.clone(),
+        fields: settled.fields.keeping_truncates(),
+    };
     tracing::info!(%failure, "the restore failed; removing the downloaded files on every node");
+    let parts = match parts(
+        base,
+        &settled,
+        placement,
+        Phase::Cleanup,
+        coordinator.peers().len(),
+        usize::MAX,
+    ) {
+        Ok(parts) => parts,
+        Err(error) => {
+            tracing::warn!(%error, "the CLEANUP after a failed restore could not be sent");
+            return;
+        }
+    };
     let step = Step {
         phase: Some(Phase::Cleanup.name()),
-        parts: parts(
-            &template,
-            plan,
-            Phase::Cleanup,
-            coordinator.peers().len(),
-            usize::MAX,
-        ),
+        parts,
         concurrency: coordinator.peers().len(),
         deadline: Some(super::deadline_after(CLEANUP_AFTER_FAILURE)),
         timeout_text: humantime::format_duration(CLEANUP_AFTER_FAILURE).to_string(),
@@ -193,25 +232,25 @@ async fn clean_up_after_failure(
 /// written by a cluster-wide backup) every node restores that backup by name, from the backed-up node with its
 /// host id or, in a new cluster, with its tokens. Without one, as Icarus: the current cluster, data centre and host
 /// ids, and the tag as given.
-async fn plan(
+async fn place(
     context: &OperationContext,
     cassandra: &Cassandra,
     bucket: &RemoteStorage,
     location: &StorageLocation,
     current: &ClusterTopology,
     peers: &[Peer],
-    fields: &RestoreFields,
-) -> Result<Plan, OperationFailure> {
-    let schema = fields.exact_schema_version.then(|| {
-        fields
+    asked: &RestorePlan,
+) -> Result<Placement, OperationFailure> {
+    let schema = asked.exact_schema_version.then(|| {
+        asked
             .schema_version
             .map(|v| v.to_string())
             .unwrap_or_else(|| current.schema_version.clone())
     });
-    let found = backup_topology(context, bucket, &fields.snapshot_tag, schema.as_deref()).await?;
+    let found = backup_topology(context, bucket, &asked.snapshot_tag, schema.as_deref()).await?;
     let Some((name, backed_up)) = found else {
-        return Ok(Plan {
-            backup: fields.snapshot_tag.clone(),
+        return Ok(Placement {
+            backup: asked.snapshot_tag.clone(),
             pinned: false,
             locations: peers
                 .iter()
@@ -242,7 +281,7 @@ async fn plan(
         )
         .await?
     };
-    Ok(Plan {
+    Ok(Placement {
         backup: name,
         pinned: true,
         locations,
@@ -308,6 +347,29 @@ fn sorted(mut tokens: Vec<String>) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The one field of a request the parts' phases show.
+    #[derive(Debug, Clone, Default, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Fields {
+        restoration_phase: Option<Phase>,
+    }
+
+    impl RestorePart for Fields {
+        fn settled(&self, _backup: &str, _pinned: bool) -> Self {
+            self.clone()
+        }
+
+        fn in_phase(&self, phase: Phase) -> Self {
+            Fields {
+                restoration_phase: Some(phase),
+            }
+        }
+
+        fn keeping_truncates(&self) -> Self {
+            self.clone()
+        }
+    }
+
     fn peer(host_id: &str) -> Peer {
         Peer {
             node: format!("10.0.0.{}", host_id.len()),
@@ -321,17 +383,26 @@ mod tests {
     fn truncate_runs_on_the_node_with_the_smallest_host_id() {
         let peers = [peer("c0"), peer("a1"), peer("b2")];
         assert_eq!(truncating_node(&peers), 1);
-        let plan = Plan {
+        let placement = Placement {
             backup: "b".into(),
             pinned: true,
             locations: (0..3)
                 .map(|i| StorageLocation::parse(&format!("s3://bucket/c/dc1/n{i}")).unwrap())
                 .collect(),
         };
-        let truncate = parts(&Map::new(), &plan, Phase::Truncate, 3, 1);
+        let request = StorageRequest {
+            connection: crate::storage::request::Connection::new(placement.locations[0].clone()),
+            fields: Fields::default(),
+        };
+        let truncate = parts(&Map::new(), &request, &placement, Phase::Truncate, 3, 1).unwrap();
         assert_eq!(truncate.len(), 1);
         assert_eq!(truncate[0].1["storageLocation"], "s3://bucket/c/dc1/n1");
         assert_eq!(truncate[0].1["restorationPhase"], "TRUNCATE");
-        assert_eq!(parts(&Map::new(), &plan, Phase::Import, 3, 1).len(), 3);
+        assert_eq!(
+            parts(&Map::new(), &request, &placement, Phase::Import, 3, 1)
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

@@ -5,12 +5,12 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
+use super::Timeout;
 use super::coordinator::{Coordinator, Step};
-use super::peers::participants;
+use super::participants::participants;
 use super::{deadline_after, part_body};
 use crate::decode::{self, DecodeRequest};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::storage::request::Timeout;
 use crate::validation::{Validate, Violations};
 
 /// The cluster-wide fields a maintenance request may add.

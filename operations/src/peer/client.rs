@@ -162,9 +162,8 @@ impl PeerClient {
             return Err(refused(&version, response).await);
         }
         let body = response.bytes().await.unwrap_or_default();
-        let sidecar = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|body| body.get("version")?.as_str().map(str::to_string))
+        let sidecar = serde_json::from_slice::<VersionAnswer>(&body)
+            .map(|answer| answer.version)
             .unwrap_or_default();
         let (kind, probe) = if is_daedalus(&sidecar) {
             (Sidecar::Daedalus, format!("{base}/health/ready"))
@@ -249,17 +248,24 @@ fn unreachable(url: &str, error: &reqwest::Error) -> PeerError {
     }
 }
 
+/// What a sidecar's `GET /version` says of it (Icarus and Daedalus alike); the rest is not read.
+#[derive(Debug, Deserialize)]
+struct VersionAnswer {
+    version: String,
+}
+
+/// An error body of Daedalus or Icarus; the rest is not read.
+#[derive(Debug, Deserialize)]
+struct ErrorAnswer {
+    message: String,
+}
+
 async fn refused(url: &str, response: reqwest::Response) -> PeerError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     // Our own and Icarus's error bodies carry a `message`; anything else is quoted as it came.
-    let message = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|body| {
-            body.get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+    let message = serde_json::from_str::<ErrorAnswer>(&text)
+        .map(|answer| answer.message)
         .unwrap_or(text);
     PeerError::Refused {
         url: url.to_string(),
@@ -309,5 +315,19 @@ mod tests {
         assert!(!is_daedalus("instaclustr-icarus 3.0.0"));
         assert!(!is_daedalus("daedalus-fork 1.0"));
         assert!(!is_daedalus(""));
+    }
+
+    #[test]
+    fn reads_the_version_and_error_answers_of_both_sidecars() {
+        let read = |body: &str| serde_json::from_str::<VersionAnswer>(body).map(|a| a.version);
+        assert_eq!(
+            read(r#"{"version": "instaclustr-icarus 3.0.0", "buildTime": "x", "gitCommit": "y"}"#)
+                .unwrap(),
+            "instaclustr-icarus 3.0.0"
+        );
+        assert!(read(r#"{"version": 3}"#).is_err());
+        let message =
+            serde_json::from_str::<ErrorAnswer>(r#"{"status": 400, "message": "bad"}"#).unwrap();
+        assert_eq!(message.message, "bad");
     }
 }

@@ -6,26 +6,25 @@ pub mod commitlog;
 pub mod download;
 pub mod in_place;
 pub mod live;
+pub mod plan;
 pub mod tables;
 
 use crate::node_fs::NodeConfig;
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::request::StorageRequest;
-use crate::types::restore::{RestoreRequest, Strategy};
+use crate::storage::request::Connection;
+pub use plan::{Phase, RestorePlan, Strategy};
 
 /// Runs one node's restore; returns what it did, for the operation's `response`. `config` is where the node's files
 /// are when it is stopped (IN_PLACE).
 pub async fn restore(
-    request: RestoreRequest,
+    connection: &Connection,
+    plan: &RestorePlan,
     config: &NodeConfig,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
-    let StorageRequest { connection, fields } = request;
-    match fields.restoration_strategy_type {
-        Strategy::InPlace => in_place::restore(&connection, &fields, config, context).await,
-        Strategy::Hardlinks | Strategy::Import => {
-            live::restore(&connection, &fields, context).await
-        }
+    match plan.restoration_strategy_type {
+        Strategy::InPlace => in_place::restore(connection, plan, config, context).await,
+        Strategy::Hardlinks | Strategy::Import => live::restore(connection, plan, context).await,
     }
 }
 

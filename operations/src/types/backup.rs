@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::run::BackupPlan;
+use crate::cluster::Timeout;
+use crate::cluster::backup::{BackupPart, ClusterBackup};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::esop::tag::default_snapshot_tag;
 use crate::node_storage::{self, BucketCheck, NodePath};
@@ -44,7 +46,7 @@ pub struct BackupFields {
     #[serde(default, deserialize_with = "decode::bool")]
     pub global_request: bool,
     #[serde(default)]
-    pub timeout: storage::Timeout,
+    pub timeout: Timeout,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<uuid::Uuid>,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -76,7 +78,7 @@ impl BackupFields {
             entities: Entities::All,
             dc: None,
             global_request: false,
-            timeout: storage::Timeout::default(),
+            timeout: Timeout::default(),
             schema_version: None,
             upload_cluster_topology: false,
             duration: None,
@@ -93,6 +95,19 @@ impl BackupFields {
 impl Default for BackupFields {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl BackupPart for BackupFields {
+    fn part(&self, tag: &str, schema_version: uuid::Uuid) -> Self {
+        BackupFields {
+            snapshot_tag: Some(tag.to_string()),
+            schema_version: Some(schema_version),
+            global_request: false,
+            create_missing_bucket: false,
+            upload_cluster_topology: false,
+            ..self.clone()
+        }
     }
 }
 
@@ -156,8 +171,17 @@ impl Operation for Backup {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         if request.fields.global_request {
-            let response = crate::cluster::backup::backup(request, &context).await?;
-            context.set_response(response);
+            let fields = &request.fields;
+            let plan = ClusterBackup {
+                timeout: fields.timeout,
+                dc: fields.dc.clone(),
+                tag: fields.snapshot_tag.clone(),
+                tag_generated: fields.snapshot_tag_generated,
+                create_missing_bucket: fields.create_missing_bucket,
+                request,
+            };
+            let response = crate::cluster::backup::backup(plan, &context).await?;
+            context.set_response(crate::cluster::backup::response_json(&response)?);
             return Ok(());
         }
         storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
@@ -194,9 +218,10 @@ impl Operation for Backup {
             .collect();
         let outcome = crate::backup::run::backup(&plan, &remote, &cassandra, &context).await;
         let taken = outcome.as_ref().ok().and_then(|response| {
-            let tag = response["snapshotTag"].as_str()?;
             Some(
-                crate::esop::manifest::ManifestName::parse(tag)?.timestamp_millis() as f64 / 1000.0,
+                crate::esop::manifest::ManifestName::parse(&response.snapshot_tag)?
+                    .timestamp_millis() as f64
+                    / 1000.0,
             )
         });
         let at = taken.unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
@@ -206,7 +231,10 @@ impl Operation for Backup {
                 .metrics()
                 .backup_ended(&keyspaces, &location, at, outcome.is_ok());
         }
-        context.set_response(outcome?);
+        let response = serde_json::to_value(outcome?).map_err(|error| {
+            OperationFailure::Failed(format!("cannot record the backup's response: {error}"))
+        })?;
+        context.set_response(response);
         Ok(())
     }
 }
@@ -244,5 +272,65 @@ mod tests {
             !given.fields.snapshot_tag_generated,
             "a tag the client gave is theirs"
         );
+    }
+
+    /// The node's backup answers with the fields and in the order the `json!` it replaced wrote.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let response = crate::backup::run::BackupResponse {
+            snapshot_tag: "t-1".into(),
+            storage_location: "s3://b/c/d/n".into(),
+            manifest: "c/d/n/manifests/t-1.json".into(),
+            stats: Default::default(),
+        };
+        let written = serde_json::to_string(&response).unwrap();
+        assert!(
+            written.starts_with(
+                r#"{"snapshotTag":"t-1","storageLocation":"s3://b/c/d/n","manifest":"c/d/n/manifests/t-1.json","stats":{"#
+            ),
+            "{written}"
+        );
+    }
+
+    /// Each part of a cluster-wide backup is what the coordinator sent when it patched the request's body key by key, byte for byte, with
+    /// the schema version given in the request or not (then it was appended).
+    #[test]
+    fn parts_are_the_request_patched_as_before() {
+        let schema = "9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e";
+        let tag = format!("nightly-{schema}-1764000000123");
+        for given in [None, Some("0f0c3c2e-8b4f-4a51-9d1e-1c5a2b3d4e5f")] {
+            let mut body = serde_json::json!({
+                "storageLocation": "s3://bucket/c/dc1/n0", "snapshotTag": "nightly", "globalRequest": true,
+                "createMissingBucket": true, "uploadClusterTopology": true, "timeout": 2,
+                "proxySettings": {"useProxy": true, "proxyHost": "proxy", "proxyPassword": "secret"}
+            });
+            if let Some(given) = given {
+                body["schemaVersion"] = given.into();
+            }
+            let request: BackupRequest =
+                crate::decode::DecodeRequest::decode_request(body).unwrap();
+            let location = crate::storage::StorageLocation::parse("s3://bucket/c/dc2/n7").unwrap();
+
+            let mut before = crate::cluster::storage_part_body("backup", &request).unwrap();
+            before.insert("storageLocation".into(), location.to_string().into());
+            before.insert("snapshotTag".into(), tag.clone().into());
+            before.insert("schemaVersion".into(), schema.into());
+            before.insert("skipBucketVerification".into(), true.into());
+            before.insert("createMissingBucket".into(), false.into());
+            before.insert("uploadClusterTopology".into(), false.into());
+
+            let base = crate::cluster::storage_part_body("backup", &request).unwrap();
+            let mut part = StorageRequest {
+                connection: request.connection.clone(),
+                fields: request.fields.part(&tag, schema.parse().unwrap()),
+            };
+            part.connection.storage_location = location;
+            part.connection.skip_bucket_verification = true;
+            let body = crate::cluster::changed_part_body("backup", &base, &part).unwrap();
+            assert_eq!(
+                serde_json::to_string(&body).unwrap(),
+                serde_json::to_string(&before).unwrap()
+            );
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! The operation types, one module each, and the registry that lists them.
 
 pub mod backup;
-pub mod backups;
 pub mod cleanup;
 pub mod commitlog_backup;
 pub mod commitlog_restore;
@@ -10,9 +9,11 @@ pub mod decommission;
 pub mod drain;
 pub mod flush;
 pub mod import;
+pub mod list;
 pub mod one_table;
 pub mod rebuild;
 pub mod refresh;
+pub mod remove_backup;
 pub mod repair;
 pub mod restore;
 pub mod scrub;
@@ -63,8 +64,8 @@ pub fn registry(options: TypeOptions) -> Registry {
     let mut registry = Registry::new();
     registry
         .register(backup::Backup)
-        .register(backups::List)
-        .register(backups::RemoveBackup)
+        .register(list::List)
+        .register(remove_backup::RemoveBackup)
         .register(RollingOperation(cleanup::Cleanup))
         .register(commitlog_backup::CommitLogBackup)
         .register(commitlog_restore::CommitLogRestore::new(

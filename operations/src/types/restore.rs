@@ -2,107 +2,20 @@
 //! phases (the work itself is in [`crate::restore`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::Timeout;
+use crate::cluster::restore::{ClusterRestore, RestorePart};
 use crate::decode::{self, DataRate};
 use crate::node_fs::{NodeConfig, staging};
 use crate::operation::{Operation, OperationContext, OperationFailure};
+use crate::restore::plan::RestorePlan;
+pub use crate::restore::plan::{Phase, Strategy};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::{Entities, KeyspaceTable};
 use crate::types::import::ImportRequest;
 use crate::validation::{self, Violations};
-
-/// How a backup gets into Cassandra (Esop's `restorationStrategyType`, any letter case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Node down: files go straight into the data directories.
-    #[default]
-    InPlace,
-    /// Node up: downloaded, then hard-linked into the table directories and loaded (`loadNewSSTables`).
-    Hardlinks,
-    /// Node up: downloaded, then imported (`importNewSSTables`, Cassandra 4.0+).
-    Import,
-}
-
-/// A step of a HARDLINKS or IMPORT restore (Esop's `restorationPhase`, any letter case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Init,
-    Download,
-    Truncate,
-    Import,
-    Cleanup,
-}
-
-/// Enum values as Esop writes them, read in any letter case as Jackson did.
-macro_rules! esop_enum {
-    ($type:ty, [$($variant:path => $name:literal),+ $(,)?]) => {
-        impl $type {
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            pub fn name(self) -> &'static str {
-                match self { $($variant => $name),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text.trim().to_ascii_uppercase().as_str() {
-                    $($name => Some($variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl Serialize for $type {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.name())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $type {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                <$type>::parse(&text).ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "must be one of {}, got '{text}'",
-                        Self::NAMES.join(", ")
-                    ))
-                })
-            }
-        }
-    };
-}
-
-esop_enum!(Strategy, [
-    Strategy::InPlace => "IN_PLACE",
-    Strategy::Hardlinks => "HARDLINKS",
-    Strategy::Import => "IMPORT",
-]);
-
-esop_enum!(Phase, [
-    Phase::Init => "INIT",
-    Phase::Download => "DOWNLOAD",
-    Phase::Truncate => "TRUNCATE",
-    Phase::Import => "IMPORT",
-    Phase::Cleanup => "CLEANUP",
-]);
-
-impl Phase {
-    pub const ALL: [Phase; 5] = [
-        Phase::Init,
-        Phase::Download,
-        Phase::Truncate,
-        Phase::Import,
-        Phase::Cleanup,
-    ];
-}
 
 /// `null` is the default, as Jackson reads it.
 fn strategy_or_default<'de, D: serde::Deserializer<'de>>(
@@ -146,7 +59,7 @@ pub struct RestoreFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dc: Option<String>,
     #[serde(default)]
-    pub timeout: storage::Timeout,
+    pub timeout: Timeout,
     #[serde(default, deserialize_with = "decode::bool")]
     pub no_delete_truncates: bool,
     #[serde(default, deserialize_with = "decode::bool")]
@@ -192,7 +105,7 @@ impl RestoreFields {
             global_request: false,
             single_phase: false,
             dc: None,
-            timeout: storage::Timeout::default(),
+            timeout: Timeout::default(),
             no_delete_truncates: false,
             no_delete_downloads: false,
             no_download_data: false,
@@ -212,6 +125,60 @@ impl RestoreFields {
     /// Where HARDLINKS and IMPORT download to, when given.
     pub fn source_dir(&self) -> Option<&str> {
         self.import.as_ref().and_then(|i| i.source_dir.as_deref())
+    }
+
+    /// What the restore engine runs for this request on one node.
+    pub fn plan(&self) -> RestorePlan {
+        RestorePlan {
+            snapshot_tag: self.snapshot_tag.clone(),
+            entities: self.entities.clone(),
+            restoration_strategy_type: self.restoration_strategy_type,
+            restoration_phase: self.restoration_phase,
+            source_dir: self.source_dir().map(str::to_string),
+            import_checks: self.import.clone().unwrap_or_default().checks(),
+            schema_version: self.schema_version,
+            exact_schema_version: self.exact_schema_version,
+            restore_system_keyspace: self.restore_system_keyspace,
+            restore_system_auth: self.restore_system_auth,
+            new_cluster: self.new_cluster,
+            update_cassandra_yaml: self.update_cassandra_yaml,
+            resolve_host_id_from_topology: self.resolve_host_id_from_topology,
+            rename: self.rename.clone(),
+            bandwidth: self.bandwidth,
+            no_delete_truncates: self.no_delete_truncates,
+            no_delete_downloads: self.no_delete_downloads,
+            no_download_data: self.no_download_data,
+        }
+    }
+}
+
+impl RestorePart for RestoreFields {
+    fn settled(&self, backup: &str, pinned: bool) -> Self {
+        let mut part = RestoreFields {
+            snapshot_tag: backup.to_string(),
+            global_request: false,
+            single_phase: false,
+            ..self.clone()
+        };
+        if pinned {
+            part.exact_schema_version = false;
+            part.schema_version = None;
+        }
+        part
+    }
+
+    fn in_phase(&self, phase: Phase) -> Self {
+        RestoreFields {
+            restoration_phase: Some(phase),
+            ..self.clone()
+        }
+    }
+
+    fn keeping_truncates(&self) -> Self {
+        RestoreFields {
+            no_delete_truncates: true,
+            ..self.clone()
+        }
     }
 }
 
@@ -464,15 +431,97 @@ impl Operation for Restore {
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
         if request.fields.global_request {
-            let response = crate::cluster::restore::restore(request, &context).await?;
+            let fields = &request.fields;
+            let restore = ClusterRestore {
+                plan: fields.plan(),
+                timeout: fields.timeout,
+                dc: fields.dc.clone(),
+                single_phase: fields.single_phase,
+                request,
+            };
+            let response = crate::cluster::restore::restore(restore, &context).await?;
             context.set_response(response);
             return Ok(());
         }
+        let plan = request.fields.plan();
         let response = crate::operation_store::releasing_memory(crate::restore::restore(
-            request, &self.node, &context,
+            &request.connection,
+            &plan,
+            &self.node,
+            &context,
         ))
         .await?;
         context.set_response(response);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::cluster::{changed_part_body, storage_part_body};
+    use crate::decode::DecodeRequest;
+    use crate::storage::StorageLocation;
+
+    /// Each part of a cluster-wide restore is what the coordinator sent when it patched the request's body key by
+    /// key, byte for byte: the same keys in the same order, pinned or not, and in the CLEANUP after a failure.
+    #[test]
+    fn cluster_parts_are_the_request_patched_as_before() {
+        let request: RestoreRequest = DecodeRequest::decode_request(json!({
+            "storageLocation": "s3://bucket/c/dc1/n0", "snapshotTag": "nightly",
+            "restorationStrategyType": "HARDLINKS", "globalRequest": true, "timeout": "90m",
+            "schemaVersion": "9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e", "exactSchemaVersion": true,
+            "import": {"sourceDir": "/var/lib/cassandra/downloadedsstables"}, "entities": "ks.t",
+            "proxySettings": {"useProxy": true, "proxyHost": "proxy", "proxyPort": 3128,
+                "proxyUser": "u", "proxyPassword": "secret"}
+        }))
+        .unwrap();
+        let backup = "nightly-9bd8e6a2-4cf4-3a6f-b9c9-64a8bb3a5c3e-1764000000123";
+        let location = StorageLocation::parse("s3://bucket/c/dc2/n7").unwrap();
+        let base = storage_part_body("restore", &request).unwrap();
+        for pinned in [true, false] {
+            // The coordinator's former template and parts.
+            let mut template = base.clone();
+            template.insert("snapshotTag".into(), backup.into());
+            template.insert("singlePhase".into(), false.into());
+            if pinned {
+                template.insert("exactSchemaVersion".into(), false.into());
+                template.remove("schemaVersion");
+            }
+            let mut cleanup = template.clone();
+            cleanup.insert("noDeleteTruncates".into(), true.into());
+            let before = |template: &Map<String, Value>, phase: Phase| {
+                let mut body = template.clone();
+                body.insert("restorationPhase".into(), phase.name().into());
+                body.insert("storageLocation".into(), location.to_string().into());
+                serde_json::to_string(&body).unwrap()
+            };
+            let part = |fields: RestoreFields| {
+                let mut part = StorageRequest {
+                    connection: request.connection.clone(),
+                    fields,
+                };
+                part.connection.storage_location = location.clone();
+                let body = changed_part_body("restore", &base, &part).unwrap();
+                assert_eq!(body["proxySettings"]["proxyPassword"], "secret");
+                serde_json::to_string(&body).unwrap()
+            };
+
+            let settled = request.fields.settled(backup, pinned);
+            for phase in Phase::ALL {
+                assert_eq!(
+                    part(settled.in_phase(phase)),
+                    before(&template, phase),
+                    "{phase}, pinned {pinned}"
+                );
+            }
+            assert_eq!(
+                part(settled.keeping_truncates().in_phase(Phase::Cleanup)),
+                before(&cleanup, Phase::Cleanup),
+                "pinned {pinned}"
+            );
+        }
     }
 }

@@ -17,15 +17,15 @@ use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::{self, ChosenBackup};
 use crate::restore::download::{DownloadSettings, PlannedDownload};
+use crate::restore::plan::RestorePlan;
 use crate::restore::{download_for, require_node_down};
 use crate::storage::request::Connection;
 use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{Entities, RemoteStorage, StorageLocation, Throttle};
-use crate::types::restore::RestoreFields;
 
 pub async fn restore(
     connection: &Connection,
-    fields: &RestoreFields,
+    fields: &RestorePlan,
     config: &NodeConfig,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
@@ -259,7 +259,7 @@ fn require_named_entities(
 async fn backed_up_node(
     context: &OperationContext,
     remote: &RemoteStorage,
-    fields: &RestoreFields,
+    fields: &RestorePlan,
 ) -> Result<StorageLocation, OperationFailure> {
     let location = remote.location();
     let Some((cluster, _, node_name)) = &location.node_path else {

@@ -8,7 +8,7 @@
 //! ([`journal::Journal`]) the restore keeps in its staging directory.
 //!
 //! Where files may be touched: the data directories Cassandra reports ([`node::LiveNode`]), and the staging
-//! directory, checked against them before anything happens ([`node::Staging`]). Every write, link and removal goes
+//! directory, checked against them before anything happens ([`Staging`]). Every write, link and removal goes
 //! through a [`Root`] of one of them.
 
 mod journal;
@@ -28,10 +28,10 @@ use crate::node_fs::staging::{self, Staging};
 use crate::node_fs::{EntryKind, FsError, RelPath, Root, Target};
 use crate::node_storage::{self as storage_node, BucketCheck, NodePath};
 use crate::operation::{OperationContext, OperationFailure};
+use crate::restore::plan::{Phase, RestorePlan, Strategy};
 use crate::storage::request::Connection;
 use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{KeyspaceTable, RemoteStorage, Throttle};
-use crate::types::restore::{Phase, RestoreFields, Strategy};
 use journal::{Journal, TableRecord};
 use node::LiveNode;
 
@@ -45,7 +45,7 @@ struct TableFiles {
 /// A restore into this running node.
 struct LiveRestore<'a> {
     context: &'a OperationContext,
-    fields: &'a RestoreFields,
+    plan: &'a RestorePlan,
     connection: &'a Connection,
     cassandra: Cassandra,
     remote: RemoteStorage,
@@ -55,16 +55,16 @@ struct LiveRestore<'a> {
 
 pub async fn restore(
     connection: &Connection,
-    fields: &RestoreFields,
+    plan: &RestorePlan,
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
     let cassandra = context.cassandra().await.map_err(|error| {
         OperationFailure::Failed(format!(
             "a {} restore loads the backup into a running node, and this one cannot be reached: {error}",
-            fields.restoration_strategy_type
+            plan.restoration_strategy_type
         ))
     })?;
-    if fields.restoration_strategy_type == Strategy::Import {
+    if plan.restoration_strategy_type == Strategy::Import {
         let version = context.cancellable(cassandra.release_version()).await??;
         if !version.at_least(4, 0) {
             return Err(OperationFailure::Failed(format!(
@@ -74,12 +74,12 @@ pub async fn restore(
         }
     }
     let node = LiveNode::open(context, &cassandra).await?;
-    let staging = staging_dir(fields, &node)?;
+    let staging = staging_dir(plan, &node)?;
     let bucket = BucketCheck::of(connection, false);
     let remote = storage_node::open(context, connection, NodePath::FromCassandra, bucket).await?;
     let restore = LiveRestore {
         context,
-        fields,
+        plan,
         connection,
         cassandra,
         remote,
@@ -93,8 +93,8 @@ pub async fn restore(
 /// Kubernetes operators use): on the data's file system, as HARDLINKS needs, outside the data itself, and each node
 /// has its own, so one cluster-wide request fits nodes whose directories differ. Checked against the node's real
 /// directories before anything is touched.
-fn staging_dir(fields: &RestoreFields, node: &LiveNode) -> Result<Staging, OperationFailure> {
-    let (path, field) = match fields.source_dir() {
+fn staging_dir(plan: &RestorePlan, node: &LiveNode) -> Result<Staging, OperationFailure> {
+    let (path, field) = match plan.source_dir.as_deref() {
         Some(text) => (
             staging::staging_path(text).map_err(|problem| {
                 OperationFailure::Failed(format!("import.sourceDir {problem}"))
@@ -131,16 +131,15 @@ async fn blocking<T: Send + 'static>(
 
 impl LiveRestore<'_> {
     async fn run(&self) -> Result<serde_json::Value, OperationFailure> {
-        let phases: Vec<Phase> = match self.fields.restoration_phase {
+        let phases: Vec<Phase> = match self.plan.restoration_phase {
             Some(phase) => vec![phase],
             None => Phase::ALL.to_vec(),
         };
         let backup = self.choose_backup().await?;
         let restored =
-            tables::live_tables(&backup.manifest, &self.fields.entities, &self.fields.rename)
-                .map_err(|error| {
-                    OperationFailure::Failed(format!("backup {}: {error}", backup.name))
-                })?;
+            tables::live_tables(&backup.manifest, &self.plan.entities, &self.plan.rename).map_err(
+                |error| OperationFailure::Failed(format!("backup {}: {error}", backup.name)),
+            )?;
         // Every phase but a lone CLEANUP writes into the staging directory (its journal at least).
         let staging = if phases == [Phase::Cleanup] {
             let staging = self.staging.clone();
@@ -173,7 +172,7 @@ impl LiveRestore<'_> {
         Ok(json!({
             "backup": backup.name,
             "storageLocation": self.remote.location().to_string(),
-            "strategy": self.fields.restoration_strategy_type,
+            "strategy": self.plan.restoration_strategy_type,
             "phases": phases,
             "sourceDir": self.staging.path().display().to_string(),
             "tables": restored.iter().map(|t| t.target.to_string()).collect::<Vec<_>>(),
@@ -199,8 +198,8 @@ impl LiveRestore<'_> {
     }
 
     async fn choose_backup(&self) -> Result<ChosenBackup, OperationFailure> {
-        let schema = if self.fields.exact_schema_version {
-            Some(match self.fields.schema_version {
+        let schema = if self.plan.exact_schema_version {
+            Some(match self.plan.schema_version {
                 Some(version) => version.to_string(),
                 None => {
                     self.context
@@ -214,7 +213,7 @@ impl LiveRestore<'_> {
         choice::choose(
             self.context,
             &self.remote,
-            &self.fields.snapshot_tag,
+            &self.plan.snapshot_tag,
             schema.as_deref(),
         )
         .await
@@ -243,7 +242,7 @@ impl LiveRestore<'_> {
         restored: &[RestoredTable<'_>],
         staging: &Arc<Root>,
     ) -> Result<(), OperationFailure> {
-        if self.fields.restoration_strategy_type == Strategy::Hardlinks {
+        if self.plan.restoration_strategy_type == Strategy::Hardlinks {
             let data: Vec<Target> = self
                 .node
                 .data
@@ -453,13 +452,13 @@ impl LiveRestore<'_> {
         restored: &[RestoredTable<'_>],
         staging: &Arc<Root>,
     ) -> Result<DownloadStats, OperationFailure> {
-        if self.fields.no_download_data {
+        if self.plan.no_download_data {
             tracing::info!("noDownloadData: the files are expected in place already");
             return Ok(DownloadStats::default());
         }
         self.check_tokens(backup).await?;
         let planned = self.planned_all(restored, staging, true).await?;
-        if self.fields.restoration_strategy_type == Strategy::Hardlinks {
+        if self.plan.restoration_strategy_type == Strategy::Hardlinks {
             let dirs: Vec<Target> = planned.iter().flat_map(|t| t.table_dirs.clone()).collect();
             self.check_same_filesystem(staging, &dirs).await?;
         }
@@ -491,7 +490,7 @@ impl LiveRestore<'_> {
         let settings = DownloadSettings {
             concurrency: self.connection.concurrency(),
             retry: self.connection.retry_policy(),
-            throttle: Throttle::new(self.fields.bandwidth.map(|rate| rate.bytes_per_second())),
+            throttle: Throttle::new(self.plan.bandwidth.map(|rate| rate.bytes_per_second())),
             algorithm: HashAlgorithm::of_manifest(&backup.manifest),
         };
         let stats = super::download_for(self.context, &self.remote, files, &settings).await?;
@@ -571,7 +570,7 @@ impl LiveRestore<'_> {
         for table in restored {
             all_dirs.push(self.table_dirs(table, false).await?.unwrap_or_default());
         }
-        if self.fields.restoration_strategy_type == Strategy::Hardlinks {
+        if self.plan.restoration_strategy_type == Strategy::Hardlinks {
             let dirs: Vec<Target> = all_dirs.iter().flatten().cloned().collect();
             self.check_same_filesystem(staging, &dirs).await?;
         }
@@ -624,7 +623,7 @@ impl LiveRestore<'_> {
         staging: &Arc<Root>,
     ) -> Result<(), OperationFailure> {
         let planned = self.planned_all(restored, staging, false).await?;
-        if self.fields.restoration_strategy_type == Strategy::Hardlinks {
+        if self.plan.restoration_strategy_type == Strategy::Hardlinks {
             let dirs: Vec<Target> = planned.iter().flat_map(|t| t.table_dirs.clone()).collect();
             self.check_same_filesystem(staging, &dirs).await?;
         }
@@ -649,10 +648,10 @@ impl LiveRestore<'_> {
             if local.files.is_empty() {
                 continue;
             }
-            match self.fields.restoration_strategy_type {
+            match self.plan.restoration_strategy_type {
                 Strategy::Hardlinks => self.link_and_load(target, local).await?,
                 _ => {
-                    let checks = self.fields.import.clone().unwrap_or_default().checks();
+                    let checks = self.plan.import_checks;
                     let dir = staging.display(&local.download_dir).display().to_string();
                     let failed = self
                         .cassandra
@@ -718,7 +717,7 @@ impl LiveRestore<'_> {
         for table in restored {
             // A lookup that fails fails CLEANUP: reporting success having removed nothing would hide it.
             let dirs = self.table_dirs(table, false).await?.unwrap_or_default();
-            if !self.fields.no_delete_truncates {
+            if !self.plan.no_delete_truncates {
                 let record = journal
                     .as_ref()
                     .and_then(|journal| journal.tables.get(&table.target.to_string()))
@@ -729,7 +728,7 @@ impl LiveRestore<'_> {
                 removed_snapshots.extend(removed);
                 kept_snapshots.extend(kept);
             }
-            if !self.fields.no_delete_downloads
+            if !self.plan.no_delete_downloads
                 && let Some(staging) = staging
                 && let Some(planned) = self.planned(table, staging, false).await?
             {
@@ -751,7 +750,7 @@ impl LiveRestore<'_> {
             }
         }
         let mut removed_dirs = 0usize;
-        if !self.fields.no_delete_downloads
+        if !self.plan.no_delete_downloads
             && let (Some(staging), Some(journal)) = (staging, &journal)
         {
             let (root, journal) = (Arc::clone(staging), journal.clone());
@@ -775,7 +774,7 @@ impl LiveRestore<'_> {
             })
             .await?;
         }
-        if journal.is_none() && !self.fields.no_delete_truncates {
+        if journal.is_none() && !self.plan.no_delete_truncates {
             tracing::warn!(
                 source_dir = %self.staging.path().display(),
                 "no journal of this restore on this node (its INIT did not run here): truncation snapshots are kept"

@@ -2,14 +2,14 @@
 //! included, so that pre-flight names them), optionally only those of some data centres, each with the URL of the
 //! sidecar beside it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cassandra::Cassandra;
 use crate::cassandra::topology::{ClusterTopology, cluster_topology};
 use crate::operation::{OperationContext, OperationFailure};
 
 /// A node and the sidecar next to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
     /// The node's broadcast address, as Cassandra reports it.

@@ -1,0 +1,199 @@
+//! The removal engine: which of a node's backups go, and deleting them from its storage without ever deleting an
+//! object that another of the node's manifests still refers to. `remove-backup` ([`crate::types::remove_backup`])
+//! runs it on one node, a cluster-wide removal ([`crate::cluster::remove`]) on every node's prefix.
+
+pub mod manifests;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::esop::manifest::manifest_key;
+use crate::esop::report::ManifestReport;
+use crate::operation::{OperationContext, OperationFailure};
+use crate::storage::RemoteStorage;
+use crate::storage::skipped::SkippedEntry;
+
+/// Which backups go: the one named, the oldest, or every one older than an age (exactly one is given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovalPlan {
+    /// A manifest name without `.json`.
+    pub backup_name: Option<String>,
+    pub remove_oldest: bool,
+    /// Every backup older than this.
+    pub older_than: Option<Duration>,
+    /// Only report what would be removed.
+    pub dry: bool,
+}
+
+/// One backup removed (or, dry, that would be) from one node, as the operation's `removed` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedBackup {
+    /// The manifest's name.
+    pub name: String,
+    pub removed_objects: usize,
+    /// Bytes of the objects deleted.
+    pub reclaimed_space: u64,
+    /// The node's prefix in the bucket, in a cluster-wide removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// Whether removing a backup also deletes its topology file (a cluster-wide removal deletes it once, at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Delete,
+    Keep,
+}
+
+/// Removes the backups `plan` selects from one node's storage; returns what was removed, one entry per backup.
+pub async fn remove_from_node(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    plan: &RemovalPlan,
+    topology: Topology,
+) -> Result<Vec<RemovedBackup>, OperationFailure> {
+    Ok(remove_reporting(context, remote, plan, topology).await?.0)
+}
+
+/// [`remove_from_node`], and the entries of `manifests/` its listing passed over. A manifest the listing cannot
+/// name cannot be read either, so what only it refers to may be deleted with the backups removed.
+pub async fn remove_reporting(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+    plan: &RemovalPlan,
+    topology: Topology,
+) -> Result<(Vec<RemovedBackup>, Vec<SkippedEntry>), OperationFailure> {
+    let (manifests, skipped) = manifests::manifests(context, remote).await?;
+    let report = manifests::report_of(remote, &manifests)?;
+    let chosen: Vec<&ManifestReport> = if let Some(name) = &plan.backup_name {
+        let found = report.get(name).ok_or_else(|| {
+            OperationFailure::Failed(format!("{}: no backup named {name}", remote.location()))
+        })?;
+        vec![found]
+    } else if plan.remove_oldest {
+        report.oldest().into_iter().collect()
+    } else {
+        let age = plan.older_than.unwrap_or_default();
+        // An age reaching back before the calendar's start leaves nothing older.
+        let cutoff = chrono::Duration::from_std(age)
+            .ok()
+            .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
+        cutoff.map_or_else(Vec::new, |cutoff| {
+            report.older_than(cutoff.timestamp_millis())
+        })
+    };
+    let chosen_names: BTreeSet<&str> = chosen.iter().map(|entry| entry.name.as_str()).collect();
+    // A backup that finished while the manifests were read refers to objects too; it is read just before
+    // deleting (a backup still uploading checks its skipped objects again before writing its manifest).
+    let known: BTreeSet<&str> = manifests.iter().map(|(name, _, _)| name.as_str()).collect();
+    let newer = if plan.dry {
+        Vec::new()
+    } else {
+        manifests::manifests_except(context, remote, &known)
+            .await?
+            .0
+    };
+    // What the backups that stay refer to is kept, even when several removed backups shared it (Esop counts
+    // each removed backup against all the others, and so never deletes objects only they shared).
+    let kept: HashSet<&str> = manifests
+        .iter()
+        .chain(&newer)
+        .filter(|(name, _, _)| !chosen_names.contains(name.as_str()))
+        .flat_map(|(_, _, manifest)| manifest.entries().map(|entry| entry.object_key.as_str()))
+        .collect();
+    // Keys come from the bucket: every object about to go must be one a backup writes, or nothing is deleted.
+    for (name, _, manifest) in manifests
+        .iter()
+        .filter(|(name, _, _)| chosen_names.contains(name.as_str()))
+    {
+        if let Some(error) = manifest
+            .entries()
+            .find_map(|entry| crate::restore::tables::check_entry_key(entry).err())
+        {
+            return Err(OperationFailure::Failed(format!(
+                "{}: backup {name}: {error}",
+                remote.location()
+            )));
+        }
+    }
+    let mut deleted: HashSet<&str> = HashSet::new();
+    let mut removed = Vec::new();
+    for (name, _, manifest) in manifests
+        .iter()
+        .filter(|(name, _, _)| chosen_names.contains(name.as_str()))
+    {
+        let mut objects = Vec::new();
+        let mut bytes = 0;
+        for entry in manifest.entries() {
+            let key = entry.object_key.as_str();
+            if !kept.contains(key) && deleted.insert(key) {
+                objects.push(key.to_string());
+                bytes = u64::saturating_add(bytes, entry.size);
+            }
+        }
+        tracing::info!(backup = %name, objects = objects.len(), dry = plan.dry, "removing a backup");
+        if !plan.dry {
+            // The manifest goes first: a removal cut short then leaves unreferenced objects (reused by a later
+            // backup of the same SSTables, or deleted by hand), never a listed backup with files missing.
+            context
+                .cancellable(remote.delete(&[manifest_key(name)]))
+                .await??;
+            context
+                    .cancellable(remote.delete(&objects))
+                    .await?
+                    .map_err(|error| {
+                        OperationFailure::Failed(format!(
+                            "backup {name} is removed from {} but not all of its {} objects are deleted: \
+                             {error}; they are no longer referenced by any backup",
+                            remote.location(),
+                            objects.len()
+                        ))
+                    })?;
+            if topology == Topology::Delete {
+                context
+                    .cancellable(remote.delete_in_bucket(&format!("topology/{name}.json")))
+                    .await??;
+            }
+        }
+        removed.push(RemovedBackup {
+            name: name.clone(),
+            removed_objects: objects.len(),
+            reclaimed_space: bytes,
+            node: None,
+        });
+    }
+    Ok((removed, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entries of `removed` keep their JSON: the node's prefix last, and only in a cluster-wide removal.
+    #[test]
+    fn removed_backups_are_written_as_before() {
+        let mut removed = RemovedBackup {
+            name: "daily-1".into(),
+            removed_objects: 3,
+            reclaimed_space: 1024,
+            node: None,
+        };
+        let text = serde_json::to_string(&removed).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"daily-1","removedObjects":3,"reclaimedSpace":1024}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<RemovedBackup>(&text).unwrap(),
+            removed
+        );
+        removed.node = Some("c/dc1/n1".into());
+        assert_eq!(
+            serde_json::to_string(&removed).unwrap(),
+            r#"{"name":"daily-1","removedObjects":3,"reclaimedSpace":1024,"node":"c/dc1/n1"}"#
+        );
+    }
+}
