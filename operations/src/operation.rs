@@ -149,6 +149,7 @@ engine_failures!(
     crate::node_fs::NodeDirsError,
     crate::node_fs::FsError,
     crate::peer::PeerError,
+    crate::peer::PeerClientError,
 );
 
 /// What the framework offers every running operation, shared by all of them.

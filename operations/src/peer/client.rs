@@ -1,6 +1,8 @@
 //! The one HTTP client a coordinator uses for its peers: connect and whole-request timeouts on every call, and
 //! bounded retries where a retry cannot start work twice.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +15,42 @@ use crate::state::OperationState;
 
 /// How much of a peer's error answer is quoted.
 const QUOTED_ANSWER: usize = 400;
+
+/// Why the HTTP client for peer sidecars could not be built: a TLS file unreadable or not PEM. Cloneable, as the
+/// one shared client's outcome is handed to every cluster-wide operation; the causes are shared behind `Arc`s.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerClientError {
+    #[error("cannot read the peer CA file {}: {source}", path.display())]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("{}: not PEM certificates: {source}", path.display())]
+    NotCertificates {
+        path: PathBuf,
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadIdentity {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("{} and {}: not a PEM certificate and key: {source}", cert.display(), key.display())]
+    NotIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+    #[error("cannot build the HTTP client for peer sidecars: {source}")]
+    Build {
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+}
 
 /// A call to a peer sidecar that did not give what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -68,7 +106,7 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(settings: &PeerSettings) -> Result<PeerClient, String> {
+    pub fn new(settings: &PeerSettings) -> Result<PeerClient, PeerClientError> {
         crate::crypto::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
@@ -77,32 +115,39 @@ impl PeerClient {
             .no_proxy()
             .user_agent(concat!("daedalus/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path).map_err(|error| {
-                format!("cannot read the peer CA file {}: {error}", path.display())
+            let pem = std::fs::read(path).map_err(|error| PeerClientError::ReadCa {
+                path: path.clone(),
+                source: Arc::new(error),
             })?;
-            let roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|error| format!("{}: not PEM certificates: {error}", path.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                PeerClientError::NotCertificates {
+                    path: path.clone(),
+                    source: Arc::new(error),
+                }
+            })?;
             builder = builder.tls_certs_only(roots);
         }
         if let Some((cert, key)) = &settings.identity_files {
-            let mut pem = std::fs::read(cert)
-                .map_err(|error| format!("cannot read {}: {error}", cert.display()))?;
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|error| format!("cannot read {}: {error}", key.display()))?,
-            );
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|error| PeerClientError::ReadIdentity {
+                    path: path.clone(),
+                    source: Arc::new(error),
+                })
+            };
+            let mut pem = read(cert)?;
+            pem.extend(read(key)?);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|error| {
-                format!(
-                    "{} and {}: not a PEM certificate and key: {error}",
-                    cert.display(),
-                    key.display()
-                )
+                PeerClientError::NotIdentity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source: Arc::new(error),
+                }
             })?;
             builder = builder.identity(identity);
         }
-        let http = builder
-            .build()
-            .map_err(|error| format!("cannot build the HTTP client for peer sidecars: {error}"))?;
+        let http = builder.build().map_err(|error| PeerClientError::Build {
+            source: Arc::new(error),
+        })?;
         Ok(PeerClient {
             http,
             retries: settings.retries,
