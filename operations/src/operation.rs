@@ -150,6 +150,7 @@ engine_failures!(
     crate::node_fs::FsError,
     crate::peer::PeerError,
     crate::peer::PeerClientError,
+    crate::storage::request::KmsKeyInEnvironment,
 );
 
 /// What the framework offers every running operation, shared by all of them.

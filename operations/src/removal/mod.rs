@@ -113,10 +113,10 @@ pub async fn remove_reporting(
             .entries()
             .find_map(|entry| crate::restore::tables::check_entry_key(entry).err())
         {
-            return Err(OperationFailure::Failed(format!(
-                "{}: backup {name}: {error}",
-                remote.location()
-            )));
+            return Err(OperationFailure::context(
+                format!("{}: backup {name}", remote.location()),
+                error,
+            ));
         }
     }
     let mut deleted: HashSet<&str> = HashSet::new();
