@@ -121,9 +121,10 @@ pub async fn backup(
         }
         // Cassandra checks every table for the tag before taking anything: the snapshot there is someone else's.
         Err(error) if error.to_string().contains("already exists") => {
-            return Err(OperationFailure::Failed(format!(
-                "cannot take snapshot {tag}: {error}; choose another snapshotTag"
-            )));
+            return Err(OperationFailure::engine(SnapshotTagTaken {
+                tag,
+                source: error,
+            }));
         }
         Err(error) => Err(error.into()),
     };
@@ -294,4 +295,13 @@ pub async fn upload_topology(
         .cancellable(remote.put_in_bucket(&format!("topology/{tag}.json"), json.into()))
         .await??;
     Ok(())
+}
+
+/// Cassandra refused the snapshot because one of that tag exists already (someone else's: this backup has not
+/// taken it), which only another tag avoids.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot take snapshot {tag}: {source}; choose another snapshotTag")]
+struct SnapshotTagTaken {
+    tag: String,
+    source: crate::cassandra::CassandraError,
 }

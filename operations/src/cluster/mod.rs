@@ -28,17 +28,28 @@ pub fn part_body(
     type_id: &str,
     request: &impl Serialize,
 ) -> Result<Map<String, Value>, OperationFailure> {
+    let unwritable = |source| {
+        OperationFailure::engine(UnwritablePart {
+            type_id: type_id.to_owned(),
+            source,
+        })
+    };
     let mut body = match serde_json::to_value(request) {
         Ok(Value::Object(body)) => body,
-        Ok(_) | Err(_) => {
-            return Err(OperationFailure::Failed(format!(
-                "cannot write the {type_id} request for the other nodes"
-            )));
-        }
+        Ok(_) => return Err(unwritable(None)),
+        Err(error) => return Err(unwritable(Some(error))),
     };
     body.insert("type".into(), type_id.into());
     body.insert("globalRequest".into(), false.into());
     Ok(body)
+}
+
+/// A request that does not serialize to a JSON object (the serializer's error, when it failed, is the source).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the {type_id} request for the other nodes")]
+struct UnwritablePart {
+    type_id: String,
+    source: Option<serde_json::Error>,
 }
 
 /// [`part_body`] of a storage request, with the proxy password the echo leaves out (the peers need it too).

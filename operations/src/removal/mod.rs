@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::esop::manifest::manifest_key;
 use crate::esop::report::ManifestReport;
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::RemoteStorage;
 use crate::storage::skipped::SkippedEntry;
+use crate::storage::{RemoteStorage, StorageError};
 
 /// Which backups go: the one named, the oldest, or every one older than an age (exactly one is given).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,16 +142,16 @@ pub async fn remove_reporting(
                 .cancellable(remote.delete(&[manifest_key(name)]))
                 .await??;
             context
-                    .cancellable(remote.delete(&objects))
-                    .await?
-                    .map_err(|error| {
-                        OperationFailure::Failed(format!(
-                            "backup {name} is removed from {} but not all of its {} objects are deleted: \
-                             {error}; they are no longer referenced by any backup",
-                            remote.location(),
-                            objects.len()
-                        ))
-                    })?;
+                .cancellable(remote.delete(&objects))
+                .await?
+                .map_err(|source| {
+                    OperationFailure::engine(ObjectsLeft {
+                        backup: name.clone(),
+                        location: remote.location().to_string(),
+                        objects: objects.len(),
+                        source,
+                    })
+                })?;
             if topology == Topology::Delete {
                 context
                     .cancellable(remote.delete_in_bucket(&format!("topology/{name}.json")))
@@ -166,6 +166,20 @@ pub async fn remove_reporting(
         });
     }
     Ok((removed, skipped))
+}
+
+/// A backup whose manifest is deleted while some of its objects could not be: it is gone as a backup, and the
+/// objects left are no longer referenced by any.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "backup {backup} is removed from {location} but not all of its {objects} objects are deleted: {source}; they \
+     are no longer referenced by any backup"
+)]
+struct ObjectsLeft {
+    backup: String,
+    location: String,
+    objects: usize,
+    source: StorageError,
 }
 
 #[cfg(test)]
