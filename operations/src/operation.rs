@@ -149,7 +149,7 @@ engine_failures!(
     crate::node_fs::NodeDirsError,
     crate::node_fs::FsError,
     crate::peer::PeerError,
-    crate::peer::PeerClientError,
+    std::sync::Arc<crate::peer::PeerClientError>,
     crate::storage::request::KmsKeyInEnvironment,
 );
 

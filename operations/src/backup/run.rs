@@ -305,3 +305,39 @@ struct SnapshotTagTaken {
     tag: String,
     source: crate::cassandra::CassandraError,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::cassandra::CassandraError;
+
+    #[test]
+    fn a_snapshot_tag_taken_reads_as_before_and_keeps_cassandras_error() {
+        let refusal = || CassandraError::Unexpected {
+            address: "127.0.0.1:7199".into(),
+            what: "takeSnapshot",
+            found: "Snapshot daily-1 already exists".into(),
+        };
+        let failure = OperationFailure::engine(SnapshotTagTaken {
+            tag: "daily-1".into(),
+            source: refusal(),
+        });
+        assert_eq!(
+            failure.to_string(),
+            format!(
+                "cannot take snapshot daily-1: {}; choose another snapshotTag",
+                refusal()
+            )
+        );
+        let cause = failure
+            .source()
+            .and_then(|taken| taken.source())
+            .expect("Cassandra's error");
+        assert!(
+            cause.downcast_ref::<CassandraError>().is_some(),
+            "{cause:?}"
+        );
+    }
+}

@@ -149,6 +149,48 @@ pub fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
 mod tests {
     use serde_json::json;
 
+    use crate::operation::OperationFailure;
+
+    /// A request that is not a JSON object fails the part with the words it always had.
+    #[test]
+    fn a_part_that_is_no_object_reads_as_before() {
+        let failure = super::part_body("backup", &json!(["not", "an", "object"]))
+            .err()
+            .expect("not an object");
+        assert!(
+            matches!(failure, OperationFailure::Engine(_)),
+            "{failure:?}"
+        );
+        assert_eq!(
+            failure.to_string(),
+            "cannot write the backup request for the other nodes"
+        );
+    }
+
+    /// A request whose serialization fails keeps the serializer's error as the source, the text unchanged.
+    #[test]
+    fn a_part_that_cannot_be_written_keeps_the_serializers_error() {
+        struct Unwritable;
+        impl serde::Serialize for Unwritable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        let failure = super::part_body("restore", &Unwritable)
+            .err()
+            .expect("cannot be written");
+        assert_eq!(
+            failure.to_string(),
+            "cannot write the restore request for the other nodes"
+        );
+        let part = std::error::Error::source(&failure).expect("the part's error");
+        let cause = part.source().expect("the serializer's error");
+        assert!(
+            cause.downcast_ref::<serde_json::Error>().is_some(),
+            "{cause:?}"
+        );
+    }
+
     use crate::registry::Registry;
     use crate::types::{TypeOptions, registry};
 

@@ -2,7 +2,6 @@
 //! bounded retries where a retry cannot start work twice.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,39 +15,38 @@ use crate::state::OperationState;
 /// How much of a peer's error answer is quoted.
 const QUOTED_ANSWER: usize = 400;
 
-/// Why the HTTP client for peer sidecars could not be built: a TLS file unreadable or not PEM. Cloneable, as the
-/// one shared client's outcome is handed to every cluster-wide operation; the causes are shared behind `Arc`s.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why the HTTP client for peer sidecars could not be built: a TLS file unreadable or not PEM.
+#[derive(Debug, thiserror::Error)]
 pub enum PeerClientError {
     #[error("cannot read the peer CA file {}: {source}", path.display())]
     ReadCa {
         path: PathBuf,
         #[source]
-        source: Arc<std::io::Error>,
+        source: std::io::Error,
     },
     #[error("{}: not PEM certificates: {source}", path.display())]
     NotCertificates {
         path: PathBuf,
         #[source]
-        source: Arc<reqwest::Error>,
+        source: reqwest::Error,
     },
     #[error("cannot read {}: {source}", path.display())]
     ReadIdentity {
         path: PathBuf,
         #[source]
-        source: Arc<std::io::Error>,
+        source: std::io::Error,
     },
     #[error("{} and {}: not a PEM certificate and key: {source}", cert.display(), key.display())]
     NotIdentity {
         cert: PathBuf,
         key: PathBuf,
         #[source]
-        source: Arc<reqwest::Error>,
+        source: reqwest::Error,
     },
     #[error("cannot build the HTTP client for peer sidecars: {source}")]
     Build {
         #[source]
-        source: Arc<reqwest::Error>,
+        source: reqwest::Error,
     },
 }
 
@@ -117,12 +115,12 @@ impl PeerClient {
         if let Some(path) = &settings.ca_file {
             let pem = std::fs::read(path).map_err(|error| PeerClientError::ReadCa {
                 path: path.clone(),
-                source: Arc::new(error),
+                source: error,
             })?;
             let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
                 PeerClientError::NotCertificates {
                     path: path.clone(),
-                    source: Arc::new(error),
+                    source: error,
                 }
             })?;
             builder = builder.tls_certs_only(roots);
@@ -131,7 +129,7 @@ impl PeerClient {
             let read = |path: &PathBuf| {
                 std::fs::read(path).map_err(|error| PeerClientError::ReadIdentity {
                     path: path.clone(),
-                    source: Arc::new(error),
+                    source: error,
                 })
             };
             let mut pem = read(cert)?;
@@ -140,14 +138,14 @@ impl PeerClient {
                 PeerClientError::NotIdentity {
                     cert: cert.clone(),
                     key: key.clone(),
-                    source: Arc::new(error),
+                    source: error,
                 }
             })?;
             builder = builder.identity(identity);
         }
-        let http = builder.build().map_err(|error| PeerClientError::Build {
-            source: Arc::new(error),
-        })?;
+        let http = builder
+            .build()
+            .map_err(|error| PeerClientError::Build { source: error })?;
         Ok(PeerClient {
             http,
             retries: settings.retries,
@@ -340,6 +338,63 @@ async fn operation_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client's errors read as the strings they replaced, with the io error kept underneath.
+    #[test]
+    fn an_unreadable_ca_file_reads_as_before_and_keeps_the_io_error() {
+        let missing =
+            std::env::temp_dir().join(format!("daedalus-no-ca-{}.pem", std::process::id()));
+        let mut settings = PeerSettings::default();
+        settings.ca_file = Some(missing.clone());
+        let error = settings.client().err().expect("no CA file");
+        let io = std::fs::read(&missing).expect_err("no CA file");
+        assert_eq!(
+            error.to_string(),
+            format!("cannot read the peer CA file {}: {io}", missing.display())
+        );
+        let source = std::error::Error::source(&error).expect("the io error");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        let failure = crate::operation::OperationFailure::from(error.clone());
+        assert_eq!(
+            failure.to_string(),
+            error.to_string(),
+            "the operation's error text"
+        );
+        let shared = std::error::Error::source(&failure).expect("the client's error");
+        assert!(
+            shared.source().is_some_and(|io| io.is::<std::io::Error>()),
+            "the io error at the end of the chain: {shared:?}"
+        );
+    }
+
+    #[test]
+    fn an_identity_that_is_not_pem_reads_as_before() {
+        let dir = std::env::temp_dir().join(format!("daedalus-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let mut settings = PeerSettings::default();
+        settings.identity_files = Some((cert.clone(), key.clone()));
+        let error = PeerClient::new(&settings).err().expect("not PEM");
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{} and {}: not a PEM certificate and key: ",
+                cert.display(),
+                key.display()
+            )),
+            "{text}"
+        );
+        let PeerClientError::NotIdentity { source, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(text.ends_with(&source.to_string()), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reads_icarus_operations_including_nan_progress() {

@@ -186,6 +186,31 @@ struct ObjectsLeft {
 mod tests {
     use super::*;
 
+    #[test]
+    fn objects_left_behind_read_as_before_and_keep_the_storage_error() {
+        let storage = || StorageError::Configuration {
+            store: "s3://bucket".into(),
+            message: "throttled".into(),
+        };
+        let failure = OperationFailure::engine(ObjectsLeft {
+            backup: "daily-1".into(),
+            location: "s3://bucket/c/dc1/n1".into(),
+            objects: 3,
+            source: storage(),
+        });
+        assert_eq!(
+            failure.to_string(),
+            format!(
+                "backup daily-1 is removed from s3://bucket/c/dc1/n1 but not all of its 3 objects are deleted: \
+                 {}; they are no longer referenced by any backup",
+                storage()
+            )
+        );
+        let left = std::error::Error::source(&failure).expect("the error");
+        let cause = left.source().expect("the storage error");
+        assert!(cause.downcast_ref::<StorageError>().is_some(), "{cause:?}");
+    }
+
     /// The entries of `removed` keep their JSON: the node's prefix last, and only in a cluster-wide removal.
     #[test]
     fn removed_backups_are_written_as_before() {

@@ -337,6 +337,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_kms_key_in_the_environment_reads_as_before() {
+        assert_eq!(
+            KmsKeyInEnvironment.to_string(),
+            format!(
+                "AWS_KMS_KEY_ID is set in the sidecar's environment: {NO_CLIENT_SIDE_ENCRYPTION}"
+            )
+        );
+        let failure = crate::operation::OperationFailure::from(KmsKeyInEnvironment);
+        assert_eq!(failure.to_string(), KmsKeyInEnvironment.to_string());
+        let source = std::error::Error::source(&failure).expect("the refusal");
+        assert!(source.downcast_ref::<KmsKeyInEnvironment>().is_some());
+    }
+
+    #[test]
     fn proxy_urls_carry_credentials_only_inside_the_secret() {
         let proxy = ProxySettings {
             proxy_host: Some("proxy.local".into()),

@@ -325,3 +325,42 @@ async fn backed_up_node(
     }
     Ok(location.for_node(cluster, &node.dc, &node.node_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// The blocking work's failures read as the strings they replaced; the error caught stays the source.
+    #[test]
+    fn file_work_failures_read_as_before() {
+        let nothing = OperationFailure::engine(FileWorkError::NothingSelected {
+            backup: "daily-1".into(),
+        });
+        assert_eq!(
+            nothing.to_string(),
+            "nothing of backup daily-1 to restore: system keyspaces need newCluster, restoreSystemAuth or \
+             restoreSystemKeyspace"
+        );
+        let plan = OperationFailure::engine(FileWorkError::Plan {
+            backup: "daily-1".into(),
+            source: in_place::PlanError::NoDataDirs,
+        });
+        assert_eq!(
+            plan.to_string(),
+            "backup daily-1: no data directory to restore into"
+        );
+        let cause = plan
+            .source()
+            .and_then(|work| work.source())
+            .expect("the plan's error");
+        assert!(
+            cause.downcast_ref::<in_place::PlanError>().is_some(),
+            "{cause:?}"
+        );
+        let name = RelPath::name("../cassandra.yaml").expect_err("not a plain name");
+        let yaml = OperationFailure::engine(FileWorkError::from(name.clone()));
+        assert_eq!(yaml.to_string(), name.to_string());
+    }
+}
