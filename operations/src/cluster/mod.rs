@@ -154,9 +154,8 @@ mod tests {
     /// A request that is not a JSON object fails the part with the words it always had.
     #[test]
     fn a_part_that_is_no_object_reads_as_before() {
-        let failure = super::part_body("backup", &json!(["not", "an", "object"]))
-            .err()
-            .expect("not an object");
+        let failure =
+            super::part_body("backup", &json!(["not", "an", "object"])).expect_err("not an object");
         assert!(
             matches!(failure, OperationFailure::Engine(_)),
             "{failure:?}"
@@ -176,9 +175,7 @@ mod tests {
                 Err(serde::ser::Error::custom("no"))
             }
         }
-        let failure = super::part_body("restore", &Unwritable)
-            .err()
-            .expect("cannot be written");
+        let failure = super::part_body("restore", &Unwritable).expect_err("cannot be written");
         assert_eq!(
             failure.to_string(),
             "cannot write the restore request for the other nodes"

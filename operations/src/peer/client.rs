@@ -346,7 +346,7 @@ mod tests {
             std::env::temp_dir().join(format!("daedalus-no-ca-{}.pem", std::process::id()));
         let mut settings = PeerSettings::default();
         settings.ca_file = Some(missing.clone());
-        let error = settings.client().err().expect("no CA file");
+        let error = settings.client().expect_err("no CA file");
         let io = std::fs::read(&missing).expect_err("no CA file");
         assert_eq!(
             error.to_string(),
@@ -379,7 +379,7 @@ mod tests {
         std::fs::write(&key, "not a key").unwrap();
         let mut settings = PeerSettings::default();
         settings.identity_files = Some((cert.clone(), key.clone()));
-        let error = PeerClient::new(&settings).err().expect("not PEM");
+        let error = PeerClient::new(&settings).expect_err("not PEM");
         let text = error.to_string();
         assert!(
             text.starts_with(&format!(
