@@ -150,6 +150,8 @@ mod tests {
     use serde_json::json;
 
     use crate::operation::OperationFailure;
+    use crate::registry::Registry;
+    use crate::types::{TypeOptions, registry};
 
     /// A request that is not a JSON object fails the part with the words it always had.
     #[test]
@@ -187,9 +189,6 @@ mod tests {
             "{cause:?}"
         );
     }
-
-    use crate::registry::Registry;
-    use crate::types::{TypeOptions, registry};
 
     fn prepare(
         registry: &Registry,

@@ -638,7 +638,10 @@ impl LiveRestore<'_> {
         download::verify(&all, algorithm, self.context.cancellation())
             .await
             .map_err(|error| {
-                OperationFailure::context("the downloaded files are not all there and intact; run the DOWNLOAD phase again", error)
+                OperationFailure::context(
+                    "the downloaded files are not all there and intact; run the DOWNLOAD phase again",
+                    error,
+                )
             })?;
         for (table, local) in restored.iter().zip(&planned) {
             // Each table is loaded by one call that is never interrupted: a cancel stops before the next table.
