@@ -149,6 +149,8 @@ engine_failures!(
     crate::node_fs::NodeDirsError,
     crate::node_fs::FsError,
     crate::peer::PeerError,
+    std::sync::Arc<crate::peer::PeerClientError>,
+    crate::storage::request::KmsKeyInEnvironment,
 );
 
 /// What the framework offers every running operation, shared by all of them.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::state::OperationState;
+use crate::sync::lock;
 
 /// An entry of an operation's `errors` array: which sidecar reported it, and what went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,11 +271,11 @@ impl OperationRecord {
     }
 
     pub fn state(&self) -> OperationState {
-        self.lock().state
+        lock(&self.status).state
     }
 
     pub fn status(&self) -> StatusSnapshot {
-        let status = self.lock();
+        let status = lock(&self.status);
         StatusSnapshot {
             state: status.state,
             progress: status.progress,
@@ -286,7 +287,7 @@ impl OperationRecord {
 
     /// The whole changing part, with the count of changes it reflects (see [`OperationRecord::change_count`]).
     pub fn stored_status(&self) -> (StoredStatus, u64) {
-        let status = self.lock();
+        let status = lock(&self.status);
         (
             StoredStatus {
                 state: status.state,
@@ -303,13 +304,13 @@ impl OperationRecord {
 
     /// How many changes the record has had; grows with every change.
     pub fn change_count(&self) -> u64 {
-        self.lock().changes
+        lock(&self.status).changes
     }
 
     /// Sets the whole changing part at once (a copy following a record kept elsewhere), telling the listener of a
     /// change of state.
     pub fn replace_status(&self, stored: StoredStatus) {
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         let from = status.state;
         status.state = stored.state;
         status.progress = stored.progress;
@@ -327,19 +328,19 @@ impl OperationRecord {
     /// Attaches the listener that hears of every later state change (replacing any earlier one), and tells it the
     /// current state at once, in the same step, so it cannot miss a change.
     pub fn attach(&self, listener: Weak<dyn StateListener>) {
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         status.listener = Some(listener);
         status.notify(self, None);
     }
 
     /// The completion time of a terminal operation, `None` while it is pending or running.
     pub fn completion_time(&self) -> Option<DateTime<Utc>> {
-        self.lock().completion_time
+        lock(&self.status).completion_time
     }
 
     /// PENDING -> RUNNING. Returns false (and changes nothing) if the operation is no longer pending.
     pub fn start(&self, now: DateTime<Utc>) -> bool {
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         if status.state != OperationState::Pending {
             return false;
         }
@@ -357,7 +358,7 @@ impl OperationRecord {
         } else {
             progress.clamp(0.0, 1.0)
         };
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         if status.progress != progress {
             status.progress = progress;
             status.changes += 1;
@@ -365,20 +366,20 @@ impl OperationRecord {
     }
 
     pub fn add_error(&self, error: ReportedError) {
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         status.errors.push(error);
         status.changes += 1;
     }
 
     pub fn set_response(&self, response: Value) {
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         status.response = Some(response);
         status.changes += 1;
     }
 
     /// Replaces the per-node view of a cluster-wide operation.
     pub fn set_nodes(&self, nodes: Value) {
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         if status.nodes.as_ref() != Some(&nodes) {
             status.nodes = Some(nodes);
             status.changes += 1;
@@ -387,15 +388,15 @@ impl OperationRecord {
 
     /// The per-node view of a cluster-wide operation, if it has one.
     pub fn nodes(&self) -> Option<Value> {
-        self.lock().nodes.clone()
+        lock(&self.status).nodes.clone()
     }
 
     pub fn response(&self) -> Option<Value> {
-        self.lock().response.clone()
+        lock(&self.status).response.clone()
     }
 
     pub fn has_errors(&self) -> bool {
-        !self.lock().errors.is_empty()
+        !lock(&self.status).errors.is_empty()
     }
 
     /// Moves a pending or running operation to a terminal state. A terminal operation is left as it is.
@@ -404,7 +405,7 @@ impl OperationRecord {
     /// for 1.0 to know an operation is over, "either successfully or with errors".
     pub fn finish(&self, state: OperationState, now: DateTime<Utc>) -> bool {
         debug_assert!(state.is_terminal());
-        let mut status = self.lock();
+        let mut status = lock(&self.status);
         if status.state.is_terminal() {
             return false;
         }
@@ -415,14 +416,6 @@ impl OperationRecord {
         status.changes += 1;
         status.notify(self, Some(from));
         true
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
-        // A panic while holding this lock cannot leave Status inconsistent (every update is a plain store),
-        // so a poisoned lock is still safe to use.
-        self.status
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -435,7 +428,7 @@ impl Serialize for OperationRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // Serialized under the lock rather than from a copy: no clone of the errors and the response (which can be
         // large) for every record of a long list. Writing JSON to a buffer is quick, so progress updates wait little.
-        let status = self.lock();
+        let status = lock(&self.status);
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("type", self.type_id)?;
         map.serialize_entry("id", &self.id)?;

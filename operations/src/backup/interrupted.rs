@@ -5,6 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
 use crate::cassandra::Cassandra;
 use crate::operation::Services;
 use crate::record::OperationRecord;
@@ -31,18 +34,25 @@ pub fn is_snapshot_of(tag: &str, snapshot: &str) -> bool {
     }
 }
 
+/// The one field of a recorded `backup` request that names its snapshot. Read on its own, so that this engine needs
+/// no request type; a request recorded without a tag, or with one that is not a string, names no snapshot.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedBackup {
+    snapshot_tag: Option<String>,
+}
+
+/// The snapshot tag a recorded `backup` request gave (filled in at submit, so every accepted backup has one).
+fn recorded_tag(request: &Map<String, Value>) -> Option<String> {
+    RecordedBackup::deserialize(request).ok()?.snapshot_tag
+}
+
 /// Clears the snapshots of the interrupted `backup` operations among `records`; logs what it did.
 pub async fn clear_snapshots(services: Arc<Services>, records: Vec<Arc<OperationRecord>>) {
     let tags: Vec<String> = records
         .iter()
         .filter(|record| record.type_id() == "backup")
-        .filter_map(|record| {
-            record
-                .request()
-                .get("snapshotTag")?
-                .as_str()
-                .map(str::to_string)
-        })
+        .filter_map(|record| recorded_tag(record.request()))
         .collect();
     clear_when_back(services, tags).await;
 }
@@ -88,7 +98,34 @@ pub async fn clear_when_back(services: Arc<Services>, tags: Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn request(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_tag_is_read_from_a_recorded_request_and_nothing_else_is_needed() {
+        let recorded = request(json!({
+            "type": "backup",
+            "snapshotTag": "nightly",
+            "storageLocation": "s3://bucket/cluster/dc1/node1",
+            "entities": "",
+        }));
+        assert_eq!(recorded_tag(&recorded).as_deref(), Some("nightly"));
+        assert_eq!(recorded_tag(&request(json!({"type": "backup"}))), None);
+        assert_eq!(
+            recorded_tag(&request(json!({"snapshotTag": 7}))),
+            None,
+            "a tag that is not a string names no snapshot, as before"
+        );
+        assert_eq!(recorded_tag(&request(json!({"snapshotTag": null}))), None);
+    }
 
     #[test]
     fn a_backups_snapshot_is_told_from_others() {

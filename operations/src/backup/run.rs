@@ -121,9 +121,10 @@ pub async fn backup(
         }
         // Cassandra checks every table for the tag before taking anything: the snapshot there is someone else's.
         Err(error) if error.to_string().contains("already exists") => {
-            return Err(OperationFailure::Failed(format!(
-                "cannot take snapshot {tag}: {error}; choose another snapshotTag"
-            )));
+            return Err(OperationFailure::engine(SnapshotTagTaken {
+                tag,
+                source: error,
+            }));
         }
         Err(error) => Err(error.into()),
     };
@@ -294,4 +295,49 @@ pub async fn upload_topology(
         .cancellable(remote.put_in_bucket(&format!("topology/{tag}.json"), json.into()))
         .await??;
     Ok(())
+}
+
+/// Cassandra refused the snapshot because one of that tag exists already (someone else's: this backup has not
+/// taken it), which only another tag avoids.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot take snapshot {tag}: {source}; choose another snapshotTag")]
+struct SnapshotTagTaken {
+    tag: String,
+    source: crate::cassandra::CassandraError,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::cassandra::CassandraError;
+
+    #[test]
+    fn a_snapshot_tag_taken_reads_as_before_and_keeps_cassandras_error() {
+        let refusal = || CassandraError::Unexpected {
+            address: "127.0.0.1:7199".into(),
+            what: "takeSnapshot",
+            found: "Snapshot daily-1 already exists".into(),
+        };
+        let failure = OperationFailure::engine(SnapshotTagTaken {
+            tag: "daily-1".into(),
+            source: refusal(),
+        });
+        assert_eq!(
+            failure.to_string(),
+            format!(
+                "cannot take snapshot daily-1: {}; choose another snapshotTag",
+                refusal()
+            )
+        );
+        let cause = failure
+            .source()
+            .and_then(|taken| taken.source())
+            .expect("Cassandra's error");
+        assert!(
+            cause.downcast_ref::<CassandraError>().is_some(),
+            "{cause:?}"
+        );
+    }
 }

@@ -147,9 +147,8 @@ async fn coordinate<F: BackupPart>(
 pub fn response_json(
     response: &ClusterBackupResponse,
 ) -> Result<serde_json::Value, OperationFailure> {
-    serde_json::to_value(response).map_err(|error| {
-        OperationFailure::Failed(format!("cannot record the backup's response: {error}"))
-    })
+    serde_json::to_value(response)
+        .map_err(|error| OperationFailure::context("cannot record the backup's response", error))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::operation::{OperationContext, OperationFailure};
 use crate::peer::{PeerClient, PeerError, RemoteOperation, Sidecar};
 use crate::record::ReportedError;
 use crate::state::OperationState;
+use crate::sync::lock;
 
 /// Once a step is stopped, how long the parts still running get to confirm their cancellation before the
 /// coordinator gives up on them (a peer that stopped answering never confirms).
@@ -134,7 +135,7 @@ impl Coordinator {
         total_units: usize,
     ) -> Result<Coordinator, OperationFailure> {
         let settings = context.peer_settings();
-        let client = settings.client().map_err(OperationFailure::Failed)?;
+        let client = settings.client()?;
         let peers_len = peers.len();
         let views = peers
             .iter()
@@ -206,19 +207,20 @@ impl Coordinator {
                 .cancellable(cassandra.data_file_locations())
                 .await?
                 .map_err(|error| {
-                    OperationFailure::Failed(format!(
-                        "cannot read the local data directories for the Icarus peers: {error}"
-                    ))
+                    OperationFailure::context(
+                        "cannot read the local data directories for the Icarus peers",
+                        error,
+                    )
                 })?;
-            *self.own_data_dirs.lock().unwrap_or_else(|p| p.into_inner()) = dirs;
+            *lock(&self.own_data_dirs) = dirs;
         }
-        *self.sidecars.lock().unwrap_or_else(|p| p.into_inner()) = sidecars;
+        *lock(&self.sidecars) = sidecars;
         Ok(())
     }
 
     /// Counts one unit of the coordinator's own work done.
     pub fn finish_unit(&self) {
-        let mut progress = self.lock_progress();
+        let mut progress = lock(&self.progress);
         progress.finished_units += 1.0;
         self.report_progress(&progress);
     }
@@ -302,11 +304,7 @@ impl Coordinator {
             view.progress = 0.0;
             view.errors.clear();
         });
-        let recorded = self
-            .recorded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&peer.host_id);
+        let recorded = lock(&self.recorded).remove(&peer.host_id);
         let mut operation = match recorded {
             // Taken over: a part that completed is not run again, one still running is followed. One that ended
             // otherwise is sent again, as its end may be the stopped coordinator's doing.
@@ -322,21 +320,11 @@ impl Coordinator {
                     .map_err(PartFailure::Peer)?
             }
             _ => {
-                let sidecar = self
-                    .sidecars
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(index)
-                    .copied()
-                    .unwrap_or_default();
+                let sidecar = lock(&self.sidecars).get(index).copied().unwrap_or_default();
                 let body = match sidecar {
                     Sidecar::Daedalus => body,
                     Sidecar::Icarus => {
-                        let dirs = self
-                            .own_data_dirs
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .clone();
+                        let dirs = lock(&self.own_data_dirs).clone();
                         super::icarus_part(body, &dirs)
                     }
                 };
@@ -378,10 +366,11 @@ impl Coordinator {
         }
     }
 
-    /// The operation's error for a node's failed part; the peer's own errors are relayed under its name.
+    /// The operation's error for a node's failed part; the peer's own errors are relayed under its name. A peer
+    /// that could not be asked stays the failure's source.
     fn failure_of(&self, index: usize, failure: PartFailure) -> OperationFailure {
         let peer = &self.peers[index];
-        let message = match failure {
+        match failure {
             PartFailure::Ended(operation) => {
                 for error in &operation.errors {
                     self.context.relay_error(error.clone());
@@ -396,10 +385,10 @@ impl Coordinator {
                 } else {
                     format!(": {}", reasons.join("; "))
                 };
-                format!(
+                OperationFailure::Failed(format!(
                     "the {} failed on {peer}: its part {} ended {}{reasons}",
                     self.what, operation.id, operation.state
-                )
+                ))
             }
             PartFailure::Peer(error) => {
                 self.update(index, |view| {
@@ -408,15 +397,14 @@ impl Coordinator {
                         message: error.to_string(),
                     })
                 });
-                format!("the {} failed on {peer}: {error}", self.what)
+                OperationFailure::context(format!("the {} failed on {peer}", self.what), error)
             }
-        };
-        OperationFailure::Failed(message)
+        }
     }
 
     /// The nodes whose part has not completed.
     fn unfinished(&self) -> Vec<String> {
-        self.lock_views()
+        lock(&self.views)
             .iter()
             .filter(|view| {
                 view.operation_id.is_some() && view.state != Some(OperationState::Completed)
@@ -432,7 +420,7 @@ impl Coordinator {
             view.progress = operation.progress;
             view.errors = operation.errors.clone();
         });
-        let mut progress = self.lock_progress();
+        let mut progress = lock(&self.progress);
         if let Some(current) = progress.current.get_mut(index) {
             *current = operation.progress;
         }
@@ -440,7 +428,7 @@ impl Coordinator {
     }
 
     fn part_done(&self, index: usize) {
-        let mut progress = self.lock_progress();
+        let mut progress = lock(&self.progress);
         progress.finished_units += 1.0;
         if let Some(current) = progress.current.get_mut(index) {
             *current = 0.0;
@@ -457,7 +445,7 @@ impl Coordinator {
 
     fn update(&self, index: usize, change: impl FnOnce(&mut NodeView)) {
         {
-            let mut views = self.lock_views();
+            let mut views = lock(&self.views);
             if let Some(view) = views.get_mut(index) {
                 change(view);
             }
@@ -466,18 +454,10 @@ impl Coordinator {
     }
 
     fn publish(&self) {
-        let views = self.lock_views();
+        let views = lock(&self.views);
         if let Ok(value) = serde_json::to_value(&*views) {
             self.context.set_nodes(value);
         }
-    }
-
-    fn lock_views(&self) -> std::sync::MutexGuard<'_, Vec<NodeView>> {
-        self.views.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock_progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -28,17 +28,28 @@ pub fn part_body(
     type_id: &str,
     request: &impl Serialize,
 ) -> Result<Map<String, Value>, OperationFailure> {
+    let unwritable = |source| {
+        OperationFailure::engine(UnwritablePart {
+            type_id: type_id.to_owned(),
+            source,
+        })
+    };
     let mut body = match serde_json::to_value(request) {
         Ok(Value::Object(body)) => body,
-        Ok(_) | Err(_) => {
-            return Err(OperationFailure::Failed(format!(
-                "cannot write the {type_id} request for the other nodes"
-            )));
-        }
+        Ok(_) => return Err(unwritable(None)),
+        Err(error) => return Err(unwritable(Some(error))),
     };
     body.insert("type".into(), type_id.into());
     body.insert("globalRequest".into(), false.into());
     Ok(body)
+}
+
+/// A request that does not serialize to a JSON object (the serializer's error, when it failed, is the source).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the {type_id} request for the other nodes")]
+struct UnwritablePart {
+    type_id: String,
+    source: Option<serde_json::Error>,
 }
 
 /// [`part_body`] of a storage request, with the proxy password the echo leaves out (the peers need it too).
@@ -138,8 +149,46 @@ pub fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
 mod tests {
     use serde_json::json;
 
+    use crate::operation::OperationFailure;
     use crate::registry::Registry;
     use crate::types::{TypeOptions, registry};
+
+    /// A request that is not a JSON object fails the part with the words it always had.
+    #[test]
+    fn a_part_that_is_no_object_reads_as_before() {
+        let failure =
+            super::part_body("backup", &json!(["not", "an", "object"])).expect_err("not an object");
+        assert!(
+            matches!(failure, OperationFailure::Engine(_)),
+            "{failure:?}"
+        );
+        assert_eq!(
+            failure.to_string(),
+            "cannot write the backup request for the other nodes"
+        );
+    }
+
+    /// A request whose serialization fails keeps the serializer's error as the source, the text unchanged.
+    #[test]
+    fn a_part_that_cannot_be_written_keeps_the_serializers_error() {
+        struct Unwritable;
+        impl serde::Serialize for Unwritable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        let failure = super::part_body("restore", &Unwritable).expect_err("cannot be written");
+        assert_eq!(
+            failure.to_string(),
+            "cannot write the restore request for the other nodes"
+        );
+        let part = std::error::Error::source(&failure).expect("the part's error");
+        let cause = part.source().expect("the serializer's error");
+        assert!(
+            cause.downcast_ref::<serde_json::Error>().is_some(),
+            "{cause:?}"
+        );
+    }
 
     fn prepare(
         registry: &Registry,

@@ -48,9 +48,10 @@ pub async fn participants(
         .cancellable(cluster_topology(cassandra))
         .await?
         .map_err(|error| {
-            OperationFailure::Failed(format!(
-                "cannot read the cluster's topology from the local Cassandra: {error}"
-            ))
+            OperationFailure::context(
+                "cannot read the cluster's topology from the local Cassandra",
+                error,
+            )
         })?;
     let topology = match wanted_dcs(dc) {
         Some(wanted) => {

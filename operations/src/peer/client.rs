@@ -1,6 +1,7 @@
 //! The one HTTP client a coordinator uses for its peers: connect and whole-request timeouts on every call, and
 //! bounded retries where a retry cannot start work twice.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +14,41 @@ use crate::state::OperationState;
 
 /// How much of a peer's error answer is quoted.
 const QUOTED_ANSWER: usize = 400;
+
+/// Why the HTTP client for peer sidecars could not be built: a TLS file unreadable or not PEM.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerClientError {
+    #[error("cannot read the peer CA file {}: {source}", path.display())]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not PEM certificates: {source}", path.display())]
+    NotCertificates {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadIdentity {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} and {}: not a PEM certificate and key: {source}", cert.display(), key.display())]
+    NotIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot build the HTTP client for peer sidecars: {source}")]
+    Build {
+        #[source]
+        source: reqwest::Error,
+    },
+}
 
 /// A call to a peer sidecar that did not give what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -68,7 +104,7 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    pub fn new(settings: &PeerSettings) -> Result<PeerClient, String> {
+    pub fn new(settings: &PeerSettings) -> Result<PeerClient, PeerClientError> {
         crate::crypto::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
@@ -77,32 +113,39 @@ impl PeerClient {
             .no_proxy()
             .user_agent(concat!("daedalus/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &settings.ca_file {
-            let pem = std::fs::read(path).map_err(|error| {
-                format!("cannot read the peer CA file {}: {error}", path.display())
+            let pem = std::fs::read(path).map_err(|error| PeerClientError::ReadCa {
+                path: path.clone(),
+                source: error,
             })?;
-            let roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|error| format!("{}: not PEM certificates: {error}", path.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                PeerClientError::NotCertificates {
+                    path: path.clone(),
+                    source: error,
+                }
+            })?;
             builder = builder.tls_certs_only(roots);
         }
         if let Some((cert, key)) = &settings.identity_files {
-            let mut pem = std::fs::read(cert)
-                .map_err(|error| format!("cannot read {}: {error}", cert.display()))?;
-            pem.extend(
-                std::fs::read(key)
-                    .map_err(|error| format!("cannot read {}: {error}", key.display()))?,
-            );
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|error| PeerClientError::ReadIdentity {
+                    path: path.clone(),
+                    source: error,
+                })
+            };
+            let mut pem = read(cert)?;
+            pem.extend(read(key)?);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|error| {
-                format!(
-                    "{} and {}: not a PEM certificate and key: {error}",
-                    cert.display(),
-                    key.display()
-                )
+                PeerClientError::NotIdentity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source: error,
+                }
             })?;
             builder = builder.identity(identity);
         }
         let http = builder
             .build()
-            .map_err(|error| format!("cannot build the HTTP client for peer sidecars: {error}"))?;
+            .map_err(|error| PeerClientError::Build { source: error })?;
         Ok(PeerClient {
             http,
             retries: settings.retries,
@@ -295,6 +338,63 @@ async fn operation_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client's errors read as the strings they replaced, with the io error kept underneath.
+    #[test]
+    fn an_unreadable_ca_file_reads_as_before_and_keeps_the_io_error() {
+        let missing =
+            std::env::temp_dir().join(format!("daedalus-no-ca-{}.pem", std::process::id()));
+        let mut settings = PeerSettings::default();
+        settings.ca_file = Some(missing.clone());
+        let error = settings.client().expect_err("no CA file");
+        let io = std::fs::read(&missing).expect_err("no CA file");
+        assert_eq!(
+            error.to_string(),
+            format!("cannot read the peer CA file {}: {io}", missing.display())
+        );
+        let source = std::error::Error::source(&error).expect("the io error");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        let failure = crate::operation::OperationFailure::from(error.clone());
+        assert_eq!(
+            failure.to_string(),
+            error.to_string(),
+            "the operation's error text"
+        );
+        let shared = std::error::Error::source(&failure).expect("the client's error");
+        assert!(
+            shared.source().is_some_and(|io| io.is::<std::io::Error>()),
+            "the io error at the end of the chain: {shared:?}"
+        );
+    }
+
+    #[test]
+    fn an_identity_that_is_not_pem_reads_as_before() {
+        let dir = std::env::temp_dir().join(format!("daedalus-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let mut settings = PeerSettings::default();
+        settings.identity_files = Some((cert.clone(), key.clone()));
+        let error = PeerClient::new(&settings).expect_err("not PEM");
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{} and {}: not a PEM certificate and key: ",
+                cert.display(),
+                key.display()
+            )),
+            "{text}"
+        );
+        let PeerClientError::NotIdentity { source, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(text.ends_with(&source.to_string()), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn reads_icarus_operations_including_nan_progress() {

@@ -5,5 +5,5 @@
 pub mod client;
 mod settings;
 
-pub use client::{PeerClient, PeerError, RemoteOperation, Sidecar};
+pub use client::{PeerClient, PeerClientError, PeerError, RemoteOperation, Sidecar};
 pub use settings::PeerSettings;

@@ -1,6 +1,6 @@
 //! How a coordinator reaches its peers' sidecars.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Where peer sidecars listen and how patiently they are called.
@@ -13,7 +13,7 @@ pub struct PeerSettings {
     /// The port this sidecar listens on, known once it is bound (it may have been asked for port 0).
     own_port: OnceLock<u16>,
     /// The one HTTP client of every peer call, built on first use (its connection pool is shared).
-    client: OnceLock<Result<super::PeerClient, String>>,
+    client: OnceLock<Result<super::PeerClient, Arc<super::PeerClientError>>>,
     pub connect_timeout: Duration,
     /// Bound on one whole HTTP exchange with a peer.
     pub request_timeout: Duration,
@@ -56,12 +56,13 @@ impl PeerSettings {
 
     /// The client for peer calls, with these timeouts and retries. With TLS files it is built anew for each
     /// cluster-wide operation, so that rotated certificates are read; without, one client is shared.
-    pub fn client(&self) -> Result<super::PeerClient, String> {
+    /// The error is shared, as the one shared client's outcome is handed to every cluster-wide operation.
+    pub fn client(&self) -> Result<super::PeerClient, Arc<super::PeerClientError>> {
         if self.ca_file.is_some() || self.identity_files.is_some() {
-            return super::PeerClient::new(self);
+            return super::PeerClient::new(self).map_err(Arc::new);
         }
         self.client
-            .get_or_init(|| super::PeerClient::new(self))
+            .get_or_init(|| super::PeerClient::new(self).map_err(Arc::new))
             .clone()
     }
 

@@ -53,5 +53,5 @@ pub fn report_of(
     manifests: &[(String, u64, Manifest)],
 ) -> Result<AllManifestsReport, OperationFailure> {
     AllManifestsReport::compute(manifests)
-        .map_err(|error| OperationFailure::Failed(format!("{}: {error}", remote.location())))
+        .map_err(|error| OperationFailure::context(remote.location().to_string(), error))
 }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::esop::manifest::manifest_key;
 use crate::esop::report::ManifestReport;
 use crate::operation::{OperationContext, OperationFailure};
-use crate::storage::RemoteStorage;
 use crate::storage::skipped::SkippedEntry;
+use crate::storage::{RemoteStorage, StorageError};
 
 /// Which backups go: the one named, the oldest, or every one older than an age (exactly one is given).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,10 +113,10 @@ pub async fn remove_reporting(
             .entries()
             .find_map(|entry| crate::restore::tables::check_entry_key(entry).err())
         {
-            return Err(OperationFailure::Failed(format!(
-                "{}: backup {name}: {error}",
-                remote.location()
-            )));
+            return Err(OperationFailure::context(
+                format!("{}: backup {name}", remote.location()),
+                error,
+            ));
         }
     }
     let mut deleted: HashSet<&str> = HashSet::new();
@@ -142,16 +142,16 @@ pub async fn remove_reporting(
                 .cancellable(remote.delete(&[manifest_key(name)]))
                 .await??;
             context
-                    .cancellable(remote.delete(&objects))
-                    .await?
-                    .map_err(|error| {
-                        OperationFailure::Failed(format!(
-                            "backup {name} is removed from {} but not all of its {} objects are deleted: \
-                             {error}; they are no longer referenced by any backup",
-                            remote.location(),
-                            objects.len()
-                        ))
-                    })?;
+                .cancellable(remote.delete(&objects))
+                .await?
+                .map_err(|source| {
+                    OperationFailure::engine(ObjectsLeft {
+                        backup: name.clone(),
+                        location: remote.location().to_string(),
+                        objects: objects.len(),
+                        source,
+                    })
+                })?;
             if topology == Topology::Delete {
                 context
                     .cancellable(remote.delete_in_bucket(&format!("topology/{name}.json")))
@@ -168,9 +168,48 @@ pub async fn remove_reporting(
     Ok((removed, skipped))
 }
 
+/// A backup whose manifest is deleted while some of its objects could not be: it is gone as a backup, and the
+/// objects left are no longer referenced by any.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "backup {backup} is removed from {location} but not all of its {objects} objects are deleted: {source}; they \
+     are no longer referenced by any backup"
+)]
+struct ObjectsLeft {
+    backup: String,
+    location: String,
+    objects: usize,
+    source: StorageError,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_left_behind_read_as_before_and_keep_the_storage_error() {
+        let storage = || StorageError::Configuration {
+            store: "s3://bucket".into(),
+            message: "throttled".into(),
+        };
+        let failure = OperationFailure::engine(ObjectsLeft {
+            backup: "daily-1".into(),
+            location: "s3://bucket/c/dc1/n1".into(),
+            objects: 3,
+            source: storage(),
+        });
+        assert_eq!(
+            failure.to_string(),
+            format!(
+                "backup daily-1 is removed from s3://bucket/c/dc1/n1 but not all of its 3 objects are deleted: \
+                 {}; they are no longer referenced by any backup",
+                storage()
+            )
+        );
+        let left = std::error::Error::source(&failure).expect("the error");
+        let cause = left.source().expect("the storage error");
+        assert!(cause.downcast_ref::<StorageError>().is_some(), "{cause:?}");
+    }
 
     /// The entries of `removed` keep their JSON: the node's prefix last, and only in a cluster-wide removal.
     #[test]

@@ -89,10 +89,13 @@ pub async fn backup_topology(
     let key = format!("topology/{name}.json");
     let bytes = context.cancellable(remote.get_in_bucket(&key)).await??;
     let topology = serde_json::from_slice(&bytes).map_err(|error| {
-        OperationFailure::Failed(format!(
-            "{}/{key} is not a cluster topology: {error}",
-            remote.location().store_name()
-        ))
+        OperationFailure::context(
+            format!(
+                "{}/{key} is not a cluster topology",
+                remote.location().store_name()
+            ),
+            error,
+        )
     })?;
     Ok(Some((name.to_string(), topology)))
 }
@@ -186,10 +189,10 @@ pub async fn read_manifest(
         return Err(too_large(bytes.len() as u64));
     }
     Manifest::from_json(&bytes).map_err(|error| {
-        OperationFailure::Failed(format!(
-            "{}/{key} is not a backup manifest: {error}",
-            remote.location()
-        ))
+        OperationFailure::context(
+            format!("{}/{key} is not a backup manifest", remote.location()),
+            error,
+        )
     })
 }
 

@@ -68,16 +68,16 @@ pub async fn download_for(
     Ok(stats)
 }
 
-/// Runs blocking file work off the async workers; its error is the operation's failure.
+/// Runs blocking file work off the async workers; its error is the operation's failure, read as the error's own
+/// message and kept as its source.
 pub(crate) async fn blocking<T, E>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, OperationFailure>
 where
     T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
+    E: Into<crate::operation::BoxError> + Send + 'static,
 {
     tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?
-        .map_err(|error| OperationFailure::Failed(error.to_string()))
+        .await?
+        .map_err(OperationFailure::engine)
 }

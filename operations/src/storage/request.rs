@@ -161,12 +161,18 @@ pub fn kms_key_id(violations: &mut Violations, kms_key_id: &Option<String>) {
     }
 }
 
+/// An upload refused because the sidecar's environment asks for client-side encryption.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "AWS_KMS_KEY_ID is set in the sidecar's environment: {}",
+    NO_CLIENT_SIDE_ENCRYPTION
+)]
+pub struct KmsKeyInEnvironment;
+
 /// Esop also takes the key from `AWS_KMS_KEY_ID` in its environment: an upload refuses to run with it set.
-pub fn refuse_kms_from_environment() -> Result<(), String> {
+pub fn refuse_kms_from_environment() -> Result<(), KmsKeyInEnvironment> {
     match std::env::var("AWS_KMS_KEY_ID") {
-        Ok(id) if !id.trim().is_empty() => Err(format!(
-            "AWS_KMS_KEY_ID is set in the sidecar's environment: {NO_CLIENT_SIDE_ENCRYPTION}"
-        )),
+        Ok(id) if !id.trim().is_empty() => Err(KmsKeyInEnvironment),
         _ => Ok(()),
     }
 }
@@ -329,6 +335,20 @@ impl Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kms_key_in_the_environment_reads_as_before() {
+        assert_eq!(
+            KmsKeyInEnvironment.to_string(),
+            format!(
+                "AWS_KMS_KEY_ID is set in the sidecar's environment: {NO_CLIENT_SIDE_ENCRYPTION}"
+            )
+        );
+        let failure = crate::operation::OperationFailure::from(KmsKeyInEnvironment);
+        assert_eq!(failure.to_string(), KmsKeyInEnvironment.to_string());
+        let source = std::error::Error::source(&failure).expect("the refusal");
+        assert!(source.downcast_ref::<KmsKeyInEnvironment>().is_some());
+    }
 
     #[test]
     fn proxy_urls_carry_credentials_only_inside_the_secret() {

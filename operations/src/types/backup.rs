@@ -184,7 +184,7 @@ impl Operation for Backup {
             context.set_response(crate::cluster::backup::response_json(&response)?);
             return Ok(());
         }
-        storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
+        storage::refuse_kms_from_environment()?;
         let StorageRequest { connection, fields } = request;
         let cassandra = context.cassandra().await?;
         let remote = node_storage::open(
@@ -232,7 +232,7 @@ impl Operation for Backup {
                 .backup_ended(&keyspaces, &location, at, outcome.is_ok());
         }
         let response = serde_json::to_value(outcome?).map_err(|error| {
-            OperationFailure::Failed(format!("cannot record the backup's response: {error}"))
+            OperationFailure::context("cannot record the backup's response", error)
         })?;
         context.set_response(response);
         Ok(())

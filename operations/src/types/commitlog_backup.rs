@@ -93,7 +93,7 @@ impl Operation for CommitLogBackup {
         request: CommitLogBackupRequest,
         context: OperationContext,
     ) -> Result<(), OperationFailure> {
-        storage::refuse_kms_from_environment().map_err(OperationFailure::Failed)?;
+        storage::refuse_kms_from_environment()?;
         let StorageRequest {
             connection,
             fields: request,
@@ -126,10 +126,10 @@ impl Operation for CommitLogBackup {
             }
             None => commit_log_segments(&directory)
                 .map_err(|error| {
-                    OperationFailure::Failed(format!(
-                        "cannot list commit-log segments in {}: {error}",
-                        directory.display()
-                    ))
+                    OperationFailure::context(
+                        format!("cannot list commit-log segments in {}", directory.display()),
+                        error,
+                    )
                 })?
                 .iter()
                 .map(|segment| confine("commitLog", segment, &roots))
@@ -186,9 +186,10 @@ async fn allowed_roots(
 ) -> Result<Vec<PathBuf>, OperationFailure> {
     let commitlog = cassandra.commitlog_location().await?;
     let mut roots = vec![std::fs::canonicalize(&commitlog).map_err(|error| {
-        OperationFailure::Failed(format!(
-            "cannot resolve Cassandra's commit-log directory {commitlog}: {error}"
-        ))
+        OperationFailure::context(
+            format!("cannot resolve Cassandra's commit-log directory {commitlog}"),
+            error,
+        )
     })?];
     match cassandra.commitlog_archive_command().await {
         Ok(command) => roots
@@ -216,9 +217,8 @@ fn archive_directory(command: &str) -> Option<PathBuf> {
 /// `path` with every symbolic link resolved, if that lies inside one of `roots`; otherwise the operation fails
 /// naming `field`, so a request cannot make the sidecar read and upload a file Cassandra's commit log does not hold.
 fn confine(field: &str, path: &Path, roots: &[PathBuf]) -> Result<PathBuf, OperationFailure> {
-    let resolved = std::fs::canonicalize(path).map_err(|error| {
-        OperationFailure::Failed(format!("{field} {}: {error}", path.display()))
-    })?;
+    let resolved = std::fs::canonicalize(path)
+        .map_err(|error| OperationFailure::context(format!("{field} {}", path.display()), error))?;
     if roots.iter().any(|root| resolved.starts_with(root)) {
         Ok(resolved)
     } else {
@@ -257,11 +257,11 @@ fn names_a_segment(path: &Path) -> bool {
 
 fn planned_segment(path: &Path) -> Result<PlannedFile, OperationFailure> {
     let metadata = std::fs::metadata(path).map_err(|error| {
-        OperationFailure::Failed(format!("cannot read {}: {error}", path.display()))
+        OperationFailure::context(format!("cannot read {}", path.display()), error)
     })?;
     let modified = metadata
         .modified()
-        .map_err(|error| OperationFailure::Failed(format!("{}: {error}", path.display())))?;
+        .map_err(|error| OperationFailure::context(path.display().to_string(), error))?;
     let millis = modified
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())

@@ -148,10 +148,6 @@ impl CommitLogRestore {
     }
 }
 
-fn failed(error: impl std::fmt::Display) -> OperationFailure {
-    OperationFailure::Failed(error.to_string())
-}
-
 impl Operation for CommitLogRestore {
     const TYPE: &'static str = "commitlog-restore";
     const EXCLUSIVE: Option<&'static str> = Some(super::RESTORE);
@@ -208,18 +204,17 @@ impl Operation for CommitLogRestore {
         }
         let (node, requested) = (self.node.clone(), fields.commitlog_download_dir.clone());
         let (dirs, download_root) = tokio::task::spawn_blocking(move || {
-            let dirs = node.dirs().map_err(failed)?;
-            let path = staging::staging_path(&requested).map_err(failed)?;
+            let dirs = node.dirs()?;
+            let path = staging::staging_path(&requested).map_err(OperationFailure::Failed)?;
             let staging = Staging::check(&path, &staging::guarded_by(&dirs)).map_err(|why| {
-                failed(format!(
+                OperationFailure::Failed(format!(
                     "commitlogDownloadDir '{requested}' {why}; nothing was touched"
                 ))
             })?;
-            let (root, _) = staging.open_or_create().map_err(failed)?;
+            let (root, _) = staging.open_or_create()?;
             Ok::<_, OperationFailure>((dirs, root))
         })
-        .await
-        .map_err(failed)??;
+        .await??;
         let files: Vec<PlannedDownload> = chosen
             .iter()
             .filter_map(|object| {
@@ -242,8 +237,7 @@ impl Operation for CommitLogRestore {
         // Only now that every segment is here does the node's state change.
         let now = chrono::Utc::now().timestamp_millis();
         let properties =
-            commitlog::archiving_properties(download_root.path(), fields.timestamp_end)
-                .map_err(failed)?;
+            commitlog::archiving_properties(download_root.path(), fields.timestamp_end)?;
         let config_dir = self.node.config_dir().to_owned();
         let tables: Vec<String> = fields
             .keyspace_tables
@@ -264,9 +258,7 @@ impl Operation for CommitLogRestore {
             let replay = commitlog::append_replay_list(&config, &tables)?;
             Ok::<_, commitlog::CommitLogError>((moved, copy, replay))
         })
-        .await
-        .map_err(failed)?
-        .map_err(failed)?;
+        .await??;
         tracing::info!(
             segments = stats.files,
             point_in_time = fields.timestamp_end,

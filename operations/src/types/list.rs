@@ -114,9 +114,8 @@ impl Operation for List {
         if let Some(n) = request.last_n {
             report.retain_oldest(usize::try_from(n).unwrap_or(0));
         }
-        let mut response = serde_json::to_value(&report).map_err(|error| {
-            OperationFailure::Failed(format!("cannot describe the backups: {error}"))
-        })?;
+        let mut response = serde_json::to_value(&report)
+            .map_err(|error| OperationFailure::context("cannot describe the backups", error))?;
         // Beside Esop's report, only when there is something to say.
         if !skipped.is_empty() {
             response["skippedObjects"] = skipped_json(&skipped);

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{self as in_place, LocalPlan, SelectedTable, SystemRestore};
-use crate::node_fs::{NodeConfig, NodeDirs, RelPath, Root, names};
+use crate::node_fs::{
+    FsError, NodeConfig, NodeDirs, NodeDirsError, NotAPlainName, RelPath, Root, names,
+};
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::{self, ChosenBackup};
@@ -88,14 +90,17 @@ pub async fn restore(
         blocking(move || {
             let selected = in_place::select(manifest, &entities, flags);
             if selected.is_empty() {
-                return Err(format!(
-                    "nothing of backup {name} to restore: system keyspaces need newCluster, restoreSystemAuth or \
-                     restoreSystemKeyspace"
-                ));
+                return Err(FileWorkError::NothingSelected { backup: name });
             }
-            let tables: Vec<String> = selected.iter().map(|t| format!("{}.{}", t.keyspace, t.table)).collect();
-            let dirs = config.dirs().map_err(|error| error.to_string())?;
-            let plan = plan_over(&selected, &dirs).map_err(|error| format!("backup {name}: {error}"))?;
+            let tables: Vec<String> = selected
+                .iter()
+                .map(|t| format!("{}.{}", t.keyspace, t.table))
+                .collect();
+            let dirs = config.dirs()?;
+            let plan = plan_over(&selected, &dirs).map_err(|source| FileWorkError::Plan {
+                backup: name,
+                source,
+            })?;
             Ok((dirs, plan, tables))
         })
         .await?
@@ -140,25 +145,18 @@ pub async fn restore(
     let (config, update_yaml) = (config.clone(), fields.update_cassandra_yaml);
     let (cleaned, yaml_change) = blocking(move || {
         for target in &delete {
-            target
-                .root
-                .remove_file(&target.rel)
-                .map_err(|error| error.to_string())?;
+            target.root.remove_file(&target.rel)?;
         }
-        let cleaned = in_place::clean_node_dirs(&config.cassandra_dir, &dirs)
-            .map_err(|error| error.to_string())?;
+        let cleaned = in_place::clean_node_dirs(&config.cassandra_dir, &dirs)?;
         let change = if update_yaml {
             let yaml = config
                 .cassandra_yaml
                 .file_name()
                 .and_then(|name| name.to_str())
                 .unwrap_or("cassandra.yaml");
-            let yaml = RelPath::name(yaml).map_err(|error| error.to_string())?;
-            let root = Root::open(config.config_dir()).map_err(|error| error.to_string())?;
-            Some(
-                in_place::update_cassandra_yaml(&root, &yaml, &tokens)
-                    .map_err(|error| error.to_string())?,
-            )
+            let yaml = RelPath::name(yaml)?;
+            let root = Root::open(config.config_dir())?;
+            Some(in_place::update_cassandra_yaml(&root, &yaml, &tokens)?)
         } else {
             None
         };
@@ -178,9 +176,36 @@ pub async fn restore(
     }))
 }
 
-/// Blocking work off the async workers; its message is the operation's failure.
+/// Why the file work of an IN_PLACE restore (planning, cleaning the node, editing `cassandra.yaml`) stopped. Each
+/// reads as the operation's whole failure; the error caught is its source.
+#[derive(Debug, thiserror::Error)]
+enum FileWorkError {
+    #[error(
+        "nothing of backup {backup} to restore: system keyspaces need newCluster, restoreSystemAuth or \
+         restoreSystemKeyspace"
+    )]
+    NothingSelected { backup: String },
+    #[error(transparent)]
+    NodeDirs(#[from] NodeDirsError),
+    #[error("backup {backup}: {source}")]
+    Plan {
+        backup: String,
+        #[source]
+        source: in_place::PlanError,
+    },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Clean(#[from] in_place::CleanError),
+    #[error(transparent)]
+    YamlName(#[from] NotAPlainName),
+    #[error(transparent)]
+    Yaml(#[from] in_place::YamlError),
+}
+
+/// Blocking work off the async workers; its error is the operation's failure.
 async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
+    work: impl FnOnce() -> Result<T, FileWorkError> + Send + 'static,
 ) -> Result<T, OperationFailure> {
     crate::restore::blocking(work).await
 }
@@ -299,4 +324,43 @@ async fn backed_up_node(
         }
     }
     Ok(location.for_node(cluster, &node.dc, &node.node_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// The blocking work's failures read as the strings they replaced; the error caught stays the source.
+    #[test]
+    fn file_work_failures_read_as_before() {
+        let nothing = OperationFailure::engine(FileWorkError::NothingSelected {
+            backup: "daily-1".into(),
+        });
+        assert_eq!(
+            nothing.to_string(),
+            "nothing of backup daily-1 to restore: system keyspaces need newCluster, restoreSystemAuth or \
+             restoreSystemKeyspace"
+        );
+        let plan = OperationFailure::engine(FileWorkError::Plan {
+            backup: "daily-1".into(),
+            source: in_place::PlanError::NoDataDirs,
+        });
+        assert_eq!(
+            plan.to_string(),
+            "backup daily-1: no data directory to restore into"
+        );
+        let cause = plan
+            .source()
+            .and_then(|work| work.source())
+            .expect("the plan's error");
+        assert!(
+            cause.downcast_ref::<in_place::PlanError>().is_some(),
+            "{cause:?}"
+        );
+        let name = RelPath::name("../cassandra.yaml").expect_err("not a plain name");
+        let yaml = OperationFailure::engine(FileWorkError::from(name.clone()));
+        assert_eq!(yaml.to_string(), name.to_string());
+    }
 }

@@ -59,10 +59,13 @@ pub async fn restore(
     context: &OperationContext,
 ) -> Result<serde_json::Value, OperationFailure> {
     let cassandra = context.cassandra().await.map_err(|error| {
-        OperationFailure::Failed(format!(
-            "a {} restore loads the backup into a running node, and this one cannot be reached: {error}",
-            plan.restoration_strategy_type
-        ))
+        OperationFailure::context(
+            format!(
+                "a {} restore loads the backup into a running node, and this one cannot be reached",
+                plan.restoration_strategy_type
+            ),
+            error,
+        )
     })?;
     if plan.restoration_strategy_type == Strategy::Import {
         let version = context.cancellable(cassandra.release_version()).await??;
@@ -138,7 +141,7 @@ impl LiveRestore<'_> {
         let backup = self.choose_backup().await?;
         let restored =
             tables::live_tables(&backup.manifest, &self.plan.entities, &self.plan.rename).map_err(
-                |error| OperationFailure::Failed(format!("backup {}: {error}", backup.name)),
+                |error| OperationFailure::context(format!("backup {}", backup.name), error),
             )?;
         // Every phase but a lone CLEANUP writes into the staging directory (its journal at least).
         let staging = if phases == [Phase::Cleanup] {
@@ -309,9 +312,10 @@ impl LiveRestore<'_> {
             )
             .await?
             .map_err(|error| {
-                OperationFailure::Failed(format!(
-                    "cannot find the data directories of table {target}: {error}"
-                ))
+                OperationFailure::context(
+                    format!("cannot find the data directories of table {target}"),
+                    error,
+                )
             })
     }
 
@@ -340,7 +344,7 @@ impl LiveRestore<'_> {
             )
             .await?
             .map_err(|error| {
-                OperationFailure::Failed(format!("cannot recreate table {target}: {error}"))
+                OperationFailure::context(format!("cannot recreate table {target}"), error)
             })?;
         let (keyspace, name) = (target.keyspace.clone(), target.table.clone());
         let schema = schema.to_string();
@@ -351,9 +355,10 @@ impl LiveRestore<'_> {
             })
             .await?
             .map_err(|error| {
-                OperationFailure::Failed(format!(
-                    "cannot recreate table {target} from the backup: {error}"
-                ))
+                OperationFailure::context(
+                    format!("cannot recreate table {target} from the backup"),
+                    error,
+                )
             })?;
         Ok(())
     }
@@ -375,9 +380,7 @@ impl LiveRestore<'_> {
             .unwrap_or(table.target.table.as_str())
             .to_owned();
         let download_dir = RelPath::of([table.target.keyspace.as_str(), dir_name.as_str()])
-            .map_err(|error| {
-                OperationFailure::Failed(format!("table {}: {error}", table.target))
-            })?;
+            .map_err(|error| OperationFailure::context(format!("table {}", table.target), error))?;
         let files = table
             .files
             .iter()
@@ -635,9 +638,10 @@ impl LiveRestore<'_> {
         download::verify(&all, algorithm, self.context.cancellation())
             .await
             .map_err(|error| {
-                OperationFailure::Failed(format!(
-                    "the downloaded files are not all there and intact; run the DOWNLOAD phase again: {error}"
-                ))
+                OperationFailure::context(
+                    "the downloaded files are not all there and intact; run the DOWNLOAD phase again",
+                    error,
+                )
             })?;
         for (table, local) in restored.iter().zip(&planned) {
             // Each table is loaded by one call that is never interrupted: a cancel stops before the next table.
@@ -678,21 +682,21 @@ impl LiveRestore<'_> {
         target: &KeyspaceTable,
         local: &TableFiles,
     ) -> Result<(), OperationFailure> {
-        let links = links::plan(&local.files, &local.table_dirs)
-            .map_err(|error| OperationFailure::Failed(error.to_string()))?;
+        let links = links::plan(&local.files, &local.table_dirs)?;
         let made = blocking(move || links::make(&links))
             .await
             .map_err(|error| {
-                OperationFailure::Failed(format!(
-                    "cannot link the downloaded files of {target} into its data directory: {error}"
-                ))
+                OperationFailure::context(
+                    format!("cannot link the downloaded files of {target} into its data directory"),
+                    error,
+                )
             })?;
         tracing::debug!(table = %target, links = made, "linked");
         self.cassandra
             .refresh(&target.keyspace, &target.table)
             .await
             .map_err(|error| {
-                OperationFailure::Failed(format!("cannot load the SSTables of {target}: {error}"))
+                OperationFailure::context(format!("cannot load the SSTables of {target}"), error)
             })
     }
 

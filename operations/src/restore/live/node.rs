@@ -45,7 +45,7 @@ impl LiveNode {
             let mut data = Vec::new();
             for dir in &data_dirs {
                 let root = Root::open(Path::new(dir)).map_err(|error| {
-                    OperationFailure::Failed(format!("Cassandra's data directory: {error}"))
+                    OperationFailure::context("Cassandra's data directory", error)
                 })?;
                 guarded.data.push(root.canonical().to_owned());
                 data.push(Arc::new(root));
@@ -58,8 +58,7 @@ impl LiveNode {
             guarded.keyspaces = keyspaces.into_iter().collect();
             Ok(LiveNode { data, guarded })
         })
-        .await
-        .map_err(|error| OperationFailure::Failed(error.to_string()))?
+        .await?
     }
 
     /// A table directory Cassandra reported, as a place inside one of the data directories; one that lies
