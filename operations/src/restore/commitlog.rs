@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::esop::commitlog::ArchivedKey;
 use crate::node_fs::{EntryKind, FsError, RelPath, Root, names};
 use crate::storage::remote::RemoteObject;
 
-/// The sub-prefix of the node's archived segments.
-pub const COMMITLOG_PREFIX: &str = "commitlog/";
+pub use crate::esop::commitlog::COMMITLOG_PREFIX;
 
 pub const ARCHIVING_PROPERTIES: &str = "commitlog_archiving.properties";
 
@@ -34,14 +34,10 @@ pub struct ArchivedSegment<'a> {
 
 impl<'a> ArchivedSegment<'a> {
     pub fn parse(key: &'a str) -> Option<ArchivedSegment<'a>> {
-        let file = key.strip_prefix(COMMITLOG_PREFIX)?;
-        let (segment, millis) = file.rsplit_once('.')?;
-        if !is_segment_name(segment) || !millis.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(ArchivedSegment {
-            segment,
-            archived_millis: millis.parse().ok()?,
+        let key = ArchivedKey::parse(key)?;
+        is_segment_name(key.file).then_some(ArchivedSegment {
+            segment: key.file,
+            archived_millis: key.archived_millis,
         })
     }
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::backup::upload::{self, PlannedFile, UploadSettings};
 use crate::decode::{self, DataRate, HumanDuration};
+use crate::esop::commitlog::archived_key;
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog::is_segment_name;
@@ -277,7 +278,7 @@ fn planned_segment(path: &Path) -> Result<PlannedFile, OperationFailure> {
             size: metadata.len(),
             modified,
         },
-        key: format!("commitlog/{name}.{millis}"),
+        key: archived_key(&name, millis),
     })
 }
 
