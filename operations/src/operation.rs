@@ -276,6 +276,19 @@ impl OperationContext {
         self.record.set_response(response);
     }
 
+    /// Records a typed response as its JSON, which is what clients read (and a sidecar taking the operation over
+    /// reads back).
+    pub fn respond<T: Serialize>(&self, response: &T) -> Result<(), OperationFailure> {
+        let response = serde_json::to_value(response).map_err(|error| {
+            OperationFailure::context(
+                format!("cannot record the {}'s response", self.type_id()),
+                error,
+            )
+        })?;
+        self.set_response(response);
+        Ok(())
+    }
+
     /// Publishes a cluster-wide operation's view of every node's part (its `nodes` field).
     pub fn set_nodes(&self, nodes: serde_json::Value) {
         self.record.set_nodes(nodes);

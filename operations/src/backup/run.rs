@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::manifest_builder;
 use super::snapshot_files::{self, SnapshotTable};
@@ -44,7 +44,7 @@ pub struct BackupPlan {
 }
 
 /// What a node's backup did: the operation's `response`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupResponse {
     /// The backup's name, which its manifest has.

@@ -5,8 +5,8 @@
 //! CLEANUP still removes what was downloaded (unless `noDeleteDownloads`), keeping the truncation snapshots.
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::Timeout;
 use super::coordinator::{Coordinator, Step};
@@ -49,6 +49,18 @@ pub struct ClusterRestore<F> {
     pub single_phase: bool,
 }
 
+/// What a cluster-wide restore answers, as the coordinator's operation `response`; the keys and their order are the
+/// `json!`'s it replaced (`truncatedOn` is `null` when TRUNCATE did not run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRestoreResponse {
+    /// The backup every node restored.
+    pub backup: String,
+    pub phases: Vec<Phase>,
+    /// The node TRUNCATE ran on (it truncates cluster-wide).
+    pub truncated_on: Option<String>,
+}
+
 /// Which backup every node restores and where each node finds its part.
 struct Placement {
     /// The backup's full name when the coordinator settled it; the tag as given otherwise (each node then picks
@@ -65,14 +77,14 @@ struct Placement {
 pub fn restore<F: RestorePart>(
     restore: ClusterRestore<F>,
     context: &OperationContext,
-) -> BoxFuture<'_, Result<Value, OperationFailure>> {
+) -> BoxFuture<'_, Result<ClusterRestoreResponse, OperationFailure>> {
     Box::pin(coordinate(restore, context))
 }
 
 async fn coordinate<F: RestorePart>(
     restore: ClusterRestore<F>,
     context: &OperationContext,
-) -> Result<Value, OperationFailure> {
+) -> Result<ClusterRestoreResponse, OperationFailure> {
     let (request, asked) = (&restore.request, &restore.plan);
     let deadline = deadline_after(restore.timeout.0);
     let cassandra = context.cassandra().await?;
@@ -148,11 +160,13 @@ async fn coordinate<F: RestorePart>(
             return Err(failure);
         }
     }
-    Ok(json!({
-        "backup": placement.backup,
-        "phases": phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
-        "truncatedOn": phases.contains(&Phase::Truncate).then(|| coordinator.peers()[truncating].node.clone()),
-    }))
+    Ok(ClusterRestoreResponse {
+        truncated_on: phases
+            .contains(&Phase::Truncate)
+            .then(|| coordinator.peers()[truncating].node.clone()),
+        backup: placement.backup,
+        phases,
+    })
 }
 
 /// TRUNCATE runs once (it empties the tables on every node): on the node with the smallest host id, so the same
@@ -345,7 +359,33 @@ fn sorted(mut tokens: Vec<String>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// The response is what the `json!` it replaced wrote, with TRUNCATE run or not, and reads back as itself.
+    #[test]
+    fn the_response_keeps_its_json() {
+        for (phases, truncated_on) in [
+            (Phase::ALL.to_vec(), Some("10.0.0.2".to_owned())),
+            (vec![Phase::Init], None),
+        ] {
+            let before = json!({
+                "backup": "tag-s-1",
+                "phases": phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "truncatedOn": truncated_on,
+            });
+            let typed = ClusterRestoreResponse {
+                backup: "tag-s-1".into(),
+                phases,
+                truncated_on,
+            };
+            let written = serde_json::to_string(&typed).unwrap();
+            assert_eq!(written, serde_json::to_string(&before).unwrap());
+            let read: ClusterRestoreResponse = serde_json::from_str(&written).unwrap();
+            assert_eq!(read, typed);
+        }
+    }
 
     /// The one field of a request the parts' phases show.
     #[derive(Debug, Clone, Default, Serialize)]

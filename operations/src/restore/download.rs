@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::node_fs::{EntryKind, FsError, RelPath, Target};
@@ -50,7 +50,7 @@ pub struct PlannedDownload {
 pub type DownloadSettings = crate::storage::transfer::TransferSettings;
 
 /// What a download did, for the restore's `response`.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DownloadStats {
     /// Files and bytes planned.

@@ -7,12 +7,14 @@ pub mod download;
 pub mod in_place;
 pub mod live;
 pub mod plan;
+pub mod response;
 pub mod tables;
 
 use crate::node_fs::NodeConfig;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::request::Connection;
 pub use plan::{Phase, RestorePlan, Strategy};
+pub use response::RestoreResponse;
 
 /// Runs one node's restore; returns what it did, for the operation's `response`. `config` is where the node's files
 /// are when it is stopped (IN_PLACE).
@@ -21,11 +23,15 @@ pub async fn restore(
     plan: &RestorePlan,
     config: &NodeConfig,
     context: &OperationContext,
-) -> Result<serde_json::Value, OperationFailure> {
-    match plan.restoration_strategy_type {
-        Strategy::InPlace => in_place::restore(connection, plan, config, context).await,
-        Strategy::Hardlinks | Strategy::Import => live::restore(connection, plan, context).await,
-    }
+) -> Result<RestoreResponse, OperationFailure> {
+    Ok(match plan.restoration_strategy_type {
+        Strategy::InPlace => {
+            RestoreResponse::InPlace(in_place::restore(connection, plan, config, context).await?)
+        }
+        Strategy::Hardlinks | Strategy::Import => {
+            RestoreResponse::Live(live::restore(connection, plan, context).await?)
+        }
+    })
 }
 
 /// IN_PLACE and commitlog-restore change files a running Cassandra holds open: they refuse to run while the node

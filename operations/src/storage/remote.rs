@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::skipped::{SkippedEntries, SkippedEntry};
+use super::skipped::{SkippedEntries, SkippedEntry, SkippedObject};
 use super::{StorageLocation, Throttle};
 use crate::sync::lock;
 
@@ -178,18 +178,15 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// The skipped entries as an operation's response shows them: `[{"key": ..., "reason": ...}]`.
-    pub fn skipped_json(&self) -> serde_json::Value {
-        skipped_json(&self.skipped)
+    /// The skipped entries as an operation's response shows them.
+    pub fn skipped_objects(&self) -> Vec<SkippedObject> {
+        skipped_objects(&self.skipped)
     }
 }
 
-/// Skipped entries as an operation's response shows them.
-pub fn skipped_json(skipped: &[SkippedEntry]) -> serde_json::Value {
-    skipped
-        .iter()
-        .map(|entry| serde_json::json!({"key": entry.name, "reason": entry.reason.to_string()}))
-        .collect()
+/// Skipped entries as an operation's response shows them: `[{"key": ..., "reason": ...}]`.
+pub fn skipped_objects(skipped: &[SkippedEntry]) -> Vec<SkippedObject> {
+    skipped.iter().map(SkippedObject::from).collect()
 }
 
 /// The objects of one node in one bucket.
@@ -795,7 +792,7 @@ mod tests {
         let listing = bucket.remote.list_reporting("manifests/").await.unwrap();
         assert_eq!(listing.objects.len(), 2);
         assert_eq!(
-            listing.skipped_json(),
+            serde_json::to_value(listing.skipped_objects()).unwrap(),
             serde_json::json!([{
                 "key": "cluster/dc/node/manifests/evil\\nname.json",
                 "reason": "not a valid object key",

@@ -34,6 +34,22 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// A skipped entry as an operation's response lists it (`skippedObjects`): its escaped name and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedObject {
+    pub key: String,
+    pub reason: String,
+}
+
+impl From<&SkippedEntry> for SkippedObject {
+    fn from(entry: &SkippedEntry) -> Self {
+        SkippedObject {
+            key: entry.name.clone(),
+            reason: entry.reason.to_string(),
+        }
+    }
+}
+
 /// One entry a listing passed over: its name (the whole key from the bucket's root, escaped so that it prints on
 /// one line) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -274,7 +274,7 @@ mod tests {
         );
     }
 
-    /// The node's backup answers with the fields and in the order the `json!` it replaced wrote.
+    /// The node's backup answers with the fields and in the order the `json!` it replaced wrote, and reads back.
     #[test]
     fn the_response_keeps_its_json() {
         let response = crate::backup::run::BackupResponse {
@@ -290,6 +290,8 @@ mod tests {
             ),
             "{written}"
         );
+        let read: crate::backup::run::BackupResponse = serde_json::from_str(&written).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), written);
     }
 
     /// Each part of a cluster-wide backup is what the coordinator sent when it patched the request's body key by key, byte for byte, with

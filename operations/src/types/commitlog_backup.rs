@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::backup::upload::{self, PlannedFile, UploadSettings};
+use crate::backup::upload::{self, PlannedFile, UploadSettings, UploadStats};
 use crate::decode::{self, DataRate, HumanDuration};
 use crate::esop::commitlog::archived_key;
 use crate::node_storage::{self, BucketCheck, NodePath};
@@ -172,12 +171,19 @@ impl Operation for CommitLogBackup {
         )
         .await?;
         stats.record(&context);
-        context.set_response(json!({
-            "storageLocation": remote.location().to_string(),
-            "stats": stats,
-        }));
-        Ok(())
+        context.respond(&CommitLogBackupResponse {
+            storage_location: remote.location().to_string(),
+            stats,
+        })
     }
+}
+
+/// What `commitlog-backup` answers: where the segments went and what the upload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitLogBackupResponse {
+    pub storage_location: String,
+    pub stats: UploadStats,
 }
 
 /// The directories segments may be read from: Cassandra's commit-log directory (first) and, when Cassandra archives
@@ -284,7 +290,34 @@ fn planned_segment(path: &Path) -> Result<PlannedFile, OperationFailure> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// The response is what the `json!` it replaced wrote, and reads back as itself.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let stats = UploadStats {
+            files: 3,
+            bytes: 30,
+            uploaded_files: 2,
+            uploaded_bytes: 20,
+            skipped_files: 1,
+            ..UploadStats::default()
+        };
+        let before = json!({
+            "storageLocation": "s3://b/c/d/n",
+            "stats": stats,
+        });
+        let typed = CommitLogBackupResponse {
+            storage_location: "s3://b/c/d/n".into(),
+            stats,
+        };
+        let written = serde_json::to_string(&typed).unwrap();
+        assert_eq!(written, serde_json::to_string(&before).unwrap());
+        let read: CommitLogBackupResponse = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, typed);
+    }
 
     #[test]
     fn recognises_commit_log_segments() {

@@ -7,14 +7,13 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::node_fs::staging::{self, Staging};
 use crate::node_fs::{NodeConfig, Root, Target};
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::restore::commitlog;
-use crate::restore::download::{DownloadSettings, PlannedDownload};
+use crate::restore::download::{DownloadSettings, DownloadStats, PlannedDownload};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{KeyspaceTable, Throttle};
@@ -134,6 +133,23 @@ impl StorageFields for CommitLogRestoreFields {
             );
         }
     }
+}
+
+/// What `commitlog-restore` answers; `null` for what did not happen (no commit logs to move aside, no earlier
+/// `commitlog_archiving.properties`, no replay list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitLogRestoreResponse {
+    /// The keys of the segments downloaded.
+    pub segments: Vec<String>,
+    pub download: DownloadStats,
+    /// The point in time Cassandra replays up to, as `commitlog_archiving.properties` has it.
+    pub point_in_time: Option<String>,
+    /// Where the node's own commit logs were moved aside.
+    pub moved_commit_logs: Option<String>,
+    /// The copy of the properties file this restore replaced.
+    pub previous_archiving_properties: Option<String>,
+    pub replay_list: Option<String>,
 }
 
 /// The `commitlog-restore` type, with where the node's files are (the node is stopped: the operator's configuration
@@ -264,14 +280,65 @@ impl Operation for CommitLogRestore {
             point_in_time = fields.timestamp_end,
             "commit logs ready for replay"
         );
-        context.set_response(json!({
-            "segments": chosen.iter().map(|object| object.key.clone()).collect::<Vec<_>>(),
-            "download": stats,
-            "pointInTime": commitlog::restore_point_in_time(fields.timestamp_end).ok(),
-            "movedCommitLogs": moved.map(|dir| dir.display().to_string()),
-            "previousArchivingProperties": copy.map(|file| file.display().to_string()),
-            "replayList": replay,
-        }));
-        Ok(())
+        context.respond(&CommitLogRestoreResponse {
+            segments: chosen.iter().map(|object| object.key.clone()).collect(),
+            download: stats,
+            point_in_time: commitlog::restore_point_in_time(fields.timestamp_end).ok(),
+            moved_commit_logs: moved.map(|dir| dir.display().to_string()),
+            previous_archiving_properties: copy.map(|file| file.display().to_string()),
+            replay_list: replay,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The response is what the `json!` it replaced wrote, with and without what may not happen, and reads back as
+    /// itself.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let text = |value: &str| Some(value.to_owned());
+        for (point, moved, copy, replay) in [
+            (None, None, None, None),
+            (
+                text("2026:12:06 12:00:00"),
+                text("/var/lib/cassandra/commitlog.1"),
+                text("/etc/cassandra/commitlog_archiving.properties.1"),
+                text("ks.t1,ks.t2"),
+            ),
+        ] {
+            let download = DownloadStats {
+                files: 2,
+                bytes: 20,
+                downloaded_files: 2,
+                downloaded_bytes: 20,
+                kept_files: 0,
+            };
+            let segments = vec!["commitlog/CommitLog-7-1.log".to_owned()];
+            let before = json!({
+                "segments": segments,
+                "download": download,
+                "pointInTime": point,
+                "movedCommitLogs": moved,
+                "previousArchivingProperties": copy,
+                "replayList": replay,
+            });
+            let typed = CommitLogRestoreResponse {
+                segments,
+                download,
+                point_in_time: point,
+                moved_commit_logs: moved,
+                previous_archiving_properties: copy,
+                replay_list: replay,
+            };
+            let written = serde_json::to_string(&typed).unwrap();
+            assert_eq!(written, serde_json::to_string(&before).unwrap());
+            let read: CommitLogRestoreResponse = serde_json::from_str(&written).unwrap();
+            assert_eq!(read, typed);
+        }
     }
 }

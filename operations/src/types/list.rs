@@ -4,13 +4,26 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decode;
+use crate::esop::report::AllManifestsReport;
 use crate::node_storage::{self, BucketCheck, NodePath};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::removal::manifests::{manifests, report_of};
 use crate::storage::RemoteStorage;
-use crate::storage::remote::skipped_json;
+use crate::storage::remote::skipped_objects;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::skipped::SkippedObject;
 use crate::validation::Violations;
+
+/// What `list` answers: Esop's report, and after its fields, only when a listing passed over some, the objects
+/// skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse {
+    #[serde(flatten)]
+    pub report: AllManifestsReport,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_objects: Vec<SkippedObject>,
+}
 
 /// Esop's `ListOperationRequest`. The printing options of the Esop CLI (`json`, `humanUnits`, `toFile`, ...) are
 /// accepted and echoed; the report is always in the operation's `response`.
@@ -114,13 +127,66 @@ impl Operation for List {
         if let Some(n) = request.last_n {
             report.retain_oldest(usize::try_from(n).unwrap_or(0));
         }
-        let mut response = serde_json::to_value(&report)
-            .map_err(|error| OperationFailure::context("cannot describe the backups", error))?;
-        // Beside Esop's report, only when there is something to say.
-        if !skipped.is_empty() {
-            response["skippedObjects"] = skipped_json(&skipped);
+        context.respond(&ListResponse {
+            report,
+            skipped_objects: skipped_objects(&skipped),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esop::manifest::{EntryType, ManifestEntry};
+    use crate::esop::report::ManifestReport;
+    use crate::storage::skipped::{SkipReason, SkippedEntry};
+
+    /// The response is Esop's report as it was written, with `skippedObjects` appended only when there are some
+    /// (as the key patched onto the report's JSON was), and reads back as itself.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let report = AllManifestsReport {
+            total_size: 130,
+            total_files: 2,
+            total_manifests: 1,
+            reports: vec![ManifestReport {
+                files: 2,
+                size: 100,
+                name: "tag-s-1700000000000".into(),
+                reclaimable_space: 100,
+                removable_entries: vec!["data/ks/t-1/1-2/nb-1-big-Data.db".into()],
+                timestamp: "2023-11-14T22:13:20".into(),
+                manifest: ManifestEntry {
+                    object_key: "manifests/tag-s-1700000000000.json".into(),
+                    kind: EntryType::File,
+                    size: 30,
+                    hash: None,
+                },
+                unixtimestamp: 1_700_000_000_000,
+            }],
+        };
+        let skipped = vec![SkippedEntry {
+            name: "c/d/n/manifests/evil\\nname.json".into(),
+            reason: SkipReason::NotAKey,
+        }];
+        for skipped in [vec![], skipped] {
+            let mut before = serde_json::to_value(&report).unwrap();
+            if !skipped.is_empty() {
+                before["skippedObjects"] = skipped
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({"key": entry.name, "reason": entry.reason.to_string()})
+                    })
+                    .collect();
+            }
+            let typed = ListResponse {
+                report: report.clone(),
+                skipped_objects: skipped_objects(&skipped),
+            };
+            let written = serde_json::to_string(&typed).unwrap();
+            assert_eq!(written, serde_json::to_string(&before).unwrap());
+            let read: ListResponse = serde_json::from_str(&written).unwrap();
+            assert_eq!(read, typed);
         }
-        context.set_response(response);
-        Ok(())
     }
 }

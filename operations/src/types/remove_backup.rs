@@ -7,10 +7,22 @@ use serde::{Deserialize, Serialize};
 use super::list::open_node_storage;
 use crate::decode::{self, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
-use crate::removal::{self, RemovalPlan, Topology};
-use crate::storage::remote::skipped_json;
+use crate::removal::{self, RemovalPlan, RemovedBackup, Topology};
+use crate::storage::remote::skipped_objects;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
+use crate::storage::skipped::SkippedObject;
 use crate::validation::Violations;
+
+/// What `remove-backup` answers: the backups removed (or, `dry`, that would be), from every node with
+/// `globalRequest`; and, only when a listing passed over some, the objects skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveBackupResponse {
+    pub dry: bool,
+    pub removed: Vec<RemovedBackup>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_objects: Vec<SkippedObject>,
+}
 
 /// Esop's `RemoveBackupRequest`: exactly one of `backupName`, `removeOldest`, `olderThan`.
 pub type RemoveBackupRequest = StorageRequest<RemoveBackupFields>;
@@ -102,19 +114,63 @@ impl Operation for RemoveBackup {
                 &context,
             )
             .await?;
-            context.set_response(serde_json::json!({ "dry": request.dry, "removed": removed }));
-            return Ok(());
+            return context.respond(&RemoveBackupResponse {
+                dry: request.dry,
+                removed,
+                skipped_objects: Vec::new(),
+            });
         }
         let remote = open_node_storage(&context, &connection, request.resolve_nodes).await?;
         let (removed, skipped) = crate::operation_store::releasing_memory(
             removal::remove_reporting(&context, &remote, &request.plan(), Topology::Delete),
         )
         .await?;
-        let mut response = serde_json::json!({ "dry": request.dry, "removed": removed });
-        if !skipped.is_empty() {
-            response["skippedObjects"] = skipped_json(&skipped);
+        context.respond(&RemoveBackupResponse {
+            dry: request.dry,
+            removed,
+            skipped_objects: skipped_objects(&skipped),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::storage::skipped::{SkipReason, SkippedEntry};
+
+    /// The response is what the `json!` it replaced wrote (`skippedObjects` appended only when there are some),
+    /// and reads back as itself.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let removed = vec![RemovedBackup {
+            name: "tag-s-1".into(),
+            removed_objects: 3,
+            reclaimed_space: 30,
+            node: None,
+        }];
+        let skipped = vec![SkippedEntry {
+            name: "c/d/n/manifests/evil\\nname.json".into(),
+            reason: SkipReason::NotAKey,
+        }];
+        for skipped in [vec![], skipped] {
+            let mut before = json!({ "dry": true, "removed": removed });
+            if !skipped.is_empty() {
+                before["skippedObjects"] = skipped
+                    .iter()
+                    .map(|entry| json!({"key": entry.name, "reason": entry.reason.to_string()}))
+                    .collect();
+            }
+            let typed = RemoveBackupResponse {
+                dry: true,
+                removed: removed.clone(),
+                skipped_objects: skipped_objects(&skipped),
+            };
+            let written = serde_json::to_string(&typed).unwrap();
+            assert_eq!(written, serde_json::to_string(&before).unwrap());
+            let read: RemoveBackupResponse = serde_json::from_str(&written).unwrap();
+            assert_eq!(read, typed);
         }
-        context.set_response(response);
-        Ok(())
     }
 }

@@ -440,8 +440,7 @@ impl Operation for Restore {
                 request,
             };
             let response = crate::cluster::restore::restore(restore, &context).await?;
-            context.set_response(response);
-            return Ok(());
+            return context.respond(&response);
         }
         let plan = request.fields.plan();
         let response = crate::operation_store::releasing_memory(crate::restore::restore(
@@ -451,8 +450,7 @@ impl Operation for Restore {
             &context,
         ))
         .await?;
-        context.set_response(response);
-        Ok(())
+        context.respond(&response)
     }
 }
 

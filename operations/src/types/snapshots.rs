@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::decode::{self, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
@@ -165,6 +164,42 @@ pub struct ListSnapshotsRequest {}
 
 impl Validate for ListSnapshotsRequest {}
 
+/// What `list-snapshots` answers: the node's snapshots, by tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotsResponse {
+    pub snapshots: Vec<SnapshotTables>,
+}
+
+/// One snapshot tag and the tables that have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTables {
+    pub tag: String,
+    pub tables: Vec<SnapshotTable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTable {
+    pub keyspace: String,
+    pub table: String,
+}
+
+impl SnapshotsResponse {
+    /// From Cassandra's `(keyspace, table)` pairs by tag, in the map's order.
+    fn new(snapshots: impl IntoIterator<Item = (String, Vec<(String, String)>)>) -> Self {
+        let snapshots = snapshots
+            .into_iter()
+            .map(|(tag, tables)| SnapshotTables {
+                tag,
+                tables: tables
+                    .into_iter()
+                    .map(|(keyspace, table)| SnapshotTable { keyspace, table })
+                    .collect(),
+            })
+            .collect();
+        SnapshotsResponse { snapshots }
+    }
+}
+
 pub struct ListSnapshots;
 
 impl Operation for ListSnapshots {
@@ -179,7 +214,29 @@ impl Operation for ListSnapshots {
     ) -> Result<(), OperationFailure> {
         let cassandra = context.cassandra().await?;
         let snapshots = context.cancellable(cassandra.snapshots()).await??;
-        let snapshots: Vec<_> = snapshots
+        context.respond(&SnapshotsResponse::new(snapshots))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// `list-snapshots` answers what the `json!` it replaced wrote, by tag, and the answer reads back as itself.
+    #[test]
+    fn the_response_keeps_its_json() {
+        let pair = |keyspace: &str, table: &str| (keyspace.to_owned(), table.to_owned());
+        let snapshots = BTreeMap::from([
+            ("b".to_owned(), vec![pair("ks", "t1"), pair("ks", "t2")]),
+            ("a".to_owned(), vec![pair("ks2", "t")]),
+            ("empty".to_owned(), vec![]),
+        ]);
+        let before: Vec<_> = snapshots
+            .clone()
             .into_iter()
             .map(|(tag, tables)| {
                 let tables: Vec<_> = tables
@@ -189,7 +246,11 @@ impl Operation for ListSnapshots {
                 json!({"tag": tag, "tables": tables})
             })
             .collect();
-        context.set_response(json!({ "snapshots": snapshots }));
-        Ok(())
+        let before = json!({ "snapshots": before });
+        let typed = SnapshotsResponse::new(snapshots);
+        let written = serde_json::to_string(&typed).unwrap();
+        assert_eq!(written, serde_json::to_string(&before).unwrap());
+        let read: SnapshotsResponse = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, typed);
     }
 }

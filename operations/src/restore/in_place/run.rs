@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::{self as in_place, LocalPlan, SelectedTable, SystemRestore};
 use crate::node_fs::{
     FsError, NodeConfig, NodeDirs, NodeDirsError, NotAPlainName, RelPath, Root, names,
@@ -19,7 +17,8 @@ use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::{self, ChosenBackup};
 use crate::restore::download::{DownloadSettings, PlannedDownload};
-use crate::restore::plan::RestorePlan;
+use crate::restore::plan::{RestorePlan, Strategy};
+use crate::restore::response::InPlaceResponse;
 use crate::restore::{download_for, require_node_down};
 use crate::storage::request::Connection;
 use crate::storage::transfer::hashes::HashAlgorithm;
@@ -30,7 +29,7 @@ pub async fn restore(
     fields: &RestorePlan,
     config: &NodeConfig,
     context: &OperationContext,
-) -> Result<serde_json::Value, OperationFailure> {
+) -> Result<InPlaceResponse, OperationFailure> {
     require_node_down(context, "an IN_PLACE restore").await?;
     let bucket = BucketCheck::of(connection, false);
     let mut remote = node_storage::open_location(
@@ -164,16 +163,16 @@ pub async fn restore(
     })
     .await?;
     tracing::info!(backup = %name, tables = tables.len(), downloaded = stats.downloaded_files, deleted, "IN_PLACE restore complete");
-    Ok(json!({
-        "backup": name,
-        "storageLocation": remote.location().to_string(),
-        "strategy": "IN_PLACE",
-        "tables": tables,
-        "download": stats,
-        "deletedFiles": deleted,
-        "cleaned": cleaned.removed.len(),
-        "cassandraYaml": yaml_change.map(|change| format!("{change:?}")),
-    }))
+    Ok(InPlaceResponse {
+        backup: name,
+        storage_location: remote.location().to_string(),
+        strategy: Strategy::InPlace,
+        tables,
+        download: stats,
+        deleted_files: deleted,
+        cleaned: cleaned.removed.len(),
+        cassandra_yaml: yaml_change.map(|change| format!("{change:?}")),
+    })
 }
 
 /// Why the file work of an IN_PLACE restore (planning, cleaning the node, editing `cassandra.yaml`) stopped. Each

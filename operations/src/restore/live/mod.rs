@@ -18,8 +18,6 @@ mod node;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::choice::{self, ChosenBackup};
 use super::download::{self, DownloadSettings, DownloadStats, PlannedDownload};
 use super::tables::{self, RestoredTable};
@@ -29,6 +27,7 @@ use crate::node_fs::{EntryKind, FsError, RelPath, Root, Target};
 use crate::node_storage::{self as storage_node, BucketCheck, NodePath};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::plan::{Phase, RestorePlan, Strategy};
+use crate::restore::response::{CleanupResponse, LiveResponse};
 use crate::storage::request::Connection;
 use crate::storage::transfer::hashes::HashAlgorithm;
 use crate::storage::{KeyspaceTable, RemoteStorage, Throttle};
@@ -57,7 +56,7 @@ pub async fn restore(
     connection: &Connection,
     plan: &RestorePlan,
     context: &OperationContext,
-) -> Result<serde_json::Value, OperationFailure> {
+) -> Result<LiveResponse, OperationFailure> {
     let cassandra = context.cassandra().await.map_err(|error| {
         OperationFailure::context(
             format!(
@@ -133,7 +132,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl LiveRestore<'_> {
-    async fn run(&self) -> Result<serde_json::Value, OperationFailure> {
+    async fn run(&self) -> Result<LiveResponse, OperationFailure> {
         let phases: Vec<Phase> = match self.plan.restoration_phase {
             Some(phase) => vec![phase],
             None => Phase::ALL.to_vec(),
@@ -151,7 +150,7 @@ impl LiveRestore<'_> {
             Some(self.open_staging(&backup.name).await?)
         };
         let mut stats = DownloadStats::default();
-        let mut cleanup = json!(null);
+        let mut cleanup = None;
         for phase in &phases {
             tracing::info!(phase = %phase, backup = %backup.name, tables = restored.len(), "restore phase");
             if matches!(phase, Phase::Download | Phase::Truncate | Phase::Import) {
@@ -167,21 +166,21 @@ impl LiveRestore<'_> {
                 }
                 (Phase::Import, Some(staging)) => self.import(&backup, &restored, staging).await?,
                 (Phase::Cleanup, staging) => {
-                    cleanup = self.cleanup(&restored, staging.as_ref()).await?
+                    cleanup = Some(self.cleanup(&restored, staging.as_ref()).await?)
                 }
                 (_, None) => {}
             }
         }
-        Ok(json!({
-            "backup": backup.name,
-            "storageLocation": self.remote.location().to_string(),
-            "strategy": self.plan.restoration_strategy_type,
-            "phases": phases,
-            "sourceDir": self.staging.path().display().to_string(),
-            "tables": restored.iter().map(|t| t.target.to_string()).collect::<Vec<_>>(),
-            "download": stats,
-            "cleanup": cleanup,
-        }))
+        Ok(LiveResponse {
+            backup: backup.name,
+            storage_location: self.remote.location().to_string(),
+            strategy: self.plan.restoration_strategy_type,
+            phases,
+            source_dir: self.staging.path().display().to_string(),
+            tables: restored.iter().map(|t| t.target.to_string()).collect(),
+            download: stats,
+            cleanup,
+        })
     }
 
     /// The staging directory, created when missing (recorded in the journal, so CLEANUP removes it again).
@@ -707,7 +706,7 @@ impl LiveRestore<'_> {
         &self,
         restored: &[RestoredTable<'_>],
         staging: Option<&Arc<Root>>,
-    ) -> Result<serde_json::Value, OperationFailure> {
+    ) -> Result<CleanupResponse, OperationFailure> {
         let journal = match staging {
             Some(root) => {
                 let root = Arc::clone(root);
@@ -784,13 +783,13 @@ impl LiveRestore<'_> {
                 "no journal of this restore on this node (its INIT did not run here): truncation snapshots are kept"
             );
         }
-        Ok(json!({
-            "removedFiles": removed_files,
-            "removedDirectories": removed_dirs,
-            "removedSnapshots": removed_snapshots,
-            "keptSnapshots": kept_snapshots,
-            "journal": journal.is_some(),
-        }))
+        Ok(CleanupResponse {
+            removed_files,
+            removed_directories: removed_dirs,
+            removed_snapshots,
+            kept_snapshots,
+            journal: journal.is_some(),
+        })
     }
 
     /// Removes the table's `truncated-*` snapshots that `record` says are the restore's; returns those removed and
