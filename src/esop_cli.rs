@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 use daedalus_operations::Operation;
+use daedalus_operations::backup::run::BackupResponse;
 use daedalus_operations::decode::{DataRate, HumanDuration};
 use daedalus_operations::node_fs::{ConfigFlags, NodeConfig};
 use daedalus_operations::registry::prepare_request;
@@ -20,6 +22,7 @@ use daedalus_operations::types::import::ImportRequest;
 use daedalus_operations::types::list::{List, ListFields};
 use daedalus_operations::types::remove_backup::{RemoveBackup, RemoveBackupFields};
 use daedalus_operations::types::restore::{Phase, Restore, RestoreFields, Strategy};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::args::{JmxArgs, StorageArgs};
@@ -326,15 +329,16 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         .connection
         .run(Backup, fields, &args.jmx, &args.storage)?;
     if outcome.completed && !args.connection.json {
-        let response = &outcome.operation["response"];
+        let response = BackupResponse::deserialize(&outcome.operation["response"])
+            .context("the completed backup's response")?;
         println!(
             "backup {} complete: {} files ({} bytes), {} uploaded, {} already in the bucket; manifest {}",
-            response["snapshotTag"].as_str().unwrap_or_default(),
-            response["stats"]["files"],
-            response["stats"]["bytes"],
-            response["stats"]["uploadedFiles"],
-            response["stats"]["skippedFiles"],
-            response["manifest"].as_str().unwrap_or_default(),
+            response.snapshot_tag,
+            response.stats.files,
+            response.stats.bytes,
+            response.stats.uploaded_files,
+            response.stats.skipped_files,
+            response.manifest,
         );
     }
     Ok(outcome.exit_code())
