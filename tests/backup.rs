@@ -79,7 +79,11 @@ fn keyspace_with_tables(sidecar: &Sidecar, keyspace: &str) {
 /// The files a snapshot of `keyspace` on node 1 holds now, by `<table dir>/[<index dir>/]<file>`: taken and cleared
 /// here, so the test sees what Cassandra puts in a snapshot without relying on the backup's own walk.
 fn snapshot_contents(sidecar: &Sidecar, keyspace: &str) -> BTreeMap<String, Vec<u8>> {
-    let tag = format!("check-{}", std::process::id());
+    // A new name each time: on Cassandra 4.0 a snapshot taken two seconds after a clear-snapshot of the same name
+    // was once found without files (the third check of one keyspace in one test).
+    static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let check = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("check-{}-{check:04}", std::process::id());
     run(
         sidecar,
         json!({"type": "snapshot", "snapshotTag": tag, "entities": keyspace, "skipFlush": true}),
