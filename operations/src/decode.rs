@@ -144,7 +144,7 @@ pub fn i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> 
     Ok(deserializer.deserialize_any(LenientInteger)?.unwrap_or(0))
 }
 
-/// An optional 32-bit integer, as leniently as [`i32`]: `4`, `4.0`, `"4"`; `null` is absent.
+/// An optional 32-bit integer, as leniently as [`fn@i32`]: `4`, `4.0`, `"4"`; `null` is absent.
 pub fn option_i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
     deserializer
         .deserialize_any(LenientInteger)?
@@ -156,7 +156,7 @@ pub fn option_i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i
         .transpose()
 }
 
-/// An optional 64-bit integer (epoch millis), as leniently as [`i64`]; `null` is absent.
+/// An optional 64-bit integer (epoch millis), as leniently as [`fn@i64`]; `null` is absent.
 pub fn option_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     deserializer.deserialize_any(LenientInteger)
 }

@@ -14,7 +14,8 @@ pub struct JmxConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub connect_timeout: Duration,
-    /// Default time limit for one call; long operations pass their own to [`JmxClient::invoke_with_timeout`].
+    /// Default time limit for one call; long operations pass their own to
+    /// [`JmxClient::invoke_with_timeout`](super::JmxClient::invoke_with_timeout).
     pub call_timeout: Duration,
     /// Connect here instead of the host named in the stubs the server returns (which may be an address
     /// unreachable from the client, e.g. inside a container).

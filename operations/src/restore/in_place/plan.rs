@@ -179,8 +179,8 @@ fn local_digest(root: &Root, sstable: &LocalSstable) -> Result<Option<String>, P
     }
 }
 
-/// The plan for `tables` (from [`super::select`]) over the data directories `data` (JBOD: several). Blocking; reads
-/// SSTable digests.
+/// The plan for `tables` (from [`super::select`](fn@super::select)) over the data directories `data` (JBOD:
+/// several). Blocking; reads SSTable digests.
 ///
 /// Every manifest name is checked first: a table or object key that fails fails the plan, naming it, before any
 /// file is looked at. Per restored table, in every data directory, the directory `<ks>/<table>-<manifest id>` is the
