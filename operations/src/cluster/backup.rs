@@ -95,7 +95,7 @@ async fn coordinate<F: BackupPart>(
         schema_version,
     };
     // Recorded before any part starts, so a sidecar taking the backup over uses the same tag.
-    context.set_response(response_json(&response)?);
+    context.respond(&response)?;
     let nodes = cluster.peers.len();
     let coordinator = Coordinator::new(context, "backup", cluster.peers, nodes + 1)?;
     coordinator.preflight().await?;
@@ -143,14 +143,6 @@ async fn coordinate<F: BackupPart>(
     Ok(response)
 }
 
-/// The response as the operation records it.
-pub fn response_json(
-    response: &ClusterBackupResponse,
-) -> Result<serde_json::Value, OperationFailure> {
-    serde_json::to_value(response)
-        .map_err(|error| OperationFailure::context("cannot record the backup's response", error))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +155,7 @@ mod tests {
             schema_version: "s".into(),
             topology: "topology/t-1.json".into(),
         };
-        let recorded = response_json(&response).unwrap();
+        let recorded = serde_json::to_value(&response).unwrap();
         assert_eq!(
             recorded.to_string(),
             r#"{"snapshotTag":"t-1","schemaVersion":"s","topology":"topology/t-1.json"}"#

@@ -180,8 +180,8 @@ impl Operation for Backup {
                 create_missing_bucket: fields.create_missing_bucket,
                 request,
             };
-            let response = crate::cluster::backup::backup(plan, &context).await?;
-            context.set_response(crate::cluster::backup::response_json(&response)?);
+            // The coordinator records its response itself, before any part starts (a takeover reads it back).
+            crate::cluster::backup::backup(plan, &context).await?;
             return Ok(());
         }
         storage::refuse_kms_from_environment()?;
@@ -231,11 +231,7 @@ impl Operation for Backup {
                 .metrics()
                 .backup_ended(&keyspaces, &location, at, outcome.is_ok());
         }
-        let response = serde_json::to_value(outcome?).map_err(|error| {
-            OperationFailure::context("cannot record the backup's response", error)
-        })?;
-        context.set_response(response);
-        Ok(())
+        context.respond(&outcome?)
     }
 }
 
