@@ -51,6 +51,10 @@ pub struct Metrics {
     cassandra_reachable: Gauge,
     jmx_connected: Gauge,
     jmx_reconnects: Counter,
+    schedule_next_run: Family<Labels, Gauge<f64, AtomicU64>>,
+    schedule_interval: Family<Labels, Gauge<f64, AtomicU64>>,
+    schedule_last_run: Family<Labels, Gauge<f64, AtomicU64>>,
+    schedule_last_success: Family<Labels, Gauge>,
     /// The client's own count at the last scrape, so the counter grows by what it added since.
     jmx_reconnects_seen: AtomicU64,
 }
@@ -107,14 +111,14 @@ impl Metrics {
             "backup_last_success_timestamp",
             "When the newest successful backup was taken (its manifest's time), by keyspace (* for whole-node backups) and storage location",
             Unit::Seconds,
-            backup_success.clone(),
+            Described(backup_success.clone()),
         );
         let backup_failure = Family::default();
         registry.register_with_unit(
             "backup_last_failure_timestamp",
             "When the last failed backup ended, by keyspace (* for whole-node backups) and storage location",
             Unit::Seconds,
-            backup_failure.clone(),
+            Described(backup_failure.clone()),
         );
         let jmx_durations: HistogramFamily = Family::new_with_constructor(fast_buckets);
         registry.register_with_unit(
@@ -147,8 +151,39 @@ impl Metrics {
             "New JMX connections the sidecar made after its first, each after Cassandra dropped the last (a restart, a crash, an idle timeout)",
             jmx_reconnects.clone(),
         );
+        let schedule_next_run = Family::default();
+        registry.register_with_unit(
+            "schedule_next_run_timestamp",
+            "When a schedule runs next (before its jitter), by schedule id and operation type",
+            Unit::Seconds,
+            Described(schedule_next_run.clone()),
+        );
+        let schedule_interval = Family::default();
+        registry.register_with_unit(
+            "schedule_interval",
+            "The longest time between two runs of a schedule, its jitter included, by schedule id and operation type: how old its newest backup may grow",
+            Unit::Seconds,
+            Described(schedule_interval.clone()),
+        );
+        let schedule_last_run = Family::default();
+        registry.register_with_unit(
+            "schedule_last_run_timestamp",
+            "When a schedule's last run ended, by schedule id and operation type",
+            Unit::Seconds,
+            Described(schedule_last_run.clone()),
+        );
+        let schedule_last_success = Family::default();
+        registry.register(
+            "schedule_last_run_success",
+            "1 when a schedule's last run ended COMPLETED, 0 when it ended otherwise (or could not start), by schedule id and operation type",
+            Described(schedule_last_success.clone()),
+        );
         Metrics {
             registry,
+            schedule_next_run,
+            schedule_interval,
+            schedule_last_run,
+            schedule_last_success,
             submitted,
             finished,
             durations,
@@ -269,6 +304,51 @@ impl Metrics {
         }
     }
 
+    /// A schedule this sidecar follows runs `type_id` next at `next_run` (epoch seconds; `None`: never again), and
+    /// at most `interval` apart.
+    pub fn schedule_planned(
+        &self,
+        schedule: &str,
+        type_id: &str,
+        next_run: Option<f64>,
+        interval: Option<Duration>,
+    ) {
+        let labels = schedule_labels(schedule, type_id);
+        match next_run {
+            Some(at) => {
+                self.schedule_next_run.get_or_create(&labels).set(at);
+            }
+            None => {
+                self.schedule_next_run.remove(&labels);
+            }
+        }
+        if let Some(interval) = interval {
+            self.schedule_interval
+                .get_or_create(&labels)
+                .set(interval.as_secs_f64());
+        }
+    }
+
+    /// A run of a schedule ended at `at_seconds` (epoch seconds), COMPLETED or not.
+    pub fn schedule_ran(&self, schedule: &str, type_id: &str, at_seconds: f64, succeeded: bool) {
+        let labels = schedule_labels(schedule, type_id);
+        self.schedule_last_run
+            .get_or_create(&labels)
+            .set(at_seconds);
+        self.schedule_last_success
+            .get_or_create(&labels)
+            .set(i64::from(succeeded));
+    }
+
+    /// A schedule was deleted (or is no longer this sidecar's to follow): its series go.
+    pub fn schedule_forgotten(&self, schedule: &str, type_id: &str) {
+        let labels = schedule_labels(schedule, type_id);
+        self.schedule_next_run.remove(&labels);
+        self.schedule_interval.remove(&labels);
+        self.schedule_last_run.remove(&labels);
+        self.schedule_last_success.remove(&labels);
+    }
+
     pub fn set_cassandra_reachable(&self, reachable: bool) {
         self.cassandra_reachable.set(i64::from(reachable));
     }
@@ -285,6 +365,32 @@ impl Metrics {
             self.jmx_reconnects.inc_by(reconnects - seen);
         }
     }
+}
+
+/// A family whose HELP and TYPE lines are written even while it has no series (`prometheus-client` leaves an empty
+/// family out): an alert or dashboard on backup freshness then finds the metric from the first scrape, and an absent
+/// series means "no backup known", not "no such metric".
+#[derive(Debug)]
+struct Described<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Described<M> {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+}
+
+fn schedule_labels(schedule: &str, type_id: &str) -> Labels {
+    vec![
+        ("schedule", schedule.to_string()),
+        ("type", type_id.to_string()),
+    ]
 }
 
 /// JMX calls, as the client reports them.
@@ -328,5 +434,48 @@ impl Collector for StoreCollector {
             evicted.metric_type(),
         )?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schedule's series appear when it is planned and run, and go when it is forgotten; the families' HELP and
+    /// TYPE lines stay, so a dashboard always finds the metric.
+    #[test]
+    fn schedule_series_follow_the_schedule() {
+        let metrics = Metrics::new();
+        metrics.schedule_planned(
+            "s1",
+            "backup",
+            Some(1_800_000_000.0),
+            Some(Duration::from_secs(86_400)),
+        );
+        metrics.schedule_ran("s1", "backup", 1_799_999_000.0, false);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "daedalus_schedule_next_run_timestamp_seconds{schedule=\"s1\",type=\"backup\"} 1800000000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "daedalus_schedule_interval_seconds{schedule=\"s1\",type=\"backup\"} 86400"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("daedalus_schedule_last_run_success{schedule=\"s1\",type=\"backup\"} 0"),
+            "{text}"
+        );
+        metrics.schedule_forgotten("s1", "backup");
+        let text = metrics.encode();
+        assert!(!text.contains("schedule=\"s1\""), "{text}");
+        assert!(
+            text.contains("# TYPE daedalus_schedule_next_run_timestamp_seconds gauge"),
+            "{text}"
+        );
     }
 }
