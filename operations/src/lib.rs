@@ -34,6 +34,7 @@ pub mod storage;
 mod sync;
 pub mod types;
 pub mod validation;
+pub mod verify;
 
 pub use executor::{CancelError, Executor, ShutdownReport, SubmitError};
 pub use jmx_connector::JmxConnector;

@@ -10,6 +10,7 @@ pub mod remove;
 pub mod restore;
 pub mod rolling;
 pub mod timeout;
+pub mod verify;
 
 pub use coordinator::Coordinator;
 pub use participants::Peer;

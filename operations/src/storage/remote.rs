@@ -311,6 +311,16 @@ impl RemoteStorage {
         }
     }
 
+    /// The object's size, or `None` only when the store says it is not there: unlike [`RemoteStorage::size_of`],
+    /// a refused check is an error, so that a check of a backup never reports as missing what it may not read.
+    pub async fn stored_size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(self.object_error("checking", key, error)),
+        }
+    }
+
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         self.store
             .put(&self.path(key), PutPayload::from(bytes))

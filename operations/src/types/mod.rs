@@ -24,6 +24,7 @@ pub mod stop;
 pub mod target;
 pub mod truncate;
 pub mod upgradesstables;
+pub mod verify;
 
 use crate::cluster::rolling::RollingOperation;
 use crate::registry::Registry;
@@ -87,7 +88,8 @@ pub fn registry(options: TypeOptions) -> Registry {
         .register(snapshots::ClearSnapshot)
         .register(snapshots::ListSnapshots)
         .register(stop::Stop)
-        .register(RollingOperation(upgradesstables::UpgradeSSTables));
+        .register(RollingOperation(upgradesstables::UpgradeSSTables))
+        .register(verify::Verify);
     if options.enable_truncate {
         registry.register(OnTable(truncate::Truncate));
     } else {
