@@ -115,6 +115,9 @@ pub enum Command {
     /// Download archived commit logs and set up their replay to a point in time at the next start (Esop's
     /// `commitlog-restore`); Cassandra stopped.
     CommitlogRestore(crate::esop_cli::CommitLogRestoreArgs),
+    /// Check that a backup in a bucket is whole: every object its manifest names there with its size, with --deep
+    /// its hash; exit 1 when it is not.
+    Verify(crate::esop_cli::VerifyArgs),
     /// Copy operations out of an etcd store or into one, as JSON lines (`--store etcd` of `serve`).
     Store(crate::operation_store_args::StoreCommandArgs),
     /// Write the manual pages into DIR (for the packages).

@@ -1,5 +1,6 @@
-//! `daedalus backup | list | remove-backup | commitlog-backup | restore | commitlog-restore`: Esop's command-line
-//! flags, turned into the same typed requests the REST API decodes, and run once in this process (see `once.rs`).
+//! `daedalus backup | list | remove-backup | commitlog-backup | restore | commitlog-restore | verify`: Esop's
+//! command-line flags, turned into the same typed requests the REST API decodes, and run once in this process (see
+//! `once.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ use daedalus_operations::types::import::ImportRequest;
 use daedalus_operations::types::list::{List, ListFields};
 use daedalus_operations::types::remove_backup::{RemoveBackup, RemoveBackupFields};
 use daedalus_operations::types::restore::{Phase, Restore, RestoreFields, Strategy};
+use daedalus_operations::types::verify::{Verify, VerifyFields};
+use daedalus_operations::verify::VerifyResponse;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -779,4 +782,189 @@ pub fn commitlog_restore(args: CommitLogRestoreArgs) -> anyhow::Result<ExitCode>
         );
     }
     Ok(outcome.exit_code())
+}
+
+/// `daedalus verify`: whether a backup in the bucket is still whole (not an Esop command; its flags are Esop's).
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub connection: ConnectionFlags,
+    /// The backup: a tag (its newest backup) or a backup's full name.
+    #[arg(short = 's', long = "snapshot-tag", visible_aliases = ["st", "backup-name"])]
+    pub snapshot_tag: String,
+    /// Read every object and check its hash against the manifest's, not only its size (the default for a
+    /// `file://` bucket; on cloud stores it reads, and may pay for, every byte of the backup).
+    #[arg(long, conflicts_with = "size_only")]
+    pub deep: bool,
+    /// Check only that every object is there with its size (the default for cloud stores).
+    #[arg(long = "size-only")]
+    pub size_only: bool,
+    /// Objects checked at once; default: --concurrent-connections.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub concurrency: Option<i32>,
+    /// Complete an incomplete location from the local Cassandra.
+    #[arg(long = "resolve-nodes")]
+    pub resolve_nodes: bool,
+    /// Check every node's backup under the cluster's prefix in the bucket (the location may then be the bucket
+    /// alone, with --resolve-nodes).
+    #[arg(long = "global-request")]
+    pub global_request: bool,
+    #[command(flatten)]
+    pub jmx: JmxArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// The exit code of a request the command line could not make: a usage error, as clap's own.
+const USAGE_ERROR: u8 = 2;
+
+/// Exit 0 when the backup is whole, 1 when it is not (or cannot be found or read), 2 on a usage error.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let fields = VerifyFields {
+        deep: if args.deep {
+            Some(true)
+        } else if args.size_only {
+            Some(false)
+        } else {
+            None
+        },
+        concurrency: args.concurrency,
+        resolve_nodes: args.resolve_nodes,
+        global_request: args.global_request,
+        ..VerifyFields::new(args.snapshot_tag)
+    };
+    let request = StorageRequest {
+        connection: args.connection.connection(),
+        fields,
+    };
+    let prepared = match prepare_request(Arc::new(Verify), request, chrono::Utc::now()) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprintln!("daedalus: {error}");
+            return Ok(ExitCode::from(USAGE_ERROR));
+        }
+    };
+    let outcome = once::run(Ok(prepared), &args.jmx, &args.storage, args.connection.json)?;
+    let (lines, code) = verify_outcome(&outcome.operation);
+    if !args.connection.json {
+        for line in lines {
+            println!("{line}");
+        }
+    }
+    if !outcome.completed {
+        // The errors on stderr; the code is the verification's own.
+        let _ = outcome.exit_code();
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// What `daedalus verify` prints of the operation as it ended, and its exit code: 0 when the backup is whole, 1
+/// otherwise (each problem printed, or only the errors when no verification was made: no such backup, a store that
+/// cannot be read, a cancellation).
+fn verify_outcome(operation: &Value) -> (Vec<String>, u8) {
+    let whole = operation["state"] == "COMPLETED";
+    let Ok(response) = VerifyResponse::deserialize(&operation["response"]) else {
+        return (Vec::new(), if whole { 0 } else { 1 });
+    };
+    let mut lines: Vec<String> = response
+        .problems()
+        .iter()
+        .map(|problem| format!("{}: {problem}", problem.problem))
+        .collect();
+    let checked = match &response {
+        VerifyResponse::Node(node) => format!("backup {}", node.manifest),
+        VerifyResponse::Cluster(cluster) => format!(
+            "backup {} on {} nodes",
+            operation["snapshotTag"].as_str().unwrap_or_default(),
+            cluster.nodes.len()
+        ),
+    };
+    let deep = match &response {
+        VerifyResponse::Node(node) => node.deep,
+        VerifyResponse::Cluster(cluster) => cluster.deep,
+    };
+    let how = if deep { "sizes and hashes" } else { "sizes" };
+    let whole = whole && lines.is_empty();
+    lines.push(format!(
+        "{checked} {}: {} objects ({} bytes) checked, {how}{}",
+        if whole { "is whole" } else { "is NOT whole" },
+        response.objects(),
+        response.bytes(),
+        if whole {
+            String::new()
+        } else {
+            format!(", {} with problems", response.problems().len())
+        }
+    ));
+    (lines, if whole { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_whole_backup_exits_0_and_a_damaged_one_1_printing_each_problem() {
+        let whole = json!({"type": "verify", "state": "COMPLETED", "snapshotTag": "nightly",
+            "response": {"manifest": "nightly-s-1", "objects": 3, "bytes": 30, "deep": false, "problems": []}});
+        let (lines, code) = verify_outcome(&whole);
+        assert_eq!(code, 0);
+        assert_eq!(
+            lines,
+            ["backup nightly-s-1 is whole: 3 objects (30 bytes) checked, sizes"]
+        );
+
+        let damaged = json!({"type": "verify", "state": "FAILED", "snapshotTag": "nightly",
+            "errors": [{"source": "h", "message": "backup nightly-s-1 ... is not whole"}],
+            "response": {"manifest": "nightly-s-1", "objects": 3, "bytes": 30, "deep": true, "problems": [
+                {"key": "data/a", "problem": "missing", "expected": "10", "found": "no object"},
+                {"key": "data/b", "problem": "hash", "expected": "ab", "found": "cd"}]}});
+        let (lines, code) = verify_outcome(&damaged);
+        assert_eq!(code, 1);
+        assert_eq!(
+            lines,
+            [
+                "missing: data/a is missing",
+                "hash: data/b hashes to cd, not ab",
+                "backup nightly-s-1 is NOT whole: 3 objects (30 bytes) checked, sizes and hashes, 2 with problems",
+            ]
+        );
+
+        let cluster = json!({"type": "verify", "state": "FAILED", "snapshotTag": "nightly",
+            "response": {"objects": 5, "bytes": 50, "deep": false,
+                "nodes": [{"node": "c/d/n1", "manifest": "m", "objects": 5, "bytes": 50, "deep": false,
+                    "problems": [{"key": "data/a", "problem": "size", "expected": "10", "found": "9"}]}],
+                "problems": [{"node": "c/d/n1", "key": "data/a", "problem": "size", "expected": "10",
+                    "found": "9"}]}});
+        let (lines, code) = verify_outcome(&cluster);
+        assert_eq!(code, 1);
+        assert_eq!(lines[0], "size: c/d/n1/data/a has 9 bytes, not 10");
+        assert!(
+            lines[1].starts_with("backup nightly on 1 nodes is NOT whole"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_verification_that_could_not_be_made_exits_1_with_nothing_printed() {
+        for state in ["FAILED", "CANCELLED"] {
+            let operation = json!({"type": "verify", "state": state,
+                "errors": [{"source": "h", "message": "no backup weekly in s3://b/c/d/n"}]});
+            assert_eq!(verify_outcome(&operation), (Vec::new(), 1));
+        }
+    }
+
+    #[test]
+    fn a_request_the_server_would_refuse_is_a_usage_error() {
+        let location = StorageLocation::parse("s3://bucket").unwrap();
+        let request = StorageRequest {
+            connection: Connection::new(location),
+            fields: VerifyFields::new("nightly"),
+        };
+        let error = prepare_request(Arc::new(Verify), request, chrono::Utc::now()).unwrap_err();
+        assert_eq!(error.violations()[0].field, "storageLocation");
+        assert_eq!(USAGE_ERROR, 2);
+    }
 }

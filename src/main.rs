@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Command::CommitlogBackup(args) => esop_cli::commitlog_backup(args),
         Command::Restore(args) => esop_cli::restore(*args),
         Command::CommitlogRestore(args) => esop_cli::commitlog_restore(args),
+        Command::Verify(args) => esop_cli::verify(args),
         Command::Store(args) => operation_store_args::run(args).map(|()| ExitCode::SUCCESS),
         Command::ManPages { dir } => man_pages::write(&dir).map(|()| ExitCode::SUCCESS),
     };
