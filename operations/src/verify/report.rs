@@ -39,7 +39,8 @@ pub struct Problem {
     /// The object's key relative to the node's prefix, as the manifest names it.
     pub key: String,
     pub problem: ProblemKind,
-    /// What the manifest says: the size in bytes (missing, size) or the hash.
+    /// What the manifest says: the size in bytes (missing, size) or the hash; for a node's manifest missing in a
+    /// cluster-wide verification, what was expected there.
     pub expected: String,
     /// What the store holds: `no object`, the size in bytes, or the hash of its bytes.
     pub found: String,

@@ -303,3 +303,63 @@ async fn every_node_of_the_cluster_is_checked() {
         "{errors:?}"
     );
 }
+
+#[tokio::test]
+async fn a_node_the_backups_topology_names_must_have_its_manifest() {
+    let bucket = Bucket::new();
+    let backup = name(1000);
+    bucket.backup("n1", &backup, &FILES, HashAlgorithm::Sha256);
+    // n2 took part in the backup, but its manifest is gone; n3 is not in it.
+    bucket.backup("n2", &backup, &FILES[..1], HashAlgorithm::Sha256);
+    std::fs::remove_file(bucket.object("n2", &format!("manifests/{backup}.json"))).unwrap();
+    bucket.backup("n3", &backup, &FILES, HashAlgorithm::Sha256);
+    let node = |id: &str| {
+        json!({"hostname": id, "cluster": "cluster", "dc": "dc1", "rack": "r1", "nodeId": id,
+            "ipAddress": "127.0.0.1"})
+    };
+    let topology = json!({"timestamp": 1000, "clusterName": "cluster", "schemaVersion": SCHEMA,
+        "topology": [node("n1"), node("n2")]});
+    write(
+        &bucket
+            .dir
+            .path()
+            .join(format!("bucket/topology/{backup}.json")),
+        topology.to_string().as_bytes(),
+    );
+    let (state, errors, response) = run(json!({"type": "verify", "globalRequest": true,
+        "storageLocation": bucket.location("n1"), "snapshotTag": "nightly", "deep": false}))
+    .await;
+    assert_eq!(state, OperationState::Failed);
+    let nodes: Vec<&str> = response["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["cluster/dc1/n1", "cluster/dc1/n2"]);
+    assert_eq!(response["objects"], 3);
+    let manifest = format!("manifests/{backup}.json");
+    assert_eq!(response["problems"][0]["node"], "cluster/dc1/n2");
+    assert_eq!(response["problems"][0]["key"], manifest.as_str());
+    assert_eq!(response["problems"][0]["problem"], "missing");
+    assert_eq!(response["problems"].as_array().unwrap().len(), 1);
+    assert!(
+        errors[0].contains(&format!("cluster/dc1/n2/{manifest} is missing")),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_without_the_backup_fails_saying_so() {
+    let bucket = Bucket::new();
+    bucket.backup("n1", &name(1000), &FILES, HashAlgorithm::Sha256);
+    let (state, errors, _) = run(json!({"type": "verify", "globalRequest": true,
+        "storageLocation": bucket.location("n1"), "snapshotTag": "weekly"}))
+    .await;
+    assert_eq!(state, OperationState::Failed);
+    assert!(
+        errors[0].starts_with("no backup weekly in file://"),
+        "{errors:?}"
+    );
+    assert!(errors[0].ends_with("under cluster cluster"), "{errors:?}");
+}
