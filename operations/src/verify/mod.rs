@@ -135,11 +135,18 @@ pub async fn verify_manifest(
     let checked_all = async {
         while let Some(checked) = checks.next().await {
             if let Some(problem) = checked? {
-                tracing::warn!(backup = %name, key = %problem.key, problem = %problem.problem,
-                    expected = %problem.expected, found = %problem.found,
-                    "an object of the backup is not as its manifest says");
+                // A backup whose objects are all gone would otherwise log one line per object.
+                if problems.len() < report::NAMED_PROBLEMS {
+                    tracing::warn!(backup = %name, key = %problem.key, problem = %problem.problem,
+                        expected = %problem.expected, found = %problem.found,
+                        "an object of the backup is not as its manifest says");
+                }
                 problems.push(problem);
             }
+        }
+        if problems.len() > report::NAMED_PROBLEMS {
+            tracing::warn!(backup = %name, problems = problems.len(), "more objects of the backup are not as its \
+                manifest says (the operation's response lists them all)");
         }
         Ok::<_, crate::storage::StorageError>(())
     };
