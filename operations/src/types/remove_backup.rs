@@ -323,10 +323,101 @@ mod tests {
                 ..RemovalPlan::default()
             }
         );
+        // One field under two names: a body gives one of them, as the API contract says.
+        let both = RemoveBackupRequest::decode_request(
+            json!({"storageLocation": NODE, "keepLast": 1, "dry": true, "dryRun": true}),
+        );
+        assert!(both.is_err());
         let (_, plain) = violations(json!({"removeOldest": true}));
         let echo = serde_json::to_value(&plain.fields).unwrap();
         assert!(echo.get("keepLast").is_none() && echo.get("snapshotTag").is_none());
         assert_eq!(echo["dry"], false);
+    }
+
+    /// The backups read are those of unfinished restores and verifies, from the store (every sidecar's with etcd)
+    /// and this sidecar's own, but this operation's; finished ones and other types read nothing.
+    #[tokio::test]
+    async fn readers_are_the_unfinished_restores_and_verifies() {
+        use std::sync::Arc;
+
+        use crate::operation::Services;
+        use crate::operation_store::{InMemoryStore, OperationStore};
+        use crate::record::OperationRecord;
+        use crate::state::OperationState;
+        use tokio_util::sync::CancellationToken;
+
+        let store = Arc::new(InMemoryStore::new());
+        let services = Arc::new(Services {
+            source: "test-host".into(),
+            jmx: crate::JmxConnector::new(Default::default(), tokio::runtime::Handle::current()),
+            storage: Default::default(),
+            cql: Default::default(),
+            peers: Default::default(),
+            metrics: Default::default(),
+            store: Arc::clone(&store) as Arc<dyn OperationStore>,
+            local: Default::default(),
+            shutdown_request: CancellationToken::new(),
+        });
+        let now = chrono::Utc::now();
+        let record = |type_id: &'static str, tag: &str, state: OperationState| {
+            let body = json!({"type": type_id, "snapshotTag": tag});
+            let record = Arc::new(OperationRecord::new(
+                type_id,
+                body.as_object().unwrap().clone(),
+                CancellationToken::new(),
+            ));
+            if state != OperationState::Pending {
+                record.start(now);
+            }
+            if state.is_terminal() {
+                record.finish(state, now);
+            }
+            record
+        };
+        let running_restore = record("restore", "daily-s-1", OperationState::Running);
+        let pending_verify = record("verify", "weekly", OperationState::Pending);
+        let local_restore = record("restore", "monthly-s-9", OperationState::Running);
+        let ignored = [
+            record("restore", "done-s-1", OperationState::Completed),
+            record("backup", "daily", OperationState::Running),
+            record("verify", "failed-s-1", OperationState::Failed),
+        ];
+        let this = record("remove-backup", "daily", OperationState::Running);
+        for stored in [&running_restore, &pending_verify, &this]
+            .into_iter()
+            .chain(&ignored)
+        {
+            store.insert(Arc::clone(stored)).await.unwrap();
+        }
+        // Only in this sidecar's own list (a store that lost it would not hide it), and the running ones twice.
+        for local in [&local_restore, &running_restore, &this] {
+            services.local.add(Arc::clone(local));
+        }
+        let context = OperationContext::new(Arc::clone(&this), services);
+        let mut found: Vec<(String, String, uuid::Uuid)> = readers(&context)
+            .into_iter()
+            .map(|reader| (reader.type_id, reader.snapshot_tag, reader.operation))
+            .collect();
+        found.sort();
+        let mut expected = vec![
+            (
+                "restore".to_string(),
+                "daily-s-1".to_string(),
+                running_restore.id(),
+            ),
+            (
+                "restore".to_string(),
+                "monthly-s-9".to_string(),
+                local_restore.id(),
+            ),
+            (
+                "verify".to_string(),
+                "weekly".to_string(),
+                pending_verify.id(),
+            ),
+        ];
+        expected.sort();
+        assert_eq!(found, expected);
     }
 
     /// `kept` is written after `removed`, only when there are some, with the node in a cluster-wide removal.
