@@ -352,7 +352,10 @@ mod tests {
         .unwrap();
         assert_eq!(days(&selected.remove), ["weekly93"]);
         assert_eq!(selected.kept.len(), 1);
-        assert_eq!(days(&[selected.kept[0].name.clone()]), ["weekly98"]);
+        assert_eq!(
+            days(std::slice::from_ref(&selected.kept[0].name)),
+            ["weekly98"]
+        );
         assert!(
             selected.kept[0]
                 .reason
@@ -416,7 +419,12 @@ mod tests {
         let kept: Vec<(String, &str)> = selected
             .kept
             .iter()
-            .map(|kept| (days(&[kept.name.clone()])[0].clone(), kept.reason.as_str()))
+            .map(|kept| {
+                (
+                    days(std::slice::from_ref(&kept.name))[0].clone(),
+                    kept.reason.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             kept,
