@@ -254,11 +254,18 @@ pub struct RemoveBackupArgs {
     /// Remove the oldest backup.
     #[arg(short = 'o', long)]
     pub oldest: bool,
-    /// Remove every backup older than this, e.g. `14d`.
+    /// Remove every backup older than this, e.g. `14d`; with --keep-last, a backup goes when either takes it.
     #[arg(long = "older-than")]
     pub older_than: Option<HumanDuration>,
+    /// Remove every backup but this many newest (of --snapshot-tag, when given).
+    #[arg(long = "keep-last")]
+    pub keep_last: Option<i32>,
+    /// --oldest, --older-than and --keep-last choose among the backups of this tag only. The newest backup (of the
+    /// tag) always stays, as do backups an unfinished restore or verify reads.
+    #[arg(long = "snapshot-tag")]
+    pub snapshot_tag: Option<String>,
     /// Only say what would be removed.
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, visible_alias = "dry-run")]
     pub dry: bool,
     /// Complete an incomplete location from the local Cassandra.
     #[arg(long = "resolve-nodes")]
@@ -429,6 +436,8 @@ pub fn remove_backup(args: RemoveBackupArgs) -> anyhow::Result<ExitCode> {
         backup_name: args.backup_name,
         older_than: args.older_than,
         remove_oldest: args.oldest,
+        keep_last: args.keep_last,
+        snapshot_tag: args.snapshot_tag,
         dry: args.dry,
         resolve_nodes: args.resolve_nodes,
         ..RemoveBackupFields::default()
@@ -445,6 +454,13 @@ pub fn remove_backup(args: RemoveBackupArgs) -> anyhow::Result<ExitCode> {
                 removed["name"].as_str().unwrap_or_default(),
                 removed["removedObjects"],
                 removed["reclaimedSpace"],
+            );
+        }
+        for kept in response["kept"].as_array().into_iter().flatten() {
+            println!(
+                "kept {}: {}",
+                kept["name"].as_str().unwrap_or_default(),
+                kept["reason"].as_str().unwrap_or_default(),
             );
         }
         print_skipped(response);

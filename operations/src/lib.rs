@@ -14,6 +14,7 @@ pub mod decode;
 pub mod echo;
 pub mod esop;
 pub mod executor;
+pub mod freshness;
 pub mod jmx_connector;
 pub mod jmx_settings;
 pub mod metrics;

@@ -109,14 +109,14 @@ impl Metrics {
         let backup_success = Family::default();
         registry.register_with_unit(
             "backup_last_success_timestamp",
-            "When the newest successful backup was taken (its manifest's time), by keyspace (* for whole-node backups) and storage location",
+            "When the newest successful backup was taken (its manifest's time), by keyspace (* for whole-node backups), storage location and schedule (empty for a backup this sidecar ran; a schedule's id when read from the bucket for it)",
             Unit::Seconds,
             Described(backup_success.clone()),
         );
         let backup_failure = Family::default();
         registry.register_with_unit(
             "backup_last_failure_timestamp",
-            "When the last failed backup ended, by keyspace (* for whole-node backups) and storage location",
+            "When the last failed backup ended, by keyspace (* for whole-node backups), storage location and schedule (always empty)",
             Unit::Seconds,
             Described(backup_failure.clone()),
         );
@@ -275,7 +275,8 @@ impl Metrics {
     }
 
     /// A backup of `keyspaces` (empty: the whole node) to `location` succeeded, taken at `taken` (epoch seconds),
-    /// or failed at that time.
+    /// or failed at that time. Its series have an empty `schedule`: the backup does not know whether a schedule
+    /// submitted it ([`Metrics::backup_found`] sets a schedule's).
     pub fn backup_ended(
         &self,
         keyspaces: &[String],
@@ -296,12 +297,17 @@ impl Metrics {
         };
         for keyspace in keyspaces {
             family
-                .get_or_create(&vec![
-                    ("keyspace", keyspace.clone()),
-                    ("storage_location", location.to_string()),
-                ])
+                .get_or_create(&backup_labels(keyspace, location, None))
                 .set(at_seconds);
         }
+    }
+
+    /// The newest backup in `location` (of `schedule`'s tag, when a schedule asks) was taken at `at_seconds` (epoch
+    /// seconds), as its manifest says: what the freshness gauge shows after a restart, before any backup ran.
+    pub fn backup_found(&self, location: &str, schedule: Option<&str>, at_seconds: f64) {
+        self.backup_success
+            .get_or_create(&backup_labels("*", location, schedule))
+            .set(at_seconds);
     }
 
     /// A schedule this sidecar follows runs `type_id` next at `next_run` (epoch seconds; `None`: never again), and
@@ -386,6 +392,16 @@ impl<M: EncodeMetric> EncodeMetric for Described<M> {
     }
 }
 
+/// One label set per family (`prometheus-client` encodes each series with its own): `schedule` is empty for the
+/// backups the sidecar ran itself, which Prometheus reads as an absent label.
+fn backup_labels(keyspace: &str, location: &str, schedule: Option<&str>) -> Labels {
+    vec![
+        ("keyspace", keyspace.to_string()),
+        ("storage_location", location.to_string()),
+        ("schedule", schedule.unwrap_or_default().to_string()),
+    ]
+}
+
 fn schedule_labels(schedule: &str, type_id: &str) -> Labels {
     vec![
         ("schedule", schedule.to_string()),
@@ -440,6 +456,30 @@ impl Collector for StoreCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backup's own series has an empty schedule; one found in the bucket for a schedule carries its id; the
+    /// two stay apart, and HELP and TYPE are there before either.
+    #[test]
+    fn backup_freshness_carries_the_schedule() {
+        let metrics = Metrics::new();
+        let text = metrics.encode();
+        assert!(
+            text.contains("# TYPE daedalus_backup_last_success_timestamp_seconds gauge"),
+            "{text}"
+        );
+        assert!(!text.contains("daedalus_backup_last_success_timestamp_seconds{"));
+        metrics.backup_ended(&[], "s3://b/c/d/n", 1_700_000_000.5, true);
+        metrics.backup_ended(&["ks".into()], "s3://b/c/d/n", 1_700_000_100.0, false);
+        metrics.backup_found("s3://b/c/d/n", Some("s1"), 1_600_000_000.0);
+        let text = metrics.encode();
+        for series in [
+            "daedalus_backup_last_success_timestamp_seconds{keyspace=\"*\",storage_location=\"s3://b/c/d/n\",schedule=\"\"} 1700000000.5",
+            "daedalus_backup_last_failure_timestamp_seconds{keyspace=\"ks\",storage_location=\"s3://b/c/d/n\",schedule=\"\"} 1700000100",
+            "daedalus_backup_last_success_timestamp_seconds{keyspace=\"*\",storage_location=\"s3://b/c/d/n\",schedule=\"s1\"} 1600000000",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+    }
 
     /// A schedule's series appear when it is planned and run, and go when it is forgotten; the families' HELP and
     /// TYPE lines stay, so a dashboard always finds the metric.

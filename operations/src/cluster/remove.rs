@@ -10,10 +10,18 @@ use futures_util::future::BoxFuture;
 use crate::esop::manifest::manifest_key;
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
-use crate::removal::{RemovalPlan, RemovedBackup, Topology, remove_from_node};
+use crate::removal::{KeptBackup, RemovalPlan, RemovedBackup, Topology, remove_from_node};
 use crate::storage::request::Connection;
 
-/// Returns what was removed, one entry per backup and node. `resolve_nodes`: the cluster's name comes from
+/// What a cluster-wide removal did: one entry per backup and node removed, and per backup and node kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterRemoval {
+    pub removed: Vec<RemovedBackup>,
+    pub kept: Vec<KeptBackup>,
+}
+
+/// Returns what was removed and kept, one entry per backup and node; each node keeps its own newest backup (of
+/// the plan's tag). `resolve_nodes`: the cluster's name comes from
 /// Cassandra even when the location names one. Boxed, as the other cluster-wide entry points (see
 /// [`super::backup::backup`]).
 pub fn remove<'a>(
@@ -21,7 +29,7 @@ pub fn remove<'a>(
     plan: &'a RemovalPlan,
     resolve_nodes: bool,
     context: &'a OperationContext,
-) -> BoxFuture<'a, Result<Vec<RemovedBackup>, OperationFailure>> {
+) -> BoxFuture<'a, Result<ClusterRemoval, OperationFailure>> {
     Box::pin(remove_everywhere(connection, plan, resolve_nodes, context))
 }
 
@@ -30,7 +38,7 @@ async fn remove_everywhere(
     plan: &RemovalPlan,
     resolve_nodes: bool,
     context: &OperationContext,
-) -> Result<Vec<RemovedBackup>, OperationFailure> {
+) -> Result<ClusterRemoval, OperationFailure> {
     let location = &connection.storage_location;
     // With `resolveNodes` the cluster comes from Cassandra even when the location names one, as for a node's own
     // removal and Icarus's: a location such as `s3://bucket/c/d/n` with placeholders then removes what a global
@@ -66,7 +74,10 @@ async fn remove_everywhere(
         }
     }
     let mut removed = Vec::new();
+    let mut kept = Vec::new();
     let mut names = BTreeSet::new();
+    // Backups some node still holds keep their topology file, which restoring them needs.
+    let mut left = BTreeSet::new();
     let mut failed = Vec::new();
     for (done, node_location) in nodes.iter().enumerate() {
         let remote = bucket.at(node_location.clone())?;
@@ -79,11 +90,17 @@ async fn remove_everywhere(
         };
         if has_backup {
             match remove_from_node(context, &remote, plan, Topology::Keep).await {
-                Ok(backups) => {
-                    for mut backup in backups {
+                Ok(removal) => {
+                    let node = node_location.node_prefix().unwrap_or_default();
+                    for mut backup in removal.removed {
                         names.insert(backup.name.clone());
-                        backup.node = Some(node_location.node_prefix().unwrap_or_default());
+                        backup.node = Some(node.clone());
                         removed.push(backup);
+                    }
+                    left.extend(removal.left);
+                    for mut backup in removal.kept {
+                        backup.node = Some(node.clone());
+                        kept.push(backup);
                     }
                 }
                 Err(OperationFailure::Cancelled) => return Err(OperationFailure::Cancelled),
@@ -108,7 +125,7 @@ async fn remove_everywhere(
         )));
     }
     if !plan.dry {
-        for name in &names {
+        for name in names.difference(&left) {
             context
                 .cancellable(bucket.delete_in_bucket(&format!("topology/{name}.json")))
                 .await??;
@@ -120,5 +137,5 @@ async fn remove_everywhere(
             failed.join(", ")
         )));
     }
-    Ok(removed)
+    Ok(ClusterRemoval { removed, kept })
 }

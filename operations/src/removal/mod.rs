@@ -3,6 +3,7 @@
 //! runs it on one node, a cluster-wide removal ([`crate::cluster::remove`]) on every node's prefix.
 
 pub mod manifests;
+pub mod selection;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -10,12 +11,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::esop::manifest::manifest_key;
-use crate::esop::report::ManifestReport;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::skipped::SkippedEntry;
 use crate::storage::{RemoteStorage, StorageError};
+pub use selection::{KeptBackup, Reader};
 
-/// Which backups go: the one named, the oldest, or every one older than an age (exactly one is given).
+/// Which backups go: the one named, the oldest, or those beyond `keep_last` or older than `older_than` (one of
+/// these choices; the last two may go together, and a backup goes when either takes it). Except for a named
+/// backup, the newest (of `snapshot_tag`) and those `readers` read stay (see [`selection`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemovalPlan {
     /// A manifest name without `.json`.
@@ -23,8 +26,25 @@ pub struct RemovalPlan {
     pub remove_oldest: bool,
     /// Every backup older than this.
     pub older_than: Option<Duration>,
+    /// Every backup but this many newest.
+    pub keep_last: Option<usize>,
+    /// Choose only among the backups of this tag (`<tag>-<schemaVersion>-<millis>`).
+    pub snapshot_tag: Option<String>,
+    /// The unfinished operations that read backups, whose backups stay.
+    pub readers: Vec<Reader>,
     /// Only report what would be removed.
     pub dry: bool,
+}
+
+/// What a removal did on one node: the backups removed (or, dry, that would be), those the selection kept, the
+/// names of the node's backups that stay, and the entries of `manifests/` its listing passed over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removal {
+    pub removed: Vec<RemovedBackup>,
+    pub kept: Vec<KeptBackup>,
+    /// Every backup of the node the removal leaves (a cluster-wide removal keeps their topology files).
+    pub left: Vec<String>,
+    pub skipped: Vec<SkippedEntry>,
 }
 
 /// One backup removed (or, dry, that would be) from one node, as the operation's `removed` lists it.
@@ -48,44 +68,25 @@ pub enum Topology {
     Keep,
 }
 
-/// Removes the backups `plan` selects from one node's storage; returns what was removed, one entry per backup.
+/// Removes the backups `plan` selects from one node's storage; returns what was removed and what was kept, and
+/// the entries of `manifests/` its listing passed over. A manifest the listing cannot name cannot be read either,
+/// so what only it refers to may be deleted with the backups removed.
 pub async fn remove_from_node(
     context: &OperationContext,
     remote: &RemoteStorage,
     plan: &RemovalPlan,
     topology: Topology,
-) -> Result<Vec<RemovedBackup>, OperationFailure> {
-    Ok(remove_reporting(context, remote, plan, topology).await?.0)
-}
-
-/// [`remove_from_node`], and the entries of `manifests/` its listing passed over. A manifest the listing cannot
-/// name cannot be read either, so what only it refers to may be deleted with the backups removed.
-pub async fn remove_reporting(
-    context: &OperationContext,
-    remote: &RemoteStorage,
-    plan: &RemovalPlan,
-    topology: Topology,
-) -> Result<(Vec<RemovedBackup>, Vec<SkippedEntry>), OperationFailure> {
+) -> Result<Removal, OperationFailure> {
     let (manifests, skipped) = manifests::manifests(context, remote).await?;
     let report = manifests::report_of(remote, &manifests)?;
-    let chosen: Vec<&ManifestReport> = if let Some(name) = &plan.backup_name {
-        let found = report.get(name).ok_or_else(|| {
-            OperationFailure::Failed(format!("{}: no backup named {name}", remote.location()))
-        })?;
-        vec![found]
-    } else if plan.remove_oldest {
-        report.oldest().into_iter().collect()
-    } else {
-        let age = plan.older_than.unwrap_or_default();
-        // An age reaching back before the calendar's start leaves nothing older.
-        let cutoff = chrono::Duration::from_std(age)
-            .ok()
-            .and_then(|age| chrono::Utc::now().checked_sub_signed(age));
-        cutoff.map_or_else(Vec::new, |cutoff| {
-            report.older_than(cutoff.timestamp_millis())
-        })
-    };
-    let chosen_names: BTreeSet<&str> = chosen.iter().map(|entry| entry.name.as_str()).collect();
+    let backups: Vec<(&str, i64)> = report
+        .reports
+        .iter()
+        .map(|entry| (entry.name.as_str(), entry.unixtimestamp))
+        .collect();
+    let selected = selection::select(&backups, plan, chrono::Utc::now())
+        .map_err(|error| OperationFailure::Failed(format!("{}: {error}", remote.location())))?;
+    let chosen_names: BTreeSet<&str> = selected.remove.iter().map(String::as_str).collect();
     // A backup that finished while the manifests were read refers to objects too; it is read just before
     // deleting (a backup still uploading checks its skipped objects again before writing its manifest).
     let known: BTreeSet<&str> = manifests.iter().map(|(name, _, _)| name.as_str()).collect();
@@ -165,7 +166,17 @@ pub async fn remove_reporting(
             node: None,
         });
     }
-    Ok((removed, skipped))
+    let left = backups
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .filter(|name| !chosen_names.contains(name.as_str()))
+        .collect();
+    Ok(Removal {
+        removed,
+        kept: selected.kept,
+        left,
+        skipped,
+    })
 }
 
 /// A backup whose manifest is deleted while some of its objects could not be: it is gone as a backup, and the
