@@ -72,20 +72,20 @@ impl Metrics {
         registry.register(
             "operations_submitted",
             "Operations accepted, by type",
-            submitted.clone(),
+            Described(submitted.clone()),
         );
         let finished = Family::default();
         registry.register(
             "operations_finished",
             "Operations ended, by type and final state",
-            finished.clone(),
+            Described(finished.clone()),
         );
         let durations: HistogramFamily = Family::new_with_constructor(operation_buckets);
         registry.register_with_unit(
             "operation_duration",
             "Time from an operation's start to its end, by type",
             Unit::Seconds,
-            durations.clone(),
+            Described(durations.clone()),
         );
         let operations = Family::default();
         registry.register(
@@ -98,13 +98,13 @@ impl Metrics {
             "transferred",
             "Bytes moved to or from object storage, by operation type and direction (upload, download)",
             Unit::Bytes,
-            transferred_bytes.clone(),
+            Described(transferred_bytes.clone()),
         );
         let transferred_files = Family::default();
         registry.register(
             "transferred_files",
             "Files of backups and restores, by operation type, direction and outcome (moved, or skipped as already there)",
-            transferred_files.clone(),
+            Described(transferred_files.clone()),
         );
         let backup_success = Family::default();
         registry.register_with_unit(
@@ -374,8 +374,9 @@ impl Metrics {
 }
 
 /// A family whose HELP and TYPE lines are written even while it has no series (`prometheus-client` leaves an empty
-/// family out): an alert or dashboard on backup freshness then finds the metric from the first scrape, and an absent
-/// series means "no backup known", not "no such metric".
+/// family out): an alert or dashboard on backup freshness or on operations then finds the metric from the first
+/// scrape (`scripts/package check-monitoring` checks the shipped ones against a fresh sidecar's), and an absent
+/// series means "no backup known" or "none ran", not "no such metric".
 #[derive(Debug)]
 struct Described<M>(M);
 

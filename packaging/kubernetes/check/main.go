@@ -2,7 +2,9 @@
 // does not have, a duplicated field or a value of the wrong type (a misspelt key, a line indented one level off) is
 // an error, as the API server's strict field validation would report it. It then checks what decoding cannot see:
 // every volume a container mounts is declared, every probe's named port is one its container declares, and
-// container names are unique in their pod.
+// container names are unique in their pod. The Prometheus Operator's ServiceMonitor and PrometheusRule are decoded
+// strictly into structs of their CRDs' fields (monitoring.go); a ServiceMonitor must select a Service of the input by
+// its labels and port name.
 //
 //	k8s-check FILE...               every document of every FILE ("-": standard input)
 //	k8s-check -patch PATCH FILE...  also PATCH, a strategic merge patch of a StatefulSet (what `kubectl patch
@@ -57,6 +59,10 @@ func main() {
 		}
 	}
 	checked := 0
+	// ServiceMonitors are checked last, against the Services of all the files.
+	var services []*corev1.Service
+	var monitors []*serviceMonitor
+	var monitorNames []string
 	for _, file := range flag.Args() {
 		documents, err := readDocuments(file)
 		if err != nil {
@@ -73,6 +79,13 @@ func main() {
 			}
 			fmt.Printf("%s: %s\n", name, describe(object))
 			checked++
+			switch o := object.(type) {
+			case *corev1.Service:
+				services = append(services, o)
+			case *serviceMonitor:
+				monitors = append(monitors, o)
+				monitorNames = append(monitorNames, name)
+			}
 			if set, ok := object.(*appsv1.StatefulSet); ok && patch != nil {
 				merged, err := applyPatch(set, patch)
 				if err != nil {
@@ -87,6 +100,11 @@ func main() {
 	}
 	if checked == 0 {
 		fail(errors.New("no Kubernetes object in the files given"))
+	}
+	for i, monitor := range monitors {
+		if err := checkServiceMonitor(monitor, services); err != nil {
+			fail(fmt.Errorf("%s: %w", monitorNames[i], err))
+		}
 	}
 }
 
@@ -198,6 +216,14 @@ func describe(object any) string {
 			len(o.Spec.Template.Spec.Volumes), len(o.Spec.VolumeClaimTemplates))
 	case *corev1.Service:
 		return fmt.Sprintf("Service %s: %d ports", o.Name, len(o.Spec.Ports))
+	case *serviceMonitor:
+		return fmt.Sprintf("ServiceMonitor %s: %d endpoints", o.Name, len(o.Spec.Endpoints))
+	case *prometheusRule:
+		rules := 0
+		for _, group := range o.Spec.Groups {
+			rules += len(group.Rules)
+		}
+		return fmt.Sprintf("PrometheusRule %s: %d groups, %d rules", o.Name, len(o.Spec.Groups), rules)
 	default:
 		return fmt.Sprintf("%T", object)
 	}
@@ -218,6 +244,8 @@ func checkObject(object any) error {
 		return checkPod(&o.Spec.Template.Spec, nil)
 	case *batchv1.CronJob:
 		return checkPod(&o.Spec.JobTemplate.Spec.Template.Spec, nil)
+	case *prometheusRule:
+		return checkPrometheusRule(o)
 	}
 	return nil
 }
