@@ -31,18 +31,20 @@ pub enum ScheduleFileError {
     },
 }
 
-/// Reads and checks every schedule of the file. Entries without an `id` get a new one each start.
+/// Reads and checks every schedule of the file. Entries without an `id` get a new one each start, unless
+/// `require_id` (a shared store, where a new id at each start would add the schedule again).
 pub fn load(
     path: &Path,
     rules: &ScheduleRules,
     now: DateTime<Utc>,
+    require_id: bool,
 ) -> Result<Vec<Schedule>, ScheduleFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ScheduleFileError::Read {
         path: shown.clone(),
         source,
     })?;
-    parse(&shown, &text, rules, now)
+    parse(&shown, &text, rules, now, require_id)
 }
 
 /// [`load`] on the file's text.
@@ -51,6 +53,7 @@ pub fn parse(
     text: &str,
     rules: &ScheduleRules,
     now: DateTime<Utc>,
+    require_id: bool,
 ) -> Result<Vec<Schedule>, ScheduleFileError> {
     // JSON is YAML, but JSON's own parser gives the better message for a JSON file.
     let document: Value = if text.trim_start().starts_with(['[', '{']) {
@@ -73,6 +76,16 @@ pub fn parse(
     let mut schedules: Vec<Schedule> = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let id = entry.get("id").and_then(Value::as_str).map(str::to_string);
+        if require_id && id.is_none() {
+            return Err(ScheduleFileError::Entry {
+                path: path.into(),
+                index,
+                id,
+                message: "id: is required with a shared store (--store etcd), so that a restart finds the \
+                          schedule again"
+                    .into(),
+            });
+        }
         let schedule =
             rules
                 .schedule_from_file(entry, now)
@@ -123,17 +136,17 @@ mod tests {
 - cron: '*/5 * * * *'
   operation: {type: sleep, duration: 1s}
 ";
-        let schedules = parse("s.yaml", yaml, &rules(), Utc::now()).unwrap();
+        let schedules = parse("s.yaml", yaml, &rules(), Utc::now(), false).unwrap();
         assert_eq!(schedules.len(), 2);
         assert_eq!(schedules[0].id, "nightly");
         assert_eq!(schedules[0].operation["snapshotTag"], "schedule-nightly");
         let json = r#"[{"id": "a", "cron": "0 3 * * *", "operation": {"type": "sleep", "duration": "1s"}}]"#;
         assert_eq!(
-            parse("s.json", json, &rules(), Utc::now()).unwrap()[0].id,
+            parse("s.json", json, &rules(), Utc::now(), false).unwrap()[0].id,
             "a"
         );
         assert!(
-            parse("s.yaml", "", &rules(), Utc::now())
+            parse("s.yaml", "", &rules(), Utc::now(), false)
                 .unwrap()
                 .is_empty()
         );
@@ -150,18 +163,23 @@ mod tests {
   operation: {type: backup, storageLocation: s3://bucket/c/dc/n}
   retention: {keepLast: 0}
 ";
-        let error = parse("s.yaml", yaml, &rules(), Utc::now()).unwrap_err();
+        let error = parse("s.yaml", yaml, &rules(), Utc::now(), false).unwrap_err();
         let text = error.to_string();
         assert!(text.contains("entry 1 (id bad)"), "{text}");
         assert!(text.contains("retention.keepLast"), "{text}");
         let twice = "[{\"id\": \"x\", \"cron\": \"0 3 * * *\", \"operation\": {\"type\": \"sleep\", \"duration\": \"1s\"}},
             {\"id\": \"x\", \"cron\": \"0 4 * * *\", \"operation\": {\"type\": \"sleep\", \"duration\": \"1s\"}}]";
-        let text = parse("s.json", twice, &rules(), Utc::now())
+        let text = parse("s.json", twice, &rules(), Utc::now(), false)
             .unwrap_err()
             .to_string();
         assert!(text.contains("same id"), "{text}");
+        let no_id = "[{\"cron\": \"0 3 * * *\", \"operation\": {\"type\": \"sleep\", \"duration\": \"1s\"}}]";
+        let text = parse("s.json", no_id, &rules(), Utc::now(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("entry 0: id: is required"), "{text}");
         assert!(matches!(
-            parse("s.yaml", "cron: x", &rules(), Utc::now()),
+            parse("s.yaml", "cron: x", &rules(), Utc::now(), false),
             Err(ScheduleFileError::NotAList { .. })
         ));
     }

@@ -9,6 +9,8 @@
 //!   submits the operation through the executor and records `lastRun`.
 
 pub mod cron;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod file;
 pub mod request;
 pub mod runner;
