@@ -162,6 +162,20 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_that_never_matches_has_no_tick_and_answers_quickly() {
+        let never = CronSchedule::parse("0 0 0 31 2 *", "UTC").unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(never.next_after(at("2026-01-01T00:00:00Z")), None);
+        assert_eq!(never.latest_at_or_before(at("2026-01-01T00:00:00Z")), None);
+        assert_eq!(never.intervals(at("2026-01-01T00:00:00Z")), None);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn bad_expressions_and_zones_name_their_field() {
         for bad in ["", "* * * *", "0 0 3 * * * 2030", "61 * * * *", "every day"] {
             let (field, message) = CronSchedule::parse(bad, "UTC").unwrap_err();

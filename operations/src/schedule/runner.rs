@@ -51,6 +51,8 @@ struct Followed {
     handled: DateTime<Utc>,
     /// The cron and zone it was planned with: a schedule replaced under the same id is planned anew.
     cron: (String, String),
+    /// The shortest and longest gap between two ticks, found once (sampling the cron costs hundreds of searches).
+    intervals: Option<(Duration, Duration)>,
 }
 
 /// A tick to run.
@@ -155,13 +157,13 @@ impl ScheduleRunner {
             seen.insert(schedule.id.clone());
             let latest = cron.latest_at_or_before(now);
             let key = (schedule.cron.clone(), schedule.timezone.clone());
-            let tick = match followed.get_mut(&schedule.id) {
+            let (tick, intervals) = match followed.get_mut(&schedule.id) {
                 Some(known) if known.cron == key => {
                     let tick = latest.filter(|tick| *tick > known.handled);
                     if let Some(tick) = tick {
                         known.handled = tick;
                     }
-                    tick
+                    (tick, known.intervals)
                 }
                 _ => {
                     // First look (at start, or just created): run a tick missed since the last run, once.
@@ -176,18 +178,19 @@ impl ScheduleRunner {
                     if schedule.type_id() == "backup" {
                         refresh_freshness(self.services(), &schedule.operation, &schedule.id);
                     }
+                    let intervals = cron.intervals(now);
                     followed.insert(
                         schedule.id.clone(),
                         Followed {
                             type_id: schedule.type_id().to_string(),
                             handled: latest.unwrap_or(now),
                             cron: key,
+                            intervals,
                         },
                     );
-                    missed
+                    (missed, intervals)
                 }
             };
-            let intervals = cron.intervals(now);
             let interval = intervals.map(|(_, longest)| longest + schedule.jitter_duration());
             metrics.schedule_planned(
                 &schedule.id,
