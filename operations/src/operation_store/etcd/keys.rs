@@ -147,10 +147,9 @@ impl EtcdKeys {
             return Ok(true);
         }
         let ours = response.op_responses().into_iter().any(|op| match op {
-            TxnOpResponse::Get(get) => get
-                .kvs()
-                .first()
-                .is_some_and(|kv| kv.value() == value.as_slice() && Some(kv.lease()) == lease),
+            TxnOpResponse::Get(get) => get.kvs().first().is_some_and(|kv| {
+                kv.value() == value.as_slice() && kv.lease() == lease.unwrap_or(0)
+            }),
             _ => false,
         });
         if !ours && let Some(lease) = lease {
