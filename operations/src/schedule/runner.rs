@@ -591,6 +591,136 @@ mod tests {
         f.runner.wait_for_runs().await;
     }
 
+    /// Two sidecars' views of one shared store (as etcd is): claims are first come, first served.
+    #[derive(Debug)]
+    struct Shared {
+        schedules: Arc<InMemoryScheduleStore>,
+        claims: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
+        me: String,
+    }
+
+    impl ScheduleStore for Shared {
+        fn list(
+            &self,
+        ) -> futures_util::future::BoxFuture<
+            '_,
+            Result<Vec<Schedule>, crate::schedule::ScheduleStoreError>,
+        > {
+            self.schedules.list()
+        }
+        fn get<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            Result<Option<Schedule>, crate::schedule::ScheduleStoreError>,
+        > {
+            self.schedules.get(id)
+        }
+        fn insert(
+            &self,
+            schedule: Schedule,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), crate::schedule::ScheduleStoreError>>
+        {
+            self.schedules.insert(schedule)
+        }
+        fn remove<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, Result<bool, crate::schedule::ScheduleStoreError>>
+        {
+            self.schedules.remove(id)
+        }
+        fn record_run<'a>(
+            &'a self,
+            id: &'a str,
+            run: LastRun,
+        ) -> futures_util::future::BoxFuture<'a, Result<(), crate::schedule::ScheduleStoreError>>
+        {
+            self.schedules.record_run(id, run)
+        }
+        fn claim<'a>(
+            &'a self,
+            id: &'a str,
+            tick: i64,
+            _hold: Duration,
+        ) -> futures_util::future::BoxFuture<'a, Result<bool, crate::schedule::ScheduleStoreError>>
+        {
+            use futures_util::FutureExt;
+            let mut claims = self.claims.lock().unwrap();
+            let holder = claims
+                .entry((id.to_string(), tick))
+                .or_insert_with(|| self.me.clone());
+            let mine = *holder == self.me;
+            async move { Ok(mine) }.boxed()
+        }
+        fn sidecar(&self) -> Option<String> {
+            Some(self.me.clone())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sidecars_sharing_a_store_run_each_tick_of_a_global_schedule_once_and_local_ones_at_home()
+     {
+        let (a, b) = (fixture(), fixture());
+        let claims = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let runner = |f: &Fixture, me: &str| {
+            ScheduleRunner::new(
+                Arc::new(Shared {
+                    schedules: Arc::clone(&a.store),
+                    claims: Arc::clone(&claims),
+                    me: me.into(),
+                }),
+                Arc::new(registry(TypeOptions {
+                    enable_test_operations: true,
+                    ..TypeOptions::default()
+                })),
+                Arc::clone(&f.runner.executor),
+            )
+        };
+        let (on_a, on_b) = (runner(&a, "a"), runner(&b, "b"));
+        let body = |global: bool| {
+            json!({"cron": "* * * * * *",
+                "operation": {"type": "sleep", "duration": "10ms", "globalRequest": global}})
+        };
+        let global = a.rules.schedule(body(true), Utc::now()).unwrap();
+        assert!(global.is_global());
+        a.store.insert(global).await.unwrap();
+        let mut local = a.rules.schedule(body(false), Utc::now()).unwrap();
+        local.sidecar = Some("b".into());
+        let local_id = local.id.clone();
+        a.store.insert(local).await.unwrap();
+        let stop = CancellationToken::new();
+        let runs = [
+            tokio::spawn(Arc::clone(&on_a).run(stop.clone())),
+            tokio::spawn(Arc::clone(&on_b).run(stop.clone())),
+        ];
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        stop.cancel();
+        for run in runs {
+            run.await.unwrap();
+        }
+        on_a.wait_for_runs().await;
+        on_b.wait_for_runs().await;
+        let claims = claims.lock().unwrap().clone();
+        let (on_a_ops, on_b_ops) = (sleeps(&a.operations), sleeps(&b.operations));
+        // Every claim ran once, on its holder; nothing ran unclaimed.
+        assert_eq!(on_a_ops.len() + on_b_ops.len(), claims.len(), "{claims:?}");
+        assert!(claims.len() >= 4, "{claims:?}");
+        // The local schedule's ticks all went to its sidecar.
+        assert!(
+            claims
+                .iter()
+                .filter(|((id, _), _)| *id == local_id)
+                .all(|(_, holder)| holder == "b"),
+            "{claims:?}"
+        );
+        assert!(
+            claims.iter().any(|((id, _), _)| *id == local_id),
+            "{claims:?}"
+        );
+    }
+
     #[test]
     fn retention_repeats_the_backups_connection_with_the_schedules_tag() {
         let schedule = Schedule {
