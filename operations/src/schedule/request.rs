@@ -303,7 +303,13 @@ fn retention(
         None | Some(Value::Null) => None,
         Some(value) => {
             let number = match value {
-                Value::Number(number) => number.as_i64(),
+                // JSON Schema's integers include `7.0`.
+                Value::Number(number) => number.as_i64().or_else(|| {
+                    number
+                        .as_f64()
+                        .filter(|n| n.fract() == 0.0 && n.abs() <= f64::from(u32::MAX))
+                        .map(|n| n as i64)
+                }),
                 Value::String(text) => text.trim().parse::<i64>().ok(),
                 _ => None,
             };
@@ -434,6 +440,14 @@ mod tests {
             })
         );
         assert_eq!(schedule.jitter_duration().as_secs(), 300);
+        let whole = rules()
+            .schedule(
+                json!({"cron": "0 3 * * *", "operation": {"type": "backup",
+                    "storageLocation": "s3://bucket/c/dc/n"}, "retention": {"keepLast": 3.0}}),
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(whole.retention.unwrap().keep_last, Some(3));
         // A tag the client chose stays.
         let tagged = rules()
             .schedule(
