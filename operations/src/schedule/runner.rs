@@ -248,7 +248,14 @@ impl ScheduleRunner {
         }
         // Deleted while it waited: the run goes with it.
         match self.store.get(id).await {
-            Ok(Some(_)) => {}
+            Ok(Some(current)) => {
+                // Two runs of one schedule at once would race each other (a backup's snapshot has the schedule's
+                // tag): a tick that comes while the last run is unfinished is skipped.
+                if let Some(running) = self.unfinished_run(&current) {
+                    tracing::warn!(schedule = id, %tick, operation = %running, "tick skipped: the schedule's last run is still unfinished");
+                    return;
+                }
+            }
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(schedule = id, %error, "could not read the schedule before its run; running it as it was");
@@ -342,6 +349,13 @@ impl ScheduleRunner {
                 _ = tokio::time::sleep(POLL_RUN) => {}
             }
         }
+    }
+
+    /// The schedule's last operation, when the operation store has it unfinished.
+    fn unfinished_run(&self, schedule: &Schedule) -> Option<uuid::Uuid> {
+        let operation = schedule.last_run.as_ref()?.operation_id?;
+        let record = self.services().store.get(&operation)?;
+        (!record.state().is_terminal()).then_some(operation)
     }
 
     async fn record(&self, id: &str, run: LastRun) {
@@ -515,6 +529,29 @@ mod tests {
             "{}",
             f.metrics.encode()
         );
+        stop.cancel();
+        running.await.unwrap();
+        f.runner.wait_for_runs().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tick_that_comes_while_the_last_run_is_unfinished_is_skipped() {
+        let f = fixture();
+        let schedule = f
+            .rules
+            .schedule(
+                json!({"cron": "* * * * * *", "operation": {"type": "sleep", "duration": "10s"}}),
+                Utc::now(),
+            )
+            .unwrap();
+        let id = schedule.id.clone();
+        f.store.insert(schedule).await.unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Arc::clone(&f.runner).run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(sleeps(&f.operations).len(), 1);
+        let last = f.store.get(&id).await.unwrap().unwrap().last_run.unwrap();
+        assert_eq!(last.state, OperationState::Running, "{last:?}");
         stop.cancel();
         running.await.unwrap();
         f.runner.wait_for_runs().await;
