@@ -153,6 +153,18 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_stored_operations: u32,
 
+    /// Schedules to keep from the start: a YAML or JSON list of `POST /schedules` bodies, each with an optional
+    /// stable `id` (required with --store etcd, so that a restart finds its schedule again). An invalid file
+    /// stops the start, naming the entry and the field. Without --store etcd, schedules created over the API are
+    /// lost when the sidecar stops; these are back at each start.
+    #[arg(long, env = "DAEDALUS_SCHEDULES_FILE", value_name = "PATH")]
+    pub schedules_file: Option<std::path::PathBuf>,
+
+    /// How many schedules the store keeps; beyond it, POST /schedules answers 409.
+    #[arg(long, env = "DAEDALUS_MAX_SCHEDULES", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_schedules: u32,
+
     /// Do not add CORS headers to responses.
     #[arg(long, env = "DAEDALUS_DISABLE_CORS")]
     pub disable_cors: bool,

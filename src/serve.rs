@@ -10,6 +10,10 @@ use actix_web::middleware::{self, NormalizePath};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use daedalus_operations::operation_store::spawn_expiry_sweeper;
+use daedalus_operations::schedule::{
+    InMemoryScheduleStore, SCHEDULABLE_TYPES, ScheduleRules, ScheduleRunner, ScheduleStore,
+    ScheduleStoreError,
+};
 use daedalus_operations::types::{self, TypeOptions};
 use daedalus_operations::{Executor, JmxConnector, Services};
 use tokio_util::sync::CancellationToken;
@@ -143,6 +147,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let sweeper_stop = CancellationToken::new();
     let sweeper = spawn_expiry_sweeper(store, args.operations_expiration, sweeper_stop.clone());
+    let schedules = open_schedules(&args, &opened, &registry).await?;
+    let schedule_stop = CancellationToken::new();
+    let schedule_runner = tokio::spawn(
+        ScheduleRunner::new(
+            Arc::clone(&schedules.store),
+            Arc::clone(&registry),
+            Arc::clone(&executor),
+        )
+        .run(schedule_stop.clone()),
+    );
 
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = web::Data::new(AppState {
@@ -157,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cassandra_config: args.cassandra_config.clone(),
         trust_forwarded_headers: args.trust_forwarded_headers,
         http_metrics,
+        schedules,
     });
     let cors = CorsPolicy::new(!args.disable_cors, args.cors_allowed_origins.clone());
     let limits = ConnectionLimits::new(args.max_connections);
@@ -254,6 +269,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let finish = async {
         // The listener stays up while operations wind down, so clients get a 503 for new operations rather than
         // a refused connection, and can poll the operations' last states.
+        // No new scheduled runs; those submitted are the executor's to end.
+        schedule_stop.cancel();
+        let _ = schedule_runner.await;
         let report = executor.shutdown(args.shutdown_timeout).await;
         #[cfg(feature = "etcd")]
         if let Some(etcd) = &opened.etcd {
@@ -278,6 +296,92 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("shutdown did not finish in time; exiting anyway"),
     }
     Ok(())
+}
+
+/// The schedule store (etcd's with `--store etcd`, else this process's memory), with `--schedules-file` loaded
+/// into it.
+async fn open_schedules(
+    args: &ServeArgs,
+    opened: &crate::operation_store_args::OpenedStore,
+    registry: &Arc<daedalus_operations::Registry>,
+) -> anyhow::Result<http::schedules::Schedules> {
+    let limit = usize::try_from(args.max_schedules).unwrap_or(usize::MAX);
+    let memory = || Arc::new(InMemoryScheduleStore::new(limit)) as Arc<dyn ScheduleStore>;
+    #[cfg(feature = "etcd")]
+    let store = match &opened.etcd {
+        Some(etcd) => Arc::new(daedalus_operations::schedule::etcd::EtcdScheduleStore::new(
+            etcd.keys(),
+            limit,
+        )) as Arc<dyn ScheduleStore>,
+        None => memory(),
+    };
+    #[cfg(not(feature = "etcd"))]
+    let store = {
+        let _ = opened;
+        memory()
+    };
+    let rules = ScheduleRules::new(Arc::clone(registry), &SCHEDULABLE_TYPES);
+    if let Some(path) = &args.schedules_file {
+        let shared = store.sidecar();
+        let loaded = daedalus_operations::schedule::file::load(
+            path,
+            &rules,
+            chrono::Utc::now(),
+            shared.is_some(),
+        )?;
+        for (index, mut schedule) in loaded.into_iter().enumerate() {
+            if !schedule.is_global() {
+                schedule.sidecar = shared.clone();
+            }
+            keep_file_schedule(store.as_ref(), schedule, path, index).await?;
+        }
+    }
+    Ok(http::schedules::Schedules { store, rules })
+}
+
+/// Puts a schedule of the file into the store. In a shared store it may be there already (an earlier start, or
+/// another sidecar with the same file): kept with its `lastRun` when the same, replaced when the file changed it.
+async fn keep_file_schedule(
+    store: &dyn ScheduleStore,
+    schedule: daedalus_operations::schedule::Schedule,
+    path: &std::path::Path,
+    index: usize,
+) -> anyhow::Result<()> {
+    let id = schedule.id.clone();
+    let entry = || {
+        format!(
+            "the schedules file {}, entry {index} (id {id})",
+            path.display()
+        )
+    };
+    match store.insert(schedule.clone()).await {
+        Ok(()) => Ok(()),
+        Err(ScheduleStoreError::Exists(_)) => {
+            let existing = store.get(&schedule.id).await.with_context(entry)?;
+            if let Some(existing) = existing {
+                if existing.sidecar.is_some() && existing.sidecar != schedule.sidecar {
+                    anyhow::bail!(
+                        "{}: id: the shared store has a schedule of this id that sidecar {} runs; give each \
+                         sidecar's file its own ids",
+                        entry(),
+                        existing.sidecar.unwrap_or_default()
+                    );
+                }
+                let same = existing.cron == schedule.cron
+                    && existing.timezone == schedule.timezone
+                    && existing.operation == schedule.operation
+                    && existing.retention == schedule.retention
+                    && existing.jitter == schedule.jitter;
+                if same {
+                    return Ok(());
+                }
+                store.remove(&schedule.id).await.with_context(entry)?;
+            }
+            tracing::info!(schedule = %schedule.id, "schedule of the file replaces the stored one");
+            store.insert(schedule).await.with_context(entry)
+        }
+        Err(error) => Err(error).with_context(entry),
+    }
 }
 
 /// Runs on the cluster-wide operations this sidecar takes over from a coordinator that died (`--store etcd`).

@@ -28,6 +28,7 @@ pub mod record;
 pub mod registry;
 pub mod removal;
 pub mod restore;
+pub mod schedule;
 pub mod secret;
 pub mod startup;
 pub mod state;

@@ -219,6 +219,12 @@ impl Registry {
         self.prepare_at(body, Utc::now())
     }
 
+    /// Decodes and validates a body as [`Registry::prepare`] does, without readying it to run: whether it would be
+    /// accepted (a schedule checks its operation so when it is created).
+    pub fn check(&self, body: Value) -> Result<(), RequestError> {
+        self.prepare(body).map(drop)
+    }
+
     /// [`Registry::prepare`], as if accepted at `accepted_at`.
     pub fn prepare_at(
         &self,

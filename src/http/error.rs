@@ -59,6 +59,10 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
 
+    /// The sidecar keeps as many of something (schedules) as it admits.
+    #[error("{0}")]
+    Full(String),
+
     /// Another operation that cannot run beside this one is unfinished.
     #[error("{message}")]
     Conflict {
@@ -99,6 +103,7 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Full(_) => "too_many_schedules",
             ApiError::TooManyRequests { .. } => "too_many_operations",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
@@ -156,7 +161,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::Full(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -18,6 +18,11 @@ pub struct LocalAddr(pub SocketAddr);
 
 /// `<scheme>://<host>/operations/<id>`.
 pub fn operation_url(request: &HttpRequest, trust_forwarded: bool, id: &Uuid) -> String {
+    resource_url(request, trust_forwarded, &format!("/operations/{id}"))
+}
+
+/// `<scheme>://<host><path>`, `path` starting with `/`.
+pub fn resource_url(request: &HttpRequest, trust_forwarded: bool, path: &str) -> String {
     let forwarded = if trust_forwarded {
         Forwarded::of(request.headers())
     } else {
@@ -48,7 +53,7 @@ pub fn operation_url(request: &HttpRequest, trust_forwarded: bool, id: &Uuid) ->
             Some(LocalAddr(address)) => address.to_string(),
             None => request.app_config().local_addr().to_string(),
         });
-    format!("{scheme}://{host}/operations/{id}")
+    format!("{scheme}://{host}{path}")
 }
 
 fn web_scheme(proto: &str) -> Option<&'static str> {

@@ -10,6 +10,7 @@ pub mod metrics;
 mod node;
 mod operations;
 mod redact;
+pub mod schedules;
 pub mod tls;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub trust_forwarded_headers: bool,
     /// The HTTP requests' series of `/metrics` (registered in the executor's `Metrics`).
     pub http_metrics: metrics::HttpMetrics,
+    /// Where schedules live and what they are checked against.
+    pub schedules: schedules::Schedules,
 }
 
 impl AppState {
@@ -77,6 +80,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
             resource("/operations/{id}", "GET, HEAD, DELETE")
                 .route(get().to(operations::get))
                 .route(web::delete().to(operations::cancel)),
+        )
+        .service(
+            resource("/schedules", "GET, HEAD, POST")
+                .route(get().to(schedules::list))
+                .route(web::post().to(schedules::create)),
+        )
+        .service(
+            resource("/schedules/{id}", "GET, HEAD, DELETE")
+                .route(get().to(schedules::get))
+                .route(web::delete().to(schedules::delete)),
         )
         .service(resource("/status", GET).route(get().to(node::status)))
         .service(resource("/topology", GET).route(get().to(node::topology)))

@@ -18,6 +18,7 @@
 mod cache;
 mod document;
 mod export;
+mod keys;
 mod leases;
 mod members;
 mod recovery;
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use document::{Document, DocumentError};
+pub use keys::{Entry, EtcdKeys, KeysError};
 pub use settings::EtcdSettings;
 pub use takeover::LEASE_TTL_SECS;
 
@@ -166,6 +168,15 @@ impl EtcdStore {
         let receiver = lock(&self.takeovers).take();
         self.inner.taking_over.store(true, Ordering::Relaxed);
         receiver
+    }
+
+    /// Keys beside the operations under the same prefix, for what else the sidecars share (schedules).
+    pub fn keys(&self) -> EtcdKeys {
+        EtcdKeys::new(
+            Arc::clone(&self.inner.members),
+            self.inner.settings.prefix.clone(),
+            self.inner.settings.sidecar.clone(),
+        )
     }
 
     /// Stops following etcd, after one last attempt to write what is not written yet.
