@@ -2,7 +2,8 @@
 //! cluster (127.0.0.1–3), each with its own sidecar bound to its node's address on one shared port, so that the
 //! coordinator forms peer URLs exactly as in production (`http://<node address>:<its own port>`). Backups go to
 //! MinIO. The data-centre filter runs on a two-data-centre cluster of its own (nodes 13 and 14). With the `etcd`
-//! feature, a coordinator killed mid-backup is replaced by another sidecar sharing the operations in etcd.
+//! feature, a coordinator killed mid-backup is replaced by another sidecar sharing the operations in etcd, and a
+//! cluster-wide schedule runs on exactly one of the sidecars sharing it at each tick, also after one of them died.
 //!
 //! Every keyspace is created up front ([`schema`]): a restore checks that the cluster agrees on one schema version,
 //! which a test creating a table at the same moment would briefly break.
@@ -40,6 +41,7 @@ fn schema() {
             "cw_preflight",
             "cw_cancel",
             "cw_rolling",
+            "cw_sched",
         ] {
             cassandra::cql(
                 1,
@@ -61,7 +63,7 @@ fn schema() {
         for keyspace in ["cw_killed", "cw_stopped", "cw_cancel"] {
             cassandra::load_rows(1, keyspace, "t", SLOW_ROWS, 1000);
         }
-        for keyspace in ["cw_preflight", "cw_rolling"] {
+        for keyspace in ["cw_preflight", "cw_rolling", "cw_sched"] {
             cassandra::cql(
                 1,
                 &format!("INSERT INTO {keyspace}.t (id, v) VALUES (1, 'one')"),
@@ -1051,4 +1053,139 @@ fn a_global_backup_whose_coordinator_dies_is_taken_over_by_another_sidecar_and_c
         objects.contains_key(&format!("topology/{tag}.json")),
         "the topology is uploaded once the parts completed"
     );
+}
+
+/// With `--store etcd`: a cluster-wide backup schedule, created on one sidecar, is shared by the three; at each tick
+/// exactly one of them runs the global backup. The one that ran the last is killed: the next tick still comes, run by
+/// another (its backup fails, a node's sidecar being down), and once the killed one is back a tick completes again.
+#[cfg(feature = "etcd")]
+#[test]
+fn a_cluster_wide_schedule_runs_once_per_tick_and_goes_on_when_its_sidecar_dies() {
+    use support::etcd::EtcdCluster;
+    const TICK: i64 = 15;
+    schema();
+    let etcd = EtcdCluster::start(1);
+    let endpoints = etcd.endpoints_arg();
+    let store_args = |node: usize| -> Vec<String> {
+        [
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoints,
+            "--etcd-prefix",
+            "/t/schedule",
+            "--sidecar-id",
+            &format!("node-{node}"),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    let port = shared_port(&NODES);
+    let mut sidecars = Sidecars::start_each(port, &NODES, store_args);
+    let created = sidecars.of(1).client().post_json(
+        "/schedules",
+        &json!({
+            "cron": format!("*/{TICK} * * * * *"),
+            "operation": {"type": "backup", "storageLocation": format!("s3://{BUCKET}"), "entities": "cw_sched",
+                          "snapshotTag": "cwsched", "globalRequest": true}
+        }),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let schedule = created.json()["id"].as_str().unwrap().to_string();
+    for node in NODES {
+        let seen = sidecars
+            .of(node)
+            .client()
+            .get(&format!("/schedules/{schedule}"));
+        assert_eq!(seen.status, 200, "node {node} shares the schedule");
+    }
+
+    // The global backups (not their parts), as every sidecar sees them in etcd, oldest first.
+    let global_backups = |sidecars: &Sidecars, node: usize| -> Vec<Value> {
+        let listed = sidecars
+            .of(node)
+            .client()
+            .get("/operations?type=backup")
+            .json();
+        let mut global: Vec<Value> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["globalRequest"] == true)
+            .cloned()
+            .collect();
+        global.sort_by_key(|o| o["creationTime"].as_str().unwrap().to_string());
+        global
+    };
+    let created = |operation: &Value| {
+        chrono::DateTime::parse_from_rfc3339(operation["creationTime"].as_str().unwrap()).unwrap()
+    };
+    let tick_of = |operation: &Value| created(operation).timestamp().div_euclid(TICK);
+    let once_per_tick = |global: &[Value]| {
+        let ticks: Vec<i64> = global.iter().map(tick_of).collect();
+        let distinct: std::collections::BTreeSet<i64> = ticks.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            ticks.len(),
+            "one global backup per tick: {global:#?}"
+        );
+    };
+
+    let done = support::eventually_within(
+        "three scheduled global backups completed",
+        Duration::from_secs(150),
+        || {
+            let global = global_backups(&sidecars, 2);
+            let completed = global.iter().filter(|o| o["state"] == "COMPLETED").count();
+            (completed >= 3
+                && global
+                    .iter()
+                    .all(|o| o["state"] != "RUNNING" && o["state"] != "PENDING"))
+            .then_some(global)
+        },
+    );
+    once_per_tick(&done);
+    let last = done.last().unwrap();
+    assert_eq!(last["state"], "COMPLETED", "{last:#}");
+    let runner = last["sidecar"].as_str().unwrap().to_string();
+    let killed: usize = runner.strip_prefix("node-").unwrap().parse().unwrap();
+    let alive = *NODES.iter().find(|node| **node != killed).unwrap();
+    sidecars.of_mut(killed).send_signal(Signal::SIGKILL);
+    sidecars.of_mut(killed).wait_for_exit();
+    let killed_after = created(last);
+
+    let next = support::eventually_within(
+        "the next tick runs on another sidecar",
+        Duration::from_secs(60),
+        || {
+            let global = global_backups(&sidecars, alive);
+            global.into_iter().find(|o| created(o) > killed_after)
+        },
+    );
+    assert_ne!(next["sidecar"], runner.as_str(), "{next:#}");
+    assert!(
+        next["sidecar"].as_str().unwrap().starts_with("node-"),
+        "{next:#}"
+    );
+
+    let restarted_at = chrono::Utc::now();
+    let listen = format!("127.0.0.{killed}:{port}");
+    *sidecars.of_mut(killed) = Sidecars::start_one(&listen, killed, &store_args(killed));
+    let completed = support::eventually_within(
+        "a tick completes once every sidecar is back",
+        Duration::from_secs(90),
+        || {
+            global_backups(&sidecars, alive)
+                .into_iter()
+                .find(|o| created(o) > restarted_at && o["state"] == "COMPLETED")
+        },
+    );
+    assert!(completed["sidecar"].as_str().unwrap().starts_with("node-"));
+    once_per_tick(&global_backups(&sidecars, alive));
+
+    let deleted = sidecars
+        .of(alive)
+        .client()
+        .delete(&format!("/schedules/{schedule}"));
+    assert_eq!(deleted.status, 204);
 }

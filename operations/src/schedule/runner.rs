@@ -408,19 +408,24 @@ pub fn retention_request(schedule: &Schedule) -> Option<Map<String, Value>> {
 
 /// Reads the newest backup of the schedule from the bucket into `daedalus_backup_last_success_timestamp_seconds`,
 /// so the freshness signal survives a restart.
-// MERGE(issue #27): the lead replaces this body with
-// `daedalus_operations::freshness::refresh_from_bucket(&services, operation, Some(schedule))` (spawned, logging
-// its error), once the freshness module of the retention branch is merged.
-fn refresh_freshness(_services: &Arc<Services>, operation: &Map<String, Value>, schedule: &str) {
-    let storage_location = operation
-        .get("storageLocation")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    tracing::debug!(
-        schedule,
-        storage_location,
-        "backup freshness from the bucket: not wired in this branch"
-    );
+/// Sets the schedule's backup freshness from the newest of its backups in the bucket, in a task of its own: the
+/// bucket may be slow, and the runner must not miss a tick for it. A bucket that cannot be read leaves the gauge as
+/// it was (an alert on the backup's age then sees it growing, which is the truth as far as anyone knows).
+fn refresh_freshness(services: &Arc<Services>, operation: &Map<String, Value>, schedule: &str) {
+    let services = Arc::clone(services);
+    let operation = operation.clone();
+    let schedule = schedule.to_string();
+    tokio::spawn(async move {
+        match crate::freshness::refresh_from_bucket(&services, &operation, Some(&schedule)).await {
+            Ok(Some(newest)) => {
+                tracing::debug!(schedule, %newest, "backup freshness read from the bucket");
+            }
+            Ok(None) => tracing::debug!(schedule, "no backup of the schedule in the bucket yet"),
+            Err(error) => {
+                tracing::warn!(schedule, %error, "could not read the schedule's newest backup from the bucket");
+            }
+        }
+    });
 }
 
 fn epoch_seconds(at: DateTime<Utc>) -> f64 {
