@@ -109,15 +109,14 @@ fn a_schedule_backs_up_on_its_ticks_keeps_the_last_two_and_stops_when_deleted() 
             .iter()
             .any(|s| s["id"] == id.as_str())
     );
-    assert!(
+    // The runner takes a new schedule up within a second.
+    eventually_within("the next run is a metric", Duration::from_secs(10), || {
         metric(
             &sidecar,
             "daedalus_schedule_next_run_timestamp_seconds",
-            &[("schedule", &id), ("type", "backup")]
+            &[("schedule", &id), ("type", "backup")],
         )
-        .is_some(),
-        "the next run is a metric"
-    );
+    });
 
     // Four backups completed, each followed by the retention's remove-backup.
     let backups = eventually_within(

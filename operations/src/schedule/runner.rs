@@ -302,7 +302,7 @@ impl ScheduleRunner {
             return;
         }
         if state == OperationState::Completed
-            && let Some(body) = retention_request(&schedule)
+            && let Some(body) = retention_request(&schedule, record.response().as_ref())
         {
             match self.submit(&body).await {
                 Ok(removal) => {
@@ -384,8 +384,13 @@ impl ScheduleRunner {
 }
 
 /// The `remove-backup` that applies a backup schedule's retention: the backup's connection (and cluster-wide
-/// when it was), the schedule's tag, `keepLast` and `olderThan` (its `maxAge`).
-pub fn retention_request(schedule: &Schedule) -> Option<Map<String, Value>> {
+/// when it was), the schedule's tag, `keepLast` and `olderThan` (its `maxAge`). A node-local backup given a bucket
+/// only completes its location from Cassandra; the removal takes the location the backup answered with
+/// (`completed`'s `storageLocation`), so it prunes exactly the prefix the backup wrote to.
+pub fn retention_request(
+    schedule: &Schedule,
+    completed: Option<&Value>,
+) -> Option<Map<String, Value>> {
     let retention = schedule.retention.as_ref()?;
     let mut body = Map::new();
     body.insert("type".into(), Value::String("remove-backup".into()));
@@ -393,6 +398,15 @@ pub fn retention_request(schedule: &Schedule) -> Option<Map<String, Value>> {
         if let Some(value) = schedule.operation.get(field) {
             body.insert(field.into(), value.clone());
         }
+    }
+    let global = schedule.operation.get("globalRequest") == Some(&Value::Bool(true));
+    if !global
+        && let Some(location) = completed
+            .and_then(|response| response.get("storageLocation"))
+            .filter(|location| location.is_string())
+    {
+        body.insert("storageLocation".into(), location.clone());
+        body.remove("resolveNodes");
     }
     if let Some(tag) = schedule.operation.get("snapshotTag") {
         body.insert("snapshotTag".into(), tag.clone());
@@ -406,8 +420,6 @@ pub fn retention_request(schedule: &Schedule) -> Option<Map<String, Value>> {
     Some(body)
 }
 
-/// Reads the newest backup of the schedule from the bucket into `daedalus_backup_last_success_timestamp_seconds`,
-/// so the freshness signal survives a restart.
 /// Sets the schedule's backup freshness from the newest of its backups in the bucket, in a task of its own: the
 /// bucket may be slow, and the runner must not miss a tick for it. A bucket that cannot be read leaves the gauge as
 /// it was (an alert on the backup's age then sees it growing, which is the truth as far as anyone knows).
@@ -785,7 +797,7 @@ mod tests {
             sidecar: None,
         };
         assert_eq!(
-            Value::Object(retention_request(&schedule).unwrap()),
+            Value::Object(retention_request(&schedule, None).unwrap()),
             json!({"type": "remove-backup", "storageLocation": "s3://b/c/dc/n",
                 "proxySettings": {"useProxy": true}, "globalRequest": true,
                 "snapshotTag": "schedule-s", "keepLast": 7, "olderThan": "30d"})
@@ -794,6 +806,48 @@ mod tests {
             retention: None,
             ..schedule
         };
-        assert_eq!(retention_request(&without), None);
+        assert_eq!(retention_request(&without, None), None);
+    }
+
+    /// A node-local backup given only a bucket answered with its node's location: the removal prunes that prefix.
+    #[test]
+    fn a_node_local_retention_removes_where_the_backup_wrote() {
+        let schedule = Schedule {
+            id: "s".into(),
+            cron: "0 3 * * *".into(),
+            timezone: "UTC".into(),
+            operation: json!({"type": "backup", "storageLocation": "s3://b", "resolveNodes": true,
+                "snapshotTag": "nightly"})
+            .as_object()
+            .unwrap()
+            .clone(),
+            retention: Some(Retention {
+                keep_last: Some(2),
+                max_age: None,
+            }),
+            jitter: None,
+            created_at: Utc::now(),
+            last_run: None,
+            sidecar: None,
+        };
+        let completed = json!({"snapshotTag": "nightly-x-1", "storageLocation": "s3://b/c/dc1/n1"});
+        assert_eq!(
+            Value::Object(retention_request(&schedule, Some(&completed)).unwrap()),
+            json!({"type": "remove-backup", "storageLocation": "s3://b/c/dc1/n1",
+                "snapshotTag": "nightly", "keepLast": 2})
+        );
+        let global = Schedule {
+            operation: json!({"type": "backup", "storageLocation": "s3://b", "globalRequest": true,
+                "snapshotTag": "nightly"})
+            .as_object()
+            .unwrap()
+            .clone(),
+            ..schedule
+        };
+        assert_eq!(
+            retention_request(&global, Some(&completed)).unwrap()["storageLocation"],
+            "s3://b",
+            "a cluster-wide removal goes over every node's prefix of the bucket"
+        );
     }
 }
