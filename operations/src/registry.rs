@@ -32,19 +32,14 @@ pub enum RequestError {
     #[error("field '{field}': {message}")]
     Decode { field: String, message: String },
 
-    #[error("invalid {type_id} request: {}", describe(violations))]
+    #[error(
+        "invalid {type_id} request: {}",
+        crate::validation::describe(violations)
+    )]
     Invalid {
         type_id: &'static str,
         violations: Vec<FieldViolation>,
     },
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{} {}", v.field, v.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl RequestError {

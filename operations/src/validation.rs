@@ -36,6 +36,15 @@ impl Violations {
     }
 }
 
+/// The violations in one line, `field message; field message`, for an error's text.
+pub fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A request type checks its own fields; the registry runs this before an operation is stored.
 /// Requests without fields, or whose fields cannot be wrong once decoded, keep the default (no checks).
 pub trait Validate {

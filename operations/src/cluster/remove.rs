@@ -11,6 +11,7 @@ use crate::esop::manifest::manifest_key;
 use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::removal::{KeptBackup, RemovalPlan, RemovedBackup, Topology, remove_from_node};
+use crate::storage::RemoteStorage;
 use crate::storage::request::Connection;
 
 /// What a cluster-wide removal did: one entry per backup and node removed, and per backup and node kept.
@@ -33,16 +34,16 @@ pub fn remove<'a>(
     Box::pin(remove_everywhere(connection, plan, resolve_nodes, context))
 }
 
-async fn remove_everywhere(
+/// The cluster's name and its bucket, for the work the coordinator does over every node's prefix (a removal, a
+/// verify). With `resolve_nodes` the cluster comes from Cassandra even when the location names one, as for a node's
+/// own removal and Icarus's: a location such as `s3://bucket/c/d/n` with placeholders then reaches what a global
+/// backup to that same location wrote.
+pub(super) async fn cluster_bucket(
     connection: &Connection,
-    plan: &RemovalPlan,
     resolve_nodes: bool,
     context: &OperationContext,
-) -> Result<ClusterRemoval, OperationFailure> {
+) -> Result<(String, RemoteStorage), OperationFailure> {
     let location = &connection.storage_location;
-    // With `resolveNodes` the cluster comes from Cassandra even when the location names one, as for a node's own
-    // removal and Icarus's: a location such as `s3://bucket/c/d/n` with placeholders then removes what a global
-    // backup to that same location wrote.
     let cluster = match &location.node_path {
         Some((cluster, _, _)) if !resolve_nodes => cluster.clone(),
         _ => {
@@ -60,6 +61,17 @@ async fn remove_everywhere(
         BucketCheck::of(connection, false),
     )
     .await?;
+    Ok((cluster, bucket))
+}
+
+async fn remove_everywhere(
+    connection: &Connection,
+    plan: &RemovalPlan,
+    resolve_nodes: bool,
+    context: &OperationContext,
+) -> Result<ClusterRemoval, OperationFailure> {
+    let location = &connection.storage_location;
+    let (cluster, bucket) = cluster_bucket(connection, resolve_nodes, context).await?;
     let mut nodes = Vec::new();
     for dc in context
         .cancellable(bucket.child_prefixes_in_bucket(&cluster))

@@ -9,7 +9,6 @@
 use futures_util::future::BoxFuture;
 
 use crate::esop::manifest::manifest_key;
-use crate::node_storage::{self, BucketCheck};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::restore::choice::{backup_topology, choose, designated, read_manifest};
 use crate::storage::request::Connection;
@@ -44,23 +43,8 @@ async fn verify_everywhere(
     context: &OperationContext,
 ) -> Result<ClusterVerification, OperationFailure> {
     let location = &connection.storage_location;
-    let cluster = match &location.node_path {
-        Some((cluster, _, _)) if !resolve_nodes => cluster.clone(),
-        _ => {
-            let cassandra = context.cassandra().await?;
-            let own = node_storage::node_location(&cassandra, location).await?;
-            own.node_path
-                .map(|(cluster, _, _)| cluster)
-                .unwrap_or_default()
-        }
-    };
-    let bucket = node_storage::open_location(
-        context,
-        location.for_node(&cluster, "-", "-"),
-        connection,
-        BucketCheck::of(connection, false),
-    )
-    .await?;
+    let (cluster, bucket) =
+        super::remove::cluster_bucket(connection, resolve_nodes, context).await?;
     let mut found = Vec::new();
     let mut absent = Vec::new();
     match backup_topology(context, &bucket, &plan.snapshot_tag, None).await? {

@@ -21,16 +21,8 @@ const FIELDS: [&str; 5] = ["cron", "timezone", "operation", "retention", "jitter
 pub enum ScheduleRequestError {
     #[error("a schedule must be a JSON object")]
     NotAnObject,
-    #[error("invalid schedule: {}", describe(.0))]
+    #[error("invalid schedule: {}", crate::validation::describe(.0))]
     Invalid(Vec<FieldViolation>),
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{} {}", v.field, v.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl ScheduleRequestError {
