@@ -1,8 +1,8 @@
 //! Schedules: an operation (a backup, a commit-log backup or a verify) submitted on a cron, with an optional
 //! retention run after each completed backup.
 //!
-//! - [`request`] turns a `POST /schedules` body (or an entry of `--schedules-file`, [`file`]) into a [`Schedule`],
-//!   validating the inner operation with the registry's own rules without running it.
+//! - [`request`] turns a `POST /schedules` body (or an entry of `--schedules-file`, [`file`](mod@file)) into a
+//!   [`Schedule`], validating the inner operation with the registry's own rules without running it.
 //! - [`cron`] reads a cron expression in a time zone: the ticks, and the gaps between them.
 //! - [`store`] is where schedules live: [`ScheduleStore`], in memory there; with `--store etcd`, `etcd`
 //!   (`EtcdScheduleStore`) on the operation store's plain keys (`operation_store::etcd::EtcdKeys`). It sits
