@@ -3,7 +3,8 @@
 //! after a restart, before this process made any backup, how old the newest backup is; an alert on it is not blind
 //! for a day after each restart.
 //!
-//! It runs outside any operation (a schedule calls it at start and after each run), so it opens the storage from
+//! It runs outside any operation (the schedule runner calls it for a backup schedule when it takes the schedule up,
+//! at start or once it is created, and after each run), so it opens the storage from
 //! the sidecar's [`Services`] alone, and only lists: it never creates a bucket nor writes.
 
 use chrono::{DateTime, Utc};

@@ -73,7 +73,7 @@ impl CronSchedule {
             .map(|tick| tick.with_timezone(&Utc))
     }
 
-    /// The shortest and the longest gap between two of the ticks after `from` (sampled: see [`SAMPLED_TICKS`]);
+    /// The shortest and the longest gap between two of the ticks after `from` (`SAMPLED_TICKS` of them);
     /// `None` when fewer than two ticks come.
     pub fn intervals(&self, from: DateTime<Utc>) -> Option<(Duration, Duration)> {
         let mut previous = self.next_after(from)?;

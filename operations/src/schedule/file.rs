@@ -1,6 +1,7 @@
 //! `--schedules-file`: schedules kept in a file (YAML or JSON, a list of `POST /schedules` bodies, each with an
 //! optional stable `id`), loaded at start, for a sidecar whose store does not outlive it (systemd with the
-//! in-memory store). An invalid file stops the start, naming the entry and the field.
+//! in-memory store). With a shared store (etcd) the `id` is required: a new id at each start would add the schedule
+//! once more. An invalid file stops the start, naming the entry and the field.
 
 use std::path::Path;
 

@@ -1,12 +1,16 @@
 //! Schedules: an operation (a backup, a commit-log backup or a verify) submitted on a cron, with an optional
 //! retention run after each completed backup.
 //!
-//! - [`request`] turns a `POST /schedules` body (or an entry of `--schedules-file`, [`file`]) into a [`Schedule`],
-//!   validating the inner operation with the registry's own rules without running it.
-//! - [`store`] is where schedules live: [`ScheduleStore`], in memory here, in etcd with `--store etcd` (that
-//!   implementation lives with the etcd store and implements this trait).
+//! - [`request`] turns a `POST /schedules` body (or an entry of `--schedules-file`, [`file`](mod@file)) into a
+//!   [`Schedule`], validating the inner operation with the registry's own rules without running it.
+//! - [`cron`] reads a cron expression in a time zone: the ticks, and the gaps between them.
+//! - [`store`] is where schedules live: [`ScheduleStore`], in memory there; with `--store etcd`, `etcd`
+//!   (`EtcdScheduleStore`) on the operation store's plain keys (`operation_store::etcd::EtcdKeys`). It sits
+//!   here, not in `operation_store`, because this module already depends on the operation store (through the
+//!   executor): the other way round would be a module cycle.
 //! - [`runner`] follows the store: at each tick (after a missed one, once) it claims the run, waits its jitter,
-//!   submits the operation through the executor and records `lastRun`.
+//!   skips the tick while the last run is unfinished, submits the operation through the registry and the executor,
+//!   records `lastRun`, and after a completed backup submits its retention `remove-backup`.
 
 pub mod cron;
 #[cfg(feature = "etcd")]

@@ -1,5 +1,6 @@
 //! Where schedules live: the [`ScheduleStore`] trait, and the in-memory store (lost on restart). The etcd store
-//! (`--store etcd`, shared by every sidecar of a prefix) implements the trait beside the etcd operation store.
+//! (`--store etcd`, shared by every sidecar of a prefix) implements the trait in `schedule/etcd.rs`, on the
+//! operation store's plain etcd keys.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

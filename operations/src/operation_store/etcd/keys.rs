@@ -45,7 +45,7 @@ impl EtcdKeys {
         }
     }
 
-    /// This sidecar's name (`--etcd-sidecar-id`).
+    /// This sidecar's name (`--sidecar-id`).
     pub fn sidecar(&self) -> &str {
         &self.sidecar
     }
