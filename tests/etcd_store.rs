@@ -381,3 +381,67 @@ fn store_export_and_import_move_operations_between_prefixes() {
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot open /dev/null/nothing"));
 }
+
+/// A schedule kept in etcd outlives its sidecar; ticks missed while the sidecar was down are run once when it is
+/// back, not once per missed tick. The scheduled operation is a `verify` of a backup that is not there: it ends
+/// FAILED at once, and needs no Cassandra.
+#[test]
+fn ticks_missed_while_the_sidecar_was_down_run_once_when_it_is_back() {
+    const TICK: i64 = 20;
+    let etcd = EtcdCluster::start(1);
+    let bucket = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bucket.path().join("bucket/c/dc/n")).unwrap();
+    let location = format!("file://{}/bucket/c/dc/n", bucket.path().display());
+    let verifies = |sidecar: &Sidecar| -> Vec<chrono::DateTime<chrono::FixedOffset>> {
+        let listed = sidecar.client().get("/operations?type=verify").json();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                chrono::DateTime::parse_from_rfc3339(o["creationTime"].as_str().unwrap()).unwrap()
+            })
+            .collect()
+    };
+    // Waits until the second of the minute is `at` modulo the tick, so a start lands well between two ticks.
+    let between_ticks = |at: i64| {
+        eventually("a moment between two ticks", || {
+            (chrono::Utc::now().timestamp().rem_euclid(TICK) == at).then_some(())
+        });
+    };
+
+    let first = sidecar(&etcd, "/t/missed", "solo", &[]);
+    let created = first.client().post_json(
+        "/schedules",
+        &json!({"cron": format!("*/{TICK} * * * * *"),
+                "operation": {"type": "verify", "storageLocation": location, "snapshotTag": "absent"}}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let ran = support::eventually_within("the first tick ran", Duration::from_secs(40), || {
+        let schedule = first.client().get(&format!("/schedules/{id}")).json();
+        (schedule["lastRun"]["state"] == "FAILED").then_some(schedule)
+    });
+    assert!(ran["lastRun"]["operationId"].is_string(), "{ran:#}");
+    drop(first);
+
+    // Two ticks and more pass with no sidecar.
+    std::thread::sleep(Duration::from_secs(2 * TICK as u64 + 5));
+    between_ticks(6);
+    let started = chrono::Utc::now();
+    let second = sidecar(&etcd, "/t/missed", "solo", &[]);
+    between_ticks(16);
+    let since_start: Vec<_> = verifies(&second)
+        .into_iter()
+        .filter(|created| *created >= started)
+        .collect();
+    assert_eq!(
+        since_start.len(),
+        1,
+        "the missed ticks ran once, before the next tick: {since_start:?}"
+    );
+    let schedule = second.client().get(&format!("/schedules/{id}")).json();
+    let last = chrono::DateTime::parse_from_rfc3339(schedule["lastRun"]["time"].as_str().unwrap())
+        .unwrap();
+    assert!(last >= started, "{schedule:#}");
+}
