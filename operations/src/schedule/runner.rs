@@ -169,9 +169,9 @@ impl ScheduleRunner {
             };
             seen.insert(schedule.id.clone());
             let key = (schedule.cron.clone(), schedule.timezone.clone());
-            let first_look = !followed
+            let first_look = followed
                 .get(&schedule.id)
-                .is_some_and(|known| known.cron == key);
+                .is_none_or(|known| known.cron != key);
             let tick = if first_look {
                 // First look (at start, or just created): run a tick missed since the last run, once.
                 let next = cron.next_after(now);
