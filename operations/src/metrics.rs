@@ -5,6 +5,7 @@
 //! `protocol://bucket/path`, never credentials. The binary registers its HTTP metrics in the same registry
 //! ([`Metrics::registering`]): this crate knows nothing of HTTP.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -55,6 +56,9 @@ pub struct Metrics {
     schedule_interval: Family<Labels, Gauge<f64, AtomicU64>>,
     schedule_last_run: Family<Labels, Gauge<f64, AtomicU64>>,
     schedule_last_success: Family<Labels, Gauge>,
+    /// The freshness series set for each schedule (`backup_found`), so that forgetting a schedule removes them all:
+    /// `Family` cannot look its series up by one label.
+    schedule_freshness: std::sync::Mutex<HashMap<String, HashSet<Labels>>>,
     /// The client's own count at the last scrape, so the counter grows by what it added since.
     jmx_reconnects_seen: AtomicU64,
 }
@@ -168,14 +172,14 @@ impl Metrics {
         let schedule_last_run = Family::default();
         registry.register_with_unit(
             "schedule_last_run_timestamp",
-            "When a schedule's last run ended, by schedule id and operation type",
+            "When a schedule's last finished run was submitted (its lastRun.time), by schedule id and operation type; every sidecar following the schedule shows the same, whichever sidecar ran it",
             Unit::Seconds,
             Described(schedule_last_run.clone()),
         );
         let schedule_last_success = Family::default();
         registry.register(
             "schedule_last_run_success",
-            "1 when a schedule's last run ended COMPLETED, 0 when it ended otherwise (or could not start), by schedule id and operation type",
+            "1 when a schedule's last finished run ended COMPLETED, 0 when it ended otherwise (or could not be submitted), by schedule id and operation type; every sidecar following the schedule shows the same, whichever sidecar ran it",
             Described(schedule_last_success.clone()),
         );
         Metrics {
@@ -184,6 +188,7 @@ impl Metrics {
             schedule_interval,
             schedule_last_run,
             schedule_last_success,
+            schedule_freshness: Default::default(),
             submitted,
             finished,
             durations,
@@ -305,9 +310,22 @@ impl Metrics {
     /// The newest backup in `location` (of `schedule`'s tag, when a schedule asks) was taken at `at_seconds` (epoch
     /// seconds), as its manifest says: what the freshness gauge shows after a restart, before any backup ran.
     pub fn backup_found(&self, location: &str, schedule: Option<&str>, at_seconds: f64) {
-        self.backup_success
-            .get_or_create(&backup_labels("*", location, schedule))
-            .set(at_seconds);
+        let labels = backup_labels("*", location, schedule);
+        if let Some(schedule) = schedule {
+            crate::sync::lock(&self.schedule_freshness)
+                .entry(schedule.to_string())
+                .or_default()
+                .insert(labels.clone());
+        }
+        self.backup_success.get_or_create(&labels).set(at_seconds);
+    }
+
+    /// Removes every freshness series set for `schedule` (whatever its keyspace and location).
+    pub fn schedule_freshness_forgotten(&self, schedule: &str) {
+        let series = crate::sync::lock(&self.schedule_freshness).remove(schedule);
+        for labels in series.into_iter().flatten() {
+            self.backup_success.remove(&labels);
+        }
     }
 
     /// A schedule this sidecar follows runs `type_id` next at `next_run` (epoch seconds; `None`: never again), and
@@ -335,7 +353,7 @@ impl Metrics {
         }
     }
 
-    /// A run of a schedule ended at `at_seconds` (epoch seconds), COMPLETED or not.
+    /// The last finished run of a schedule, submitted at `at_seconds` (epoch seconds), ended COMPLETED or not.
     pub fn schedule_ran(&self, schedule: &str, type_id: &str, at_seconds: f64, succeeded: bool) {
         let labels = schedule_labels(schedule, type_id);
         self.schedule_last_run
@@ -346,8 +364,9 @@ impl Metrics {
             .set(i64::from(succeeded));
     }
 
-    /// A schedule was deleted (or is no longer this sidecar's to follow): its series go.
+    /// A schedule was deleted (or is no longer this sidecar's to follow): its series go, its backup freshness too.
     pub fn schedule_forgotten(&self, schedule: &str, type_id: &str) {
+        self.schedule_freshness_forgotten(schedule);
         let labels = schedule_labels(schedule, type_id);
         self.schedule_next_run.remove(&labels);
         self.schedule_interval.remove(&labels);
@@ -511,9 +530,23 @@ mod tests {
             text.contains("daedalus_schedule_last_run_success{schedule=\"s1\",type=\"backup\"} 0"),
             "{text}"
         );
+        metrics.backup_found("s3://b/c/d/n1", Some("s1"), 1_600_000_000.0);
+        metrics.backup_found("s3://b/c/d/n2", Some("s1"), 1_600_000_000.0);
+        metrics.backup_found("s3://b/c/d/n1", Some("s2"), 1_600_000_000.0);
+        metrics.backup_found("s3://b/c/d/n1", None, 1_600_000_000.0);
         metrics.schedule_forgotten("s1", "backup");
         let text = metrics.encode();
         assert!(!text.contains("schedule=\"s1\""), "{text}");
+        // Another schedule's and the unscheduled series stay.
+        assert!(text.contains("schedule=\"s2\""), "{text}");
+        assert!(
+            text.contains(
+                "daedalus_backup_last_success_timestamp_seconds{keyspace=\"*\",storage_location=\"s3://b/c/d/n1\",schedule=\"\"}"
+            ),
+            "{text}"
+        );
+        metrics.schedule_freshness_forgotten("s2");
+        assert!(!metrics.encode().contains("schedule=\"s2\""));
         assert!(
             text.contains("# TYPE daedalus_schedule_next_run_timestamp_seconds gauge"),
             "{text}"

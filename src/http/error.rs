@@ -63,6 +63,10 @@ pub enum ApiError {
     #[error("{0}")]
     Full(String),
 
+    /// A schedule of this id exists already.
+    #[error("{0}")]
+    ScheduleExists(String),
+
     /// Another operation that cannot run beside this one is unfinished.
     #[error("{message}")]
     Conflict {
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Full(_) => "too_many_schedules",
+            ApiError::ScheduleExists(_) => "schedule_exists",
             ApiError::TooManyRequests { .. } => "too_many_operations",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
@@ -161,7 +166,9 @@ impl ResponseError for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Conflict { .. } | ApiError::Full(_) => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::Full(_) | ApiError::ScheduleExists(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,

@@ -37,9 +37,8 @@ impl From<ScheduleRequestError> for ApiError {
 impl From<ScheduleStoreError> for ApiError {
     fn from(error: ScheduleStoreError) -> Self {
         match error {
-            ScheduleStoreError::Full { .. } | ScheduleStoreError::Exists(_) => {
-                ApiError::Full(error.to_string())
-            }
+            ScheduleStoreError::Full { .. } => ApiError::Full(error.to_string()),
+            ScheduleStoreError::Exists(_) => ApiError::ScheduleExists(error.to_string()),
             ScheduleStoreError::Unavailable(_) => ApiError::Unavailable(error.to_string()),
         }
     }
@@ -49,8 +48,14 @@ impl From<ScheduleStoreError> for ApiError {
 pub async fn create(
     state: web::Data<AppState>,
     request: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    if state.is_shutting_down() {
+        super::body::discard(&mut payload, state.body_limits.timeout).await;
+        return Err(ApiError::Unavailable(
+            "the sidecar is shutting down and accepts no new schedules".into(),
+        ));
+    }
     let body = read_json(&request, payload, state.body_limits).await?;
     let now = Utc::now();
     let mut schedule = state.schedules.rules.schedule(body, now)?;
@@ -85,21 +90,28 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&schedule)))
 }
 
-/// `DELETE /schedules/{id}`: 204; a run already submitted goes on (cancel it with `DELETE /operations/{id}`).
+/// `DELETE /schedules/{id}`: 204; a run already submitted goes on (cancel it with `DELETE /operations/{id}`). The
+/// key goes even when its value cannot be read (written by hand, or by another version): such a schedule is listed
+/// nowhere, yet counts against `--max-schedules` until it is deleted.
 pub async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let schedule = find(&state, &id).await?;
-    if !state.schedules.store.remove(&schedule.id).await? {
+    if !is_schedule_id(&id) {
         return Err(not_found(&id));
     }
-    state
-        .executor
-        .services()
-        .metrics
-        .schedule_forgotten(&schedule.id, schedule.type_id());
-    tracing::info!(schedule = %schedule.id, "schedule deleted");
+    let store = &state.schedules.store;
+    let known = store.get(&id).await?;
+    if !store.remove(&id).await? {
+        return Err(not_found(&id));
+    }
+    let metrics = &state.executor.services().metrics;
+    match &known {
+        Some(schedule) => metrics.schedule_forgotten(&schedule.id, schedule.type_id()),
+        // Its type is not known; a runner never followed it, so only the freshness series may exist.
+        None => metrics.schedule_freshness_forgotten(&id),
+    }
+    tracing::info!(schedule = %id, readable = known.is_some(), "schedule deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -157,6 +169,10 @@ mod tests {
     use crate::version::VersionInfo;
 
     fn state(limit: usize) -> web::Data<AppState> {
+        state_with(Arc::new(InMemoryScheduleStore::new(limit)))
+    }
+
+    fn state_with(schedules: Arc<dyn ScheduleStore>) -> web::Data<AppState> {
         let registry = Arc::new(registry(TypeOptions::default()));
         let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
         let services = Arc::new(Services {
@@ -188,7 +204,7 @@ mod tests {
             trust_forwarded_headers: false,
             http_metrics: HttpMetrics::new(),
             schedules: Schedules {
-                store: Arc::new(InMemoryScheduleStore::new(limit)),
+                store: schedules,
                 rules: ScheduleRules::new(
                     registry,
                     &daedalus_operations::schedule::SCHEDULABLE_TYPES,
@@ -230,7 +246,14 @@ mod tests {
         assert_eq!(location, format!("http://sidecar:4567/schedules/{id}"));
         assert_eq!(
             view["operation"]["snapshotTag"],
-            format!("schedule-{}", &id[..8])
+            daedalus_operations::schedule::request::schedule_tag(&id)
+        );
+        assert!(
+            view["operation"]["snapshotTag"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("schedule-{id}")),
+            "{view}"
         );
         assert!(view["nextRun"].is_string(), "{view}");
         assert_eq!(view["retention"], json!({"keepLast": 7, "maxAge": "30d"}));
@@ -332,5 +355,123 @@ mod tests {
             body["error"].as_str().unwrap().contains("--max-schedules"),
             "{body}"
         );
+    }
+
+    /// A schedule of an id that exists already has a code of its own, not that of a full store.
+    #[actix_web::test]
+    async fn an_existing_id_is_a_409_schedule_exists() {
+        use actix_web::ResponseError;
+        let response =
+            ApiError::from(ScheduleStoreError::Exists("nightly".into())).error_response();
+        assert_eq!(response.status(), 409);
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "schedule_exists", "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("nightly"),
+            "{body}"
+        );
+    }
+
+    #[actix_web::test]
+    async fn no_schedule_is_created_while_shutting_down() {
+        let state = state(10);
+        state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let schedules = Arc::clone(&state.schedules.store);
+        let app = test::init_service(App::new().app_data(state).configure(configure)).await;
+        let response = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri("/schedules")
+                .set_json(nightly())
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), 503);
+        let body: Value = test::read_body_json(response).await;
+        assert_eq!(body["code"], "unavailable");
+        assert!(schedules.list().await.unwrap().is_empty());
+    }
+
+    /// A store holding a key whose value it cannot read (as etcd may): `get` finds nothing, `remove` deletes it.
+    #[derive(Debug, Default)]
+    struct Unreadable {
+        removed: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl ScheduleStore for Unreadable {
+        fn list(
+            &self,
+        ) -> futures_util::future::BoxFuture<'_, Result<Vec<Schedule>, ScheduleStoreError>>
+        {
+            Box::pin(async { Ok(vec![]) })
+        }
+        fn get<'a>(
+            &'a self,
+            _id: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, Result<Option<Schedule>, ScheduleStoreError>>
+        {
+            Box::pin(async { Ok(None) })
+        }
+        fn insert(
+            &self,
+            _schedule: Schedule,
+        ) -> futures_util::future::BoxFuture<'_, Result<(), ScheduleStoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn remove<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> futures_util::future::BoxFuture<'a, Result<bool, ScheduleStoreError>> {
+            let mut removed = self.removed.lock().unwrap();
+            let existed = !removed.iter().any(|gone| gone == id);
+            removed.push(id.to_string());
+            Box::pin(async move { Ok(existed) })
+        }
+        fn record_run<'a>(
+            &'a self,
+            _id: &'a str,
+            _run: daedalus_operations::schedule::LastRun,
+        ) -> futures_util::future::BoxFuture<'a, Result<(), ScheduleStoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn claim<'a>(
+            &'a self,
+            _id: &'a str,
+            _tick: i64,
+            _hold: Duration,
+        ) -> futures_util::future::BoxFuture<'a, Result<bool, ScheduleStoreError>> {
+            Box::pin(async { Ok(true) })
+        }
+    }
+
+    /// An undecodable schedule answered 404 to DELETE and so could never be deleted, while it counted against
+    /// `--max-schedules`.
+    #[actix_web::test]
+    async fn a_schedule_that_cannot_be_read_can_still_be_deleted() {
+        let store = Arc::new(Unreadable::default());
+        let app = test::init_service(
+            App::new()
+                .app_data(state_with(Arc::clone(&store) as Arc<dyn ScheduleStore>))
+                .configure(configure),
+        )
+        .await;
+        let delete = || {
+            test::TestRequest::delete()
+                .uri("/schedules/garbled")
+                .to_request()
+        };
+        assert_eq!(test::call_service(&app, delete()).await.status(), 204);
+        assert_eq!(*store.removed.lock().unwrap(), ["garbled"]);
+        // Gone now: a second delete finds nothing.
+        assert_eq!(test::call_service(&app, delete()).await.status(), 404);
+        let get = test::TestRequest::get()
+            .uri("/schedules/garbled")
+            .to_request();
+        assert_eq!(test::call_service(&app, get).await.status(), 404);
     }
 }

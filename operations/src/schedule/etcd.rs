@@ -172,10 +172,33 @@ impl ScheduleStore for EtcdScheduleStore {
         async move {
             let key = format!("{RUNS}{id}/{tick}");
             let me = self.keys.sidecar().as_bytes().to_vec();
-            self.keys
-                .create(&key, me, Some(hold))
+            if self
+                .keys
+                .create(&key, me.clone(), Some(hold))
                 .await
-                .map_err(unavailable)
+                .map_err(unavailable)?
+            {
+                return Ok(true);
+            }
+            // This sidecar's own claim, from before a restart (or from an attempt whose answer was lost).
+            let holder = self.keys.get(&key).await.map_err(unavailable)?;
+            Ok(holder.is_some_and(|entry| entry.value == me))
+        }
+        .boxed()
+    }
+
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        tick: i64,
+    ) -> BoxFuture<'a, Result<(), ScheduleStoreError>> {
+        async move {
+            let key = format!("{RUNS}{id}/{tick}");
+            self.keys
+                .delete_if_value(&key, self.keys.sidecar().as_bytes().to_vec())
+                .await
+                .map_err(unavailable)?;
+            Ok(())
         }
         .boxed()
     }

@@ -144,6 +144,17 @@ impl ScheduleRules {
             (Some(cron), Some(Ok(zone))) => Some(CronSchedule::new(cron, zone)),
             _ => None,
         };
+        if let Some(cron) = &cron_schedule
+            && cron.next_after(now).is_none()
+        {
+            violations.add(
+                "cron",
+                format!(
+                    "'{}' has no future tick: no date ever matches it",
+                    cron_text.as_deref().unwrap_or_default()
+                ),
+            );
+        }
         let jitter = jitter(
             &mut violations,
             fields.get("jitter"),
@@ -225,14 +236,17 @@ impl ScheduleRules {
     }
 }
 
-/// The tag a schedule's backups get when its operation names none, so retention can tell them apart.
+/// The tag a schedule's backups get when its operation names none, so retention can tell them apart: the whole id
+/// (`schedule-<id>`), since two schedules sharing a tag would prune each other's backups. An id ending in `-<digits>`
+/// would make a tag Esop takes for a full manifest name (it then adds no time, and each run overwrites the last):
+/// such a tag gets `.s` after it, a character no id has, so no two ids share a tag.
 pub fn schedule_tag(id: &str) -> String {
-    let short: String = id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
-    format!("schedule-{}", short.to_ascii_lowercase())
+    let tag = format!("schedule-{id}");
+    if crate::esop::tag::ends_in_timestamp(&tag) {
+        format!("{tag}.s")
+    } else {
+        tag
+    }
 }
 
 /// 1 to 64 ASCII letters, digits, `-` or `_`: an id that is safe in a URL, an etcd key and a metric label.
@@ -422,8 +436,7 @@ mod tests {
             .unwrap();
         assert_eq!(schedule.timezone, "Europe/Berlin");
         let tag = schedule.operation["snapshotTag"].as_str().unwrap();
-        assert_eq!(tag, schedule_tag(&schedule.id));
-        assert_eq!(tag.len(), "schedule-".len() + 8, "{tag}");
+        assert_eq!(tag, format!("schedule-{}", schedule.id));
         assert_eq!(
             schedule.retention,
             Some(Retention {
@@ -522,6 +535,56 @@ mod tests {
         assert_eq!(
             rules().schedule(json!([1]), Utc::now()).unwrap_err(),
             ScheduleRequestError::NotAnObject
+        );
+    }
+
+    /// Ids sharing their first eight letters and digits once shared a tag, and each schedule's retention removed
+    /// the other's backups.
+    #[test]
+    fn every_id_gets_a_tag_of_its_own() {
+        assert_eq!(schedule_tag("nightly-ks1"), "schedule-nightly-ks1");
+        assert_ne!(schedule_tag("nightly-ks1"), schedule_tag("nightly-ks2"));
+        assert_ne!(schedule_tag("Nightly"), schedule_tag("nightly"));
+        // `-<digits>` at the end would read as a manifest's time; the suffix has a character no id has.
+        assert_eq!(schedule_tag("nightly-1"), "schedule-nightly-1.s");
+        assert!(!crate::esop::tag::ends_in_timestamp(&schedule_tag(
+            "nightly-1"
+        )));
+        assert_ne!(schedule_tag("nightly-1"), schedule_tag("nightly-1_s"));
+        let file = rules()
+            .schedule_from_file(
+                json!({"id": "nightly-ks2", "cron": "0 3 * * *",
+                    "operation": {"type": "backup", "storageLocation": "s3://bucket/c/dc/n"}}),
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(file.operation["snapshotTag"], "schedule-nightly-ks2");
+    }
+
+    /// A cron no date matches (February 31st) was accepted, and then searched for every second.
+    #[test]
+    fn a_cron_without_a_future_tick_is_refused() {
+        let error = rules()
+            .schedule(
+                json!({"cron": "0 0 0 31 2 *", "operation": {"type": "sleep", "duration": "1s"}}),
+                Utc::now(),
+            )
+            .unwrap_err();
+        let violations = error.violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "cron");
+        assert!(
+            violations[0].message.contains("has no future tick"),
+            "{violations:?}"
+        );
+        // Leap days come.
+        assert!(
+            rules()
+                .schedule(
+                    json!({"cron": "0 0 0 29 2 *", "operation": {"type": "sleep", "duration": "1s"}}),
+                    Utc::now(),
+                )
+                .is_ok()
         );
     }
 

@@ -2,6 +2,9 @@
 //! claims the run, waits a random part of the jitter, submits the operation through the registry and the executor
 //! as `POST /operations` does, and records `lastRun` as the operation goes. After a completed backup with a
 //! retention it submits the `remove-backup` that prunes the schedule's backups.
+//!
+//! A schedule's last-run metrics and its backup freshness follow the stored `lastRun`, whichever sidecar wrote it:
+//! every sidecar following a cluster-wide schedule exports the same, not only the one that ran the tick.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +28,10 @@ use crate::state::OperationState;
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How often a submitted operation is looked at until it ends.
 const POLL_RUN: Duration = Duration::from_millis(500);
-/// Bounds of how long a claim on a tick is held: long enough that no other sidecar claims the same tick again,
-/// short enough that etcd forgets it.
-const SHORTEST_HOLD: Duration = Duration::from_secs(3600);
+/// Bounds of how long a claim on a tick is held. Another sidecar may claim the same tick until at most one interval
+/// and its jitter later (at its own tick, or as the missed tick when it starts), so twice that is held; etcd forgets
+/// it after.
+const SHORTEST_HOLD: Duration = Duration::from_secs(60);
 const LONGEST_HOLD: Duration = Duration::from_secs(86_400);
 
 /// The connection fields of a backup that its retention run (a `remove-backup`) repeats.
@@ -53,6 +57,11 @@ struct Followed {
     cron: (String, String),
     /// The shortest and longest gap between two ticks, found once (sampling the cron costs hundreds of searches).
     intervals: Option<(Duration, Duration)>,
+    /// The next tick, searched for again only once it has passed; `None`: the cron has none, and is never searched
+    /// again (a search for a date that never comes goes through centuries).
+    next: Option<DateTime<Utc>>,
+    /// The stored `lastRun` as last seen: when it changes to an ended run, the metrics show that run.
+    last_run: Option<LastRun>,
 }
 
 /// A tick to run.
@@ -70,6 +79,8 @@ pub struct ScheduleRunner {
     registry: Arc<Registry>,
     executor: Arc<Executor>,
     runs: TaskTracker,
+    /// Ticks whose claim failed with an error, by schedule: claimed again at the next look.
+    retry: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl ScheduleRunner {
@@ -83,6 +94,7 @@ impl ScheduleRunner {
             registry,
             executor,
             runs: TaskTracker::new(),
+            retry: Default::default(),
         })
     }
 
@@ -139,6 +151,7 @@ impl ScheduleRunner {
         now: DateTime<Utc>,
     ) -> Vec<Due> {
         let metrics = &self.services().metrics;
+        let mut retries = std::mem::take(&mut *crate::sync::lock(&self.retry));
         let mut due = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for schedule in schedules {
@@ -155,52 +168,92 @@ impl ScheduleRunner {
                 }
             };
             seen.insert(schedule.id.clone());
-            let latest = cron.latest_at_or_before(now);
             let key = (schedule.cron.clone(), schedule.timezone.clone());
-            let (tick, intervals) = match followed.get_mut(&schedule.id) {
-                Some(known) if known.cron == key => {
-                    let tick = latest.filter(|tick| *tick > known.handled);
-                    if let Some(tick) = tick {
-                        known.handled = tick;
-                    }
-                    (tick, known.intervals)
+            let first_look = followed
+                .get(&schedule.id)
+                .is_none_or(|known| known.cron != key);
+            let tick = if first_look {
+                // First look (at start, or just created): run a tick missed since the last run, once.
+                let next = cron.next_after(now);
+                if next.is_none() {
+                    tracing::warn!(schedule = %schedule.id, cron = %schedule.cron, "schedule never runs: its cron has no future tick");
                 }
-                _ => {
-                    // First look (at start, or just created): run a tick missed since the last run, once.
-                    let missed = missed_tick(
-                        latest,
-                        schedule.last_run.as_ref().map(|run| run.time),
-                        schedule.created_at,
-                    );
-                    if missed.is_some() {
-                        tracing::info!(schedule = %schedule.id, tick = ?missed, "running a missed tick once");
-                    }
-                    if schedule.type_id() == "backup" {
-                        refresh_freshness(self.services(), &schedule.operation, &schedule.id);
-                    }
-                    let intervals = cron.intervals(now);
-                    followed.insert(
-                        schedule.id.clone(),
-                        Followed {
-                            type_id: schedule.type_id().to_string(),
-                            handled: latest.unwrap_or(now),
-                            cron: key,
-                            intervals,
-                        },
-                    );
-                    (missed, intervals)
+                let latest = next.and_then(|_| cron.latest_at_or_before(now));
+                let missed = missed_tick(
+                    latest,
+                    schedule.last_run.as_ref().map(|run| run.time),
+                    schedule.created_at,
+                );
+                if missed.is_some() {
+                    tracing::info!(schedule = %schedule.id, tick = ?missed, "running a missed tick once");
                 }
+                if schedule.type_id() == "backup" {
+                    self.refresh_freshness(&schedule);
+                }
+                followed.insert(
+                    schedule.id.clone(),
+                    Followed {
+                        type_id: schedule.type_id().to_string(),
+                        handled: latest.unwrap_or(now),
+                        cron: key,
+                        intervals: next.and_then(|_| cron.intervals(now)),
+                        next,
+                        last_run: None,
+                    },
+                );
+                missed
+            } else {
+                None
             };
-            let interval = intervals.map(|(_, longest)| longest + schedule.jitter_duration());
+            let Some(known) = followed.get_mut(&schedule.id) else {
+                continue;
+            };
+            let mut tick = tick;
+            if !first_look && known.next.is_some_and(|next| next <= now) {
+                tick = cron
+                    .latest_at_or_before(now)
+                    .filter(|tick| *tick > known.handled);
+                if let Some(tick) = tick {
+                    known.handled = tick;
+                }
+                known.next = cron.next_after(now);
+            }
+            // A tick whose claim failed is claimed again, unless a newer one is due.
+            let retried = retries.remove(&schedule.id);
+            let tick = tick.or(retried);
+            let interval = known
+                .intervals
+                .map(|(_, longest)| longest + schedule.jitter_duration());
             metrics.schedule_planned(
                 &schedule.id,
                 schedule.type_id(),
-                cron.next_after(now).map(epoch_seconds),
+                known.next.map(epoch_seconds),
                 interval,
             );
+            if known.last_run != schedule.last_run {
+                if let Some(run) = schedule
+                    .last_run
+                    .as_ref()
+                    .filter(|run| run.state.is_terminal())
+                {
+                    metrics.schedule_ran(
+                        &schedule.id,
+                        schedule.type_id(),
+                        epoch_seconds(run.time),
+                        run.state == OperationState::Completed,
+                    );
+                    // At the first look the freshness was read above already.
+                    if !first_look && schedule.type_id() == "backup" {
+                        self.refresh_freshness(&schedule);
+                    }
+                }
+                known.last_run = schedule.last_run.clone();
+            }
             if let Some(tick) = tick {
                 due.push(Due {
-                    interval: intervals.map_or(Duration::ZERO, |(_, longest)| longest),
+                    interval: known
+                        .intervals
+                        .map_or(Duration::ZERO, |(_, longest)| longest),
                     schedule,
                     tick,
                 });
@@ -216,7 +269,37 @@ impl ScheduleRunner {
         due
     }
 
-    /// Claims the tick, waits its jitter, submits and follows the operation to its end.
+    /// Sets the schedule's backup freshness from the newest of its backups in the bucket, in a task of its own: the
+    /// bucket may be slow, and the runner must not miss a tick for it. A bucket that cannot be read leaves the gauge
+    /// as it was (an alert on the backup's age then sees it growing, which is the truth as far as anyone knows). A
+    /// schedule deleted while the bucket was read loses the series the read set.
+    fn refresh_freshness(&self, schedule: &Schedule) {
+        let services = Arc::clone(self.services());
+        let store = Arc::clone(&self.store);
+        let operation = schedule.operation.clone();
+        let schedule = schedule.id.clone();
+        tokio::spawn(async move {
+            match crate::freshness::refresh_from_bucket(&services, &operation, Some(&schedule))
+                .await
+            {
+                Ok(Some(newest)) => {
+                    tracing::debug!(schedule, %newest, "backup freshness read from the bucket");
+                }
+                Ok(None) => {
+                    tracing::debug!(schedule, "no backup of the schedule in the bucket yet")
+                }
+                Err(error) => {
+                    tracing::warn!(schedule, %error, "could not read the schedule's newest backup from the bucket");
+                }
+            }
+            if let Ok(None) = store.get(&schedule).await {
+                services.metrics.schedule_freshness_forgotten(&schedule);
+            }
+        });
+    }
+
+    /// Claims the tick, waits its jitter, submits and follows the operation to its end. The metrics of the run come
+    /// from the `lastRun` it records, at the next look (as on every sidecar following the schedule).
     async fn run_tick(self: Arc<Self>, due: Due, stop: CancellationToken) {
         let Due {
             schedule,
@@ -224,7 +307,8 @@ impl ScheduleRunner {
             interval,
         } = due;
         let id = schedule.id.as_str();
-        let hold = (interval * 2).clamp(SHORTEST_HOLD, LONGEST_HOLD);
+        let jitter = schedule.jitter_duration();
+        let hold = ((interval + jitter) * 2).clamp(SHORTEST_HOLD, LONGEST_HOLD);
         match self.store.claim(id, tick.timestamp(), hold).await {
             Ok(true) => {}
             Ok(false) => {
@@ -232,17 +316,22 @@ impl ScheduleRunner {
                 return;
             }
             Err(error) => {
-                tracing::warn!(schedule = id, %tick, %error, "could not claim a tick; it is left to the other sidecars");
+                tracing::warn!(schedule = id, %tick, %error, "could not claim a tick; trying again at the next look");
+                let mut retry = crate::sync::lock(&self.retry);
+                let pending = retry.entry(id.to_string()).or_insert(tick);
+                *pending = (*pending).max(tick);
                 return;
             }
         }
-        let jitter = schedule.jitter_duration();
         if !jitter.is_zero() {
             let delay = Duration::from_millis(fastrand::u64(
                 0..u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX).max(1),
             ));
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    self.release(id, tick).await;
+                    return;
+                }
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -256,7 +345,10 @@ impl ScheduleRunner {
                     return;
                 }
             }
-            Ok(None) => return,
+            Ok(None) => {
+                self.release(id, tick).await;
+                return;
+            }
             Err(error) => {
                 tracing::warn!(schedule = id, %error, "could not read the schedule before its run; running it as it was");
             }
@@ -265,55 +357,57 @@ impl ScheduleRunner {
             Ok(record) => record,
             Err(error) => {
                 tracing::warn!(schedule = id, %tick, %error, "a scheduled run could not be submitted");
-                let now = Utc::now();
                 self.record(
                     id,
                     LastRun {
                         operation_id: None,
                         state: OperationState::Failed,
-                        time: now,
+                        time: Utc::now(),
                         error: Some(error),
                     },
                 )
                 .await;
-                self.services().metrics.schedule_ran(
-                    id,
-                    schedule.type_id(),
-                    epoch_seconds(now),
-                    false,
-                );
                 return;
             }
         };
         tracing::info!(schedule = id, %tick, operation = %record.id(), r#type = schedule.type_id(), "scheduled run submitted");
         let submitted = Utc::now();
         let state = self.follow(id, &record, submitted, &stop).await;
-        let Some(state) = state else {
+        if state != Some(OperationState::Completed) || schedule.type_id() != "backup" {
+            return;
+        }
+        let Some(body) = retention_request(&schedule, record.response().as_ref()) else {
             return;
         };
-        let ended = Utc::now();
-        self.services().metrics.schedule_ran(
-            id,
-            schedule.type_id(),
-            epoch_seconds(ended),
-            state == OperationState::Completed,
-        );
-        if schedule.type_id() != "backup" {
-            return;
-        }
-        if state == OperationState::Completed
-            && let Some(body) = retention_request(&schedule, record.response().as_ref())
-        {
-            match self.submit(&body).await {
-                Ok(removal) => {
-                    tracing::info!(schedule = id, operation = %removal.id(), "retention run submitted");
-                }
-                Err(error) => {
-                    tracing::warn!(schedule = id, %error, "the retention run could not be submitted");
-                }
+        // Deleted while its backup ran: nothing of it is to be pruned any more.
+        match self.store.get(id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::info!(
+                    schedule = id,
+                    "schedule deleted while its backup ran; no retention run"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(schedule = id, %error, "could not read the schedule before its retention run; running it");
             }
         }
-        refresh_freshness(self.services(), &schedule.operation, id);
+        match self.submit(&body).await {
+            Ok(removal) => {
+                tracing::info!(schedule = id, operation = %removal.id(), "retention run submitted");
+            }
+            Err(error) => {
+                tracing::warn!(schedule = id, %error, "the retention run could not be submitted");
+            }
+        }
+    }
+
+    /// Gives the claim of a run abandoned before it was submitted back, so a catching-up sidecar may run the tick.
+    async fn release(&self, id: &str, tick: DateTime<Utc>) {
+        if let Err(error) = self.store.release(id, tick.timestamp()).await {
+            tracing::warn!(schedule = id, %tick, %error, "could not give up the claim of an abandoned run; it ends with its lease");
+        }
     }
 
     /// Records `lastRun` as the operation goes (submitted, running, ended); the state it ended in, or `None` when the
@@ -418,26 +512,6 @@ pub fn retention_request(
         body.insert("olderThan".into(), Value::String(max_age.clone()));
     }
     Some(body)
-}
-
-/// Sets the schedule's backup freshness from the newest of its backups in the bucket, in a task of its own: the
-/// bucket may be slow, and the runner must not miss a tick for it. A bucket that cannot be read leaves the gauge as
-/// it was (an alert on the backup's age then sees it growing, which is the truth as far as anyone knows).
-fn refresh_freshness(services: &Arc<Services>, operation: &Map<String, Value>, schedule: &str) {
-    let services = Arc::clone(services);
-    let operation = operation.clone();
-    let schedule = schedule.to_string();
-    tokio::spawn(async move {
-        match crate::freshness::refresh_from_bucket(&services, &operation, Some(&schedule)).await {
-            Ok(Some(newest)) => {
-                tracing::debug!(schedule, %newest, "backup freshness read from the bucket");
-            }
-            Ok(None) => tracing::debug!(schedule, "no backup of the schedule in the bucket yet"),
-            Err(error) => {
-                tracing::warn!(schedule, %error, "could not read the schedule's newest backup from the bucket");
-            }
-        }
-    });
 }
 
 fn epoch_seconds(at: DateTime<Utc>) -> f64 {
@@ -651,6 +725,26 @@ mod tests {
         schedules: Arc<InMemoryScheduleStore>,
         claims: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
         me: String,
+        /// This many claims fail with an error before they work (etcd away for a moment).
+        failing_claims: std::sync::atomic::AtomicUsize,
+        /// How long each claim was to be held.
+        holds: std::sync::Mutex<Vec<Duration>>,
+    }
+
+    impl Shared {
+        fn new(
+            schedules: &Arc<InMemoryScheduleStore>,
+            claims: &Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
+            me: &str,
+        ) -> Self {
+            Shared {
+                schedules: Arc::clone(schedules),
+                claims: Arc::clone(claims),
+                me: me.into(),
+                failing_claims: Default::default(),
+                holds: Default::default(),
+            }
+        }
     }
 
     impl ScheduleStore for Shared {
@@ -697,16 +791,43 @@ mod tests {
             &'a self,
             id: &'a str,
             tick: i64,
-            _hold: Duration,
+            hold: Duration,
         ) -> futures_util::future::BoxFuture<'a, Result<bool, crate::schedule::ScheduleStoreError>>
         {
             use futures_util::FutureExt;
+            use std::sync::atomic::Ordering;
+            self.holds.lock().unwrap().push(hold);
+            if self
+                .failing_claims
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return async {
+                    Err(crate::schedule::ScheduleStoreError::Unavailable(
+                        "etcd away".into(),
+                    ))
+                }
+                .boxed();
+            }
             let mut claims = self.claims.lock().unwrap();
             let holder = claims
                 .entry((id.to_string(), tick))
                 .or_insert_with(|| self.me.clone());
             let mine = *holder == self.me;
             async move { Ok(mine) }.boxed()
+        }
+        fn release<'a>(
+            &'a self,
+            id: &'a str,
+            tick: i64,
+        ) -> futures_util::future::BoxFuture<'a, Result<(), crate::schedule::ScheduleStoreError>>
+        {
+            use futures_util::FutureExt;
+            let mut claims = self.claims.lock().unwrap();
+            if claims.get(&(id.to_string(), tick)) == Some(&self.me) {
+                claims.remove(&(id.to_string(), tick));
+            }
+            async { Ok(()) }.boxed()
         }
         fn sidecar(&self) -> Option<String> {
             Some(self.me.clone())
@@ -720,11 +841,7 @@ mod tests {
         let claims = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         let runner = |f: &Fixture, me: &str| {
             ScheduleRunner::new(
-                Arc::new(Shared {
-                    schedules: Arc::clone(&a.store),
-                    claims: Arc::clone(&claims),
-                    me: me.into(),
-                }),
+                Arc::new(Shared::new(&a.store, &claims, me)),
                 Arc::new(registry(TypeOptions {
                     enable_test_operations: true,
                     ..TypeOptions::default()
@@ -849,5 +966,223 @@ mod tests {
             "s3://b",
             "a cluster-wide removal goes over every node's prefix of the bucket"
         );
+    }
+
+    fn shared_runner(f: &Fixture, shared: Arc<Shared>) -> Arc<ScheduleRunner> {
+        ScheduleRunner::new(
+            shared,
+            Arc::new(registry(TypeOptions {
+                enable_test_operations: true,
+                ..TypeOptions::default()
+            })),
+            Arc::clone(&f.runner.executor),
+        )
+    }
+
+    /// Hourly, created a day ago, never run: its latest tick is missed and run at the first look.
+    fn missed_hourly(f: &Fixture, jitter: Option<&str>) -> Schedule {
+        let mut body =
+            json!({"cron": "0 0 * * * *", "operation": {"type": "sleep", "duration": "10ms"}});
+        if let Some(jitter) = jitter {
+            body["jitter"] = json!(jitter);
+        }
+        f.rules
+            .schedule(body, Utc::now() - chrono::Duration::days(1))
+            .unwrap()
+    }
+
+    /// A sidecar that did not run a cluster-wide schedule's tick exports its end as the one that ran it does: from
+    /// the stored lastRun, at its time, once per change.
+    #[tokio::test]
+    async fn the_metrics_follow_the_stored_last_run_whoever_ran_it() {
+        let f = fixture();
+        let mut schedule = f
+            .rules
+            .schedule(
+                json!({"cron": "0 0 3 * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
+                Utc::now(),
+            )
+            .unwrap();
+        let id = schedule.id.clone();
+        let series = |name: &str| {
+            let text = f.metrics.encode();
+            let prefix = format!("daedalus_{name}{{schedule=\"{id}\",type=\"sleep\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+        };
+        let ran_at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mut followed = HashMap::new();
+        let now = Utc::now();
+        // Another sidecar ran it, and it failed.
+        schedule.last_run = Some(LastRun {
+            operation_id: Some(uuid::Uuid::new_v4()),
+            state: OperationState::Failed,
+            time: ran_at("2026-01-01T03:00:02Z"),
+            error: None,
+        });
+        f.runner.look(&mut followed, vec![schedule.clone()], now);
+        assert_eq!(series("schedule_last_run_success").as_deref(), Some("0"));
+        assert_eq!(
+            series("schedule_last_run_timestamp_seconds").as_deref(),
+            Some("1767236402.0")
+        );
+        // The next run, elsewhere, is still going: the last ended one stays.
+        schedule.last_run = Some(LastRun {
+            operation_id: Some(uuid::Uuid::new_v4()),
+            state: OperationState::Running,
+            time: ran_at("2026-01-02T03:00:01Z"),
+            error: None,
+        });
+        f.runner.look(&mut followed, vec![schedule.clone()], now);
+        assert_eq!(series("schedule_last_run_success").as_deref(), Some("0"));
+        // It completed.
+        schedule.last_run.as_mut().unwrap().state = OperationState::Completed;
+        f.runner.look(&mut followed, vec![schedule.clone()], now);
+        assert_eq!(series("schedule_last_run_success").as_deref(), Some("1"));
+        assert_eq!(
+            series("schedule_last_run_timestamp_seconds").as_deref(),
+            Some("1767322801.0")
+        );
+    }
+
+    /// A cron no date matches (in a store written by hand, or from before it was refused) is searched once, not at
+    /// every look, and never runs.
+    #[tokio::test]
+    async fn a_cron_without_a_future_tick_is_not_searched_again() {
+        let f = fixture();
+        let mut schedule = f
+            .rules
+            .schedule(
+                json!({"cron": "0 0 3 * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
+                Utc::now() - chrono::Duration::days(3),
+            )
+            .unwrap();
+        schedule.cron = "0 0 0 31 2 *".into();
+        let id = schedule.id.clone();
+        let mut followed = HashMap::new();
+        assert_eq!(
+            f.runner
+                .look(&mut followed, vec![schedule.clone()], Utc::now()),
+            []
+        );
+        assert_eq!(followed[&id].next, None);
+        let started = std::time::Instant::now();
+        for _ in 0..30 {
+            assert_eq!(
+                f.runner
+                    .look(&mut followed, vec![schedule.clone()], Utc::now()),
+                []
+            );
+        }
+        // A search for February 31st takes tens of milliseconds; thirty of them would take over a second.
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            !f.metrics
+                .encode()
+                .contains("daedalus_schedule_next_run_timestamp_seconds{"),
+            "{}",
+            f.metrics.encode()
+        );
+    }
+
+    /// A claim that failed with an error (etcd away for a moment) is tried again at the next look, and the tick runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_that_failed_is_tried_again() {
+        let f = fixture();
+        let claims = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let shared = Arc::new(Shared::new(&f.store, &claims, "a"));
+        shared
+            .failing_claims
+            .store(2, std::sync::atomic::Ordering::SeqCst);
+        let runner = shared_runner(&f, Arc::clone(&shared));
+        f.store.insert(missed_hourly(&f, None)).await.unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Arc::clone(&runner).run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(3800)).await;
+        stop.cancel();
+        running.await.unwrap();
+        runner.wait_for_runs().await;
+        assert_eq!(sleeps(&f.operations).len(), 1);
+        assert_eq!(shared.holds.lock().unwrap().len(), 3);
+        // An hourly cron: twice its hour, not the old hour's minimum of one.
+        assert!(
+            shared
+                .holds
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|hold| *hold == Duration::from_secs(7200)),
+            "{:?}",
+            shared.holds.lock().unwrap()
+        );
+    }
+
+    /// A sidecar stopped while its run waited out the jitter gives the claim back, so a sidecar catching up on the
+    /// missed tick may claim it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_abandoned_in_its_jitter_releases_its_claim() {
+        let f = fixture();
+        let claims = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let shared = Arc::new(Shared::new(&f.store, &claims, "a"));
+        let runner = shared_runner(&f, Arc::clone(&shared));
+        // The jitter is almost all of the hour: the run waits long.
+        f.store
+            .insert(missed_hourly(&f, Some("59m")))
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Arc::clone(&runner).run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(claims.lock().unwrap().len(), 1, "claimed");
+        stop.cancel();
+        running.await.unwrap();
+        runner.wait_for_runs().await;
+        assert!(claims.lock().unwrap().is_empty(), "{claims:?}");
+        assert!(sleeps(&f.operations).is_empty());
+        // Held twice an hour and its jitter.
+        assert_eq!(
+            *shared.holds.lock().unwrap(),
+            [Duration::from_secs(2 * (3600 + 59 * 60))]
+        );
+    }
+
+    /// A schedule deleted while its run was in flight: the run's end brings none of its series back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_ending_after_its_schedule_was_deleted_leaves_no_series() {
+        let f = fixture();
+        let schedule = f
+            .rules
+            .schedule(
+                json!({"cron": "* * * * * *", "operation": {"type": "sleep", "duration": "1500ms"}}),
+                Utc::now(),
+            )
+            .unwrap();
+        let id = schedule.id.clone();
+        f.store.insert(schedule).await.unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(Arc::clone(&f.runner).run(stop.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while sleeps(&f.operations).is_empty() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sleeps(&f.operations).len(), 1);
+        f.store.remove(&id).await.unwrap();
+        f.metrics.schedule_forgotten(&id, "sleep");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let ended = sleeps(&f.operations);
+        assert!(ended.iter().all(|run| run.state().is_terminal()));
+        let text = f.metrics.encode();
+        assert!(!text.contains(&format!("schedule=\"{id}\"")), "{text}");
+        stop.cancel();
+        running.await.unwrap();
+        f.runner.wait_for_runs().await;
     }
 }

@@ -48,13 +48,25 @@ pub trait ScheduleStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<(), ScheduleStoreError>>;
 
     /// Makes this sidecar the one that runs the tick `tick` (epoch seconds) of schedule `id`, unless another sidecar
-    /// is; the claim is held for `hold`. Whether this sidecar runs it.
+    /// is; the claim is held for `hold`. Whether this sidecar runs it: also when the claim is already this sidecar's
+    /// (a restart under the same sidecar id, catching up on the tick it claimed and never ran).
     fn claim<'a>(
         &'a self,
         id: &'a str,
         tick: i64,
         hold: Duration,
     ) -> BoxFuture<'a, Result<bool, ScheduleStoreError>>;
+
+    /// Gives up this sidecar's claim on tick `tick` of schedule `id` (its run was abandoned before it was
+    /// submitted), so that a sidecar catching up on missed ticks may claim it again. Nothing when the claim is not
+    /// this sidecar's, or in a store only this sidecar runs.
+    fn release<'a>(
+        &'a self,
+        _id: &'a str,
+        _tick: i64,
+    ) -> BoxFuture<'a, Result<(), ScheduleStoreError>> {
+        async move { Ok(()) }.boxed()
+    }
 
     /// This sidecar's name in a store several sidecars share (it runs the node-local schedules it accepted); `None`
     /// when the store is this sidecar's alone.

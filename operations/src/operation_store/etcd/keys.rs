@@ -1,6 +1,7 @@
 //! A small key-value face of the store's etcd for what else the sidecars of one prefix share (schedules): reads
 //! under a prefix, create-if-absent (optionally under a lease of its own), compare-and-swap on a key's revision,
-//! and deletes. Keys are relative to the cluster's prefix; the member failover is the store's ([`Members`]).
+//! and deletes (also only while a key holds a given value). Keys are relative to the cluster's prefix; the member
+//! failover is the store's ([`Members`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +198,24 @@ impl EtcdKeys {
             .await
             .map_err(|error| self.error(error))?;
         Ok(response.deleted() > 0)
+    }
+
+    /// Deletes `key` if it still holds `value` (a claim of this sidecar's, not one another sidecar made since);
+    /// whether it did.
+    pub async fn delete_if_value(&self, key: &str, value: Vec<u8>) -> Result<bool, KeysError> {
+        let full = self.full(key);
+        let txn = Txn::new()
+            .when([Compare::value(full.clone(), CompareOp::Equal, value)])
+            .and_then([TxnOp::delete(full, None)]);
+        let response = self
+            .members
+            .run(WRITE_DEADLINE, |mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            })
+            .await
+            .map_err(|error| self.error(error))?;
+        Ok(response.succeeded())
     }
 
     /// Deletes every key under `prefix`.
