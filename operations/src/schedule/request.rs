@@ -319,12 +319,13 @@ fn retention(
                 Value::String(text) => text.trim().parse::<i64>().ok(),
                 _ => None,
             };
-            match number.map(u32::try_from) {
-                Some(Ok(count)) if count >= 1 => Some(count),
+            // remove-backup's keepLast is an int (Esop's requests are Java), so the retention run takes no more.
+            match number.map(|n| i32::try_from(n).ok().and_then(|n| u32::try_from(n).ok())) {
+                Some(Some(count)) if count >= 1 => Some(count),
                 _ => {
                     violations.add(
                         "retention.keepLast",
-                        format!("must be a whole number of 1 or more, got {value}"),
+                        format!("must be a whole number from 1 to {}, got {value}", i32::MAX),
                     );
                     None
                 }

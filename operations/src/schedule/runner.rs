@@ -493,7 +493,7 @@ pub fn retention_request(
             body.insert(field.into(), value.clone());
         }
     }
-    let global = schedule.operation.get("globalRequest") == Some(&Value::Bool(true));
+    let global = schedule.is_global();
     if !global
         && let Some(location) = completed
             .and_then(|response| response.get("storageLocation"))
