@@ -136,7 +136,9 @@ async fn remove_everywhere(
             location.store_name()
         )));
     }
-    if !plan.dry {
+    // A node whose removal failed may still hold any of the backups (its listing is not known): their topology
+    // files stay, or that node's copy could no longer be restored as a cluster.
+    if !plan.dry && failed.is_empty() {
         for name in names.difference(&left) {
             context
                 .cancellable(bucket.delete_in_bucket(&format!("topology/{name}.json")))
@@ -150,4 +152,90 @@ async fn remove_everywhere(
         )));
     }
     Ok(ClusterRemoval { removed, kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::esop::manifest::{Manifest, OrderedMap, Snapshot};
+    use crate::types::{TypeOptions, registry};
+    use crate::{Executor, InMemoryStore, OperationState, OperationStore, Services};
+
+    const NAME: &str = "nightly-5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2-1000";
+
+    fn write(path: &Path, content: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// The operation as it ended: (state, errors).
+    async fn run(body: serde_json::Value) -> (OperationState, Vec<String>) {
+        let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
+        let services = Arc::new(Services {
+            source: "test-host".into(),
+            jmx: crate::JmxConnector::new(Default::default(), tokio::runtime::Handle::current()),
+            storage: Default::default(),
+            cql: Default::default(),
+            peers: Default::default(),
+            metrics: Default::default(),
+            store,
+            local: Default::default(),
+            shutdown_request: CancellationToken::new(),
+        });
+        let executor = Executor::new(services, 1, tokio::runtime::Handle::current());
+        let prepared = registry(TypeOptions::default()).prepare(body).unwrap();
+        let record = executor.submit(prepared).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !record.state().is_terminal() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the removal ends");
+        let (status, _) = record.stored_status();
+        (
+            status.state,
+            status.errors.into_iter().map(|e| e.message).collect(),
+        )
+    }
+
+    /// A node whose removal fails may still hold the backup: its topology file stays, though the other node's
+    /// copy is removed.
+    #[tokio::test]
+    async fn a_failed_node_keeps_the_topology_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket");
+        let manifest = Manifest {
+            snapshot: Snapshot {
+                name: NAME.into(),
+                keyspaces: OrderedMap::new(),
+            },
+            tokens: vec!["1".into()],
+            schema_version: "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2".into(),
+            size: 0,
+        };
+        let manifest_path = |node: &str| bucket.join(format!("c/dc1/{node}/manifests/{NAME}.json"));
+        write(&manifest_path("n1"), &manifest.to_json());
+        // n2's manifest cannot be read: its removal fails.
+        write(&manifest_path("n2"), b"not a manifest");
+        let topology = bucket.join(format!("topology/{NAME}.json"));
+        write(&topology, b"{}");
+        let (state, errors) = run(json!({"type": "remove-backup", "globalRequest": true,
+            "storageLocation": format!("file://{}/c/dc1/n1", bucket.display()), "backupName": NAME}))
+        .await;
+        assert_eq!(state, OperationState::Failed);
+        assert!(
+            errors.iter().any(|error| error.contains("n2")),
+            "{errors:?}"
+        );
+        assert!(!manifest_path("n1").exists(), "n1's copy is removed");
+        assert!(manifest_path("n2").exists());
+        assert!(topology.exists(), "n2 may still hold the backup");
+    }
 }
