@@ -1,7 +1,7 @@
 //! `verify`: whether a backup in the bucket is still whole — every object its manifest names there with its size,
 //! and with `deep` its hash ([`crate::verify`]); with `globalRequest` on every node's prefix
 //! ([`crate::cluster::verify`]). It reads only. It completes when the backup is whole and fails naming each missing
-//! or damaged object otherwise; the response lists them all.
+//! or damaged object otherwise; the response lists the first thousand and counts them all.
 
 use serde::{Deserialize, Serialize};
 
@@ -165,7 +165,7 @@ impl Operation for Verify {
 /// Completed when the backup is whole; failed naming its problems otherwise.
 fn outcome(response: &VerifyResponse, what: &str) -> Result<(), OperationFailure> {
     let problems = response.problems();
-    if problems.is_empty() {
+    if response.problem_count() == 0 {
         tracing::info!(
             objects = response.objects(),
             bytes = response.bytes(),
@@ -176,6 +176,7 @@ fn outcome(response: &VerifyResponse, what: &str) -> Result<(), OperationFailure
     Err(OperationFailure::Failed(report::not_whole(
         what,
         response.objects(),
+        response.problem_count(),
         problems,
     )))
 }
