@@ -909,7 +909,7 @@ fn verify_outcome(operation: &Value) -> (Vec<String>, u8) {
         if whole {
             String::new()
         } else {
-            format!(", {} with problems", response.problems().len())
+            format!(", {} with problems", response.problem_count())
         }
     ));
     (lines, if whole { 0 } else { 1 })

@@ -74,7 +74,8 @@ pub async fn refresh_from_bucket(
         services.storage.open(&location, &connection.options())?,
         location,
     )?;
-    let Some(newest) = newest_backup(&remote, target.snapshot_tag.as_deref()).await? else {
+    let Some(newest) = newest_backup(&remote, target.snapshot_tag.as_deref(), Utc::now()).await?
+    else {
         tracing::info!(
             location = %remote.location(),
             tag = target.snapshot_tag.as_deref().unwrap_or_default(),
@@ -118,11 +119,21 @@ async fn node_location(
         .map_err(|error: OperationFailure| failed(Box::new(error)))
 }
 
-/// The newest backup in the node's `manifests/`, of `tag` when given.
+/// How far ahead of this sidecar's clock a backup's time may be and still count: clocks of the nodes differ a
+/// little, but a backup named far in the future (a wrong clock, a hostile bucket) would pin the gauge there and keep
+/// the backup-age alert from ever firing.
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The newest backup in the node's `manifests/`, of `tag` when given, taken no later than `now` (and the skew
+/// allowed); a later one is passed over with a warning.
 async fn newest_backup(
     remote: &RemoteStorage,
     tag: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<Option<ManifestName>, StorageError> {
+    let latest = now
+        .checked_add_signed(CLOCK_SKEW)
+        .map_or(i64::MAX, |latest| latest.timestamp_millis());
     let listing = remote.list("manifests/").await?;
     Ok(listing
         .iter()
@@ -134,6 +145,14 @@ async fn newest_backup(
             ManifestName::parse(name)
         })
         .filter(|name| tag.is_none_or(|tag| is_of_tag(name.as_str(), tag)))
+        .filter(|name| {
+            let future = name.timestamp_millis() > latest;
+            if future {
+                tracing::warn!(location = %remote.location(), manifest = %name,
+                    "a backup is named later than now; its time is not taken as the backup's freshness");
+            }
+            !future
+        })
         .max_by(|a, b| {
             a.timestamp_millis()
                 .cmp(&b.timestamp_millis())
@@ -199,8 +218,8 @@ mod tests {
             format!("schedule-1a2b3c4d-{SCHEMA}-1700000500250"),
             format!("schedule-1a2b3c4d-{SCHEMA}-1700000100000"),
             // Newer, but of other tags.
-            format!("other-{SCHEMA}-1800000000000"),
-            format!("schedule-1a2b3c4d0-{SCHEMA}-1800000000000"),
+            format!("other-{SCHEMA}-1750000000000"),
+            format!("schedule-1a2b3c4d0-{SCHEMA}-1750000000000"),
         ]);
         let services = services();
         assert_eq!(gauge(&services, &location, "s1"), None);
@@ -224,9 +243,43 @@ mod tests {
             refresh_from_bucket(&services, &body(json!({"storageLocation": location})), None)
                 .await
                 .unwrap();
-        assert_eq!(taken.unwrap().timestamp_millis(), 1_800_000_000_000);
-        assert_eq!(gauge(&services, &location, ""), Some(1_800_000_000.0));
+        assert_eq!(taken.unwrap().timestamp_millis(), 1_750_000_000_000);
+        assert_eq!(gauge(&services, &location, ""), Some(1_750_000_000.0));
         assert_eq!(gauge(&services, &location, "s1"), Some(1_700_000_500.25));
+    }
+
+    /// A backup named in the future (beyond a few minutes of clock skew) is passed over: the gauge keeps telling
+    /// the age of the newest real one.
+    #[tokio::test]
+    async fn a_backup_named_in_the_future_is_passed_over() {
+        let now = Utc::now().timestamp_millis();
+        let minute = 60_000;
+        let (_dir, location) = bucket(&[
+            format!("daily-{SCHEMA}-{}", now - 60 * minute),
+            format!("daily-{SCHEMA}-{}", now + 2 * minute),
+            format!("daily-{SCHEMA}-{}", now + 10 * minute),
+            format!("daily-{SCHEMA}-4102444800000"),
+        ]);
+        let services = services();
+        let taken = refresh_from_bucket(
+            &services,
+            &body(json!({"storageLocation": location, "snapshotTag": "daily"})),
+            Some("s3"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            taken.unwrap().timestamp_millis(),
+            now + 2 * minute,
+            "within the clock skew allowed"
+        );
+        let (_dir, location) = bucket(&[format!("daily-{SCHEMA}-4102444800000")]);
+        let none =
+            refresh_from_bucket(&services, &body(json!({"storageLocation": location})), None)
+                .await
+                .unwrap();
+        assert_eq!(none, None);
+        assert_eq!(gauge(&services, &location, ""), None);
     }
 
     #[tokio::test]

@@ -136,7 +136,9 @@ async fn remove_everywhere(
             location.store_name()
         )));
     }
-    if !plan.dry {
+    // A node whose removal failed may still hold any of the backups (its listing is not known): their topology
+    // files stay, or that node's copy could no longer be restored as a cluster.
+    if !plan.dry && failed.is_empty() {
         for name in names.difference(&left) {
             context
                 .cancellable(bucket.delete_in_bucket(&format!("topology/{name}.json")))
@@ -150,4 +152,149 @@ async fn remove_everywhere(
         )));
     }
     Ok(ClusterRemoval { removed, kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::esop::manifest::{Manifest, OrderedMap, Snapshot};
+    use crate::types::{TypeOptions, registry};
+    use crate::{Executor, InMemoryStore, OperationState, OperationStore, Services};
+
+    const NAME: &str = "nightly-5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2-1000";
+
+    fn write(path: &Path, content: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// The operation as it ended: (state, errors).
+    async fn run(body: serde_json::Value) -> (OperationState, Vec<String>) {
+        run_beside(body, Vec::new()).await
+    }
+
+    /// The operation, run beside the unfinished operations `others`, as it ended: (state, errors).
+    async fn run_beside(
+        body: serde_json::Value,
+        others: Vec<serde_json::Value>,
+    ) -> (OperationState, Vec<String>) {
+        let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
+        for other in others {
+            let type_id: &'static str = match other["type"].as_str() {
+                Some("verify") => "verify",
+                _ => "restore",
+            };
+            let record = Arc::new(crate::OperationRecord::new(
+                type_id,
+                other.as_object().unwrap().clone(),
+                CancellationToken::new(),
+            ));
+            record.start(chrono::Utc::now());
+            store.insert(record).await.unwrap();
+        }
+        let services = Arc::new(Services {
+            source: "test-host".into(),
+            jmx: crate::JmxConnector::new(Default::default(), tokio::runtime::Handle::current()),
+            storage: Default::default(),
+            cql: Default::default(),
+            peers: Default::default(),
+            metrics: Default::default(),
+            store,
+            local: Default::default(),
+            shutdown_request: CancellationToken::new(),
+        });
+        let executor = Executor::new(services, 1, tokio::runtime::Handle::current());
+        let prepared = registry(TypeOptions::default()).prepare(body).unwrap();
+        let record = executor.submit(prepared).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !record.state().is_terminal() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the removal ends");
+        let (status, _) = record.stored_status();
+        (
+            status.state,
+            status.errors.into_iter().map(|e| e.message).collect(),
+        )
+    }
+
+    fn manifest_of(name: &str) -> Manifest {
+        Manifest {
+            snapshot: Snapshot {
+                name: name.into(),
+                keyspaces: OrderedMap::new(),
+            },
+            tokens: vec!["1".into()],
+            schema_version: "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2".into(),
+            size: 0,
+        }
+    }
+
+    /// A node-local retention keeps what an unfinished cluster-wide verify of `db` reads: the newest `db-`
+    /// backup of the node and the one the topology files designate.
+    #[tokio::test]
+    async fn a_retention_keeps_what_a_cluster_wide_reader_would_choose() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket");
+        let schema = "5bd4c9a6-a0ae-3a6d-9d47-2c2d4c6a7bb2";
+        let name = |tag: &str, millis: u64| format!("{tag}-{schema}-{millis}");
+        let manifest_path = |name: &str| bucket.join(format!("c/dc1/n1/manifests/{name}.json"));
+        for name in [
+            name("db-weekly", 1000),
+            name("db-weekly", 2000),
+            name("db-weekly", 3000),
+            name("other", 4000),
+        ] {
+            write(&manifest_path(&name), &manifest_of(&name).to_json());
+        }
+        write(
+            &bucket.join(format!("topology/{}.json", name("db-weekly", 1000))),
+            b"{}",
+        );
+        let (state, errors) = run_beside(
+            json!({"type": "remove-backup", "keepLast": 1,
+                "storageLocation": format!("file://{}/c/dc1/n1", bucket.display())}),
+            vec![json!({"type": "verify", "snapshotTag": "db", "globalRequest": true})],
+        )
+        .await;
+        assert_eq!(state, OperationState::Completed, "{errors:?}");
+        let left: Vec<bool> = [1000, 2000, 3000]
+            .into_iter()
+            .map(|millis| manifest_path(&name("db-weekly", millis)).exists())
+            .collect();
+        assert_eq!(left, [true, false, true]);
+    }
+
+    /// A node whose removal fails may still hold the backup: its topology file stays, though the other node's
+    /// copy is removed.
+    #[tokio::test]
+    async fn a_failed_node_keeps_the_topology_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket");
+        let manifest_path = |node: &str| bucket.join(format!("c/dc1/{node}/manifests/{NAME}.json"));
+        write(&manifest_path("n1"), &manifest_of(NAME).to_json());
+        // n2's manifest cannot be read: its removal fails.
+        write(&manifest_path("n2"), b"not a manifest");
+        let topology = bucket.join(format!("topology/{NAME}.json"));
+        write(&topology, b"{}");
+        let (state, errors) = run(json!({"type": "remove-backup", "globalRequest": true,
+            "storageLocation": format!("file://{}/c/dc1/n1", bucket.display()), "backupName": NAME}))
+        .await;
+        assert_eq!(state, OperationState::Failed);
+        assert!(
+            errors.iter().any(|error| error.contains("n2")),
+            "{errors:?}"
+        );
+        assert!(!manifest_path("n1").exists(), "n1's copy is removed");
+        assert!(manifest_path("n2").exists());
+        assert!(topology.exists(), "n2 may still hold the backup");
+    }
 }

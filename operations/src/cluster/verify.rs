@@ -4,7 +4,8 @@
 //!
 //! With the backup's topology (`topology/<name>.json`, which a cluster-wide backup writes), the nodes are the ones
 //! it names, and a node whose manifest is gone is a problem. Without one, every node prefix under the cluster's
-//! (every data centre, departed nodes included) whose manifests hold the tag is checked.
+//! (every data centre, departed nodes included) whose manifests hold the tag is checked. The node list comes from
+//! the bucket, so each node's manifest is read, checked and dropped before the next one's is read.
 
 use futures_util::future::BoxFuture;
 
@@ -29,11 +30,17 @@ pub fn verify<'a>(
     Box::pin(verify_everywhere(connection, plan, resolve_nodes, context))
 }
 
-/// A node's backup found, to be checked.
-struct Found {
-    remote: RemoteStorage,
-    name: String,
-    manifest: crate::esop::manifest::Manifest,
+/// A node's backup to check: by the name the backup's topology gives (its manifest's size as listed), or by the
+/// tag, chosen on the node as a restore chooses. Its manifest is read only when its turn comes.
+enum Target {
+    Named {
+        remote: RemoteStorage,
+        name: String,
+        size: u64,
+    },
+    Tagged {
+        remote: RemoteStorage,
+    },
 }
 
 async fn verify_everywhere(
@@ -45,8 +52,8 @@ async fn verify_everywhere(
     let location = &connection.storage_location;
     let (cluster, bucket) =
         super::remove::cluster_bucket(connection, resolve_nodes, context).await?;
-    let mut found = Vec::new();
-    let mut absent = Vec::new();
+    let mut targets = Vec::new();
+    let mut verification = ClusterVerification::new(plan.deep);
     match backup_topology(context, &bucket, &plan.snapshot_tag, None).await? {
         Some((name, topology)) => {
             for node in &topology.topology {
@@ -60,28 +67,30 @@ async fn verify_everywhere(
                 let remote = bucket.at(node_location)?;
                 let key = manifest_key(&name);
                 match context.cancellable(remote.stored_size(&key)).await?? {
-                    Some(size) => {
-                        let manifest = read_manifest(context, &remote, &key, Some(size)).await?;
-                        found.push(Found {
-                            remote,
-                            name: name.clone(),
-                            manifest,
-                        });
-                    }
-                    None => absent.push(NodeVerification {
-                        node: remote.location().node_prefix(),
-                        manifest: name.clone(),
-                        objects: 0,
-                        bytes: 0,
-                        deep: plan.deep,
-                        problems: vec![Problem {
+                    Some(size) => targets.push(Target::Named {
+                        remote,
+                        name: name.clone(),
+                        size,
+                    }),
+                    None => {
+                        let mut absent = NodeVerification {
+                            node: remote.location().node_prefix(),
+                            manifest: name.clone(),
+                            objects: 0,
+                            bytes: 0,
+                            deep: plan.deep,
+                            problem_count: 0,
+                            problems: Vec::new(),
+                        };
+                        absent.add_problem(Problem {
                             node: None,
                             key,
                             problem: ProblemKind::Missing,
                             expected: "the manifest of a node the backup's topology names".into(),
                             found: "no object".into(),
-                        }],
-                    }),
+                        });
+                        verification.add(absent);
+                    }
                 }
             }
         }
@@ -89,15 +98,10 @@ async fn verify_everywhere(
             for node_location in node_locations(context, &bucket, location, &cluster).await? {
                 let remote = bucket.at(node_location)?;
                 if has_backup(context, &remote, &plan.snapshot_tag).await? {
-                    let chosen = choose(context, &remote, &plan.snapshot_tag, None).await?;
-                    found.push(Found {
-                        remote,
-                        name: chosen.name,
-                        manifest: chosen.manifest,
-                    });
+                    targets.push(Target::Tagged { remote });
                 }
             }
-            if found.is_empty() {
+            if targets.is_empty() {
                 return Err(OperationFailure::Failed(format!(
                     "no backup {} in {} under cluster {cluster}",
                     plan.snapshot_tag,
@@ -106,27 +110,32 @@ async fn verify_everywhere(
             }
         }
     }
-    let total = found
-        .iter()
-        .map(|found| distinct_entries(&found.manifest).len() as u64)
-        .sum();
-    let progress = Progress::new(context.progress(), total);
-    let mut nodes = absent;
-    for found in &found {
-        let mut node = verify_manifest(
-            context,
-            &found.remote,
-            &found.name,
-            &found.manifest,
-            plan,
-            &progress,
-        )
-        .await?;
-        node.node = found.remote.location().node_prefix();
-        nodes.push(node);
+    // One node at a time: its manifest is read, checked and dropped before the next one's is read (the nodes come
+    // from the bucket, so their number is not bounded by anything this sidecar controls).
+    let nodes = targets.len() as u64;
+    for (index, target) in targets.into_iter().enumerate() {
+        let (remote, name, manifest) = match target {
+            Target::Named { remote, name, size } => {
+                let manifest =
+                    read_manifest(context, &remote, &manifest_key(&name), Some(size)).await?;
+                (remote, name, manifest)
+            }
+            Target::Tagged { remote } => {
+                let chosen = choose(context, &remote, &plan.snapshot_tag, None).await?;
+                (remote, chosen.name, chosen.manifest)
+            }
+        };
+        let progress = Progress::of_node(
+            context.progress(),
+            distinct_entries(&manifest).len() as u64,
+            index as u64,
+            nodes,
+        );
+        let mut node = verify_manifest(context, &remote, &name, &manifest, plan, &progress).await?;
+        node.node = remote.location().node_prefix();
+        verification.add(node);
     }
-    nodes.sort_by(|a, b| a.node.cmp(&b.node));
-    Ok(ClusterVerification::of(nodes, plan.deep))
+    Ok(verification)
 }
 
 /// The location of a node the topology names; its names must be able to be path segments.

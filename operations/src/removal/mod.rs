@@ -14,7 +14,7 @@ use crate::esop::manifest::manifest_key;
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::skipped::SkippedEntry;
 use crate::storage::{RemoteStorage, StorageError};
-pub use selection::{KeptBackup, Reader};
+pub use selection::{KeptBackup, Reader, ReaderSchema};
 
 /// Which backups go: the one named, the oldest, or those beyond `keep_last` or older than `older_than` (one of
 /// these choices; the last two may go together, and a backup goes when either takes it). Except for a named
@@ -84,7 +84,13 @@ pub async fn remove_from_node(
         .iter()
         .map(|entry| (entry.name.as_str(), entry.unixtimestamp))
         .collect();
-    let selected = selection::select(&backups, plan, chrono::Utc::now())
+    // A cluster-wide reader takes the backup its topology file names; the files are listed only for one.
+    let topology_names = if plan.readers.iter().any(|reader| reader.global) {
+        topology_names(context, remote).await?
+    } else {
+        Vec::new()
+    };
+    let selected = selection::select(&backups, &topology_names, plan, chrono::Utc::now())
         .map_err(|error| OperationFailure::Failed(format!("{}: {error}", remote.location())))?;
     let chosen_names: BTreeSet<&str> = selected.remove.iter().map(String::as_str).collect();
     // A backup that finished while the manifests were read refers to objects too; it is read just before
@@ -177,6 +183,23 @@ pub async fn remove_from_node(
         left,
         skipped,
     })
+}
+
+/// The names of the backups with a topology file at the bucket's root (`topology/<name>.json`).
+async fn topology_names(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+) -> Result<Vec<String>, OperationFailure> {
+    Ok(context
+        .cancellable(remote.list_in_bucket("topology/"))
+        .await??
+        .iter()
+        .filter_map(|key| {
+            key.strip_prefix("topology/")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect())
 }
 
 /// A backup whose manifest is deleted while some of its objects could not be: it is gone as a backup, and the

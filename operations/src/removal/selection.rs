@@ -3,7 +3,7 @@
 //! but a named backup: the newest backup (of the tag) stays, and so does a backup an unfinished `restore` or
 //! `verify` reads; each backup kept that way is reported with why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,15 +12,33 @@ use uuid::Uuid;
 
 use super::RemovalPlan;
 use crate::esop::manifest::ManifestName;
+use crate::restore::choice::designated;
 
 /// An unfinished operation that reads a backup: a `restore` or a `verify`, by the `snapshotTag` it was given (a
-/// full backup name, or a tag standing for its newest backup).
+/// full backup name, or a tag standing for its newest backup), and how it narrows its choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reader {
     pub operation: Uuid,
     /// The operation's `type`.
     pub type_id: String,
     pub snapshot_tag: String,
+    /// The schema version the reader chooses among (a restore's `exactSchemaVersion`).
+    pub schema: ReaderSchema,
+    /// A cluster-wide reader (`globalRequest`), which may take its backup from the topology files' names.
+    pub global: bool,
+}
+
+/// Which schema version's backups a reader chooses among, as [`crate::restore::choice::designated`] is given it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReaderSchema {
+    /// Any: the newest backup of the tag (a verify; a restore without `exactSchemaVersion`).
+    #[default]
+    Any,
+    /// This one (`exactSchemaVersion` with `schemaVersion`).
+    Exact(String),
+    /// The schema version of the node (or cluster) being restored, which a removal cannot know: every one the
+    /// node's backups of the tag have.
+    Own,
 }
 
 /// A backup a selection would have taken but that stays, and why; `node` in a cluster-wide removal.
@@ -58,12 +76,16 @@ pub enum SelectionError {
 }
 
 /// The backups `plan` removes among `backups` (`(name, epoch millis)` each, in any order) at `now`.
+/// `topology_names` are the names of the bucket's topology files (`topology/<name>.json`), from which a
+/// cluster-wide reader may take its backup; only needed when a reader is [`Reader::global`].
 pub fn select(
     backups: &[(&str, i64)],
+    topology_names: &[String],
     plan: &RemovalPlan,
     now: DateTime<Utc>,
 ) -> Result<Selected, SelectionError> {
-    let readers = read_backups(backups, &plan.readers);
+    let names: Vec<String> = backups.iter().map(|(name, _)| name.to_string()).collect();
+    let readers = read_backups(&names, topology_names, &plan.readers);
     if let Some(name) = &plan.backup_name {
         // A backup named is removed as asked, the newest too; but never from under an operation reading it.
         if !backups.iter().any(|(candidate, _)| candidate == name) {
@@ -150,40 +172,49 @@ fn cutoff_millis(now: DateTime<Utc>, age: Duration) -> Option<i64> {
     Some(now.checked_sub_signed(age)?.timestamp_millis())
 }
 
-/// Which of `backups` the `readers` read, each with the first reader found. A full name is that backup; a tag
-/// stands for its newest backup, and, as a restore with `exactSchemaVersion` picks among one schema version's, for
-/// the newest of each schema version too.
-fn read_backups<'b, 'r>(
-    backups: &[(&'b str, i64)],
+/// Which backups the `readers` read, each with the first reader found: the backup each one's snapshotTag
+/// designates among the node's backups `names`, chosen by the very function a restore and a verify choose with
+/// ([`designated`]); for a cluster-wide reader, also the one it designates among `topology_names` (a cluster-wide
+/// restore or verify takes the backup its topology file names on every node).
+fn read_backups<'r>(
+    names: &[String],
+    topology_names: &[String],
     readers: &'r [Reader],
-) -> BTreeMap<&'b str, &'r Reader> {
+) -> BTreeMap<String, &'r Reader> {
     let mut read = BTreeMap::new();
     for reader in readers {
-        let tag = reader.snapshot_tag.as_str();
-        if let Some((name, _)) = backups.iter().find(|(name, _)| *name == tag) {
-            read.entry(*name).or_insert(reader);
-            continue;
+        let mut sources = vec![names];
+        if reader.global {
+            sources.push(topology_names);
         }
-        let mut newest: BTreeMap<Option<&str>, (i64, &str)> = BTreeMap::new();
-        for (name, millis) in backups {
-            let Some((of_tag, schema)) = split_name(name) else {
-                continue;
-            };
-            if of_tag != tag {
-                continue;
+        for source in sources {
+            for name in designations(source, &reader.snapshot_tag, &reader.schema) {
+                read.entry(name.to_string()).or_insert(reader);
             }
-            for key in [None, Some(schema)] {
-                let slot = newest.entry(key).or_insert((*millis, name));
-                if *millis > slot.0 {
-                    *slot = (*millis, name);
-                }
-            }
-        }
-        for (_, name) in newest.into_values() {
-            read.entry(name).or_insert(reader);
         }
     }
     read
+}
+
+/// What `tag` designates among `names` for a reader choosing by `schema`: one backup, or, when the schema version
+/// is the node's own and unknown here, the one of each schema version the tag's backups have.
+fn designations<'n>(names: &'n [String], tag: &str, schema: &ReaderSchema) -> Vec<&'n str> {
+    match schema {
+        ReaderSchema::Any => designated(names, tag, None).into_iter().collect(),
+        ReaderSchema::Exact(version) => designated(names, tag, Some(version)).into_iter().collect(),
+        ReaderSchema::Own => {
+            let prefix = format!("{tag}-");
+            let versions: BTreeSet<&str> = names
+                .iter()
+                .filter_map(|name| name.strip_prefix(&prefix)?.rsplit_once('-'))
+                .map(|(version, _millis)| version)
+                .collect();
+            versions
+                .into_iter()
+                .filter_map(|version| designated(names, tag, Some(version)))
+                .collect()
+        }
+    }
 }
 
 /// Whether `name` is a backup taken under `tag`: `<tag>-<schemaVersion>-<millis>`, or the tag itself when the
@@ -235,7 +266,7 @@ mod tests {
     fn run(plan: &RemovalPlan) -> Result<Selected, SelectionError> {
         let names = names();
         let backups: Vec<(&str, i64)> = names.iter().map(|(n, t)| (n.as_str(), *t)).collect();
-        select(&backups, plan, now())
+        select(&backups, &[], plan, now())
     }
 
     fn days(selected: &[String]) -> Vec<String> {
@@ -258,6 +289,8 @@ mod tests {
             operation: Uuid::from_u128(7),
             type_id: "restore".into(),
             snapshot_tag: tag.into(),
+            schema: ReaderSchema::Any,
+            global: false,
         }
     }
 
@@ -365,6 +398,7 @@ mod tests {
         let only = nightly(50);
         let selected = select(
             &[(only.as_str(), 50 * DAY)],
+            &[],
             &RemovalPlan {
                 remove_oldest: true,
                 ..RemovalPlan::default()
@@ -411,6 +445,8 @@ mod tests {
                     operation: Uuid::from_u128(8),
                     type_id: "verify".into(),
                     snapshot_tag: "weekly".into(),
+                    schema: ReaderSchema::Any,
+                    global: false,
                 },
             ],
             ..RemovalPlan::default()
@@ -444,6 +480,81 @@ mod tests {
         // A tag no backup has protects nothing; `nightly` does not stand for `nightly10`'s.
         plan.readers = vec![reader("night"), reader("nightly1")];
         assert_eq!(run(&plan).unwrap().remove.len(), 10);
+    }
+
+    /// A reader's backup is the one its tag designates as restore and verify choose it: `db` stands for the
+    /// newest `db-...` backup, `db-weekly-...` ones too, which a retention must then keep.
+    #[test]
+    fn a_reader_keeps_the_backup_it_would_choose() {
+        let weekly = |day: i64| format!("db-weekly-{SCHEMA_A}-{}", day * DAY);
+        let daily = |day: i64| format!("db-{SCHEMA_B}-{}", day * DAY);
+        let other = format!("other-{SCHEMA_A}-{}", 100 * DAY);
+        let names = [weekly(90), weekly(95), daily(98), weekly(99), other];
+        let backups: Vec<(&str, i64)> = names
+            .iter()
+            .map(|name| {
+                let millis = name.rsplit('-').next().unwrap().parse().unwrap();
+                (name.as_str(), millis)
+            })
+            .collect();
+        let removed = |readers: Vec<Reader>, topology: &[String]| {
+            let plan = RemovalPlan {
+                keep_last: Some(1),
+                readers,
+                ..RemovalPlan::default()
+            };
+            select(&backups, topology, &plan, now()).unwrap().remove
+        };
+        assert_eq!(
+            removed(vec![], &[]),
+            [weekly(99), daily(98), weekly(95), weekly(90)]
+        );
+        // A restore of `db` reads the newest `db-` backup, a db-weekly one; a full name reads that backup.
+        assert_eq!(
+            removed(vec![reader("db")], &[]),
+            [daily(98), weekly(95), weekly(90)]
+        );
+        assert_eq!(
+            removed(vec![reader(&weekly(95))], &[]),
+            [weekly(99), daily(98), weekly(90)]
+        );
+        // exactSchemaVersion: the newest `db-<version>-` backup of that version, or of each when it is the node's.
+        let exact = |schema: ReaderSchema| Reader {
+            schema,
+            ..reader("db")
+        };
+        assert_eq!(
+            removed(vec![exact(ReaderSchema::Exact(SCHEMA_B.into()))], &[]),
+            [weekly(99), weekly(95), weekly(90)]
+        );
+        assert_eq!(
+            removed(vec![exact(ReaderSchema::Exact(SCHEMA_A.into()))], &[]),
+            [weekly(99), daily(98), weekly(95), weekly(90)],
+            "no backup is named db-{SCHEMA_A}-..."
+        );
+        assert_eq!(
+            removed(vec![exact(ReaderSchema::Own)], &[]),
+            [weekly(95), weekly(90)]
+        );
+        // A cluster-wide reader also takes the backup the topology files designate: day 90's here.
+        let global = Reader {
+            type_id: "verify".into(),
+            global: true,
+            ..reader("db")
+        };
+        let topology = [weekly(90)];
+        assert_eq!(
+            removed(vec![global.clone()], &topology),
+            [daily(98), weekly(95)]
+        );
+        let local = Reader {
+            global: false,
+            ..global
+        };
+        assert_eq!(
+            removed(vec![local], &topology),
+            [daily(98), weekly(95), weekly(90)]
+        );
     }
 
     #[test]

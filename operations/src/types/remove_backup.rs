@@ -12,7 +12,9 @@ use super::list::open_node_storage;
 use crate::decode::{self, HumanDuration};
 use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::operation_store::OperationFilter;
-use crate::removal::{self, KeptBackup, Reader, RemovalPlan, RemovedBackup, Topology};
+use crate::removal::{
+    self, KeptBackup, Reader, ReaderSchema, RemovalPlan, RemovedBackup, Topology,
+};
 use crate::storage::remote::skipped_objects;
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::storage::skipped::SkippedObject;
@@ -167,14 +169,36 @@ fn readers(context: &OperationContext) -> Vec<Reader> {
     unfinished
         .into_values()
         .filter_map(|record| {
-            let tag = record.request().get("snapshotTag")?.as_str()?.to_string();
+            let read: ReadBackup =
+                serde_json::from_value(serde_json::Value::Object(record.request().clone())).ok()?;
+            let schema = match (read.exact_schema_version, read.schema_version) {
+                (false, _) => ReaderSchema::Any,
+                (true, Some(version)) => ReaderSchema::Exact(version),
+                (true, None) => ReaderSchema::Own,
+            };
             Some(Reader {
                 operation: record.id(),
                 type_id: record.type_id().to_string(),
-                snapshot_tag: tag,
+                snapshot_tag: read.snapshot_tag,
+                schema,
+                global: read.global_request,
             })
         })
         .collect()
+}
+
+/// What of a reading operation's request chooses its backup, as restore and verify choose it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadBackup {
+    snapshot_tag: String,
+    /// A restore's: only among the backups of one schema version, `schemaVersion` or the node's own.
+    #[serde(default, deserialize_with = "decode::bool")]
+    exact_schema_version: bool,
+    #[serde(default)]
+    schema_version: Option<String>,
+    #[serde(default, deserialize_with = "decode::bool")]
+    global_request: bool,
 }
 
 pub struct RemoveBackup;
@@ -310,6 +334,8 @@ mod tests {
             operation: uuid::Uuid::nil(),
             type_id: "restore".into(),
             snapshot_tag: "x".into(),
+            schema: ReaderSchema::Any,
+            global: false,
         };
         let plan = request.fields.plan(vec![reader.clone()]);
         assert_eq!(
@@ -360,7 +386,15 @@ mod tests {
         });
         let now = chrono::Utc::now();
         let record = |type_id: &'static str, tag: &str, state: OperationState| {
-            let body = json!({"type": type_id, "snapshotTag": tag});
+            let mut body = json!({"type": type_id, "snapshotTag": tag});
+            // A restore of one schema version (the node's own when none is given), cluster-wide.
+            if tag.starts_with("monthly") {
+                body["exactSchemaVersion"] = true.into();
+                body["globalRequest"] = "true".into();
+            } else if tag.starts_with("daily") {
+                body["exactSchemaVersion"] = true.into();
+                body["schemaVersion"] = "v1".into();
+            }
             let record = Arc::new(OperationRecord::new(
                 type_id,
                 body.as_object().unwrap().clone(),
@@ -394,29 +428,43 @@ mod tests {
             services.local.add(Arc::clone(local));
         }
         let context = OperationContext::new(Arc::clone(&this), services);
-        let mut found: Vec<(String, String, uuid::Uuid)> = readers(&context)
+        let mut found: Vec<(String, String, uuid::Uuid, ReaderSchema, bool)> = readers(&context)
             .into_iter()
-            .map(|reader| (reader.type_id, reader.snapshot_tag, reader.operation))
+            .map(|reader| {
+                (
+                    reader.type_id,
+                    reader.snapshot_tag,
+                    reader.operation,
+                    reader.schema,
+                    reader.global,
+                )
+            })
             .collect();
-        found.sort();
+        found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut expected = vec![
             (
                 "restore".to_string(),
                 "daily-s-1".to_string(),
                 running_restore.id(),
+                ReaderSchema::Exact("v1".into()),
+                false,
             ),
             (
                 "restore".to_string(),
                 "monthly-s-9".to_string(),
                 local_restore.id(),
+                ReaderSchema::Own,
+                true,
             ),
             (
                 "verify".to_string(),
                 "weekly".to_string(),
                 pending_verify.id(),
+                ReaderSchema::Any,
+                false,
             ),
         ];
-        expected.sort();
+        expected.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         assert_eq!(found, expected);
     }
 

@@ -1,7 +1,7 @@
 //! `verify`: whether a backup in the bucket is still whole — every object its manifest names there with its size,
 //! and with `deep` its hash ([`crate::verify`]); with `globalRequest` on every node's prefix
 //! ([`crate::cluster::verify`]). It reads only. It completes when the backup is whole and fails naming each missing
-//! or damaged object otherwise; the response lists them all.
+//! or damaged object otherwise; the response lists the first thousand and counts them all.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,9 @@ use crate::operation::{Operation, OperationContext, OperationFailure};
 use crate::storage::request::{self as storage, Connection, StorageFields, StorageRequest};
 use crate::validation::Violations;
 use crate::verify::{VerifyPlan, VerifyResponse, report};
+
+/// The most objects checked at once: each check holds a connection and, deep, a read buffer.
+pub const MAX_CONCURRENCY: i32 = 256;
 
 /// The request: Esop's connection fields and these.
 pub type VerifyRequest = StorageRequest<VerifyFields>;
@@ -28,7 +31,8 @@ pub struct VerifyFields {
         deserialize_with = "decode::option_bool"
     )]
     pub deep: Option<bool>,
-    /// Objects checked at once. Absent: `concurrentConnections`; filled in when the request is accepted.
+    /// Objects checked at once, 1 to [`MAX_CONCURRENCY`]. Absent: `concurrentConnections` (at most
+    /// [`MAX_CONCURRENCY`]); filled in when the request is accepted.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -65,7 +69,8 @@ impl VerifyFields {
             concurrency: self
                 .concurrency
                 .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or_else(|| connection.concurrency()),
+                .unwrap_or_else(|| connection.concurrency())
+                .min(MAX_CONCURRENCY as usize),
             retry: connection.retry_policy(),
         }
     }
@@ -100,9 +105,12 @@ impl StorageFields for VerifyFields {
             );
         }
         if let Some(n) = self.concurrency
-            && n < 1
+            && !(1..=MAX_CONCURRENCY).contains(&n)
         {
-            violations.add("concurrency", format!("must be 1 or more, got {n}"));
+            violations.add(
+                "concurrency",
+                format!("must be 1 to {MAX_CONCURRENCY}, got {n}"),
+            );
         }
     }
 }
@@ -157,7 +165,7 @@ impl Operation for Verify {
 /// Completed when the backup is whole; failed naming its problems otherwise.
 fn outcome(response: &VerifyResponse, what: &str) -> Result<(), OperationFailure> {
     let problems = response.problems();
-    if problems.is_empty() {
+    if response.problem_count() == 0 {
         tracing::info!(
             objects = response.objects(),
             bytes = response.bytes(),
@@ -168,6 +176,7 @@ fn outcome(response: &VerifyResponse, what: &str) -> Result<(), OperationFailure
     Err(OperationFailure::Failed(report::not_whole(
         what,
         response.objects(),
+        response.problem_count(),
         problems,
     )))
 }
@@ -202,14 +211,21 @@ mod tests {
                 "{tag:?}"
             );
         }
-        assert_eq!(
-            prepare(
-                json!({"type": "verify", "storageLocation": location, "snapshotTag": "t",
-                "concurrency": 0})
-            )
-            .unwrap_err(),
-            ["concurrency"]
-        );
+        for concurrency in [json!(0), json!(257), json!(2_147_483_647), json!("-1")] {
+            assert_eq!(
+                prepare(
+                    json!({"type": "verify", "storageLocation": location, "snapshotTag": "t",
+                    "concurrency": concurrency})
+                )
+                .unwrap_err(),
+                ["concurrency"],
+                "{concurrency}"
+            );
+        }
+        let most = prepare(json!({"type": "verify", "storageLocation": location,
+            "snapshotTag": "t", "concurrency": 256}))
+        .unwrap();
+        assert_eq!(most["concurrency"], 256);
     }
 
     #[test]
@@ -250,5 +266,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(shallow["deep"], false);
+        // More connections than checks may run at once: the checks are capped.
+        let many = prepare(
+            json!({"type": "verify", "storageLocation": "gcp://bucket/c/dc/n",
+            "snapshotTag": "nightly", "concurrentConnections": 1000}),
+        )
+        .unwrap();
+        assert_eq!(many["concurrency"], 256);
     }
 }

@@ -17,7 +17,9 @@ use crate::operation::{OperationContext, OperationFailure, ProgressReporter};
 use crate::storage::RemoteStorage;
 use crate::storage::transfer::RetryPolicy;
 use check::{CheckSettings, check_entry};
-pub use report::{ClusterVerification, NodeVerification, Problem, ProblemKind, VerifyResponse};
+pub use report::{
+    ClusterVerification, NodeSummary, NodeVerification, Problem, ProblemKind, VerifyResponse,
+};
 
 /// What to verify and how.
 #[derive(Debug, Clone)]
@@ -40,26 +42,40 @@ impl VerifyPlan {
     }
 }
 
-/// Objects checked out of all there are to check, as the operation's progress.
+/// Objects checked out of all there are to check, as the operation's progress; in a cluster-wide verification,
+/// which reads one node's manifest at a time, of the node `node` out of `nodes`.
 #[derive(Debug)]
 pub struct Progress {
     reporter: ProgressReporter,
     done: AtomicU64,
     total: u64,
+    node: u64,
+    nodes: u64,
 }
 
 impl Progress {
     pub fn new(reporter: ProgressReporter, total: u64) -> Progress {
+        Progress::of_node(reporter, total, 0, 1)
+    }
+
+    /// The progress of checking `total` objects of the `node`th (from 0) of `nodes` nodes.
+    pub fn of_node(reporter: ProgressReporter, total: u64, node: u64, nodes: u64) -> Progress {
         Progress {
             reporter,
             done: AtomicU64::new(0),
             total,
+            node,
+            nodes: nodes.max(1),
         }
     }
 
     fn one_more(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        self.reporter.units(done, self.total);
+        if self.total > 0 {
+            let node = done as f64 / self.total as f64;
+            self.reporter
+                .set((self.node as f64 + node) / self.nodes as f64);
+        }
     }
 }
 
@@ -130,35 +146,37 @@ pub async fn verify_manifest(
         }
     });
     let mut checks = futures_util::stream::iter(checks).buffered(plan.concurrency.max(1));
-    let mut problems = Vec::new();
-    // The first error that retries did not overcome ends the check (dropping the checks under way).
-    let checked_all = async {
-        while let Some(checked) = checks.next().await {
-            if let Some(problem) = checked? {
-                // A backup whose objects are all gone would otherwise log one line per object.
-                if problems.len() < report::NAMED_PROBLEMS {
-                    tracing::warn!(backup = %name, key = %problem.key, problem = %problem.problem,
-                        expected = %problem.expected, found = %problem.found,
-                        "an object of the backup is not as its manifest says");
-                }
-                problems.push(problem);
-            }
-        }
-        if problems.len() > report::NAMED_PROBLEMS {
-            tracing::warn!(backup = %name, problems = problems.len(), "more objects of the backup are not as its \
-                manifest says (the operation's response lists them all)");
-        }
-        Ok::<_, crate::storage::StorageError>(())
-    };
-    context.cancellable(checked_all).await??;
-    Ok(NodeVerification {
+    let mut verification = NodeVerification {
         node: None,
         manifest: name.to_string(),
         objects: entries.len() as u64,
         bytes: total_size(entries.iter().map(|entry| entry.size)),
         deep: plan.deep,
-        problems,
-    })
+        problem_count: 0,
+        problems: Vec::new(),
+    };
+    // The first error that retries did not overcome ends the check (dropping the checks under way).
+    let checked_all = async {
+        while let Some(checked) = checks.next().await {
+            if let Some(problem) = checked? {
+                // A backup whose objects are all gone would otherwise log one line per object.
+                if verification.problem_count < report::NAMED_PROBLEMS as u64 {
+                    tracing::warn!(backup = %name, key = %problem.key, problem = %problem.problem,
+                        expected = %problem.expected, found = %problem.found,
+                        "an object of the backup is not as its manifest says");
+                }
+                verification.add_problem(problem);
+            }
+        }
+        if verification.problem_count > report::NAMED_PROBLEMS as u64 {
+            tracing::warn!(backup = %name, problems = verification.problem_count, "more objects of the backup \
+                are not as its manifest says (the operation's response lists the first {})",
+                report::LISTED_PROBLEMS);
+        }
+        Ok::<_, crate::storage::StorageError>(())
+    };
+    context.cancellable(checked_all).await??;
+    Ok(verification)
 }
 
 #[cfg(test)]

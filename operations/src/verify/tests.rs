@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::DecodeRequest;
 use crate::esop::manifest::{Keyspace, Manifest, ManifestEntry, OrderedMap, Snapshot, Table};
 use crate::storage::transfer::hashes::{HashAlgorithm, Hasher};
 use crate::types::{TypeOptions, registry};
@@ -104,8 +105,17 @@ fn write(path: &Path, content: &[u8]) {
 
 /// The operation as it ended: (state, errors, response).
 async fn run(body: Value) -> (OperationState, Vec<String>, Value) {
+    let status = run_to_the_end(body).await;
+    (
+        status.state,
+        status.errors.into_iter().map(|e| e.message).collect(),
+        status.response.unwrap_or(Value::Null),
+    )
+}
+
+fn services() -> Services {
     let store: Arc<dyn OperationStore> = Arc::new(InMemoryStore::new());
-    let services = Arc::new(Services {
+    Services {
         source: "test-host".into(),
         jmx: crate::JmxConnector::new(Default::default(), tokio::runtime::Handle::current()),
         storage: Default::default(),
@@ -115,7 +125,12 @@ async fn run(body: Value) -> (OperationState, Vec<String>, Value) {
         store,
         local: Default::default(),
         shutdown_request: CancellationToken::new(),
-    });
+    }
+}
+
+/// The operation's status as it ended.
+async fn run_to_the_end(body: Value) -> crate::StoredStatus {
+    let services = Arc::new(services());
     let executor = Executor::new(services, 1, tokio::runtime::Handle::current());
     let prepared = registry(TypeOptions::default()).prepare(body).unwrap();
     let record = executor.submit(prepared).await.unwrap();
@@ -126,12 +141,7 @@ async fn run(body: Value) -> (OperationState, Vec<String>, Value) {
     })
     .await
     .expect("the verification ends");
-    let (status, _) = record.stored_status();
-    (
-        status.state,
-        status.errors.into_iter().map(|e| e.message).collect(),
-        status.response.unwrap_or(Value::Null),
-    )
+    record.stored_status().0
 }
 
 fn name(millis: u64) -> String {
@@ -150,7 +160,8 @@ async fn a_whole_backup_completes_with_what_was_checked() {
     assert_eq!(state, OperationState::Completed, "{errors:?}");
     assert_eq!(
         response,
-        json!({"manifest": name(1000), "objects": 3, "bytes": 30, "deep": true, "problems": []})
+        json!({"manifest": name(1000), "objects": 3, "bytes": 30, "deep": true, "problemCount": 0,
+            "problems": []})
     );
 }
 
@@ -362,4 +373,84 @@ async fn a_cluster_without_the_backup_fails_saying_so() {
         "{errors:?}"
     );
     assert!(errors[0].ends_with("under cluster cluster"), "{errors:?}");
+}
+
+/// The nodes' manifests are read one at a time, each checked before the next is read: a node whose manifest
+/// cannot be read fails the verification after the nodes before it were checked, not before any was.
+#[tokio::test]
+async fn a_cluster_wide_verification_reads_one_manifest_at_a_time() {
+    let bucket = Bucket::new();
+    let backup = name(1000);
+    bucket.backup("n1", &backup, &FILES, HashAlgorithm::Sha256);
+    bucket.backup("n2", &backup, &FILES, HashAlgorithm::Sha256);
+    write(
+        &bucket.object("n2", &format!("manifests/{backup}.json")),
+        b"not a manifest",
+    );
+    let node = |id: &str| {
+        json!({"hostname": id, "cluster": "cluster", "dc": "dc1", "rack": "r1", "nodeId": id,
+            "ipAddress": "127.0.0.1"})
+    };
+    let topology = json!({"timestamp": 1000, "clusterName": "cluster", "schemaVersion": SCHEMA,
+        "topology": [node("n1"), node("n2")]});
+    write(
+        &bucket
+            .dir
+            .path()
+            .join(format!("bucket/topology/{backup}.json")),
+        topology.to_string().as_bytes(),
+    );
+    // Run without the executor, which sets a finished operation's progress to 1.
+    let request =
+        crate::types::verify::VerifyRequest::decode_request(json!({"globalRequest": true,
+        "storageLocation": bucket.location("n1"), "snapshotTag": "nightly", "concurrency": 1}))
+        .unwrap();
+    let plan = request.fields.plan(&request.connection);
+    let record = Arc::new(crate::OperationRecord::new(
+        "verify",
+        serde_json::Map::new(),
+        CancellationToken::new(),
+    ));
+    let context = crate::OperationContext::new(Arc::clone(&record), Arc::new(services()));
+    let error = crate::cluster::verify::verify(&request.connection, &plan, false, &context)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("is not a backup manifest"),
+        "{error}"
+    );
+    assert_eq!(
+        record.stored_status().0.progress,
+        0.5,
+        "n1 was checked, n2 not"
+    );
+}
+
+/// An emptied prefix: the response lists the first thousand problems and counts them all, and the failure says
+/// so.
+#[tokio::test]
+async fn a_response_lists_the_first_thousand_problems() {
+    let bucket = Bucket::new();
+    let files: Vec<(u32, Vec<u8>)> = (1..=1005)
+        .map(|generation| (generation, vec![b'x']))
+        .collect();
+    let files: Vec<(u32, &[u8])> = files
+        .iter()
+        .map(|(generation, content)| (*generation, content.as_slice()))
+        .collect();
+    let keys = bucket.backup("n1", &name(1000), &files, HashAlgorithm::Sha256);
+    for key in &keys {
+        std::fs::remove_file(bucket.object("n1", key)).unwrap();
+    }
+    let (state, errors, response) = run(json!({"type": "verify", "deep": false,
+        "storageLocation": bucket.location("n1"), "snapshotTag": "nightly"}))
+    .await;
+    assert_eq!(state, OperationState::Failed);
+    assert_eq!(response["problemCount"], 1005);
+    assert_eq!(response["problems"].as_array().unwrap().len(), 1000);
+    assert!(
+        errors[0].contains("1005 of its 1005 objects are not")
+            && errors[0].ends_with("; and 985 more (the response lists the first 1000)"),
+        "{errors:?}"
+    );
 }
