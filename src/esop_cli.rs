@@ -815,8 +815,8 @@ pub struct VerifyArgs {
     /// Check only that every object is there with its size (the default for cloud stores).
     #[arg(long = "size-only")]
     pub size_only: bool,
-    /// Objects checked at once; default: --concurrent-connections.
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    /// Objects checked at once, 1 to 256; default: --concurrent-connections (at most 256).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=256))]
     pub concurrency: Option<i32>,
     /// Complete an incomplete location from the local Cassandra.
     #[arg(long = "resolve-nodes")]
