@@ -1182,6 +1182,26 @@ fn a_cluster_wide_schedule_runs_once_per_tick_and_goes_on_when_its_sidecar_dies(
     );
     assert!(completed["sidecar"].as_str().unwrap().starts_with("node-"));
     once_per_tick(&global_backups(&sidecars, alive));
+    // Whichever sidecar ran the tick, every one reports the schedule's last run and its backup's age.
+    for node in NODES {
+        support::eventually_within(
+            &format!("node {node}'s sidecar reports the completed run"),
+            Duration::from_secs(30),
+            || {
+                let text = sidecars.of(node).client().get("/metrics").text();
+                let succeeded = text.lines().any(|line| {
+                    line == format!(
+                        "daedalus_schedule_last_run_success{{schedule=\"{schedule}\",type=\"backup\"}} 1"
+                    )
+                });
+                let fresh = text.lines().any(|line| {
+                    line.starts_with("daedalus_backup_last_success_timestamp_seconds{")
+                        && line.contains(&format!("schedule=\"{schedule}\""))
+                });
+                (succeeded && fresh).then_some(())
+            },
+        );
+    }
 
     let deleted = sidecars
         .of(alive)
