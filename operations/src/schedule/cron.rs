@@ -1,11 +1,15 @@
 //! Cron expressions in a time zone, via `croner`: 5 fields (minute first) or 6 (seconds first), evaluated on the
 //! zone's wall clock, so `0 0 3 * * *` in `Europe/Berlin` is 03:00 in Berlin in summer and in winter.
+//!
+//! Zones other than UTC come from the system's tz database (`/usr/share/zoneinfo`, Debian's `tzdata`), read by the
+//! `tzfile` crate when a schedule is parsed: building the database into the binary (chrono-tz) would take the
+//! container image past its 20 MB. UTC needs no file, so it works in the image, which has no tz database. `tzfile`
+//! follows a zone's transitions as the file lists them (Debian's files list them to 2037) and not the rule after
+//! the last one: a tick after 2037 in a zone with daylight saving time may be an hour off.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -17,8 +21,13 @@ const SAMPLED_TICKS: usize = 400;
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     cron: Cron,
-    zone: Tz,
+    zone: ArcTz,
 }
+
+type ArcTz = tzfile::ArcTz;
+
+/// Where the tz database is read from (what `tzfile` reads).
+const ZONEINFO: &str = "/usr/share/zoneinfo";
 
 /// A cron expression that cannot be used, with why.
 pub fn parse_cron(expression: &str) -> Result<Cron, String> {
@@ -37,14 +46,36 @@ pub fn parse_cron(expression: &str) -> Result<Cron, String> {
         .map_err(|error| format!("'{expression}' is not a cron expression: {error}"))
 }
 
-/// An IANA time zone name (`Europe/Berlin`, `UTC`).
-pub fn parse_timezone(name: &str) -> Result<Tz, String> {
-    Tz::from_str(name)
-        .map_err(|_| format!("'{name}' is not an IANA time zone name (e.g. UTC, Europe/Berlin)"))
+/// An IANA time zone name (`Europe/Berlin`, `UTC`), read from the system's tz database. The name comes from a
+/// request: it must look like a zone name (letters, digits, `_`, `+`, `-`, parts joined by `/`), so it can only
+/// name a file under the database.
+pub fn parse_timezone(name: &str) -> Result<ArcTz, String> {
+    if name == "UTC" {
+        return Ok(ArcTz::new(tzfile::Tz::from(Utc)));
+    }
+    let looks_like_a_zone = !name.is_empty()
+        && name.len() <= 64
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'))
+        });
+    if !looks_like_a_zone {
+        return Err(format!(
+            "'{name}' is not an IANA time zone name (e.g. UTC, Europe/Berlin)"
+        ));
+    }
+    ArcTz::named(name).map_err(|error| {
+        format!(
+            "'{name}' is not a time zone of this system's tz database ({ZONEINFO}: {error}); UTC always is \
+             (e.g. UTC, Europe/Berlin)"
+        )
+    })
 }
 
 impl CronSchedule {
-    pub fn new(cron: Cron, zone: Tz) -> Self {
+    pub fn new(cron: Cron, zone: ArcTz) -> Self {
         CronSchedule { cron, zone }
     }
 
@@ -95,6 +126,25 @@ impl CronSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zone name from a request names a file under the tz database, never one elsewhere; UTC needs no file.
+    #[test]
+    fn a_zone_name_is_a_zone_name_or_refused() {
+        assert!(parse_timezone("UTC").is_ok());
+        assert!(parse_timezone("Europe/Berlin").is_ok());
+        for hostile in [
+            "",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "Europe/../../../etc/shadow",
+            "Europe//Berlin",
+            "Europe/Berlin\n",
+            "Mars/Olympus",
+        ] {
+            let refused = parse_timezone(hostile);
+            assert!(refused.is_err(), "{hostile:?}");
+        }
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
