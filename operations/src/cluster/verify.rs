@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 
 use crate::esop::manifest::manifest_key;
 use crate::operation::{OperationContext, OperationFailure};
-use crate::restore::choice::{backup_topology, choose, designated, read_manifest};
+use crate::restore::choice::{backup_topology, choose, designated, manifest_names, read_manifest};
 use crate::storage::request::Connection;
 use crate::storage::{RemoteStorage, StorageLocation};
 use crate::verify::{
@@ -186,17 +186,6 @@ async fn has_backup(
     remote: &RemoteStorage,
     tag: &str,
 ) -> Result<bool, OperationFailure> {
-    let names: Vec<String> = context
-        .cancellable(remote.list("manifests/"))
-        .await??
-        .iter()
-        .filter_map(|object| {
-            object
-                .key
-                .strip_prefix("manifests/")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect();
+    let names = manifest_names(context, remote).await?;
     Ok(designated(&names, tag, None).is_some())
 }

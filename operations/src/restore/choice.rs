@@ -6,6 +6,7 @@ use crate::cassandra::topology::ClusterTopology;
 use crate::esop::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestName, manifest_key};
 use crate::operation::{OperationContext, OperationFailure};
 use crate::storage::RemoteStorage;
+use crate::storage::remote::RemoteObject;
 
 /// The backup chosen, with its manifest.
 #[derive(Debug, Clone)]
@@ -108,16 +109,7 @@ pub async fn choose(
     schema_version: Option<&str>,
 ) -> Result<ChosenBackup, OperationFailure> {
     let objects = context.cancellable(remote.list("manifests/")).await??;
-    let names: Vec<String> = objects
-        .iter()
-        .filter_map(|object| {
-            object
-                .key
-                .strip_prefix("manifests/")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect();
+    let names = names_of_manifests(&objects);
     let Some(name) = designated(&names, tag, schema_version) else {
         let known = tags(&names);
         let listed = if known.is_empty() {
@@ -194,6 +186,29 @@ pub async fn read_manifest(
             error,
         )
     })
+}
+
+/// The names of the backups under the node's prefix (`manifests/<name>.json`), as the bucket lists them.
+pub async fn manifest_names(
+    context: &OperationContext,
+    remote: &RemoteStorage,
+) -> Result<Vec<String>, OperationFailure> {
+    let objects = context.cancellable(remote.list("manifests/")).await??;
+    Ok(names_of_manifests(&objects))
+}
+
+/// The backup names among objects listed under `manifests/`.
+fn names_of_manifests(objects: &[RemoteObject]) -> Vec<String> {
+    objects
+        .iter()
+        .filter_map(|object| {
+            object
+                .key
+                .strip_prefix("manifests/")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cron::CronSchedule;
 use super::store::ScheduleStore;
 use super::{LastRun, Schedule, missed_tick};
 use crate::executor::Executor;
@@ -55,6 +56,9 @@ struct Followed {
     handled: DateTime<Utc>,
     /// The cron and zone it was planned with: a schedule replaced under the same id is planned anew.
     cron: (String, String),
+    /// Those two parsed, once: a zone is read from the tz database, which is file I/O the look must not repeat
+    /// every second.
+    parsed: CronSchedule,
     /// The shortest and longest gap between two ticks, found once (sampling the cron costs hundreds of searches).
     intervals: Option<(Duration, Duration)>,
     /// The next tick, searched for again only once it has passed; `None`: the cron has none, and is never searched
@@ -158,7 +162,12 @@ impl ScheduleRunner {
             if !self.follows(&schedule) {
                 continue;
             }
-            let cron = match schedule.cron_schedule() {
+            let key = (schedule.cron.clone(), schedule.timezone.clone());
+            let planned = followed
+                .get(&schedule.id)
+                .filter(|known| known.cron == key)
+                .map(|known| known.parsed.clone());
+            let cron = match planned.map_or_else(|| schedule.cron_schedule(), Ok) {
                 Ok(cron) => cron,
                 Err(error) => {
                     if !followed.contains_key(&schedule.id) {
@@ -168,7 +177,6 @@ impl ScheduleRunner {
                 }
             };
             seen.insert(schedule.id.clone());
-            let key = (schedule.cron.clone(), schedule.timezone.clone());
             let first_look = followed
                 .get(&schedule.id)
                 .is_none_or(|known| known.cron != key);
@@ -196,6 +204,7 @@ impl ScheduleRunner {
                         type_id: schedule.type_id().to_string(),
                         handled: latest.unwrap_or(now),
                         cron: key,
+                        parsed: cron.clone(),
                         intervals: next.and_then(|_| cron.intervals(now)),
                         next,
                         last_run: None,
