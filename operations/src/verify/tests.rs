@@ -454,3 +454,30 @@ async fn a_response_lists_the_first_thousand_problems() {
         "{errors:?}"
     );
 }
+
+/// A manifest from a hostile bucket naming objects outside the node's prefix (a path that climbs, an absolute
+/// one): the verification fails naming the key, and reads nothing, even where a file of the right size waits there.
+#[tokio::test]
+async fn a_manifest_naming_objects_outside_the_prefix_is_refused() {
+    for hostile in ["data/ks/../../../../outside-Data.db", "/etc/hostname"] {
+        let bucket = Bucket::new();
+        let keys = bucket.backup("n1", &name(1000), &FILES, HashAlgorithm::Sha256);
+        let manifest = bucket.object("n1", &format!("manifests/{}.json", name(1000)));
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, text.replace(&keys[0], hostile)).unwrap();
+        // What a verification that followed the key would find: present, of the manifest's size.
+        // (the climbing key resolves, from the node's directory, to the cluster's).
+        write(
+            &bucket.dir.path().join("bucket/cluster/outside-Data.db"),
+            FILES[0].1,
+        );
+        let (state, errors, response) = run(json!({"type": "verify", "deep": true,
+            "storageLocation": bucket.location("n1"), "snapshotTag": "nightly"}))
+        .await;
+        assert_eq!(state, OperationState::Failed, "{hostile}: {response}");
+        assert!(
+            errors.iter().any(|error| error.contains(hostile)),
+            "{hostile}: {errors:?}"
+        );
+    }
+}
