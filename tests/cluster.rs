@@ -37,6 +37,7 @@ fn schema() {
         for keyspace in [
             "cw_restore",
             "cw_killed",
+            "cw_takeover",
             "cw_stopped",
             "cw_preflight",
             "cw_cancel",
@@ -60,7 +61,9 @@ fn schema() {
             1,
             &format!("CONSISTENCY ALL; BEGIN UNLOGGED BATCH {inserts} APPLY BATCH"),
         );
-        for keyspace in ["cw_killed", "cw_stopped", "cw_cancel"] {
+        // Each slow backup has a keyspace of its own: a backup only uploads what the bucket lacks, so a second
+        // test backing up the same files would finish at once, whichever test ran first.
+        for keyspace in ["cw_killed", "cw_takeover", "cw_stopped", "cw_cancel"] {
             cassandra::load_rows(1, keyspace, "t", SLOW_ROWS, 1000);
         }
         for keyspace in ["cw_preflight", "cw_rolling", "cw_sched"] {
@@ -986,7 +989,7 @@ fn a_global_backup_whose_coordinator_dies_is_taken_over_by_another_sidecar_and_c
 
     let id = coordinator
         .client()
-        .submit(slow_backup("cw_killed", "cwtakeover"))["id"]
+        .submit(slow_backup("cw_takeover", "cwtakeover"))["id"]
         .as_str()
         .unwrap()
         .to_string();

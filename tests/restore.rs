@@ -429,7 +429,9 @@ fn bad_nodes_and_tokens_fail_clearly() {
 
     // A node that does not answer.
     let nowhere = sidecar_with_jmx(&store, "127.0.0.1:1");
-    let mut body = restore_body("IMPORT", "tk1", "tk", &Scratch::absent("down"));
+    // Bound, not a temporary: the restore writes its journal there after this line, and the drop removes it.
+    let down = Scratch::absent("down");
+    let mut body = restore_body("IMPORT", "tk1", "tk", &down);
     body["storageLocation"] = json!(location);
     let failed = run(&nowhere, body.clone(), "FAILED");
     let error = failed["errors"][0]["message"].as_str().unwrap();
