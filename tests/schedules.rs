@@ -144,6 +144,30 @@ fn a_schedule_backs_up_on_its_ticks_keeps_the_last_two_and_stops_when_deleted() 
     for removal in operations_of(&sidecar, "remove-backup") {
         assert_eq!(removal["state"], "COMPLETED", "{removal:#}");
     }
+    // The retention run shows in the schedule's lastRun (until the next backup's run takes its place) and in the
+    // metrics.
+    eventually_within(
+        "a lastRun with its completed retention run",
+        Duration::from_secs(60),
+        || {
+            let seen = client.get(&format!("/schedules/{id}")).json();
+            let retention = &seen["lastRun"]["retention"];
+            (retention["state"] == "COMPLETED" && retention["operationId"].is_string())
+                .then_some(())
+        },
+    );
+    eventually_within(
+        "the retention's success is a metric",
+        Duration::from_secs(10),
+        || {
+            metric(
+                &sidecar,
+                "daedalus_schedule_last_retention_success",
+                &[("schedule", &id), ("type", "backup")],
+            )
+            .filter(|value| *value == 1.0)
+        },
+    );
     let kept = manifests(&store, "schedules", "ticks");
     assert_eq!(
         kept.len(),

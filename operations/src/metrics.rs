@@ -56,6 +56,7 @@ pub struct Metrics {
     schedule_interval: Family<Labels, Gauge<f64, AtomicU64>>,
     schedule_last_run: Family<Labels, Gauge<f64, AtomicU64>>,
     schedule_last_success: Family<Labels, Gauge>,
+    schedule_retention_success: Family<Labels, Gauge>,
     /// The freshness series set for each schedule (`backup_found`), so that forgetting a schedule removes them all:
     /// `Family` cannot look its series up by one label.
     schedule_freshness: std::sync::Mutex<HashMap<String, HashSet<Labels>>>,
@@ -182,12 +183,19 @@ impl Metrics {
             "1 when a schedule's last finished run ended COMPLETED, 0 when it ended otherwise (or could not be submitted), by schedule id and operation type; every sidecar following the schedule shows the same, whichever sidecar ran it",
             Described(schedule_last_success.clone()),
         );
+        let schedule_retention_success = Family::default();
+        registry.register(
+            "schedule_last_retention_success",
+            "1 when the retention run (a remove-backup) after a schedule's last completed backup ended COMPLETED, 0 when it ended otherwise (or could not be submitted), by schedule id and operation type; absent until a retention run of the schedule ended",
+            Described(schedule_retention_success.clone()),
+        );
         Metrics {
             registry,
             schedule_next_run,
             schedule_interval,
             schedule_last_run,
             schedule_last_success,
+            schedule_retention_success,
             schedule_freshness: Default::default(),
             submitted,
             finished,
@@ -364,6 +372,13 @@ impl Metrics {
             .set(i64::from(succeeded));
     }
 
+    /// The retention run after a schedule's last completed backup ended, COMPLETED or not.
+    pub fn schedule_retention_ran(&self, schedule: &str, type_id: &str, succeeded: bool) {
+        self.schedule_retention_success
+            .get_or_create(&schedule_labels(schedule, type_id))
+            .set(i64::from(succeeded));
+    }
+
     /// A schedule was deleted (or is no longer this sidecar's to follow): its series go, its backup freshness too.
     pub fn schedule_forgotten(&self, schedule: &str, type_id: &str) {
         self.schedule_freshness_forgotten(schedule);
@@ -372,6 +387,7 @@ impl Metrics {
         self.schedule_interval.remove(&labels);
         self.schedule_last_run.remove(&labels);
         self.schedule_last_success.remove(&labels);
+        self.schedule_retention_success.remove(&labels);
     }
 
     pub fn set_cassandra_reachable(&self, reachable: bool) {

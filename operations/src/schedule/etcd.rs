@@ -146,6 +146,9 @@ impl ScheduleStore for EtcdScheduleStore {
                 let Some((mut schedule, revision)) = self.read(id).await? else {
                     return Ok(());
                 };
+                if !run.replaces(schedule.last_run.as_ref()) {
+                    return Ok(());
+                }
                 schedule.last_run = Some(run.clone());
                 if self
                     .keys

@@ -83,8 +83,46 @@ pub struct LastRun {
     pub state: OperationState,
     /// When it was submitted (or tried to be).
     pub time: DateTime<Utc>,
+    /// Why it could not be submitted, or why it ended FAILED: kept here because the operation itself expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The `remove-backup` of the schedule's retention, once a completed backup submitted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionRun>,
+}
+
+/// The retention run that followed a schedule's completed backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionRun {
+    /// The `remove-backup` submitted; `None` when it could not be submitted (then `error` says why).
+    pub operation_id: Option<Uuid>,
+    pub state: OperationState,
+    /// Why it could not be submitted, or why it ended FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LastRun {
+    /// A run of the schedule that has not been submitted, or ended FAILED at once.
+    pub fn refused(time: DateTime<Utc>, error: String) -> LastRun {
+        LastRun {
+            operation_id: None,
+            state: OperationState::Failed,
+            time,
+            error: Some(error),
+            retention: None,
+        }
+    }
+
+    /// Whether this may be written over `stored`: it is news of the same run, or of a run submitted no earlier.
+    /// A runner that follows an older run (its retention, say) must not hide a newer run another runner recorded.
+    pub fn replaces(&self, stored: Option<&LastRun>) -> bool {
+        stored.is_none_or(|stored| {
+            (self.operation_id.is_some() && self.operation_id == stored.operation_id)
+                || self.time >= stored.time
+        })
+    }
 }
 
 impl Schedule {
@@ -219,5 +257,37 @@ mod tests {
         assert_eq!(view["createdAt"], "2026-01-01T00:00:00Z");
         assert!(view.get("lastRun").is_none(), "{view}");
         assert!(!schedule.is_global());
+    }
+
+    /// A runner that follows an older run's retention must not write over the newer run another runner recorded;
+    /// news of the same run, or of a later one, is written.
+    #[test]
+    fn a_last_run_replaces_only_the_same_run_or_an_earlier_one() {
+        let run = |id: u128, time: &str| LastRun {
+            operation_id: Some(Uuid::from_u128(id)),
+            state: OperationState::Running,
+            time: at(time),
+            error: None,
+            retention: None,
+        };
+        let older = run(1, "2026-01-01T03:00:00Z");
+        let newer = run(2, "2026-01-02T03:00:00Z");
+        assert!(older.replaces(None));
+        assert!(newer.replaces(Some(&older)));
+        assert!(!older.replaces(Some(&newer)));
+        let older_with_retention = LastRun {
+            retention: Some(RetentionRun {
+                operation_id: Some(Uuid::from_u128(3)),
+                state: OperationState::Completed,
+                error: None,
+            }),
+            ..older.clone()
+        };
+        assert!(!older_with_retention.replaces(Some(&newer)));
+        assert!(older_with_retention.replaces(Some(&older)));
+        // A run that could not be submitted has no operation; it is later than the one before it.
+        let refused = LastRun::refused(at("2026-01-03T03:00:00Z"), "refused".into());
+        assert!(refused.replaces(Some(&newer)));
+        assert!(!older.replaces(Some(&refused)));
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::cron::CronSchedule;
 use super::store::ScheduleStore;
-use super::{LastRun, Schedule, missed_tick};
+use super::{LastRun, RetentionRun, Schedule, missed_tick};
 use crate::executor::Executor;
 use crate::operation::Services;
 use crate::record::OperationRecord;
@@ -251,6 +251,15 @@ impl ScheduleRunner {
                         epoch_seconds(run.time),
                         run.state == OperationState::Completed,
                     );
+                    if let Some(retention) =
+                        run.retention.as_ref().filter(|r| r.state.is_terminal())
+                    {
+                        metrics.schedule_retention_ran(
+                            &schedule.id,
+                            schedule.type_id(),
+                            retention.state == OperationState::Completed,
+                        );
+                    }
                     // At the first look the freshness was read above already.
                     if !first_look && schedule.type_id() == "backup" {
                         self.refresh_freshness(&schedule);
@@ -366,23 +375,22 @@ impl ScheduleRunner {
             Ok(record) => record,
             Err(error) => {
                 tracing::warn!(schedule = id, %tick, %error, "a scheduled run could not be submitted");
-                self.record(
-                    id,
-                    LastRun {
-                        operation_id: None,
-                        state: OperationState::Failed,
-                        time: Utc::now(),
-                        error: Some(error),
-                    },
-                )
-                .await;
+                self.record(id, LastRun::refused(Utc::now(), error)).await;
                 return;
             }
         };
         tracing::info!(schedule = id, %tick, operation = %record.id(), r#type = schedule.type_id(), "scheduled run submitted");
         let submitted = Utc::now();
-        let state = self.follow(id, &record, submitted, &stop).await;
-        if state != Some(OperationState::Completed) || schedule.type_id() != "backup" {
+        let ended = self
+            .follow(id, &record, &stop, |state| LastRun {
+                operation_id: Some(record.id()),
+                state,
+                time: submitted,
+                error: failure(&record, state),
+                retention: None,
+            })
+            .await;
+        if ended != Some(OperationState::Completed) || schedule.type_id() != "backup" {
             return;
         }
         let Some(body) = retention_request(&schedule, record.response().as_ref()) else {
@@ -402,14 +410,51 @@ impl ScheduleRunner {
                 tracing::warn!(schedule = id, %error, "could not read the schedule before its retention run; running it");
             }
         }
-        match self.submit(&body).await {
-            Ok(removal) => {
-                tracing::info!(schedule = id, operation = %removal.id(), "retention run submitted");
-            }
+        let backup = LastRun {
+            operation_id: Some(record.id()),
+            state: OperationState::Completed,
+            time: submitted,
+            error: None,
+            retention: None,
+        };
+        self.run_retention(id, backup, &body, &stop).await;
+    }
+
+    /// Submits the retention `remove-backup` of the completed `backup` and records it under `lastRun.retention` as it
+    /// goes, so that a removal that fails (the bucket keeps growing) shows in the schedule and its metrics.
+    async fn run_retention(
+        &self,
+        id: &str,
+        backup: LastRun,
+        body: &Map<String, Value>,
+        stop: &CancellationToken,
+    ) {
+        let with = |retention: RetentionRun| LastRun {
+            retention: Some(retention),
+            ..backup.clone()
+        };
+        let removal = match self.submit(body).await {
+            Ok(removal) => removal,
             Err(error) => {
                 tracing::warn!(schedule = id, %error, "the retention run could not be submitted");
+                let refused = RetentionRun {
+                    operation_id: None,
+                    state: OperationState::Failed,
+                    error: Some(error),
+                };
+                self.record(id, with(refused)).await;
+                return;
             }
-        }
+        };
+        tracing::info!(schedule = id, operation = %removal.id(), "retention run submitted");
+        self.follow(id, &removal, stop, |state| {
+            with(RetentionRun {
+                operation_id: Some(removal.id()),
+                state,
+                error: failure(&removal, state),
+            })
+        })
+        .await;
     }
 
     /// Gives the claim of a run abandoned before it was submitted back, so a catching-up sidecar may run the tick.
@@ -419,29 +464,21 @@ impl ScheduleRunner {
         }
     }
 
-    /// Records `lastRun` as the operation goes (submitted, running, ended); the state it ended in, or `None` when the
-    /// runner stopped first (the operation is the executor's then).
+    /// Records `last_run(state)` as schedule `id`'s `lastRun` at each state `record` takes until it ends (its state at
+    /// the start first); the state it ended in, or `None` when the runner stopped first (the operation is the
+    /// executor's then).
     async fn follow(
         &self,
         id: &str,
-        record: &Arc<OperationRecord>,
-        submitted: DateTime<Utc>,
+        record: &OperationRecord,
         stop: &CancellationToken,
+        last_run: impl Fn(OperationState) -> LastRun,
     ) -> Option<OperationState> {
         let mut recorded = None;
         loop {
             let state = record.state();
             if recorded != Some(state) {
-                self.record(
-                    id,
-                    LastRun {
-                        operation_id: Some(record.id()),
-                        state,
-                        time: submitted,
-                        error: None,
-                    },
-                )
-                .await;
+                self.record(id, last_run(state)).await;
                 recorded = Some(state);
             }
             if state.is_terminal() {
@@ -521,6 +558,19 @@ pub fn retention_request(
         body.insert("olderThan".into(), Value::String(max_age.clone()));
     }
     Some(body)
+}
+
+/// Why an operation that ended FAILED failed, as its errors say: the first, and how many more there are.
+fn failure(record: &OperationRecord, state: OperationState) -> Option<String> {
+    if state != OperationState::Failed {
+        return None;
+    }
+    let errors = record.status().errors;
+    let first = errors.first()?;
+    Some(match errors.len() {
+        1 => first.message.clone(),
+        count => format!("{} (and {} more)", first.message, count - 1),
+    })
 }
 
 fn epoch_seconds(at: DateTime<Utc>) -> f64 {
@@ -673,6 +723,7 @@ mod tests {
             state: OperationState::Completed,
             time: Utc::now() - chrono::Duration::hours(3),
             error: None,
+            retention: None,
         });
         let id = schedule.id.clone();
         f.store.insert(schedule).await.unwrap();
@@ -689,6 +740,7 @@ mod tests {
             state: OperationState::Completed,
             time: Utc::now(),
             error: None,
+            retention: None,
         });
         f.store.insert(recent).await.unwrap();
         let stop = CancellationToken::new();
@@ -1032,6 +1084,7 @@ mod tests {
             state: OperationState::Failed,
             time: ran_at("2026-01-01T03:00:02Z"),
             error: None,
+            retention: None,
         });
         f.runner.look(&mut followed, vec![schedule.clone()], now);
         assert_eq!(series("schedule_last_run_success").as_deref(), Some("0"));
@@ -1045,6 +1098,7 @@ mod tests {
             state: OperationState::Running,
             time: ran_at("2026-01-02T03:00:01Z"),
             error: None,
+            retention: None,
         });
         f.runner.look(&mut followed, vec![schedule.clone()], now);
         assert_eq!(series("schedule_last_run_success").as_deref(), Some("0"));
@@ -1056,6 +1110,89 @@ mod tests {
             series("schedule_last_run_timestamp_seconds").as_deref(),
             Some("1767322801.0")
         );
+    }
+
+    /// A retention run that fails, and one that cannot be submitted, show under `lastRun.retention` with why, and in
+    /// `daedalus_schedule_last_retention_success`: a bucket that keeps growing is seen, also after the removal's
+    /// operation has expired.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_retention_run_is_recorded_with_why_and_in_the_metrics() {
+        let f = fixture();
+        let schedule = f
+            .rules
+            .schedule(
+                json!({"cron": "0 0 3 * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
+                Utc::now(),
+            )
+            .unwrap();
+        let id = schedule.id.clone();
+        f.store.insert(schedule).await.unwrap();
+        let backup = LastRun {
+            operation_id: Some(uuid::Uuid::new_v4()),
+            state: OperationState::Completed,
+            time: Utc::now(),
+            error: None,
+            retention: None,
+        };
+        let stop = CancellationToken::new();
+        let retention_after = async |body: Value| {
+            let body = body.as_object().unwrap();
+            f.runner
+                .run_retention(&id, backup.clone(), body, &stop)
+                .await;
+            f.store.get(&id).await.unwrap().unwrap()
+        };
+        let success = |schedule: Schedule| {
+            let mut followed = HashMap::new();
+            f.runner.look(&mut followed, vec![schedule], Utc::now());
+            let prefix = format!(
+                "daedalus_schedule_last_retention_success{{schedule=\"{id}\",type=\"sleep\"}} "
+            );
+            f.metrics
+                .encode()
+                .lines()
+                .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+        };
+
+        // The bucket is a file, not a directory: the removal runs and fails.
+        let not_a_directory = tempfile::NamedTempFile::new().unwrap();
+        let failed = retention_after(json!({"type": "remove-backup",
+            "storageLocation": format!("file://{}/cluster/dc/node", not_a_directory.path().display()),
+            "snapshotTag": "schedule-s", "keepLast": 1}))
+        .await;
+        let last = failed.last_run.clone().unwrap();
+        assert_eq!(
+            (last.operation_id, last.state),
+            (backup.operation_id, OperationState::Completed),
+            "the backup's own record stays: {last:?}"
+        );
+        let retention = last.retention.unwrap();
+        assert_eq!(retention.state, OperationState::Failed, "{retention:?}");
+        assert!(retention.operation_id.is_some(), "{retention:?}");
+        assert!(
+            retention.error.as_deref().is_some_and(|e| !e.is_empty()),
+            "{retention:?}"
+        );
+        assert_eq!(success(failed).as_deref(), Some("0"));
+
+        // Refused at submission: no operation, the refusal as the error.
+        let refused = retention_after(json!({"type": "remove-backup",
+            "storageLocation": "file:///tmp/bucket/cluster/dc/node", "snapshotTag": "schedule-s", "keepLast": 0}))
+        .await;
+        let retention = refused.last_run.clone().unwrap().retention.unwrap();
+        assert_eq!(
+            (retention.operation_id, retention.state),
+            (None, OperationState::Failed)
+        );
+        assert!(
+            retention
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("keepLast"),
+            "{retention:?}"
+        );
+        assert_eq!(success(refused).as_deref(), Some("0"));
     }
 
     /// A cron no date matches (in a store written by hand, or from before it was refused) is searched once, not at

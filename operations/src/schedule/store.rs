@@ -40,7 +40,8 @@ pub trait ScheduleStore: Send + Sync + std::fmt::Debug + 'static {
     /// Removes a schedule; whether it existed.
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, ScheduleStoreError>>;
 
-    /// Sets a schedule's `lastRun` (nothing when the schedule was deleted meanwhile).
+    /// Sets a schedule's `lastRun`: nothing when the schedule was deleted meanwhile, or when the stored one is of a
+    /// later run ([`LastRun::replaces`]).
     fn record_run<'a>(
         &'a self,
         id: &'a str,
@@ -131,7 +132,9 @@ impl ScheduleStore for InMemoryScheduleStore {
         id: &'a str,
         run: LastRun,
     ) -> BoxFuture<'a, Result<(), ScheduleStoreError>> {
-        if let Some(schedule) = lock(&self.schedules).get_mut(id) {
+        if let Some(schedule) = lock(&self.schedules).get_mut(id)
+            && run.replaces(schedule.last_run.as_ref())
+        {
             schedule.last_run = Some(run);
         }
         async move { Ok(()) }.boxed()
@@ -151,7 +154,6 @@ impl ScheduleStore for InMemoryScheduleStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::OperationState;
     use chrono::Utc;
 
     fn schedule(id: &str) -> Schedule {
@@ -189,12 +191,7 @@ mod tests {
             .map(|s| s.id)
             .collect();
         assert_eq!(ids, ["a", "b"]);
-        let run = LastRun {
-            operation_id: None,
-            state: OperationState::Failed,
-            time: Utc::now(),
-            error: Some("refused".into()),
-        };
+        let run = LastRun::refused(Utc::now(), "refused".into());
         store.record_run("a", run.clone()).await.unwrap();
         store.record_run("gone", run.clone()).await.unwrap();
         assert_eq!(store.get("a").await.unwrap().unwrap().last_run, Some(run));
