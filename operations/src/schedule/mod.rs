@@ -104,7 +104,7 @@ pub struct RetentionRun {
 }
 
 impl LastRun {
-    /// A run of the schedule that has not been submitted, or ended FAILED at once.
+    /// A run that could not be submitted: FAILED, with no operation, and `error` saying why.
     pub fn refused(time: DateTime<Utc>, error: String) -> LastRun {
         LastRun {
             operation_id: None,
