@@ -58,7 +58,11 @@ pub async fn create(
     }
     let body = read_json(&request, payload, state.body_limits).await?;
     let now = Utc::now();
-    let mut schedule = state.schedules.rules.schedule(body, now)?;
+    // A time zone other than UTC is read from the tz database: file I/O, kept off the async workers.
+    let rules = state.schedules.rules.clone();
+    let mut schedule = tokio::task::spawn_blocking(move || rules.schedule(body, now))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot check the schedule: {e}")))??;
     // In a shared store a node-local schedule is this sidecar's to run; a cluster-wide one any sidecar's.
     if !schedule.is_global() {
         schedule.sidecar = state.schedules.store.sidecar();

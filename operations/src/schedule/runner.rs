@@ -629,6 +629,18 @@ mod tests {
         }
     }
 
+    impl Fixture {
+        /// A schedule of a `sleep` of `duration` on `cron`, created at `created_at`.
+        fn sleeping(&self, cron: &str, duration: &str, created_at: DateTime<Utc>) -> Schedule {
+            self.rules
+                .schedule(
+                    json!({"cron": cron, "operation": {"type": "sleep", "duration": duration}}),
+                    created_at,
+                )
+                .unwrap()
+        }
+    }
+
     fn sleeps(operations: &Arc<dyn OperationStore>) -> Vec<Arc<OperationRecord>> {
         let filter = OperationFilter {
             types: ["sleep".to_string()].into(),
@@ -640,13 +652,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_schedule_every_second_runs_records_its_last_run_and_stops_when_deleted() {
         let f = fixture();
-        let schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "* * * * * *", "operation": {"type": "sleep", "duration": "100ms"}}),
-                Utc::now(),
-            )
-            .unwrap();
+        let schedule = f.sleeping("* * * * * *", "100ms", Utc::now());
         let id = schedule.id.clone();
         f.store.insert(schedule).await.unwrap();
         let stop = CancellationToken::new();
@@ -687,13 +693,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tick_that_comes_while_the_last_run_is_unfinished_is_skipped() {
         let f = fixture();
-        let schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "* * * * * *", "operation": {"type": "sleep", "duration": "10s"}}),
-                Utc::now(),
-            )
-            .unwrap();
+        let schedule = f.sleeping("* * * * * *", "10s", Utc::now());
         let id = schedule.id.clone();
         f.store.insert(schedule).await.unwrap();
         let stop = CancellationToken::new();
@@ -711,13 +711,11 @@ mod tests {
     async fn a_tick_missed_while_down_runs_once_at_start() {
         let f = fixture();
         // Hourly, created a day ago, last run three hours ago: many ticks missed, one run.
-        let mut schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "0 0 * * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
-                Utc::now() - chrono::Duration::days(1),
-            )
-            .unwrap();
+        let mut schedule = f.sleeping(
+            "0 0 * * * *",
+            "10ms",
+            Utc::now() - chrono::Duration::days(1),
+        );
         schedule.last_run = Some(LastRun {
             operation_id: None,
             state: OperationState::Completed,
@@ -728,13 +726,11 @@ mod tests {
         let id = schedule.id.clone();
         f.store.insert(schedule).await.unwrap();
         // One that ran after its latest tick misses nothing.
-        let mut recent = f
-            .rules
-            .schedule(
-                json!({"cron": "0 0 0 1 1 *", "operation": {"type": "sleep", "duration": "10ms"}}),
-                Utc::now() - chrono::Duration::days(800),
-            )
-            .unwrap();
+        let mut recent = f.sleeping(
+            "0 0 0 1 1 *",
+            "10ms",
+            Utc::now() - chrono::Duration::days(800),
+        );
         recent.last_run = Some(LastRun {
             operation_id: None,
             state: OperationState::Completed,
@@ -757,13 +753,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_that_cannot_be_submitted_is_recorded_as_failed() {
         let f = fixture();
-        let mut schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "* * * * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
-                Utc::now(),
-            )
-            .unwrap();
+        let mut schedule = f.sleeping("* * * * * *", "10ms", Utc::now());
         // As a shared store could hold it after an upgrade took a type away.
         schedule.operation.insert("type".into(), json!("vanished"));
         let id = schedule.id.clone();
@@ -1057,13 +1047,7 @@ mod tests {
     #[tokio::test]
     async fn the_metrics_follow_the_stored_last_run_whoever_ran_it() {
         let f = fixture();
-        let mut schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "0 0 3 * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
-                Utc::now(),
-            )
-            .unwrap();
+        let mut schedule = f.sleeping("0 0 3 * * *", "10ms", Utc::now());
         let id = schedule.id.clone();
         let series = |name: &str| {
             let text = f.metrics.encode();
@@ -1118,13 +1102,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_retention_run_is_recorded_with_why_and_in_the_metrics() {
         let f = fixture();
-        let schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "0 0 3 * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
-                Utc::now(),
-            )
-            .unwrap();
+        let schedule = f.sleeping("0 0 3 * * *", "10ms", Utc::now());
         let id = schedule.id.clone();
         f.store.insert(schedule).await.unwrap();
         let backup = LastRun {
@@ -1200,13 +1178,11 @@ mod tests {
     #[tokio::test]
     async fn a_cron_without_a_future_tick_is_not_searched_again() {
         let f = fixture();
-        let mut schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "0 0 3 * * *", "operation": {"type": "sleep", "duration": "10ms"}}),
-                Utc::now() - chrono::Duration::days(3),
-            )
-            .unwrap();
+        let mut schedule = f.sleeping(
+            "0 0 3 * * *",
+            "10ms",
+            Utc::now() - chrono::Duration::days(3),
+        );
         schedule.cron = "0 0 0 31 2 *".into();
         let id = schedule.id.clone();
         let mut followed = HashMap::new();
@@ -1304,13 +1280,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_ending_after_its_schedule_was_deleted_leaves_no_series() {
         let f = fixture();
-        let schedule = f
-            .rules
-            .schedule(
-                json!({"cron": "* * * * * *", "operation": {"type": "sleep", "duration": "1500ms"}}),
-                Utc::now(),
-            )
-            .unwrap();
+        let schedule = f.sleeping("* * * * * *", "1500ms", Utc::now());
         let id = schedule.id.clone();
         f.store.insert(schedule).await.unwrap();
         let stop = CancellationToken::new();

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    TxnResponse,
 };
 
 use super::WRITE_DEADLINE;
@@ -136,14 +137,7 @@ impl EtcdKeys {
             .when([Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(full.clone(), value.clone(), options)])
             .or_else([TxnOp::get(full.clone(), None)]);
-        let response = self
-            .members
-            .run(WRITE_DEADLINE, |mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await
-            .map_err(|error| self.error(error))?;
+        let response = self.transact(txn).await?;
         if response.succeeded() {
             return Ok(true);
         }
@@ -175,15 +169,19 @@ impl EtcdKeys {
                 revision,
             )])
             .and_then([TxnOp::put(full, value, None)]);
-        let response = self
-            .members
+        let response = self.transact(txn).await?;
+        Ok(response.succeeded())
+    }
+
+    /// Runs `txn` (again, should a member fail to answer).
+    async fn transact(&self, txn: Txn) -> Result<TxnResponse, KeysError> {
+        self.members
             .run(WRITE_DEADLINE, |mut client| {
                 let txn = txn.clone();
                 async move { client.txn(txn).await }
             })
             .await
-            .map_err(|error| self.error(error))?;
-        Ok(response.succeeded())
+            .map_err(|error| self.error(error))
     }
 
     /// Deletes `key`; whether it existed.
@@ -207,14 +205,7 @@ impl EtcdKeys {
         let txn = Txn::new()
             .when([Compare::value(full.clone(), CompareOp::Equal, value)])
             .and_then([TxnOp::delete(full, None)]);
-        let response = self
-            .members
-            .run(WRITE_DEADLINE, |mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await
-            .map_err(|error| self.error(error))?;
+        let response = self.transact(txn).await?;
         Ok(response.succeeded())
     }
 
