@@ -58,47 +58,8 @@ fn truncate() {
     assert_eq!(rows(), 0);
 }
 
-/// Esop 3.0.1 walks the node's whole data directory after its snapshot (`Snapshots.parse`) and fails on the first
-/// file it listed that is gone when it reads it: a compaction finishing mid-walk, in any keyspace, fails the run
-/// with `Unable to parse snapshots` (`NoSuchFileException`). That race is Esop's; so that this suite does not lose
-/// it, no compaction starts on the node while Esop runs, and the ones under way are waited out. A node start
-/// turns compaction on again, so this is done before every run.
-fn hold_files_still() {
-    let keyspaces: Vec<String> = serde_json::from_str(&cassandra::jmx(
-        NODE,
-        &["--json", "get", STORAGE_SERVICE, "Keyspaces"],
-    ))
-    .expect("the node's keyspaces as a JSON list");
-    for keyspace in keyspaces {
-        cassandra::jmx(
-            NODE,
-            &[
-                "invoke",
-                STORAGE_SERVICE,
-                "disableAutoCompaction",
-                &format!("string:{keyspace}"),
-                "string[]:",
-            ],
-        );
-    }
-    support::eventually("no compaction is running on the node", || {
-        let running = cassandra::jmx(
-            NODE,
-            &[
-                "--json",
-                "get",
-                "org.apache.cassandra.db:type=CompactionManager",
-                "Compactions",
-            ],
-        );
-        (running.trim() == "[]").then_some(())
-    });
-}
-
-const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
-
 fn esop(args: &[String]) -> Output {
-    hold_files_still();
+    cassandra::hold_files_still(NODE);
     let output = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/esop"))
         .arg("run")
         .args(args)

@@ -75,6 +75,19 @@ fn fleet() -> Fleet {
             ICARUS,
             "CREATE TABLE IF NOT EXISTS mixed.t (id int PRIMARY KEY, v text)",
         );
+        // The nodes outlive a run: the snapshots the last run's TRUNCATEs left would lengthen Esop's walk each run.
+        for node in [ICARUS, DAEDALUS[0], DAEDALUS[1]] {
+            cassandra::jmx(
+                node,
+                &[
+                    "invoke",
+                    "org.apache.cassandra.db:type=StorageService",
+                    "clearSnapshot",
+                    "string:",
+                    "string[]:mixed",
+                ],
+            );
+        }
     });
     let daedalus = DAEDALUS
         .iter()
@@ -130,6 +143,8 @@ fn http() -> reqwest::blocking::Client {
 
 /// Submits `body` to the sidecar beside `node` (Icarus or Daedalus) and waits until the operation ends.
 fn run_on(node: usize, body: Value, within: Duration) -> Value {
+    // Whoever coordinates, Icarus's part runs Esop on its node.
+    cassandra::hold_files_still(ICARUS);
     let http = http();
     let response = http
         .post(format!("{}/operations", sidecar_url(node)))

@@ -227,6 +227,44 @@ pub fn no_autocompaction(keyspace: &str, table: &str) {
     );
 }
 
+/// Holds node `node`'s SSTable files still for Esop 3.0.1 (run by `scripts/esop`, or by Icarus), which walks the
+/// node's whole data directory after its snapshot (`Snapshots.parse`) and fails on the first file it listed that is
+/// gone when it reads it: a compaction finishing mid-walk, in any keyspace, fails the run with `Unable to parse
+/// snapshots` (`NoSuchFileException`). That race is Esop's; so that this suite does not lose it, no compaction starts
+/// on the node while Esop runs, and the ones under way are waited out. A node start turns compaction on again, so
+/// this is done before every run.
+pub fn hold_files_still(node: usize) {
+    let keyspaces: Vec<String> =
+        serde_json::from_str(&jmx(node, &["--json", "get", STORAGE_SERVICE, "Keyspaces"]))
+            .expect("the node's keyspaces as a JSON list");
+    for keyspace in keyspaces {
+        jmx(
+            node,
+            &[
+                "invoke",
+                STORAGE_SERVICE,
+                "disableAutoCompaction",
+                &format!("string:{keyspace}"),
+                "string[]:",
+            ],
+        );
+    }
+    super::eventually("no compaction is running on the node", || {
+        let running = jmx(
+            node,
+            &[
+                "--json",
+                "get",
+                "org.apache.cassandra.db:type=CompactionManager",
+                "Compactions",
+            ],
+        );
+        (running.trim() == "[]").then_some(())
+    });
+}
+
+const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
+
 /// Copies the SSTable files (not the snapshots or backups below them) of a table directory into `target`.
 pub fn copy_sstables(table_dir: &std::path::Path, target: &std::path::Path) -> usize {
     std::fs::create_dir_all(target).unwrap();
