@@ -127,6 +127,17 @@ fn snapshot_contents(sidecar: &Sidecar, keyspace: &str) -> BTreeMap<String, Vec<
 }
 
 /// Snapshot directories of `keyspace` on node 1 whose name starts with `tag`.
+/// Whether snapshot `name` is the tag itself or was taken under it (`TAG-SCHEMA-MILLIS`).
+fn names_tag(name: &str, tag: &str) -> bool {
+    name == tag || name.starts_with(&format!("{tag}-"))
+}
+
+/// A tag of this run's own: the nodes outlive a run, and a snapshot that a run cut short left behind must not be
+/// taken for this run's.
+fn this_runs(tag: &str) -> String {
+    format!("{tag}-p{}", std::process::id())
+}
+
 fn snapshots_named(keyspace: &str, tag: &str) -> Vec<PathBuf> {
     let root = cassandra::node_dir(1).join("data").join(keyspace);
     let mut found = Vec::new();
@@ -135,7 +146,7 @@ fn snapshots_named(keyspace: &str, tag: &str) -> Vec<PathBuf> {
             found.extend(
                 snapshots
                     .filter_map(Result::ok)
-                    .filter(|s| s.file_name().to_string_lossy().starts_with(tag))
+                    .filter(|s| names_tag(&s.file_name().to_string_lossy(), tag))
                     .map(|s| s.path()),
             );
         }
@@ -539,23 +550,25 @@ fn bad_locations_are_refused() {
             .is_dir()
     );
 
-    // A snapshot under the backup's tag exists already (someone else's): the backup fails and leaves it alone.
+    // A snapshot under the backup's tag exists already (someone else's): the backup fails and leaves it alone. A
+    // tag that ends in a number is taken as the snapshot's whole name.
+    let taken = format!("taken-{}", std::process::id());
     run(
         &sidecar,
-        json!({"type": "snapshot", "snapshotTag": "taken-1", "entities": "system_auth"}),
+        json!({"type": "snapshot", "snapshotTag": taken, "entities": "system_auth"}),
         "COMPLETED",
     );
     let clash = run(
         &sidecar,
-        backup_body(&missing, "system_auth", "taken-1"),
+        backup_body(&missing, "system_auth", &taken),
         "FAILED",
     );
     let message = clash["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("already exists"), "{message}");
-    assert!(!snapshots_named("system_auth", "taken-1").is_empty());
+    assert!(!snapshots_named("system_auth", &taken).is_empty());
     run(
         &sidecar,
-        json!({"type": "clear-snapshot", "snapshotTag": "taken-1"}),
+        json!({"type": "clear-snapshot", "snapshotTag": taken}),
         "COMPLETED",
     );
 }
@@ -624,9 +637,10 @@ fn commit_logs_to_s3s_fs_and_a_failing_store_leaves_nothing_behind() {
         return;
     }
     keyspace_with_tables(&sidecar, "bk_s3s");
+    let tag = this_runs("long");
     let failed = run(
         &sidecar,
-        backup_body(&format!("s3://backups/{CLUSTER_PATH}"), "bk_s3s", "long"),
+        backup_body(&format!("s3://backups/{CLUSTER_PATH}"), "bk_s3s", &tag),
         "FAILED",
     );
     let message = failed["errors"][0]["message"].as_str().unwrap();
@@ -642,7 +656,7 @@ fn commit_logs_to_s3s_fs_and_a_failing_store_leaves_nothing_behind() {
         "no manifest for a failed backup"
     );
     assert!(
-        snapshots_named("bk_s3s", "long").is_empty(),
+        snapshots_named("bk_s3s", &tag).is_empty(),
         "the snapshot is cleared"
     );
 }
@@ -670,7 +684,8 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     let location = format!("s3://backups/{CLUSTER_PATH}");
     // 9 MB on this node (RF 3), at 1 MB/s: the data file goes up in two parts, and the store dies after progress
     // shows (the first part, or a small file) and before the second part, which waits seconds for its turn.
-    let mut slow = backup_body(&location, "bk_fault", "stopped");
+    let stopped = this_runs("stopped");
+    let mut slow = backup_body(&location, "bk_fault", &stopped);
     slow["bandwidth"] = json!("1MBPS");
     let id = client.submit(slow)["id"].as_str().unwrap().to_string();
     support::eventually("the upload is under way", || {
@@ -690,7 +705,7 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
             .keys()
             .any(|key| key.contains("/manifests/"))
     );
-    assert!(snapshots_named("bk_fault", "stopped").is_empty());
+    assert!(snapshots_named("bk_fault", &stopped).is_empty());
 
     let rerun = run(
         &sidecar,
@@ -703,7 +718,8 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     check_backup(&sidecar, &InStore(&store, "backups"), "bk_fault", &rerun);
 
     cassandra::load_rows(1, "bk_fault", "t", 150, 60_000);
-    let mut slow = backup_body(&location, "bk_fault", "cancelled");
+    let cancelled = this_runs("cancelled");
+    let mut slow = backup_body(&location, "bk_fault", &cancelled);
     slow["bandwidth"] = json!("1MBPS");
     let id = client.submit(slow)["id"].as_str().unwrap().to_string();
     support::eventually("the upload is under way", || {
@@ -715,10 +731,10 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
         !store
             .objects("backups")
             .keys()
-            .any(|key| key.contains("/manifests/cancelled")),
+            .any(|key| key.contains(&format!("/manifests/{cancelled}"))),
         "no manifest for a cancelled backup"
     );
-    assert!(snapshots_named("bk_fault", "cancelled").is_empty());
+    assert!(snapshots_named("bk_fault", &cancelled).is_empty());
 
     // An object the backup found in the bucket, and so skipped, is deleted while the backup runs (as a
     // remove-backup beside it could): the backup checks its skipped objects again before writing its manifest, and
@@ -1063,9 +1079,10 @@ fn the_command_line_runs_the_same_backup() {
     // SIGTERM (a Job or its pod being stopped) cancels the backup, which still clears its snapshot: exit code 1,
     // no manifest. Megabytes at 1 MB/s keep it running meanwhile.
     cassandra::load_rows(1, "bk_cli", "t", 50, 60_000);
+    let tag = this_runs("terminated");
     let child = support::daedalus_command()
         .args(["backup", "--sl", &location, "--entities", "bk_cli"])
-        .args(["-s", "terminated", "--bandwidth", "1MBPS"])
+        .args(["-s", &tag, "--bandwidth", "1MBPS"])
         .args(["--jmx-service", &cassandra::jmx_service(1)])
         .args(["--cache-dir", &root.join("cache").display().to_string()])
         .stdout(std::process::Stdio::null())
@@ -1073,7 +1090,7 @@ fn the_command_line_runs_the_same_backup() {
         .spawn()
         .unwrap();
     support::eventually("the backup has taken its snapshot", || {
-        (!snapshots_named("bk_cli", "terminated").is_empty()).then_some(())
+        (!snapshots_named("bk_cli", &tag).is_empty()).then_some(())
     });
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -1081,13 +1098,13 @@ fn the_command_line_runs_the_same_backup() {
     let stderr = String::from_utf8_lossy(&terminated.stderr);
     assert_eq!(terminated.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("backup CANCELLED"), "{stderr}");
-    assert!(snapshots_named("bk_cli", "terminated").is_empty());
+    assert!(snapshots_named("bk_cli", &tag).is_empty());
     let manifests =
         std::fs::read_dir(root.join(format!("bucket/{CLUSTER_PATH}/manifests"))).unwrap();
     assert!(
         !manifests
             .filter_map(Result::ok)
-            .any(|m| m.file_name().to_string_lossy().starts_with("terminated")),
+            .any(|m| m.file_name().to_string_lossy().starts_with(&tag)),
         "no manifest for a terminated backup"
     );
 }

@@ -76,7 +76,12 @@ fn snapshots_on_disk(tag: &str) -> Vec<PathBuf> {
             .flatten()
             .flatten()
         {
-            if snapshot.file_name().to_string_lossy().starts_with(tag) {
+            // `TAG-SCHEMA-MILLIS`, the name a backup gives its snapshot.
+            if snapshot
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{tag}-"))
+            {
                 found.push(snapshot.path());
             }
         }
@@ -156,7 +161,9 @@ fn the_sidecar_follows_cassandra_through_stops_crashes_and_restarts() {
 
     // A clean stop under a running backup: the backup fails naming the cause, and its snapshot, which Cassandra
     // could not be asked to clear then, is cleared once Cassandra is back.
-    let running = client.submit(backup(bucket.path(), "outage"));
+    // A tag of this run's own: the node outlives a run, and a snapshot a run cut short left is not this one's.
+    let tag = format!("outage-p{}", std::process::id());
+    let running = client.submit(backup(bucket.path(), &tag));
     let id = running["id"].as_str().unwrap().to_string();
     eventually("the backup uploads", || {
         let operation = client.operation(&id);
@@ -172,13 +179,13 @@ fn the_sidecar_follows_cassandra_through_stops_crashes_and_restarts() {
     assert_eq!(ended["state"], "FAILED", "{ended}");
     assert!(errors_of(&ended).contains("JMX"), "{ended}");
     assert!(
-        !snapshots_on_disk("outage").is_empty(),
+        !snapshots_on_disk(&tag).is_empty(),
         "Cassandra was down when the backup ended, so its snapshot is still there"
     );
     cassandra::solo_with(NODE, &[("JMX_RMI_PORT", "same")]);
     check_recovered(&sidecar);
     eventually_within("the interrupted backup's snapshot is cleared", LONG, || {
-        snapshots_on_disk("outage").is_empty().then_some(())
+        snapshots_on_disk(&tag).is_empty().then_some(())
     });
 
     // A crash, then a start with the RMI server on a new port.
