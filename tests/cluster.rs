@@ -262,6 +262,29 @@ fn slow_backup(keyspace: &str, tag: &str) -> Value {
     body
 }
 
+/// The global restores of two tests, one at a time: both stage in each node's default staging directory, whose
+/// one journal keeps the records of one backup's restore (a known limit: concurrent restores of different backups
+/// into one staging directory are not supported).
+fn staging_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes what a restore an earlier run cut short left in `keyspace`'s default staging directory on every node:
+/// the nodes outlive a run, and a restore's CLEANUP removes only its own backup's files.
+fn nothing_staged(keyspace: &str) {
+    for node in NODES {
+        let staged = cassandra::node_dir(node)
+            .join("downloadedsstables")
+            .join(keyspace);
+        match std::fs::remove_dir_all(&staged) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => panic!("removing {}: {error}", staged.display()),
+        }
+    }
+}
+
 fn errors(operation: &Value) -> String {
     operation["errors"].to_string()
 }
@@ -285,6 +308,8 @@ fn snapshots_tagged(node: usize, keyspace: &str, tag: &str) -> Vec<String> {
 #[test]
 fn a_global_backup_lands_under_each_host_id_and_global_restores_bring_every_row_back() {
     schema();
+    let _staging = staging_turn();
+    nothing_staged("cw_restore");
     let sidecars = Sidecars::start(&NODES);
     let ids = host_ids(&NODES);
     let cluster = cluster_name(1);
@@ -593,6 +618,8 @@ fn a_peer_down_at_submit_fails_the_pre_flight_and_nothing_starts() {
 
 #[test]
 fn deleting_a_global_operation_cancels_every_part_and_a_part_cancelled_on_its_peer_fails_it() {
+    let _staging = staging_turn();
+    nothing_staged("cw_cancel");
     schema();
     let sidecars = Sidecars::start(&NODES);
     let id = sidecars.submit(2, slow_backup("cw_cancel", "cwcancelled"));

@@ -892,8 +892,19 @@ fn misconfigured_live_restores_fail_before_anything_changes() {
         "the staging directory the restore created is gone"
     );
 
-    // CassKop's staging directory (inside the data directory) and Icarus's (beside it, as a file:// URI).
+    // CassKop's staging directory (inside the data directory) and Icarus's (beside it, as a file:// URI). The node
+    // outlives a run, and CLEANUP removes only its own backup's files: what a run cut short left there goes first.
     let node_dir = cassandra::node_dir(NODE);
+    for staging in [
+        data.join("downloadedsstables"),
+        node_dir.join("downloadedsstables"),
+    ] {
+        match std::fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => panic!("removing {}: {error}", staging.display()),
+        }
+    }
     for (strategy, source, made) in [
         (
             "IMPORT",
