@@ -557,6 +557,7 @@ fn in_place_restores_a_stopped_node_from_the_command_line() {
     let commit_log = dir.join("commitlog/CommitLog-7-1.log");
     std::fs::create_dir_all(commit_log.parent().unwrap()).unwrap();
     std::fs::write(&commit_log, b"written after the restore").unwrap();
+    let planted = Planted(commit_log.clone());
     let again = restore_command(&store, &args);
     assert!(
         again.status.success(),
@@ -569,7 +570,7 @@ fn in_place_restores_a_stopped_node_from_the_command_line() {
         String::from_utf8_lossy(&again.stdout)
     );
     assert!(commit_log.exists(), "the second run restored again");
-    std::fs::remove_file(&commit_log).unwrap();
+    drop(planted);
     cassandra::solo(NODE);
     assert_eq!(rows("ip", "t"), before);
     body["entities"] = json!("nosuch");
@@ -801,8 +802,9 @@ fn commit_logs_replay_to_the_point_in_time() {
         micros(60)
     ));
     // Cassandra replays a segment only as far as its last sync marker, and the harness's nodes sync the commit log
-    // every 10 s (`commitlog_sync: periodic`): wait for one sync past the writes before backing the segments up.
-    std::thread::sleep(std::time::Duration::from_secs(11));
+    // every 10 s (`commitlog_sync: periodic`): wait for one sync past the writes before backing the segments up,
+    // two periods, as the sync thread can run late on a loaded machine.
+    std::thread::sleep(std::time::Duration::from_secs(21));
     // The segments that hold those writes, as Cassandra has them now.
     run(
         &sidecar,
@@ -879,6 +881,7 @@ fn commit_logs_replay_to_the_point_in_time() {
     assert_eq!(std::fs::read(&note).unwrap(), b"the operator's note");
     std::fs::remove_file(&note).unwrap();
     let properties = dir.join("conf/commitlog_archiving.properties");
+    let planted = Planted(properties.clone());
     assert!(
         std::fs::read_to_string(&properties)
             .unwrap()
@@ -887,11 +890,25 @@ fn commit_logs_replay_to_the_point_in_time() {
 
     cassandra::solo(NODE);
     // The replay is done once: later starts of the node must not replay these segments again.
-    std::fs::remove_file(&properties).unwrap();
+    drop(planted);
     let mut expected = snapshot_rows;
     expected.insert(100, "before T".into());
     expected.insert(101, "at T".into());
     assert_eq!(rows("pt", "t"), expected, "rows up to T, none after");
+}
+
+/// A file among the node's own that must not outlive the test, even one that fails: the node outlives the run, and
+/// its next start would read the file (a commit-log segment to replay, a replay's configuration).
+struct Planted(PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_file(&self.0)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("removing {}: {error}", self.0.display());
+        }
+    }
 }
 
 /// A tmpfs of `size` (e.g. `1m`) mounted on a new directory, unmounted when dropped.
