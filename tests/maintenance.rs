@@ -18,7 +18,11 @@ fn sidecar() -> Sidecar {
     ])
 }
 
-use support::run;
+use support::{run, run_within};
+
+/// How long an operation that streams or repairs across nodes may take: minutes on two cores shared with other
+/// nodes starting and loading.
+const STREAMING: std::time::Duration = std::time::Duration::from_secs(180);
 
 #[test]
 fn flush_writes_sstables() {
@@ -208,17 +212,23 @@ fn drain_leaves_the_node_drained_and_refusing_writes() {
 fn rebuild_cancelled_repair_and_decommission_on_a_cluster_of_their_own() {
     cassandra::fresh_group(6, 3);
     let node7 = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(7)]);
-    run(
+    run_within(
         &node7,
         json!({"type": "rebuild", "sourceDC": "datacenter1", "keyspace": "system_distributed"}),
         "COMPLETED",
+        STREAMING,
     );
 
     cancelled_repair_ends_the_repair_in_cassandra(&node7);
 
     // The Instaclustr operator's scale-down body: force defaults to true.
     let node8 = Sidecar::start(&["--jmx-service", &cassandra::jmx_service(8)]);
-    let done = run(&node8, json!({"type": "decommission"}), "COMPLETED");
+    let done = run_within(
+        &node8,
+        json!({"type": "decommission"}),
+        "COMPLETED",
+        STREAMING,
+    );
     assert_eq!(done["force"], true);
     assert_eq!(
         node8.client().get("/status").json(),
@@ -422,10 +432,11 @@ fn cancelled_repair_ends_the_repair_in_cassandra(coordinator: &Sidecar) {
 fn repair_completes_with_progress() {
     let sidecar = sidecar();
     cassandra::table_with_rows("ops_repair", "t", 20);
-    let done = run(
+    let done = run_within(
         &sidecar,
         json!({"type": "repair", "keyspace": "ops_repair", "parallelism": "SEQUENTIAL"}),
         "COMPLETED",
+        STREAMING,
     );
     assert_eq!(done["progress"], 1.0);
     assert_eq!(done["parallelism"], "sequential");

@@ -220,12 +220,18 @@ pub fn wait_for_state(sidecar: &Sidecar, id: &str, wanted: &str) -> Value {
 
 /// Submits an operation and waits for it to end; returns it.
 pub fn run(sidecar: &Sidecar, body: Value, expected: &str) -> Value {
+    run_within(sidecar, body, expected, PATIENCE)
+}
+
+/// [`run`] with a bound of its own, for what takes longer by nature and more so on a loaded machine (a repair across
+/// nodes, a decommission's streaming).
+pub fn run_within(sidecar: &Sidecar, body: Value, expected: &str, within: Duration) -> Value {
     let client = sidecar.client();
     let id = client.submit(body.clone())["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let done = eventually(&format!("{body} finishes"), || {
+    let done = eventually_within(&format!("{body} finishes"), within, || {
         let operation = client.operation(&id);
         let state = operation["state"].as_str().unwrap().to_string();
         (state != "PENDING" && state != "RUNNING").then_some(operation)
