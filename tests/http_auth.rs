@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -182,7 +183,7 @@ fn open_probes_stay_open_only_with_the_flag_and_an_open_api_warns() {
 #[test]
 fn an_api_reachable_from_elsewhere_without_tokens_is_warned_about() {
     let mut command = support::daedalus_command();
-    let output = command
+    let mut child = command
         .args([
             "--log-format",
             "json",
@@ -197,14 +198,22 @@ fn an_api_reachable_from_elsewhere_without_tokens_is_warned_about() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = output.id();
-    std::thread::sleep(Duration::from_secs(1));
+    // The warning comes before the server listens: read up to that, then stop it.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut logs = String::new();
+    while !logs.contains("listening") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        logs.push_str(&line);
+    }
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
+        nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let output = output.wait_with_output().unwrap();
-    let logs = String::from_utf8_lossy(&output.stderr);
+    stderr.read_to_string(&mut logs).unwrap();
+    let _ = child.wait();
     assert!(
         logs.lines()
             .any(|line| line.contains("\"WARN\"") && line.contains("without authentication")),
