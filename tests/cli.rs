@@ -146,38 +146,15 @@ fn a_busy_port_is_a_clear_error() {
 /// Log collectors (files, journald, `kubectl logs`) read stderr as a pipe: colour codes there are noise.
 #[test]
 fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
-    use std::io::{BufRead, BufReader, Read};
-    let mut child = support::daedalus_command()
-        .args([
-            "--log-format",
-            "text",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--jmx-service",
-            "127.0.0.1:1",
-        ])
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the daedalus binary runs");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut logs = String::new();
-    while !logs.contains("listening") {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        logs.push_str(&line);
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    stderr.read_to_string(&mut logs).unwrap();
-    let _ = child.wait();
+    let logs = support::logs_of_a_start(support::daedalus_command().env_remove("NO_COLOR").args([
+        "--log-format",
+        "text",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--jmx-service",
+        "127.0.0.1:1",
+    ]));
     assert!(logs.contains("listening"), "{logs}");
     assert!(
         !logs.contains('\u{1b}'),

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -182,38 +181,15 @@ fn open_probes_stay_open_only_with_the_flag_and_an_open_api_warns() {
 
 #[test]
 fn an_api_reachable_from_elsewhere_without_tokens_is_warned_about() {
-    let mut command = support::daedalus_command();
-    let mut child = command
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--jmx-service",
-            "127.0.0.1:1",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The warning comes before the server listens: read up to that, then stop it.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut logs = String::new();
-    while !logs.contains("listening") {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        logs.push_str(&line);
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    stderr.read_to_string(&mut logs).unwrap();
-    let _ = child.wait();
+    let logs = support::logs_of_a_start(support::daedalus_command().args([
+        "--log-format",
+        "json",
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--jmx-service",
+        "127.0.0.1:1",
+    ]));
     assert!(
         logs.lines()
             .any(|line| line.contains("\"WARN\"") && line.contains("without authentication")),

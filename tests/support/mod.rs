@@ -253,6 +253,37 @@ pub fn daedalus(args: &[&str]) -> Output {
         .expect("the daedalus binary runs")
 }
 
+/// Starts `serve` (a `daedalus_command` with its arguments), reads its log up to the `listening` line, stops it with
+/// SIGTERM and returns all it logged: what a sidecar says as it starts, read without a sleep.
+pub fn logs_of_a_start(command: &mut Command) -> String {
+    use std::io::Read;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the daedalus binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut logs = String::new();
+    while !logs.contains("listening") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("the log is readable") == 0 {
+            break;
+        }
+        logs.push_str(&line);
+    }
+    let pid = i32::try_from(child.id()).expect("a pid");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    stderr
+        .read_to_string(&mut logs)
+        .expect("the log is readable");
+    let _ = child.wait();
+    logs
+}
+
 /// The `id` of an operation as the API returns it.
 pub fn id_of(operation: &Value) -> String {
     operation["id"].as_str().expect("operation id").to_string()
