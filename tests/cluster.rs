@@ -65,6 +65,10 @@ fn schema() {
         // test backing up the same files would finish at once, whichever test ran first.
         for keyspace in ["cw_killed", "cw_takeover", "cw_stopped", "cw_cancel"] {
             cassandra::load_rows(1, keyspace, "t", SLOW_ROWS, 1000);
+            // On the other replicas too (see `cassandra::flush`).
+            for node in &NODES[1..] {
+                cassandra::flush(*node, keyspace, "t");
+            }
         }
         for keyspace in ["cw_preflight", "cw_rolling", "cw_sched"] {
             cassandra::cql(

@@ -385,4 +385,22 @@ pub fn load_rows(node: usize, keyspace: &str, table: &str, count: usize, width: 
         ),
     );
     std::fs::remove_file(&rows).unwrap();
+    flush(node, keyspace, table);
+}
+
+/// Flushes `keyspace.table` on node `n`, waiting for it and for a flush already under way. Tests flush what they
+/// load before backing it up: a snapshot flushes the memtable it finds, but does not wait for one Cassandra is
+/// already flushing by itself (a full commit-log segment flushes every dirty table), and then misses its rows (seen
+/// on 4.1: the flush of the test's rows completed 20 ms after the backup's snapshot, which held only older files).
+pub fn flush(node: usize, keyspace: &str, table: &str) {
+    jmx(
+        node,
+        &[
+            "invoke",
+            STORAGE_SERVICE,
+            "forceKeyspaceFlush",
+            &format!("string:{keyspace}"),
+            &format!("string[]:{table}"),
+        ],
+    );
 }
