@@ -126,32 +126,9 @@ fn snapshot_contents(sidecar: &Sidecar, keyspace: &str) -> BTreeMap<String, Vec<
     files
 }
 
-/// Snapshot directories of `keyspace` on node 1 whose name starts with `tag`.
-/// Whether snapshot `name` is the tag itself or was taken under it (`TAG-SCHEMA-MILLIS`).
-fn names_tag(name: &str, tag: &str) -> bool {
-    name == tag || name.starts_with(&format!("{tag}-"))
-}
-
-/// A tag of this run's own: the nodes outlive a run, and a snapshot that a run cut short left behind must not be
-/// taken for this run's.
-fn this_runs(tag: &str) -> String {
-    format!("{tag}-p{}", std::process::id())
-}
-
+/// Snapshot directories of `keyspace` on node 1 taken under `tag`.
 fn snapshots_named(keyspace: &str, tag: &str) -> Vec<PathBuf> {
-    let root = cassandra::node_dir(1).join("data").join(keyspace);
-    let mut found = Vec::new();
-    for table in std::fs::read_dir(&root).unwrap().filter_map(Result::ok) {
-        if let Ok(snapshots) = std::fs::read_dir(table.path().join("snapshots")) {
-            found.extend(
-                snapshots
-                    .filter_map(Result::ok)
-                    .filter(|s| names_tag(&s.file_name().to_string_lossy(), tag))
-                    .map(|s| s.path()),
-            );
-        }
-    }
-    found
+    cassandra::snapshot_dirs(1, keyspace, tag)
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -637,7 +614,7 @@ fn commit_logs_to_s3s_fs_and_a_failing_store_leaves_nothing_behind() {
         return;
     }
     keyspace_with_tables(&sidecar, "bk_s3s");
-    let tag = this_runs("long");
+    let tag = support::this_runs("long");
     let failed = run(
         &sidecar,
         backup_body(&format!("s3://backups/{CLUSTER_PATH}"), "bk_s3s", &tag),
@@ -684,7 +661,7 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     let location = format!("s3://backups/{CLUSTER_PATH}");
     // 9 MB on this node (RF 3), at 1 MB/s: the data file goes up in two parts, and the store dies after progress
     // shows (the first part, or a small file) and before the second part, which waits seconds for its turn.
-    let stopped = this_runs("stopped");
+    let stopped = support::this_runs("stopped");
     let mut slow = backup_body(&location, "bk_fault", &stopped);
     slow["bandwidth"] = json!("1MBPS");
     let id = client.submit(slow)["id"].as_str().unwrap().to_string();
@@ -718,7 +695,7 @@ fn a_stopped_store_or_a_cancel_leaves_no_manifest_and_no_snapshot() {
     check_backup(&sidecar, &InStore(&store, "backups"), "bk_fault", &rerun);
 
     cassandra::load_rows(1, "bk_fault", "t", 150, 60_000);
-    let cancelled = this_runs("cancelled");
+    let cancelled = support::this_runs("cancelled");
     let mut slow = backup_body(&location, "bk_fault", &cancelled);
     slow["bandwidth"] = json!("1MBPS");
     let id = client.submit(slow)["id"].as_str().unwrap().to_string();
@@ -1079,7 +1056,7 @@ fn the_command_line_runs_the_same_backup() {
     // SIGTERM (a Job or its pod being stopped) cancels the backup, which still clears its snapshot: exit code 1,
     // no manifest. Megabytes at 1 MB/s keep it running meanwhile.
     cassandra::load_rows(1, "bk_cli", "t", 50, 60_000);
-    let tag = this_runs("terminated");
+    let tag = support::this_runs("terminated");
     let child = support::daedalus_command()
         .args(["backup", "--sl", &location, "--entities", "bk_cli"])
         .args(["-s", &tag, "--bandwidth", "1MBPS"])

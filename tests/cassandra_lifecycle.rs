@@ -66,27 +66,9 @@ fn metric(sidecar: &Sidecar, name: &str) -> f64 {
         .unwrap()
 }
 
-/// Snapshots on disk whose name starts with `tag`, in any table of the keyspace.
+/// Snapshots on disk taken under `tag`, in any table of the keyspace.
 fn snapshots_on_disk(tag: &str) -> Vec<PathBuf> {
-    let keyspace = cassandra::node_dir(NODE).join("data").join(KEYSPACE);
-    let mut found = Vec::new();
-    for table in std::fs::read_dir(&keyspace).into_iter().flatten().flatten() {
-        for snapshot in std::fs::read_dir(table.path().join("snapshots"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            // `TAG-SCHEMA-MILLIS`, the name a backup gives its snapshot.
-            if snapshot
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{tag}-"))
-            {
-                found.push(snapshot.path());
-            }
-        }
-    }
-    found
+    cassandra::snapshot_dirs(NODE, KEYSPACE, tag)
 }
 
 /// While Cassandra is down: node endpoints answer 503 naming JMX, the sidecar stays live but not ready, the metrics
@@ -161,8 +143,7 @@ fn the_sidecar_follows_cassandra_through_stops_crashes_and_restarts() {
 
     // A clean stop under a running backup: the backup fails naming the cause, and its snapshot, which Cassandra
     // could not be asked to clear then, is cleared once Cassandra is back.
-    // A tag of this run's own: the node outlives a run, and a snapshot a run cut short left is not this one's.
-    let tag = format!("outage-p{}", std::process::id());
+    let tag = support::this_runs("outage");
     let running = client.submit(backup(bucket.path(), &tag));
     let id = running["id"].as_str().unwrap().to_string();
     eventually("the backup uploads", || {

@@ -278,14 +278,11 @@ fn staging_turn() -> std::sync::MutexGuard<'static, ()> {
 /// the nodes outlive a run, and a restore's CLEANUP removes only its own backup's files.
 fn nothing_staged(keyspace: &str) {
     for node in NODES {
-        let staged = cassandra::node_dir(node)
-            .join("downloadedsstables")
-            .join(keyspace);
-        match std::fs::remove_dir_all(&staged) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => panic!("removing {}: {error}", staged.display()),
-        }
+        support::scratch::remove_leftover(
+            &cassandra::node_dir(node)
+                .join("downloadedsstables")
+                .join(keyspace),
+        );
     }
 }
 

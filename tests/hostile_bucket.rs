@@ -899,11 +899,7 @@ fn misconfigured_live_restores_fail_before_anything_changes() {
         data.join("downloadedsstables"),
         node_dir.join("downloadedsstables"),
     ] {
-        match std::fs::remove_dir_all(&staging) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => panic!("removing {}: {error}", staging.display()),
-        }
+        support::scratch::remove_leftover(&staging);
     }
     for (strategy, source, made) in [
         (

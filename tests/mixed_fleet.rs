@@ -81,7 +81,7 @@ fn fleet() -> Fleet {
                 node,
                 &[
                     "invoke",
-                    "org.apache.cassandra.db:type=StorageService",
+                    cassandra::STORAGE_SERVICE,
                     "clearSnapshot",
                     "string:",
                     "string[]:mixed",

@@ -263,7 +263,28 @@ pub fn hold_files_still(node: usize) {
     });
 }
 
-const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
+pub const STORAGE_SERVICE: &str = "org.apache.cassandra.db:type=StorageService";
+
+/// The snapshot directories of `keyspace` on node `n` taken under `tag`, in any of its tables: named `TAG`, or
+/// `TAG-…` as a backup names its snapshot (`TAG-SCHEMA-MILLIS`).
+pub fn snapshot_dirs(node: usize, keyspace: &str, tag: &str) -> Vec<PathBuf> {
+    let keyspace = node_dir(node).join("data").join(keyspace);
+    let under_tag = format!("{tag}-");
+    let mut found = Vec::new();
+    for table in std::fs::read_dir(&keyspace).into_iter().flatten().flatten() {
+        for snapshot in std::fs::read_dir(table.path().join("snapshots"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = snapshot.file_name().to_string_lossy().into_owned();
+            if name == tag || name.starts_with(&under_tag) {
+                found.push(snapshot.path());
+            }
+        }
+    }
+    found
+}
 
 /// Copies the SSTable files (not the snapshots or backups below them) of a table directory into `target`.
 pub fn copy_sstables(table_dir: &std::path::Path, target: &std::path::Path) -> usize {

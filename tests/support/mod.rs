@@ -284,6 +284,12 @@ pub fn logs_of_a_start(command: &mut Command) -> String {
     logs
 }
 
+/// A tag of this run's own (`TAG-p<pid>`): the nodes outlive a run, and a snapshot that a run cut short left behind
+/// must not be taken for this run's.
+pub fn this_runs(tag: &str) -> String {
+    format!("{tag}-p{}", std::process::id())
+}
+
 /// The `id` of an operation as the API returns it.
 pub fn id_of(operation: &Value) -> String {
     operation["id"].as_str().expect("operation id").to_string()

@@ -28,6 +28,15 @@ impl Scratch {
     }
 }
 
+/// Removes `dir`, with what is in it, if an earlier run left it there (the nodes' directories outlive a run).
+pub fn remove_leftover(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => panic!("removing {}: {error}", dir.display()),
+    }
+}
+
 impl Deref for Scratch {
     type Target = Path;
 
